@@ -1,0 +1,232 @@
+"""Evaluation protocol shared by the quality benchmarks (MODEL.md section 8).
+
+Everything here is deterministic given its seeds:
+
+- :func:`cluster_ari`: KMeans(n_clusters = number of labels, n_init = 20, random_state = 42) on the
+  target codes, adjusted Rand index against the labels; optionally after per-cell L1 normalisation.
+- :func:`contrastive_pca`: our own contrastive PCA (top eigenvectors of Cov(X) - a Cov(Y)).
+- :func:`pca_codes`, :func:`nmf_codes`: the PCA and scikit-learn NMF baselines.
+- :func:`summarise`: ``"mean ± sd"`` string for a list of values.
+
+Arrays are sample-major (samples x features) throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from sklearn.cluster import KMeans
+from sklearn.decomposition import NMF
+from sklearn.metrics import adjusted_rand_score
+
+__all__ = [
+    "KMEANS_N_INIT",
+    "KMEANS_SEED",
+    "cluster_ari",
+    "contrastive_pca",
+    "covariances",
+    "l1_normalise_rows",
+    "nmf_codes",
+    "pca_codes",
+    "standardise_features",
+    "summarise",
+]
+
+KMEANS_N_INIT = 20
+KMEANS_SEED = 42
+
+
+def l1_normalise_rows(codes):
+    """Divide each row by its L1 norm (sum of absolute values); all-zero rows stay zero."""
+    codes = np.asarray(codes, dtype=np.float64)
+    norms = np.abs(codes).sum(axis=1, keepdims=True)
+    out = np.zeros_like(codes)
+    np.divide(codes, norms, out=out, where=norms > 0)
+    return out
+
+
+def cluster_ari(codes, labels, normalise=False):
+    """Adjusted Rand index of KMeans clusters of ``codes`` against ``labels``.
+
+    Parameters
+    ----------
+    codes : array of shape (n_samples, n_components)
+        Target representation (bcNMF/NMF codes, PCA/cPCA scores).
+    labels : array of shape (n_samples,)
+        Ground-truth labels, never used in fitting.
+    normalise : bool, default False
+        Per-cell L1 normalisation of the codes before clustering (rows summing to zero stay zero).
+
+    Returns
+    -------
+    float
+        ARI; NaN if the codes are not finite.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    labels = np.asarray(labels)
+    if codes.ndim == 1:
+        codes = codes[:, None]
+    if codes.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"codes have {codes.shape[0]} rows but there are {labels.shape[0]} labels"
+        )
+    if not np.all(np.isfinite(codes)):
+        return float("nan")
+    if normalise:
+        codes = l1_normalise_rows(codes)
+    n_clusters = int(np.unique(labels).size)
+    km = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=KMEANS_SEED)
+    # KMeans warns (ConvergenceWarning) when there are fewer distinct points than clusters,
+    # e.g. all-zero codes; the ARI is then ~0, which is the right answer to report.
+    pred = km.fit_predict(codes)
+    return float(adjusted_rand_score(labels, pred))
+
+
+def standardise_features(A):
+    """Centre each feature and divide by its standard deviation (ddof = 0; constant features are
+    only centred), as the ``contrastive`` package does separately for target and background."""
+    A = np.asarray(A, dtype=np.float64)
+    sd = A.std(axis=0, keepdims=True)
+    sd[sd == 0] = 1.0
+    return (A - A.mean(axis=0, keepdims=True)) / sd
+
+
+def _centre(A):
+    A = np.asarray(A, dtype=np.float64)
+    return A - A.mean(axis=0, keepdims=True)
+
+
+def _centred_covariance(A):
+    Ac = _centre(A)
+    return Ac.T @ Ac / max(Ac.shape[0] - 1, 1), Ac
+
+
+# Above this many features the eigenvectors are found with ARPACK on an implicit operator
+# (fixed start vector: deterministic) instead of a dense eigendecomposition.
+DENSE_EIGH_MAX_FEATURES = 800
+
+
+def _top_eigvecs_dense(C, k):
+    C = 0.5 * (C + C.T)
+    p = C.shape[0]
+    _, V = scipy.linalg.eigh(C, subset_by_index=[p - k, p - 1])
+    return V[:, ::-1]  # descending eigenvalues
+
+
+def _top_eigvecs_implicit(Xc, Yc, a, k):
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    p = Xc.shape[1]
+    sx = 1.0 / max(Xc.shape[0] - 1, 1)
+    sy = a / max(Yc.shape[0] - 1, 1)
+
+    def matvec(v):
+        v = np.asarray(v, dtype=np.float64).reshape(p, -1)
+        out = sx * (Xc.T @ (Xc @ v))
+        if sy != 0.0:
+            out -= sy * (Yc.T @ (Yc @ v))
+        return out
+
+    op = LinearOperator((p, p), matvec=matvec, matmat=matvec, dtype=np.float64)
+    v0 = np.random.RandomState(0).standard_normal(p)
+    w, V = eigsh(op, k=k, which="LA", v0=v0, ncv=min(p - 1, max(2 * k + 1, 100)), tol=1e-10,
+                 maxiter=50 * p)
+    return V[:, np.argsort(w)[::-1]]
+
+
+def _fix_signs(V):
+    idx = np.argmax(np.abs(V), axis=0)
+    signs = np.sign(V[idx, np.arange(V.shape[1])])
+    signs[signs == 0] = 1.0
+    return V * signs
+
+
+def contrastive_pca(X, Y, n_components, a):
+    """Contrastive PCA scores of the target.
+
+    Top ``n_components`` eigenvectors V of C = Cov(X) - a Cov(Y) (each dataset centred on its own
+    mean, covariances with n - 1), returned as the projected centred target (X - mean(X)) V.
+    Eigenvector signs are fixed so that the largest-magnitude loading is positive; for more than
+    ``DENSE_EIGH_MAX_FEATURES`` features ARPACK is used with a fixed start vector, so the result is
+    deterministic either way.  For the standardised variant (the ``contrastive`` package's
+    default, which gives the numbers in MODEL.md section 8) pass ``standardise_features(X)`` and
+    ``standardise_features(Y)``.
+
+    Parameters
+    ----------
+    X : array (n_target, n_features)
+    Y : array (n_background, n_features)
+    n_components : int
+    a : float or sequence of float
+        Contrast strength (a = 0 is ordinary PCA).  A sequence returns a list, one score matrix
+        per value, sharing the centring and covariances.
+
+    Returns
+    -------
+    array (n_target, n_components), or a list of them when ``a`` is a sequence.
+    """
+    many = np.ndim(a) > 0
+    a_values = [float(x) for x in np.atleast_1d(a)]
+    Xc, Yc = _centre(X), _centre(Y)
+    p = Xc.shape[1]
+    k = int(min(n_components, p))
+    if p <= DENSE_EIGH_MAX_FEATURES:
+        cov_x = Xc.T @ Xc / max(Xc.shape[0] - 1, 1)
+        cov_y = Yc.T @ Yc / max(Yc.shape[0] - 1, 1)
+        bases = [_top_eigvecs_dense(cov_x - av * cov_y, k) for av in a_values]
+    else:
+        bases = [_top_eigvecs_implicit(Xc, Yc, av, k) for av in a_values]
+    out = [Xc @ _fix_signs(V) for V in bases]
+    return out if many else out[0]
+
+
+def covariances(X, Y):
+    """(Cov(X), Cov(Y)) of the centred data, with n - 1."""
+    return _centred_covariance(X)[0], _centred_covariance(Y)[0]
+
+
+def pca_codes(X, n_components, *, standardise=False):
+    """PCA scores of the target: top eigenvectors of Cov(X) (deterministic), optionally on
+    standardised features.  Same numerics as :func:`contrastive_pca` with a = 0."""
+    X = standardise_features(X) if standardise else np.asarray(X, dtype=np.float64)
+    Xc = _centre(X)
+    k = int(min(n_components, Xc.shape[1]))
+    if Xc.shape[1] <= DENSE_EIGH_MAX_FEATURES:
+        V = _top_eigvecs_dense(Xc.T @ Xc / max(Xc.shape[0] - 1, 1), k)
+    else:
+        V = _top_eigvecs_implicit(Xc, Xc[:0], 0.0, k)
+    return Xc @ _fix_signs(V)
+
+
+def nmf_codes(X, n_components, random_state, *, beta_loss="frobenius", max_iter=500):
+    """scikit-learn NMF codes of the target (random initialisation, seeded).
+
+    Frobenius uses the coordinate-descent solver, Kullback-Leibler the multiplicative solver.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    solver = "cd" if beta_loss == "frobenius" else "mu"
+    model = NMF(
+        n_components=n_components,
+        init="random",
+        solver=solver,
+        beta_loss=beta_loss,
+        max_iter=max_iter,
+        random_state=random_state,
+    )
+    return model.fit_transform(X)
+
+
+def summarise(values, digits=3):
+    """``"mean ± sd"`` of the finite values (sd with ddof = 1; only the mean for one value).
+
+    NaNs (failed fits) are dropped; ``"nan"`` if nothing is left.
+    """
+    v = np.asarray([x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return "nan"
+    mean = v.mean()
+    if v.size == 1:
+        return f"{mean:.{digits}f}"
+    sd = v.std(ddof=1)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"

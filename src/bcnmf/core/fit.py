@@ -1,0 +1,192 @@
+"""Fitting pipeline on validated arrays: scale alpha, build blocks, run the
+restarts through the engine, pick one.  Shared by :class:`bcnmf.BCNMF` and
+:func:`bcnmf.factorize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+from .init import codes_for_basis, initial_factors
+from .result import FactorizationResult
+from .solver import SolverOptions, normalize_basis, solve
+from .updates import FROBENIUS, StepPolicy, make_block, sweep_block, view_basis
+
+#: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
+EPS = {FROBENIUS: 1e-10, "kullback-leibler": 1e-16}
+#: stable mode: lower bound of the L1-normalised basis entries
+BASIS_FLOOR = 1e-12
+#: stable mode: lower bound of codes, relative to the mean cell total
+CODE_FLOOR_REL = 1e-12
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Validated, resolved settings of one fit."""
+
+    n_components: int
+    loss: str
+    alpha: float
+    alpha_scale: str
+    mode: str
+    init: str
+    damping: float | None
+    smoothing: float
+    max_iter: int
+    tol: float
+    n_init: int
+
+
+def data_scale(A, loss: str) -> float:
+    """``||A||_F^2`` (squared error) or ``sum(A)`` (KL): the size of D(A|0)."""
+    values = A.data if sp.issparse(A) else A
+    v = values.ravel().astype(np.float64, copy=False)
+    return float(v @ v) if loss == FROBENIUS else float(v.sum())
+
+
+def raw_alpha(X, Y, s: FitSettings) -> float:
+    """Convert ``alpha`` to the weight applied to the sums.
+
+    ``alpha_scale="relative"``: ``alpha * S(X) / S(Y)`` with ``S`` the
+    squared Frobenius norm (squared error) or the total (KL), so that alpha = 1
+    weighs target and background equally whatever their sizes and scales.
+    """
+    if Y is None or s.alpha_scale == "raw":
+        return float(s.alpha)
+    sy = data_scale(Y, s.loss)
+    if sy <= 0:
+        raise ValueError("The background is all zeros, so alpha_scale='relative' is "
+                         "undefined; pass a non-zero background or alpha_scale='raw'.")
+    return float(s.alpha) * data_scale(X, s.loss) / sy
+
+
+def step_policy(X, s: FitSettings) -> StepPolicy:
+    gamma = 1.0 if s.damping is None else float(s.damping)
+    if s.mode == "reference":
+        return StepPolicy(eps=EPS[s.loss], gamma=gamma)
+    total = float(np.asarray(X.sum(), dtype=np.float64)) / max(X.shape[0], 1)
+    return StepPolicy(eps=EPS[s.loss], gamma=gamma,
+                      code_floor=CODE_FLOOR_REL * max(total, np.finfo(np.float32).tiny),
+                      basis_floor=BASIS_FLOOR)
+
+
+def contrast_offsets(X, Y, s: FitSettings):
+    """Stable Poisson contrast: both predictions get a per-feature floor,
+    ``C_X B + mu_X`` and ``C_Y B + mu_Y`` with ``mu_j = smoothing * mean_i A_ij``.
+
+    This bounds the objective below by ``-alpha D(Y | mu_Y)``, which the
+    authors' objective lacks (it runs to minus infinity by driving basis
+    entries on background features to zero), while keeping the contrast
+    symmetric: dropping a feature from the basis costs at most
+    ``D(X_j | mu_X,j)`` in the target and gains at most ``alpha D(Y_j | mu_Y,j)``.
+    Returns ``(offset_x, offset_y)``, ``(None, None)`` when not applicable.
+    """
+    if Y is None or s.loss == FROBENIUS or s.mode == "reference" or s.smoothing == 0:
+        return None, None
+    mean = lambda a: np.asarray(a.mean(axis=0), dtype=np.float64).ravel()  # noqa: E731
+    return s.smoothing * mean(X), s.smoothing * mean(Y)
+
+
+def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy) -> SolverOptions:
+    reference = s.mode == "reference"
+    return SolverOptions(loss=s.loss, alpha=alpha_raw, policy=policy,
+                         normalize=not reference, max_iter=s.max_iter,
+                         tol=0.0 if reference else s.tol)
+
+
+def _restart_seeds(random_state, n_init):
+    if isinstance(random_state, np.random.Generator):
+        return random_state.integers(0, 2**31 - 1, size=n_init)
+    rs = random_state if isinstance(random_state, np.random.RandomState) \
+        else np.random.RandomState(random_state)
+    return rs.randint(0, 2**31 - 1, size=n_init)
+
+
+def restart_agreement(bases) -> np.ndarray:
+    """Mean, over the other restarts, of the mean cosine similarity of
+    Hungarian-matched basis rows."""
+    n = len(bases)
+    if n == 1:
+        return np.ones(1)
+    unit = []
+    for b in bases:
+        norms = np.linalg.norm(b, axis=1, keepdims=True)
+        unit.append(b / np.where(norms > 0, norms, 1.0))
+    sim = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            c = unit[i] @ unit[j].T
+            r, q = linear_sum_assignment(-c)
+            sim[i, j] = sim[j, i] = c[r, q].mean()
+    return sim.sum(axis=1) / (n - 1)
+
+
+def _select(objectives, agreement, mode) -> int:
+    """Reference: lowest final objective (the authors' rule).  Stable: the
+    medoid restart, the one agreeing best with the others (ties, e.g. two
+    restarts, broken by the objective), which does not reward a run for
+    being more degenerate than the rest."""
+    objectives = np.asarray(objectives)
+    if mode == "reference" or len(objectives) < 3:
+        return int(np.argmin(objectives))
+    best = agreement.max()
+    tied = np.flatnonzero(agreement >= best - 1e-9)
+    return int(tied[np.argmin(objectives[tied])])
+
+
+def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
+                callback=None):
+    """Run ``n_init`` restarts on validated inputs; return
+    ``(FactorizationResult, diagnostics)``.  ``diagnostics`` holds flags the
+    caller turns into warnings (``diverged``, ``converged``)."""
+    dtype = X.dtype
+    alpha_raw = raw_alpha(X, Y, s)
+    policy = step_policy(X, s)
+    opts = _options(s, alpha_raw, policy)
+    offset_x, offset_y = contrast_offsets(X, Y, s)
+    bx = make_block(X, s.loss, offset_x)
+    by = make_block(Y, s.loss, offset_y) if Y is not None else None
+    runs = []
+    seeds = _restart_seeds(random_state, s.n_init)
+    for r, seed in enumerate(seeds):
+        if init_factors is not None:
+            basis, cx, cy = (None if a is None else np.array(a, dtype=dtype, order="C")
+                             for a in init_factors)
+        else:
+            basis, cx, cy = initial_factors(X, Y, s.n_components, s.init,
+                                            np.random.default_rng(seed), dtype)
+        if opts.normalize:
+            normalize_basis(basis, [c for c in (cx, cy) if c is not None], policy.basis_floor)
+        background = [(by, cy)] if Y is not None else []
+        out = solve([(bx, cx)], background, basis, opts, callback=callback)
+        runs.append((out, cx, cy))
+    objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
+    agreement = restart_agreement([o.basis for o, _, _ in runs])
+    best = _select(objectives, agreement, s.mode)
+    out, cx, cy = runs[best]
+    result = FactorizationResult(
+        components=out.basis, codes=cx, background_codes=cy, history=out.history,
+        n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
+        restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
+    return result, {"diverged": out.diverged, "converged": out.converged}
+
+
+def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, max_iter: int,
+                    tol: float):
+    """Codes of new cells with the basis fixed (a convex problem per cell),
+    from a deterministic start; stops when the relative decrease of the
+    divergence falls below ``tol``.  Returns ``(codes, n_iter)``."""
+    codes = codes_for_basis(A, basis)
+    block = make_block(A, s.loss)
+    view = view_basis(basis, s.loss)
+    previous = np.inf
+    for it in range(max_iter):
+        div, _ = sweep_block(block, codes, view, s.loss, policy, want_parts=False)
+        if tol > 0 and previous - div <= tol * max(div, np.finfo(np.float64).tiny):
+            return codes, it + 1
+        previous = div
+    return codes, max_iter

@@ -1,0 +1,238 @@
+"""The one kernel: a multiplicative sweep over a block of cells.
+
+For a block of cells ``A`` (n x F, dense or CSR) with codes ``C`` (n x K) and
+the shared basis ``B`` (K x F), :func:`sweep_block`
+
+* returns the block's divergence at the current state, computed from products
+  the code update needs anyway,
+* updates the codes in place (one multiplicative step, basis fixed), and
+* returns the block's additive parts of the basis update, computed with the
+  new codes.
+
+Every solver path (full batch, restarts, ``transform``) reuses it.  Target
+blocks and background blocks produce the same kind of parts; the basis step
+(:func:`basis_step`) combines them with the background's numerator and
+denominator swapped and weighted by ``alpha``:
+
+* squared error, parts ``cross = C^T A`` and ``second = C^T C``::
+
+      B <- B * (Px + alpha Gy B) / (Gx B + alpha Py)
+
+* generalised KL, parts ``cross = C^T (A / (C B + offset))`` and
+  ``second = colsum(C)``::
+
+      B <- B * (Px + alpha sy 1^T) / (sx 1^T + alpha Py)
+
+``offset`` is a per-feature constant added to the prediction of a block (zero
+for the target; the smoothing of the stable Poisson contrast for the
+background).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from . import _csr_kernels
+
+FROBENIUS = "frobenius"
+KL = "kullback-leibler"
+
+# dense temporaries (pred, ratio) are limited to this many entries per chunk
+_DENSE_CHUNK_ENTRIES = 1 << 22
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """Numerical policy of the multiplicative steps (one place for epsilons).
+
+    ``eps`` is added to every denominator (and to KL predictions), ``gamma``
+    is the damping exponent applied as ``max(r, eps) ** gamma``, and the
+    floors are lower bounds applied after each step (0 means none).
+    """
+
+    eps: float
+    gamma: float = 1.0
+    code_floor: float = 0.0
+    basis_floor: float = 0.0
+
+
+@dataclass
+class Block:
+    """A block of cells and its data-only constants.
+
+    ``const`` is ``||A||_F^2`` (squared error) or ``sum(a log a - a)`` (KL);
+    ``offset`` is the per-feature constant added to predictions (KL only).
+    """
+
+    data: object
+    const: float
+    offset: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.data.shape[0]
+
+
+def make_block(data, loss: str, offset=None) -> Block:
+    """Wrap a validated block (ndarray or CSR) with its constants."""
+    values = data.data if sp.issparse(data) else data
+    if loss == FROBENIUS:
+        const = float(np.dot(values.ravel().astype(np.float64, copy=False),
+                             values.ravel().astype(np.float64, copy=False)))
+        return Block(data, const, None)
+    v = values[values > 0].astype(np.float64, copy=False)
+    const = float(np.sum(v * np.log(v)) - np.sum(values, dtype=np.float64))
+    if offset is None:
+        offset = np.zeros(data.shape[1], dtype=values.dtype)
+    return Block(data, const, np.ascontiguousarray(offset, dtype=values.dtype))
+
+
+@dataclass
+class BasisView:
+    """Per-sweep quantities of the basis shared by every block."""
+
+    basis: np.ndarray     # K x F
+    basis_t: np.ndarray   # F x K, C-contiguous
+    gram: np.ndarray | None = None     # B B^T (squared error)
+    rowsum: np.ndarray | None = None   # B 1 (KL)
+
+
+def view_basis(basis: np.ndarray, loss: str) -> BasisView:
+    bt = np.ascontiguousarray(basis.T)
+    if loss == FROBENIUS:
+        return BasisView(basis, bt, gram=basis @ basis.T)
+    return BasisView(basis, bt, rowsum=basis.sum(axis=1))
+
+
+@dataclass
+class Parts:
+    """Additive sufficient statistics of a basis step (sum over blocks)."""
+
+    cross: np.ndarray    # K x F
+    second: np.ndarray   # K x K (squared error) or K (KL)
+
+    def __iadd__(self, other: "Parts") -> "Parts":
+        self.cross += other.cross
+        self.second += other.second
+        return self
+
+
+def mu_step(x: np.ndarray, num: np.ndarray, den: np.ndarray, policy: StepPolicy,
+            floor: float) -> None:
+    """In place ``x <- max(x * r, floor)`` with ``r = num / (den + eps)``,
+    damped to ``max(r, eps) ** gamma`` when ``gamma != 1``."""
+    r = num / (den + policy.eps)
+    if policy.gamma != 1.0:
+        np.maximum(r, policy.eps, out=r)
+        r **= policy.gamma
+    x *= r
+    if floor > 0:
+        np.maximum(x, floor, out=x)
+
+
+def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
+                policy: StepPolicy, *, update: bool = True, want_parts: bool = True):
+    """One sweep over one block: returns ``(divergence_before, parts)``.
+
+    ``codes`` (n x K, C-contiguous, same dtype as the data) is updated in
+    place when ``update``.  ``parts`` is ``None`` unless ``want_parts``.
+    """
+    if sp.issparse(block.data):
+        return _sweep_csr(block, codes, view, loss, policy, update, want_parts)
+    if loss == FROBENIUS:
+        return _sweep_dense_frobenius(block, codes, view, policy, update, want_parts)
+    return _sweep_dense_kl(block, codes, view, policy, update, want_parts)
+
+
+def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
+    a = block.data
+    num = a @ view.basis_t
+    den = codes @ view.gram
+    div = block.const - 2.0 * float(np.vdot(codes, num)) + float(np.vdot(codes, den))
+    if update:
+        mu_step(codes, num, den, policy, policy.code_floor)
+    parts = None
+    if want_parts:
+        parts = Parts(codes.T @ a, codes.T @ codes)
+    return max(div, 0.0), parts
+
+
+def _sweep_dense_kl(block, codes, view, policy, update, want_parts):
+    a = block.data
+    n, f = a.shape
+    k = codes.shape[1]
+    step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
+    offset = block.offset + policy.eps
+    csum_before = codes.sum(axis=0, dtype=np.float64)
+    loglik = 0.0
+    cross = np.zeros((k, f), dtype=codes.dtype) if want_parts else None
+    for lo in range(0, n, step):
+        ac = a[lo:lo + step]
+        cc = codes[lo:lo + step]
+        pred = cc @ view.basis
+        pred += offset
+        loglik += float(np.sum(ac * np.log(pred), dtype=np.float64))
+        if update:
+            np.divide(ac, pred, out=pred)
+            mu_step(cc, pred @ view.basis_t, view.rowsum, policy, policy.code_floor)
+        if want_parts:
+            pred = cc @ view.basis
+            pred += offset
+            np.divide(ac, pred, out=pred)
+            cross += cc.T @ pred
+    div = _kl_divergence(block, n, csum_before, view, loglik)
+    parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
+    return div, parts
+
+
+def _kl_divergence(block, n, csum_before, view, loglik):
+    total_pred = float(csum_before @ view.rowsum) + n * float(block.offset.sum())
+    return max(block.const - loglik + total_pred, 0.0)
+
+
+def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
+    a = block.data
+    n, f = a.shape
+    k = codes.shape[1]
+    n_chunks = max(1, min(numba.get_num_threads(), n))
+    shape = (n_chunks, f, k) if want_parts else (1, 1, 1)
+    cross = np.zeros(shape, dtype=codes.dtype)
+    if loss == FROBENIUS:
+        cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
+        ab, quad = _csr_kernels.frobenius_sweep_csr(
+            a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
+            policy.eps, policy.gamma, policy.code_floor, update, want_parts,
+            cross, cgram, n_chunks)
+        div = max(block.const - 2.0 * ab + quad, 0.0)
+        parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
+        return div, parts
+    csum_before = codes.sum(axis=0, dtype=np.float64)
+    loglik = _csr_kernels.kl_sweep_csr(
+        a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
+        block.offset, policy.eps, policy.gamma, policy.code_floor, update,
+        want_parts, cross, n_chunks)
+    div = _kl_divergence(block, n, csum_before, view, loglik)
+    parts = Parts(cross.sum(axis=0).T.copy(), codes.sum(axis=0)) if want_parts else None
+    return div, parts
+
+
+def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
+               alpha: float, loss: str, policy: StepPolicy) -> None:
+    """In-place multiplicative basis step from the summed parts."""
+    if loss == FROBENIUS:
+        numer = target.cross.copy()
+        denom = target.second @ basis
+        if background is not None and alpha > 0:
+            numer += alpha * (background.second @ basis)
+            denom += alpha * background.cross
+    else:
+        numer = target.cross.copy()
+        denom = np.broadcast_to(target.second[:, None], basis.shape).copy()
+        if background is not None and alpha > 0:
+            numer += alpha * background.second[:, None]
+            denom += alpha * background.cross
+    mu_step(basis, numer, denom, policy, policy.basis_floor)

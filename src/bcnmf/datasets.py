@@ -1,0 +1,610 @@
+"""Simulated and bundled target/background datasets.
+
+Everything here is sample-major (samples x features), like scikit-learn and AnnData:
+
+- :func:`make_contrastive_counts` simulates Poisson counts for a target and a background
+  population that share five cell programs, the target also carrying two subtype programs
+  (the "beta series" of the bcNMF paper).
+- :func:`normalize_log1p` is the per-cell total-count normalisation followed by ``log1p`` used
+  before squared-error fits, for dense and sparse inputs.
+- :func:`load_mice_protein` loads the Mice Protein Expression data (CC BY 4.0) shipped inside the
+  package.
+- :func:`load_shared_dataset` loads a developer benchmark folder ``shared/data/<name>/`` (not
+  shipped; used by benchmarks and tests).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "ContrastiveCounts",
+    "TargetBackground",
+    "make_contrastive_counts",
+    "normalize_log1p",
+    "load_mice_protein",
+    "load_shared_dataset",
+]
+
+# Simulation constants (MODEL.md section 7), for the reference size of 3000 genes.
+_REF_N_GENES = 3000
+_REF_SHARED_BLOCK = 250
+_REF_TARGET_BLOCK = 120
+_N_SHARED_PROGRAMS = 5
+_N_TARGET_PROGRAMS = 2
+
+_SHARED_DATA_ENV = "BCNMF_SHARED_DATA"
+_MICE_PROTEIN_FILE = "mice_protein.npz"
+
+
+def _shape_repr(value):
+    if value is None:
+        return "None"
+    if sp.issparse(value):
+        return f"<{value.shape[0]}x{value.shape[1]} {type(value).__name__}, {value.dtype}>"
+    arr = np.asarray(value)
+    return f"<{'x'.join(map(str, arr.shape)) or 'scalar'} {arr.dtype}>"
+
+
+@dataclass(frozen=True, eq=False)
+class ContrastiveCounts:
+    """Simulated target/background counts returned by :func:`make_contrastive_counts`.
+
+    Attributes
+    ----------
+    X : ndarray or scipy.sparse.csr_matrix of shape (n_target, n_genes), float64
+        Target counts (whole numbers).
+    Y : ndarray or scipy.sparse.csr_matrix of shape (n_background, n_genes), float64
+        Background counts (whole numbers).
+    labels : ndarray of shape (n_target,), int64
+        Target subtype (0 or 1) of each target cell: the target-specific signal. Use for
+        evaluation only.
+    target_class : ndarray of shape (n_target,), int64
+        Shared class (0 to 4) of each target cell.
+    background_class : ndarray of shape (n_background,), int64
+        Shared class (0 to 4) of each background cell.
+    shared_programs : ndarray of shape (5, n_genes), float64
+        Loadings of the five shared programs (block loading plus noise on every gene).
+    target_programs : ndarray of shape (2, n_genes), float64
+        Loadings of the two target subtype programs (block loading plus noise on every gene).
+    target_genes : ndarray of shape (2 * target_block,), int64
+        Indices of the genes owned by the target programs (1250 to 1489 for 3000 genes).
+    beta : float
+        Strength of the shared programs.
+    """
+
+    X: np.ndarray | sp.csr_matrix
+    Y: np.ndarray | sp.csr_matrix
+    labels: np.ndarray
+    target_class: np.ndarray
+    background_class: np.ndarray
+    shared_programs: np.ndarray
+    target_programs: np.ndarray
+    target_genes: np.ndarray
+    beta: float
+
+    def __repr__(self):
+        return (
+            f"ContrastiveCounts(X={_shape_repr(self.X)}, Y={_shape_repr(self.Y)}, "
+            f"beta={self.beta!r}, n_target_genes={self.target_genes.size})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TargetBackground:
+    """A real target/background dataset, sample-major.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_target, n_features), float64
+        Target samples (non-negative).
+    Y : ndarray of shape (n_background, n_features), float64
+        Background samples, same features in the same order.
+    labels : ndarray of shape (n_target,), int64
+        Target-specific label of each target sample; for evaluation only, never for fitting.
+    label_names : ndarray of shape (n_labels,), str
+        Name of each label value.
+    feature_names : ndarray of shape (n_features,), str
+        Name of each feature.
+    target_groups : ndarray of shape (n_target,), str, or None
+        Group (for example the mouse) of each target sample; samples of one group are not
+        independent. None when the dataset has no groups.
+    background_groups : ndarray of shape (n_background,), str, or None
+        Group of each background sample, or None.
+    X_missing : ndarray of shape (n_target, n_features), bool, or None
+        True where the original value was missing (stored as 0 in ``X``). Only set when masks
+        were asked for and the dataset has them.
+    Y_missing : ndarray of shape (n_background, n_features), bool, or None
+        Same for ``Y``.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    labels: np.ndarray
+    label_names: np.ndarray
+    feature_names: np.ndarray
+    target_groups: np.ndarray | None = None
+    background_groups: np.ndarray | None = None
+    X_missing: np.ndarray | None = None
+    Y_missing: np.ndarray | None = None
+
+    def __repr__(self):
+        fields = ", ".join(
+            f"{name}={_shape_repr(getattr(self, name))}"
+            for name in ("X", "Y", "labels", "X_missing", "Y_missing")
+        )
+        return f"TargetBackground({fields})"
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_rng(random_state):
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, bool) or not isinstance(random_state, Integral):
+        raise TypeError(
+            "random_state must be None, a non-negative int or a numpy.random.Generator, "
+            f"got {type(random_state).__name__} ({random_state!r})."
+        )
+    if random_state < 0:
+        raise ValueError(f"random_state must be a non-negative int, got {random_state}.")
+    return np.random.default_rng(int(random_state))
+
+
+def make_contrastive_counts(
+    beta=8.0,
+    *,
+    n_genes=3000,
+    n_target=1000,
+    n_background=1000,
+    random_state=0,
+    sparse=False,
+):
+    r"""Simulate target and background Poisson counts (the bcNMF "beta series").
+
+    Implements the simulation recipe of the bcNMF paper (``MODEL.md`` section 7).
+
+    Programs (rows of the loading matrices, genes as columns):
+
+    - 5 shared programs :math:`S_k`, each owning a disjoint block of 250 genes (genes 0-1249),
+      loading :math:`\mathrm{Gamma}(2, \mathrm{scale}=0.6)` on its block;
+    - 2 target programs :math:`T_j` owning the next two blocks of 120 genes (genes 1250-1489),
+      loading :math:`\mathrm{Gamma}(2, \mathrm{scale}=0.9)`;
+    - noise :math:`\mathrm{Gamma}(0.5, \mathrm{scale}=0.01)` is added to every shared loading
+      and :math:`\mathrm{Gamma}(0.5, \mathrm{scale}=0.005)` to every target loading (all genes).
+
+    Cells: the target has exactly half of its cells in each subtype :math:`s_i \in \{0, 1\}`
+    (shuffled); every cell :math:`i` of either population gets a shared class
+    :math:`k_i` uniform over the 5 programs, a library factor
+    :math:`\ell_i \sim \mathrm{LogNormal}(0, 0.35)` and a nuisance factor
+    :math:`c_i \sim \mathrm{Gamma}(1, 1)`; every gene gets :math:`g_j \sim \mathrm{Gamma}(1, 1)`,
+    shared by target and background. The counts are Poisson with means
+
+    .. math::
+
+        E[X_{ij}] = \ell_i \left(0.15\, T_{s_i j} + 10 \beta\, S_{k_i j} + 0.02
+                    + 0.01\, g_j c_i\right), \qquad
+        E[Y_{ij}] = \ell_i \left(10 \beta\, S_{k_i j} + 0.02 + 0.01\, g_j c_i\right).
+
+    Parameters
+    ----------
+    beta : float, default=8.0
+        Strength of the shared programs (>= 0). The paper's series uses 0, 1, 2, 4, 8, 16;
+        at ``beta = 0`` only the target programs (and noise) remain.
+    n_genes : int, default=3000
+        Number of genes, at least 25. For other values than 3000 the block sizes are scaled
+        proportionally and rounded down: shared blocks of ``250 * n_genes // 3000`` genes and
+        target blocks of ``120 * n_genes // 3000`` genes, laid out in the same order; the
+        remaining genes carry only noise.
+    n_target : int, default=1000
+        Number of target cells, at least 2. Subtype 0 gets ``n_target - n_target // 2`` cells
+        and subtype 1 gets ``n_target // 2`` (exactly 500 each by default).
+    n_background : int, default=1000
+        Number of background cells, at least 1.
+    random_state : int, numpy.random.Generator or None, default=0
+        Seed for :func:`numpy.random.default_rng`, or a generator to draw from.
+    sparse : bool, default=False
+        Return ``X`` and ``Y`` as :class:`scipy.sparse.csr_matrix` (float64) instead of dense
+        arrays. Both forms hold the same values for the same seed.
+
+    Returns
+    -------
+    ContrastiveCounts
+        Frozen result with ``X`` (n_target, n_genes), ``Y`` (n_background, n_genes), both
+        float64 counts; ``labels`` (n_target,) the target subtypes; ``target_class`` and
+        ``background_class`` the shared classes; ``shared_programs`` (5, n_genes);
+        ``target_programs`` (2, n_genes); ``target_genes`` the indices of the target blocks;
+        ``beta``.
+
+    Notes
+    -----
+    Draw order (fixed, so results are reproducible for a seed): shared block loadings, shared
+    noise, target block loadings, target noise, gene factors ``g``, target subtype permutation,
+    target classes, background classes, target library factors, target ``c``, background library
+    factors, background ``c``, target counts, background counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf.datasets import make_contrastive_counts
+    >>> data = make_contrastive_counts(beta=8.0, n_genes=300, n_target=100,
+    ...                                n_background=80, random_state=0)
+    >>> data.X.shape, data.Y.shape
+    ((100, 300), (80, 300))
+    >>> [int(n) for n in np.bincount(data.labels)]
+    [50, 50]
+    >>> int(data.target_genes[0]), int(data.target_genes[-1])
+    (125, 148)
+    >>> bool((data.X == np.round(data.X)).all())
+    True
+    """
+    if isinstance(beta, bool) or not isinstance(beta, Real) or not np.isfinite(beta):
+        raise ValueError(f"beta must be a finite real number >= 0, got {beta!r}.")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta!r}.")
+    beta = float(beta)
+    n_genes = _check_int(n_genes, "n_genes", 25)
+    n_target = _check_int(n_target, "n_target", 2)
+    n_background = _check_int(n_background, "n_background", 1)
+    rng = _check_rng(random_state)
+
+    shared_block = _REF_SHARED_BLOCK * n_genes // _REF_N_GENES
+    target_block = _REF_TARGET_BLOCK * n_genes // _REF_N_GENES
+    target_start = _N_SHARED_PROGRAMS * shared_block
+
+    # Loadings: block values, then noise on every gene.
+    shared = np.zeros((_N_SHARED_PROGRAMS, n_genes))
+    block = rng.gamma(2.0, 0.6, size=(_N_SHARED_PROGRAMS, shared_block))
+    for k in range(_N_SHARED_PROGRAMS):
+        shared[k, k * shared_block : (k + 1) * shared_block] = block[k]
+    shared += rng.gamma(0.5, 0.01, size=shared.shape)
+
+    target = np.zeros((_N_TARGET_PROGRAMS, n_genes))
+    block = rng.gamma(2.0, 0.9, size=(_N_TARGET_PROGRAMS, target_block))
+    for j in range(_N_TARGET_PROGRAMS):
+        start = target_start + j * target_block
+        target[j, start : start + target_block] = block[j]
+    target += rng.gamma(0.5, 0.005, size=target.shape)
+    target_genes = np.arange(
+        target_start, target_start + _N_TARGET_PROGRAMS * target_block, dtype=np.int64
+    )
+
+    gene_factor = rng.gamma(1.0, 1.0, size=n_genes)
+
+    n_second = n_target // 2
+    labels = np.repeat(np.array([0, 1], dtype=np.int64), [n_target - n_second, n_second])
+    labels = rng.permutation(labels)
+    target_class = rng.integers(0, _N_SHARED_PROGRAMS, size=n_target, dtype=np.int64)
+    background_class = rng.integers(0, _N_SHARED_PROGRAMS, size=n_background, dtype=np.int64)
+
+    lib_x = rng.lognormal(0.0, 0.35, size=n_target)
+    cell_x = rng.gamma(1.0, 1.0, size=n_target)
+    lib_y = rng.lognormal(0.0, 0.35, size=n_background)
+    cell_y = rng.gamma(1.0, 1.0, size=n_background)
+
+    shared_scale = 10.0 * beta
+
+    def rates(classes, lib, cell, extra=None):
+        mean = shared_scale * shared[classes]
+        if extra is not None:
+            mean += extra
+        mean += 0.02
+        mean += 0.01 * np.outer(cell, gene_factor)
+        mean *= lib[:, None]
+        return mean
+
+    X = rng.poisson(rates(target_class, lib_x, cell_x, 0.15 * target[labels])).astype(
+        np.float64
+    )
+    Y = rng.poisson(rates(background_class, lib_y, cell_y)).astype(np.float64)
+    if sparse:
+        X = sp.csr_matrix(X)
+        Y = sp.csr_matrix(Y)
+
+    return ContrastiveCounts(
+        X=X,
+        Y=Y,
+        labels=labels,
+        target_class=target_class,
+        background_class=background_class,
+        shared_programs=shared,
+        target_programs=target,
+        target_genes=target_genes,
+        beta=beta,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------
+
+
+def _float_dtype(dtype):
+    if dtype == np.float32 or dtype == np.float64:
+        return np.dtype(dtype)
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"normalize_log1p needs real values, got dtype {dtype}.")
+    return np.dtype(np.float64)
+
+
+def _check_values(values):
+    if values.size == 0:
+        return
+    if not np.isfinite(values).all():
+        n_nan = int(np.isnan(values).sum())
+        n_inf = int(np.isinf(values).sum())
+        raise ValueError(
+            f"normalize_log1p needs finite values; found {n_nan} NaN and {n_inf} Inf entries."
+        )
+    if values.min() < 0:
+        raise ValueError(
+            "normalize_log1p needs non-negative values (counts); "
+            f"found {int((values < 0).sum())} negative entries (min {values.min()!r})."
+        )
+
+
+def _row_scale(totals, target_sum, dtype):
+    scale = np.zeros_like(totals)
+    np.divide(target_sum, totals, out=scale, where=totals > 0)
+    return scale.astype(dtype, copy=False)
+
+
+def normalize_log1p(X, target_sum=1e4, *, copy=True):
+    r"""Scale every sample (row) to the same total, then take ``log1p``.
+
+    .. math::
+
+        Z_{ij} = \log\left(1 + t \frac{X_{ij}}{\sum_{j'} X_{ij'}}\right)
+
+    with :math:`t` = ``target_sum``. Rows whose total is 0 stay 0.
+
+    Parameters
+    ----------
+    X : array-like or scipy.sparse matrix/array of shape (n_samples, n_features)
+        Non-negative, finite values (typically counts). Sparse input in any format (CSR, CSC,
+        COO, ...) is converted to CSR; only its stored entries are touched, so sparsity is
+        kept.
+    target_sum : float, default=1e4
+        Total every row is scaled to before ``log1p`` (1e4 gives log-CP10k).
+    copy : bool, default=True
+        If True the input is never modified. If False and ``X`` is already a float32/float64
+        C-contiguous ndarray or a CSR matrix/array with canonical (sorted, no duplicate) indices,
+        it is normalised in place and returned; otherwise a new array is returned anyway.
+
+    Returns
+    -------
+    ndarray or scipy.sparse CSR of shape (n_samples, n_features)
+        Float32 for float32 input, float64 otherwise (integer input gives float64). Sparse
+        input gives CSR (a ``csr_array`` for sparse-array input, ``csr_matrix`` otherwise).
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D, holds NaN or infinite values, holds negative values, or
+        ``target_sum`` is not a positive finite number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf.datasets import normalize_log1p
+    >>> X = np.array([[1, 3], [0, 0], [2, 2]])
+    >>> Z = normalize_log1p(X, target_sum=4)
+    >>> Z.dtype
+    dtype('float64')
+    >>> np.round(np.expm1(Z), 6)
+    array([[1., 3.],
+           [0., 0.],
+           [2., 2.]])
+    """
+    if (
+        isinstance(target_sum, bool)
+        or not isinstance(target_sum, Real)
+        or not np.isfinite(target_sum)
+        or target_sum <= 0
+    ):
+        raise ValueError(f"target_sum must be a positive finite number, got {target_sum!r}.")
+    target_sum = float(target_sum)
+
+    if sp.issparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"normalize_log1p needs a 2-D matrix, got {X.ndim} dimension(s).")
+        dtype = _float_dtype(X.dtype)
+        in_place = (
+            not copy
+            and X.format == "csr"
+            and X.dtype == dtype
+            and X.has_canonical_format
+        )
+        out = X if in_place else X.tocsr(copy=True).astype(dtype, copy=False)
+        if not in_place:
+            out.sum_duplicates()
+        _check_values(out.data)
+        totals = np.asarray(out.sum(axis=1, dtype=np.float64)).ravel()
+        scale = _row_scale(totals, target_sum, dtype)
+        out.data *= np.repeat(scale, np.diff(out.indptr))
+        np.log1p(out.data, out=out.data)
+        return out
+
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"normalize_log1p needs a 2-D array, got {arr.ndim} dimension(s).")
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise ValueError(f"normalize_log1p needs a numeric array, got dtype {arr.dtype}.")
+    dtype = _float_dtype(arr.dtype)
+    _check_values(arr)
+    in_place = not copy and arr is X and arr.dtype == dtype and arr.flags.c_contiguous
+    out = arr if in_place else np.array(arr, dtype=dtype, order="C", copy=True)
+    totals = out.sum(axis=1, dtype=np.float64)
+    out *= _row_scale(totals, target_sum, dtype)[:, None]
+    np.log1p(out, out=out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------------
+
+
+def _from_npz(data, return_masks):
+    """Build a sample-major TargetBackground from a features x samples npz archive."""
+
+    def optional(*keys):
+        for key in keys:
+            if key in data.files:
+                return np.asarray(data[key])
+        return None
+
+    X_missing = Y_missing = None
+    if return_masks:
+        X_missing, Y_missing = optional("X_missing"), optional("Y_missing")
+        X_missing = None if X_missing is None else np.ascontiguousarray(X_missing.T, bool)
+        Y_missing = None if Y_missing is None else np.ascontiguousarray(Y_missing.T, bool)
+    return TargetBackground(
+        X=np.ascontiguousarray(data["X"].T, dtype=np.float64),
+        Y=np.ascontiguousarray(data["Y"].T, dtype=np.float64),
+        labels=np.asarray(data["labels"], dtype=np.int64),
+        label_names=np.asarray(data["label_names"]),
+        feature_names=np.asarray(data["feature_names"]),
+        target_groups=optional("target_mouse_id", "target_group"),
+        background_groups=optional("background_mouse_id", "background_group"),
+        X_missing=X_missing,
+        Y_missing=Y_missing,
+    )
+
+
+def load_mice_protein(*, return_masks=False):
+    """Load the Mice Protein Expression target/background data shipped with bcnmf.
+
+    Cortex protein levels of mice (Higuera, Gardiner & Cios 2015, PLoS ONE 10(6):e0129126;
+    UCI Machine Learning Repository "Mice Protein Expression", CC BY 4.0), arranged as in the
+    contrastive PCA and bcNMF papers. Target: saline-treated mice not stimulated to learn
+    (shock-then-context), control or Ts65Dn (Down-syndrome model), 135 measurements each.
+    Background: saline-treated control mice stimulated to learn (context-shock). Missing values
+    are 0. Each mouse contributes 15 technical replicates. See ``bcnmf/data/README.md`` for the
+    provenance.
+
+    Parameters
+    ----------
+    return_masks : bool, default=False
+        Also return ``X_missing`` and ``Y_missing``, boolean masks of the entries that were
+        missing in the raw data (324 in ``X``, 199 in ``Y``).
+
+    Returns
+    -------
+    TargetBackground
+        ``X`` (270, 77) and ``Y`` (135, 77) float64, non-negative; ``labels`` (270,) int64,
+        0 = Control, 1 = Ts65Dn; ``label_names``; ``feature_names`` (77 protein names);
+        ``target_groups`` (270,) and ``background_groups`` (135,) mouse ids; masks when asked,
+        otherwise None.
+
+    Examples
+    --------
+    >>> from bcnmf.datasets import load_mice_protein
+    >>> data = load_mice_protein(return_masks=True)
+    >>> data.X.shape, data.Y.shape
+    ((270, 77), (135, 77))
+    >>> [str(name) for name in data.label_names]
+    ['Control', 'Ts65Dn']
+    >>> int(data.X_missing.sum()), int(data.Y_missing.sum())
+    (324, 199)
+    """
+    ref = resources.files("bcnmf") / "data" / _MICE_PROTEIN_FILE
+    with resources.as_file(ref) as path, np.load(path, allow_pickle=False) as data:
+        return _from_npz(data, return_masks)
+
+
+def _default_shared_root():
+    env = os.environ.get(_SHARED_DATA_ENV)
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    candidates = [repo.parent / "shared" / "data", repo / "shared" / "data"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "shared benchmark data not found: looked in "
+        + ", ".join(str(c) for c in candidates)
+        + f"; pass root= or set the {_SHARED_DATA_ENV} environment variable."
+    )
+
+
+def load_shared_dataset(name, root=None, *, return_masks=False):
+    """Load a developer benchmark dataset ``<root>/<name>/<name>.npz``, sample-major.
+
+    The benchmark folders (``mice_protein``, ``mnist_daisy_demo``, ...) live beside the
+    repository in ``shared/data`` and are not shipped with the package; this loader serves
+    benchmarks and tests. Each archive stores ``X`` and ``Y`` as features x samples; they are
+    returned transposed.
+
+    Parameters
+    ----------
+    name : str
+        Dataset folder name, for example ``"mice_protein"``.
+    root : str or path-like, optional
+        Folder holding the dataset folders. Defaults to the ``BCNMF_SHARED_DATA`` environment
+        variable, else the ``shared/data`` folder next to the repository.
+    return_masks : bool, default=False
+        Also return the missing-value masks, where the archive has them (``X_missing``,
+        ``Y_missing``); None otherwise.
+
+    Returns
+    -------
+    TargetBackground
+        ``X`` (n_target, n_features) and ``Y`` (n_background, n_features) float64,
+        ``labels`` int64, ``label_names``, ``feature_names``, and the sample groups where the
+        archive has them (mouse ids for ``mice_protein``), else None.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the archive (or, without ``root``, the shared data folder) does not exist; the
+        message names the path looked at.
+    ValueError
+        If ``name`` is not a plain folder name.
+
+    Examples
+    --------
+    >>> from bcnmf.datasets import load_shared_dataset
+    >>> load_shared_dataset("no_such_set", root=".")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: shared dataset 'no_such_set' not found: ...no_such_set.npz does not exist...
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in {
+        ".",
+        "..",
+    }:
+        raise ValueError(
+            f"name must be a dataset folder name such as 'mice_protein', got {name!r}."
+        )
+    base = _default_shared_root() if root is None else Path(root)
+    path = base / name / f"{name}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"shared dataset {name!r} not found: {path} does not exist "
+            f"(pass root= or set {_SHARED_DATA_ENV})."
+        )
+    with np.load(path, allow_pickle=False) as data:
+        return _from_npz(data, return_masks)

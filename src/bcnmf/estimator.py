@@ -1,0 +1,338 @@
+"""scikit-learn estimator and functional twin for bcNMF."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import (LOSS_ALIASES, check_matrix, check_n_components, check_params,
+                          check_same_features, feature_names)
+from .core.fit import FitSettings, fit_factors, step_policy, transform_codes
+from .core.result import FactorizationResult
+from .exceptions import ConvergenceWarning, DivergenceWarning
+
+_ACCEPT_SPARSE = ("csr", "csc", "coo", "lil", "dok", "bsr", "dia")
+
+_DEFAULTS = dict(alpha=1.0, alpha_scale=None, beta_loss="frobenius", mode="stable",
+                 init=None, damping=None, smoothing=0.1, max_iter=500, tol=1e-4, n_init=1)
+
+
+def _settings(n_components, n_features, p) -> FitSettings:
+    reference = p["mode"] == "reference"
+    return FitSettings(
+        n_components=check_n_components(n_components, n_features),
+        loss=LOSS_ALIASES[p["beta_loss"]],
+        alpha=float(p["alpha"]),
+        alpha_scale=p["alpha_scale"] or ("raw" if reference else "relative"),
+        mode=p["mode"],
+        init=p["init"] or ("uniform" if reference else "random"),
+        damping=p["damping"],
+        smoothing=float(p["smoothing"]),
+        max_iter=int(p["max_iter"]),
+        tol=float(p["tol"]),
+        n_init=int(p["n_init"]))
+
+
+def _check_background(background, X, x_names, owner="BCNMF"):
+    if background is None:
+        return None
+    Y = check_matrix(background, "background", owner)
+    check_same_features(X, Y, x_names, feature_names(background), owner)
+    if Y.dtype != X.dtype:
+        Y = Y.astype(X.dtype)
+    return Y
+
+
+def _check_init(init_factors, X, Y, k):
+    if init_factors is None or all(a is None for a in init_factors):
+        return None
+    basis, cx, cy = init_factors
+    expected = [("init_components", basis, (k, X.shape[1])),
+                ("init_codes", cx, (X.shape[0], k))]
+    if Y is not None:
+        expected.append(("init_background_codes", cy, (Y.shape[0], k)))
+    for name, a, shape in expected:
+        if a is None:
+            raise ValueError(f"{name} is missing: pass all of init_components, init_codes"
+                             " and (with a background) init_background_codes, or none.")
+        a = np.asarray(a)
+        if a.shape != shape or not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ValueError(f"{name} must be a finite, non-negative array of shape {shape};"
+                             f" got shape {a.shape}.")
+    return basis, cx, (cy if Y is not None else None)
+
+
+def _warn(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
+    if diag["diverged"]:
+        warnings.warn(
+            f"{owner} diverged: the iterations produced non-finite values; returning the last "
+            f"finite state (after {result.n_iter} sweeps). Lower alpha, use mode='stable', or "
+            "damping < 1.", DivergenceWarning, stacklevel=3)
+    elif s.mode == "stable" and s.tol > 0 and not diag["converged"]:
+        warnings.warn(
+            f"Maximum number of iterations {s.max_iter} reached before convergence "
+            f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
+
+
+class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    r"""Background-contrastive non-negative matrix factorisation.
+
+    Finds a shared non-negative basis whose topics explain the target ``X``
+    but not the background ``Y``.  With cells as rows (as here and in
+    scikit-learn/AnnData), ``components_`` is the paper's :math:`W^\top`,
+    ``fit_transform`` returns :math:`H_X^\top` and ``background_codes_`` is
+    :math:`H_Y^\top`.  The objective is
+
+    .. math::
+
+        \min_{W, H_X \ge 0} \; D(X \mid H_X W) - \alpha \min_{H_Y \ge 0} D(Y \mid H_Y W)
+
+    with :math:`D` the squared Frobenius distance or the generalised
+    Kullback-Leibler (Poisson) divergence.  Without ``background`` (or with
+    ``alpha=0``) it is plain NMF with multiplicative updates.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Number of topics K (1 <= K <= n_features); None means n_features.
+    alpha : float, default=1.0
+        Contrast weight (>= 0), interpreted according to ``alpha_scale``.
+    alpha_scale : {"relative", "raw"} or None, default=None
+        ``"raw"``: alpha multiplies the background divergence as in the paper,
+        so its meaning depends on the data's scale and on the numbers of cells.
+        ``"relative"``: the applied weight is ``alpha * S(X) / S(Y)``, with S
+        the squared Frobenius norm (squared error) or the total count (KL), so
+        alpha = 1 weighs target and background equally whatever their sizes
+        and units.  None means "relative" in stable mode (the default, because
+        one alpha then works across datasets) and "raw" in reference mode (so
+        the paper's values reproduce the paper).  The applied value is
+        ``alpha_raw_``.
+    beta_loss : {"frobenius", "kullback-leibler", "poisson"}, default="frobenius"
+        Divergence; "poisson" is an alias of "kullback-leibler".
+    mode : {"stable", "reference"}, default="stable"
+        ``"reference"`` reproduces the authors' algorithm: the update rules
+        and order (target codes, background codes, basis), U[0, 1)
+        initialisation, their epsilons (1e-10 squared error, 1e-16 Poisson),
+        optional damping, no normalisation, exactly ``max_iter`` sweeps, and
+        the restart with the lowest final objective.  ``"stable"`` (default)
+        fixes the gauge (basis rows sum to one, scale moved into the codes),
+        floors factors to stop zero-locking and float32 underflow, bounds the
+        Poisson contrast (see ``smoothing``), stops on a convergence criterion,
+        returns the last finite state with a warning if the iterations
+        diverge, and chooses the medoid among ``n_init`` restarts.
+    init : {"random", "uniform"} or None, default=None
+        "random": half-normal entries scaled to the data (stable default);
+        "uniform": U[0, 1) entries (the authors'; reference default).
+    damping : float in (0, 1] or None, default=None
+        Exponent gamma applied to every multiplicative ratio as
+        ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).
+    smoothing : float, default=0.1
+        Stable Poisson with a background only: target and background are
+        modelled as ``H W + mu`` with ``mu_j = smoothing * mean(A[:, j])``
+        of each dataset.  This bounds the objective below by
+        ``-alpha_raw D(Y | mu_Y)`` (the authors' objective is unbounded: it
+        drives basis entries of background features to zero); 0 restores the
+        unbounded form.
+    max_iter : int, default=500
+        Maximum number of sweeps (exact number in reference mode).
+    tol : float, default=1e-4
+        Stable mode stops when the topics stop moving: the largest L1 change
+        of a basis row (rows sum to one) per sweep, averaged over the last 10
+        sweeps, is at most ``tol``.  0 runs exactly ``max_iter`` sweeps.
+    n_init : int, default=1
+        Number of restarts from different random initialisations.
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds the initialisations (drawn on the host with numpy).
+    transform_max_iter : int, default=1000
+        Maximum number of code updates in :meth:`transform`.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        Shared basis (topics x features).
+    background_codes_ : ndarray of shape (n_background, n_components) or None
+        Codes of the background cells.
+    n_iter_ : int
+        Number of sweeps run by the selected restart.
+    history_ : dict of ndarray
+        ``"target"``, ``"background"`` (divergences) and ``"objective"``
+        (target - alpha_raw_ * background) per sweep, plus the final state.
+    alpha_raw_ : float
+        Contrast weight applied to the sums.
+    objective_ : float
+        Final objective of the selected restart.
+    restart_objectives_, restart_agreement_ : ndarray of shape (n_init,)
+        Final objective and mean matched cosine similarity to the other
+        restarts, for every restart.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, only when X has string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf import BCNMF
+    >>> rng = np.random.default_rng(0)
+    >>> Y = rng.poisson(1.0, size=(60, 12)).astype(float)
+    >>> X = rng.poisson(1.0, size=(50, 12)).astype(float)
+    >>> X[:25, :3] += 5.0                       # a program only in the target
+    >>> model = BCNMF(n_components=2, alpha=1.0, random_state=0, max_iter=1000)
+    >>> codes = model.fit_transform(X, background=Y)
+    >>> codes.shape, model.components_.shape
+    ((50, 2), (2, 12))
+    """
+
+    def __init__(self, n_components=None, *, alpha=1.0, alpha_scale=None,
+                 beta_loss="frobenius", mode="stable", init=None, damping=None,
+                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
+                 transform_max_iter=1000):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.alpha_scale = alpha_scale
+        self.beta_loss = beta_loss
+        self.mode = mode
+        self.init = init
+        self.damping = damping
+        self.smoothing = smoothing
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+        self.transform_max_iter = transform_max_iter
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def fit(self, X, y=None, *, background=None, init_components=None, init_codes=None,
+            init_background_codes=None):
+        """Fit the model; returns self.  See :meth:`fit_transform`."""
+        self.fit_transform(X, background=background, init_components=init_components,
+                           init_codes=init_codes, init_background_codes=init_background_codes)
+        return self
+
+    def fit_transform(self, X, y=None, *, background=None, init_components=None,
+                      init_codes=None, init_background_codes=None):
+        """Fit the model and return the target codes.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix, DataFrame} of shape (n_target, n_features)
+            Target cells, non-negative.  float32 and float64 are preserved.
+        y : ignored
+        background : array-like or sparse of shape (n_background, n_features), optional
+            Background cells, same features in the same order.
+        init_components, init_codes, init_background_codes : ndarray, optional
+            Starting factors (all or none); used for every restart.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_target, n_components)
+        """
+        params = self.get_params()
+        check_params({k: params[k] for k in params})
+        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE,
+                          dtype=[np.float64, np.float32], reset=True)
+        X = check_matrix(X, "X")
+        Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
+        s = _settings(self.n_components, X.shape[1], params)
+        init = _check_init((init_components, init_codes, init_background_codes), X, Y,
+                           s.n_components)
+        result, diag = fit_factors(X, Y, s, self.random_state, init)
+        _warn(diag, s, result)
+        self.components_ = result.components
+        self.background_codes_ = result.background_codes
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.alpha_raw_ = result.alpha_raw
+        self.objective_ = result.objective
+        self.restart_objectives_ = result.restart_objectives
+        self.restart_agreement_ = result.restart_agreement
+        self._n_features_out = s.n_components
+        self._policy = step_policy(X, s)
+        self._settings = s
+        return result.codes
+
+    def transform(self, X):
+        """Codes of cells (target or background) with the basis fixed.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix} of shape (n_cells, n_features)
+
+        Returns
+        -------
+        codes : ndarray of shape (n_cells, n_components)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE,
+                          dtype=[np.float64, np.float32], reset=False)
+        X = check_matrix(X, "X")
+        basis = self.components_.astype(X.dtype, copy=False)
+        codes, _ = transform_codes(X, basis, self._settings, self._policy,
+                                   self.transform_max_iter, self.tol)
+        return codes
+
+    def inverse_transform(self, X):
+        """Reconstruct data from codes: ``X @ components_``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_cells, n_components)
+
+        Returns
+        -------
+        ndarray of shape (n_cells, n_features)
+        """
+        check_is_fitted(self)
+        codes = np.asarray(X)
+        if codes.ndim != 2 or codes.shape[1] != self.components_.shape[0]:
+            raise ValueError(f"inverse_transform expects codes of shape (n_cells, "
+                             f"{self.components_.shape[0]}); got {codes.shape}.")
+        return codes @ self.components_
+
+
+def factorize(X, Y=None, n_components=None, *, alpha=1.0, alpha_scale=None,
+              beta_loss="frobenius", mode="stable", init=None, damping=None,
+              smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
+              init_factors=None) -> FactorizationResult:
+    """Functional bcNMF: same model and code as :class:`BCNMF`.
+
+    Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
+    background (cells x features).  ``init_factors`` is an optional tuple
+    ``(components, codes, background_codes)``.
+
+    Returns
+    -------
+    FactorizationResult
+        Frozen result with ``components``, ``codes``, ``background_codes``,
+        ``history``, ``n_iter``, ``alpha_raw`` and restart diagnostics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf import factorize
+    >>> rng = np.random.default_rng(0)
+    >>> X, Y = rng.random((30, 8)), rng.random((20, 8))
+    >>> res = factorize(X, Y, 2, random_state=0, max_iter=50, tol=0)
+    >>> res.codes.shape, res.background_codes.shape
+    ((30, 2), (20, 2))
+    """
+    p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
+             damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init)
+    check_params({"n_components": n_components, "random_state": random_state, **p},
+                 owner="factorize")
+    x_names = feature_names(X)
+    X = check_matrix(X, "X", "factorize")
+    Y = _check_background(Y, X, x_names, "factorize")
+    s = _settings(n_components, X.shape[1], p)
+    init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
+                       s.n_components)
+    result, diag = fit_factors(X, Y, s, random_state, init)
+    _warn(diag, s, result, "factorize")
+    return result

@@ -1,0 +1,17 @@
+"""Warnings and errors raised by bcnmf."""
+
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = ["ConvergenceWarning", "DivergenceWarning", "InvalidParameterError"]
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The iterations left the finite range or ran away from the data.
+
+    The estimator returns the last finite state and says at which sweep it
+    stopped; a smaller ``alpha``, ``mode="stable"`` or damping usually helps.
+    """
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has a value outside the accepted set."""
