@@ -43,6 +43,8 @@ KL = "kullback-leibler"
 
 # dense temporaries (pred, ratio) are limited to this many entries per chunk
 _DENSE_CHUNK_ENTRIES = 1 << 22
+# below this many stored entries x components a CSR block is swept serially
+_PARALLEL_MIN_WORK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -198,12 +200,15 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
     a = block.data
     n, f = a.shape
     k = codes.shape[1]
-    n_chunks = max(1, min(numba.get_num_threads(), n))
+    parallel = a.nnz * k >= _PARALLEL_MIN_WORK
+    n_chunks = max(1, min(numba.get_num_threads(), n)) if parallel else 1
     shape = (n_chunks, f, k) if want_parts else (1, 1, 1)
     cross = np.zeros(shape, dtype=codes.dtype)
     if loss == FROBENIUS:
         cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
-        ab, quad = _csr_kernels.frobenius_sweep_csr(
+        kernel = (_csr_kernels.frobenius_sweep_csr if parallel
+                  else _csr_kernels.frobenius_sweep_csr_serial)
+        ab, quad = kernel(
             a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
             policy.eps, policy.gamma, policy.code_floor, update, want_parts,
             cross, cgram, n_chunks)
@@ -211,10 +216,11 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
         parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
         return div, parts
     csum_before = codes.sum(axis=0, dtype=np.float64)
-    loglik = _csr_kernels.kl_sweep_csr(
+    kernel = _csr_kernels.kl_sweep_csr if parallel else _csr_kernels.kl_sweep_csr_serial
+    loglik = kernel(
         a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
         block.offset, policy.eps, policy.gamma, policy.code_floor, update,
-        want_parts, cross, n_chunks)
+        want_parts, True, cross, n_chunks)
     div = _kl_divergence(block, n, csum_before, view, loglik)
     parts = Parts(cross.sum(axis=0).T.copy(), codes.sum(axis=0)) if want_parts else None
     return div, parts
