@@ -45,7 +45,7 @@ from .exceptions import DivergenceWarning
 __all__ = ["DEMO_ALPHA", "N_COMPONENTS", "METHODS", "cluster_ari", "run_demo", "main"]
 
 #: Contrast weight of the demo's bcNMF fits (``alpha_scale`` left to the library default).
-DEMO_ALPHA = 2.0
+DEMO_ALPHA = 1.5
 #: Number of topics / components for every method.
 N_COMPONENTS = 5
 #: Methods compared, in table order.

@@ -16,9 +16,6 @@ from .exceptions import ConvergenceWarning, DivergenceWarning
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo", "lil", "dok", "bsr", "dia")
 
-_DEFAULTS = dict(alpha=1.0, alpha_scale=None, beta_loss="frobenius", mode="stable",
-                 init=None, damping=None, smoothing=0.1, max_iter=500, tol=1e-4, n_init=1)
-
 
 def _settings(n_components, n_features, p) -> FitSettings:
     reference = p["mode"] == "reference"
@@ -71,7 +68,14 @@ def _warn(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
             f"{owner} diverged: the iterations produced non-finite values; returning the last "
             f"finite state (after {result.n_iter} sweeps). Lower alpha, use mode='stable', or "
             "damping < 1.", DivergenceWarning, stacklevel=3)
-    elif s.mode == "stable" and s.tol > 0 and not diag["converged"]:
+    elif diag["runaway"] is not None:
+        warnings.warn(
+            f"{owner}: the Poisson contrast is running away to minus infinity: the background "
+            f"divergence reached {diag['runaway']:.3g} nats per count because basis entries of "
+            "background features collapse toward zero (the unbounded objective of the paper). "
+            "The result depends on max_iter, damping and the start; use mode='stable' with "
+            "smoothing > 0, or a lower alpha.", DivergenceWarning, stacklevel=3)
+    if not diag["diverged"] and s.mode == "stable" and s.tol > 0 and not diag["converged"]:
         warnings.warn(
             f"Maximum number of iterations {s.max_iter} reached before convergence "
             f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
@@ -98,8 +102,14 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ----------
     n_components : int or None, default=None
         Number of topics K (1 <= K <= n_features); None means n_features.
-    alpha : float, default=1.0
+    alpha : float, default=1.5
         Contrast weight (>= 0), interpreted according to ``alpha_scale``.
+        With the relative scale, values a little above 1 ask for topics used
+        more in the target than in the background; the default 1.5 is the
+        value measured to work across the benchmark datasets
+        (``docs/benchmarks.md``).  Too large a value leaves no
+        target-enriched direction and the fit collapses (the topics then
+        explain almost nothing of either dataset).
     alpha_scale : {"relative", "raw"} or None, default=None
         ``"raw"``: alpha multiplies the background divergence as in the paper,
         so its meaning depends on the data's scale and on the numbers of cells.
@@ -184,7 +194,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ((50, 2), (2, 12))
     """
 
-    def __init__(self, n_components=None, *, alpha=1.0, alpha_scale=None,
+    def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
                  transform_max_iter=1000):
@@ -297,7 +307,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return codes @ self.components_
 
 
-def factorize(X, Y=None, n_components=None, *, alpha=1.0, alpha_scale=None,
+def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
               init_factors=None) -> FactorizationResult:

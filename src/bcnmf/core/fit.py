@@ -22,6 +22,10 @@ EPS = {FROBENIUS: 1e-10, "kullback-leibler": 1e-16}
 BASIS_FLOOR = 1e-12
 #: stable mode: lower bound of codes, relative to the mean cell total
 CODE_FLOOR_REL = 1e-12
+#: KL background divergence per background count above which the contrast is
+#: said to run away (a sound fit is near or below ~1 nat per count; the
+#: bounded stable contrast cannot exceed about log(1 / smoothing))
+RUNAWAY_NATS_PER_COUNT = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 callback=None):
     """Run ``n_init`` restarts on validated inputs; return
     ``(FactorizationResult, diagnostics)``.  ``diagnostics`` holds flags the
-    caller turns into warnings (``diverged``, ``converged``)."""
+    caller turns into warnings: ``diverged`` (non-finite values met),
+    ``converged``, and ``runaway`` (KL background divergence per count when it
+    exceeds ``RUNAWAY_NATS_PER_COUNT``, else None)."""
     dtype = X.dtype
     alpha_raw = raw_alpha(X, Y, s)
     policy = step_policy(X, s)
@@ -172,7 +178,13 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         components=out.basis, codes=cx, background_codes=cy, history=out.history,
         n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
         restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
-    return result, {"diverged": out.diverged, "converged": out.converged}
+    runaway = None
+    if Y is not None and s.loss != FROBENIUS and alpha_raw > 0:
+        per_count = out.history["background"][-1] / max(data_scale(Y, s.loss), 1e-300)
+        if per_count > RUNAWAY_NATS_PER_COUNT:
+            runaway = per_count
+    return result, {"diverged": out.diverged, "converged": out.converged,
+                    "runaway": runaway}
 
 
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, max_iter: int,
