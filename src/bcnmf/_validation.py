@@ -14,6 +14,10 @@ from sklearn.utils.validation import check_array
 
 from .exceptions import InvalidParameterError
 
+#: sparse formats accepted as they are; others (lil, dok) are converted to CSR
+#: before their values are checked
+ACCEPT_SPARSE = ("csr", "csc", "coo", "bsr", "dia")
+
 LOSS_ALIASES = {
     "frobenius": "frobenius",
     "kullback-leibler": "kullback-leibler",
@@ -76,7 +80,8 @@ def check_params(params: dict, owner: str = "BCNMF") -> None:
                 f"The {name!r} parameter of {owner} must be {accepted}; got {value!r}.")
 
 
-def _reject_unsupported(A, name):
+def reject_unsupported(A, name):
+    """Clear errors for what is not a matrix of real numbers at all."""
     if A is None:
         raise ValueError(f"{name} is None; expected a 2-D array or sparse matrix "
                          "(cells x features).")
@@ -84,8 +89,26 @@ def _reject_unsupported(A, name):
         raise TypeError(f"{name} is a string; expected a 2-D array or sparse matrix.")
     dtype = getattr(A, "dtype", None)
     if dtype is not None and np.issubdtype(np.dtype(dtype), np.complexfloating):
-        raise TypeError(f"{name} has complex dtype {dtype}; expected real, non-negative "
-                        "numbers.")
+        raise ValueError(f"Complex data not supported: {name} has complex dtype {dtype}; "
+                         "expected real, non-negative numbers.")
+
+
+def as_supported_float(A):
+    """float16 becomes float32 (numpy and sparse); other inputs are returned as is."""
+    if getattr(A, "dtype", None) == np.float16:
+        return A.astype(np.float32) if sp.issparse(A) else np.asarray(A, dtype=np.float32)
+    return A
+
+
+def converting(name: str, convert):
+    """Run ``convert()`` and name ``name`` in a non-numeric conversion error."""
+    try:
+        return convert()
+    except ValueError as err:
+        if "could not convert" in str(err) or "invalid literal" in str(err):
+            raise ValueError(f"{name} contains non-numeric values ({err}); expected a matrix "
+                             "of non-negative numbers.") from None
+        raise
 
 
 def check_matrix(A, name: str, owner: str = "BCNMF"):
@@ -94,14 +117,11 @@ def check_matrix(A, name: str, owner: str = "BCNMF"):
     Integer and boolean inputs become float64; float16 becomes float32.  Sparse
     input of any format becomes CSR; duplicates are summed on a copy.
     """
-    _reject_unsupported(A, name)
-    if sp.issparse(A) and A.dtype in (np.float16,):
-        A = A.astype(np.float32)
-    elif not sp.issparse(A) and getattr(A, "dtype", None) == np.float16:
-        A = np.asarray(A, dtype=np.float32)
-    A = check_array(A, accept_sparse=("csr", "csc", "coo", "lil", "dok", "bsr", "dia"),
-                    dtype=[np.float64, np.float32], input_name=name,
-                    estimator=owner, ensure_min_samples=1, ensure_min_features=1)
+    reject_unsupported(A, name)
+    A = as_supported_float(A)
+    A = converting(name, lambda: check_array(
+        A, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32], input_name=name,
+        estimator=owner, ensure_min_samples=1, ensure_min_features=1))
     if sp.issparse(A):
         A = sp.csr_matrix(A)  # no copy when already CSR
         if not A.has_canonical_format:

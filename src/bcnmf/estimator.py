@@ -8,19 +8,18 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import (LOSS_ALIASES, check_matrix, check_n_components, check_params,
-                          check_same_features, feature_names)
+from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_matrix,
+                          check_n_components, check_params, check_same_features, converting,
+                          feature_names, reject_unsupported)
 from .core.fit import FitSettings, fit_factors, step_policy, transform_codes
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
-_ACCEPT_SPARSE = ("csr", "csc", "coo", "lil", "dok", "bsr", "dia")
 
-
-def _settings(n_components, n_features, p) -> FitSettings:
+def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
     reference = p["mode"] == "reference"
     return FitSettings(
-        n_components=check_n_components(n_components, n_features),
+        n_components=check_n_components(n_components, n_features, owner),
         loss=LOSS_ALIASES[p["beta_loss"]],
         alpha=float(p["alpha"]),
         alpha_scale=p["alpha_scale"] or ("raw" if reference else "relative"),
@@ -30,7 +29,8 @@ def _settings(n_components, n_features, p) -> FitSettings:
         smoothing=float(p["smoothing"]),
         max_iter=int(p["max_iter"]),
         tol=float(p["tol"]),
-        n_init=int(p["n_init"]))
+        n_init=int(p["n_init"]),
+        code_max_iter=int(p["transform_max_iter"]))
 
 
 def _check_background(background, X, x_names, owner="BCNMF"):
@@ -56,18 +56,24 @@ def _check_init(init_factors, X, Y, k):
             raise ValueError(f"{name} is missing: pass all of init_components, init_codes"
                              " and (with a background) init_background_codes, or none.")
         a = np.asarray(a)
-        if a.shape != shape or not np.all(np.isfinite(a)) or np.any(a < 0):
-            raise ValueError(f"{name} must be a finite, non-negative array of shape {shape};"
-                             f" got shape {a.shape}.")
+        if a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}; got shape {a.shape}.")
+        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must contain finite numbers only.")
+        if np.any(a < 0):
+            raise ValueError(f"{name} must be non-negative; its smallest entry is "
+                             f"{a.min():.3g}.")
     return basis, cx, (cy if Y is not None else None)
 
 
 def _warn(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
     if diag["diverged"]:
+        state = (f"returning the last finite state (after {result.n_iter} sweeps)"
+                 if np.isfinite(result.objective) else
+                 "no finite state was reached (check the data's scale)")
         warnings.warn(
-            f"{owner} diverged: the iterations produced non-finite values; returning the last "
-            f"finite state (after {result.n_iter} sweeps). Lower alpha, use mode='stable', or "
-            "damping < 1.", DivergenceWarning, stacklevel=3)
+            f"{owner} diverged: the iterations produced non-finite values; {state}. Lower "
+            "alpha, use mode='stable', or damping < 1.", DivergenceWarning, stacklevel=3)
     elif diag["runaway"] is not None:
         warnings.warn(
             f"{owner}: the Poisson contrast is running away to minus infinity: the background "
@@ -79,6 +85,17 @@ def _warn(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
         warnings.warn(
             f"Maximum number of iterations {s.max_iter} reached before convergence "
             f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
+
+
+def _validate_target(estimator, X, reset: bool):
+    """Validate X through scikit-learn (feature names, n_features_in_) and then
+    through bcnmf's own checks, with bcnmf's messages for non-matrices."""
+    reject_unsupported(X, "X")
+    X = as_supported_float(X)
+    X = converting("X", lambda: validate_data(
+        estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
+        reset=reset))
+    return check_matrix(X, "X")
 
 
 class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -151,13 +168,17 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     tol : float, default=1e-4
         Stable mode stops when the topics stop moving: the largest L1 change
         of a basis row (rows sum to one) per sweep, averaged over the last 10
-        sweeps, is at most ``tol``.  0 runs exactly ``max_iter`` sweeps.
+        sweeps, is at most ``tol``; the codes are then refined with the basis
+        fixed until their relative L1 change per step is at most ``tol`` (the
+        rule :meth:`transform` uses).  0 runs exactly ``max_iter`` sweeps and
+        no refinement.
     n_init : int, default=1
         Number of restarts from different random initialisations.
     random_state : int, RandomState, Generator or None, default=None
         Seeds the initialisations (drawn on the host with numpy).
     transform_max_iter : int, default=1000
-        Maximum number of code updates in :meth:`transform`.
+        Maximum number of code updates with the basis fixed, in
+        :meth:`transform` and in the final refinement of a stable-mode fit.
 
     Attributes
     ----------
@@ -246,9 +267,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         params = self.get_params()
         check_params({k: params[k] for k in params})
-        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE,
-                          dtype=[np.float64, np.float32], reset=True)
-        X = check_matrix(X, "X")
+        X = _validate_target(self, X, reset=True)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
         s = _settings(self.n_components, X.shape[1], params)
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
@@ -266,25 +285,32 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._n_features_out = s.n_components
         self._policy = step_policy(X, s)
         self._settings = s
+        self._offsets = diag["offsets"]
         return result.codes
 
-    def transform(self, X):
+    def transform(self, X, *, as_background=False):
         """Codes of cells (target or background) with the basis fixed.
 
         Parameters
         ----------
         X : {ndarray, sparse matrix} of shape (n_cells, n_features)
+        as_background : bool, default=False
+            Solve the codes under the background's model rather than the
+            target's.  The two differ only for the stable Poisson contrast,
+            whose predictions carry a per-feature offset fitted to each
+            dataset (see ``smoothing``).
 
         Returns
         -------
         codes : ndarray of shape (n_cells, n_components)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE,
-                          dtype=[np.float64, np.float32], reset=False)
-        X = check_matrix(X, "X")
+        X = _validate_target(self, X, reset=False)
         basis = self.components_.astype(X.dtype, copy=False)
-        codes, _ = transform_codes(X, basis, self._settings, self._policy,
+        offset = self._offsets[1 if as_background else 0]
+        if offset is not None:
+            offset = offset.astype(X.dtype)
+        codes, _ = transform_codes(X, basis, self._settings, self._policy, offset,
                                    self.transform_max_iter, self.tol)
         return codes
 
@@ -310,7 +336,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-              init_factors=None) -> FactorizationResult:
+              transform_max_iter=1000, init_factors=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
@@ -334,13 +360,14 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     ((30, 2), (20, 2))
     """
     p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
-             damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init)
+             damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
+             transform_max_iter=transform_max_iter)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
     x_names = feature_names(X)
     X = check_matrix(X, "X", "factorize")
     Y = _check_background(Y, X, x_names, "factorize")
-    s = _settings(n_components, X.shape[1], p)
+    s = _settings(n_components, X.shape[1], p, owner="factorize")
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
     result, diag = fit_factors(X, Y, s, random_state, init)

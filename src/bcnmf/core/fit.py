@@ -13,8 +13,8 @@ from scipy.optimize import linear_sum_assignment
 
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
-from .solver import SolverOptions, normalize_basis, solve
-from .updates import FROBENIUS, StepPolicy, make_block, sweep_block, view_basis
+from .solver import SolverOptions, normalize_basis, refine_codes, solve
+from .updates import FROBENIUS, StepPolicy, make_block, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
 EPS = {FROBENIUS: 1e-10, "kullback-leibler": 1e-16}
@@ -43,6 +43,7 @@ class FitSettings:
     max_iter: int
     tol: float
     n_init: int
+    code_max_iter: int = 1000
 
 
 def data_scale(A, loss: str) -> float:
@@ -99,7 +100,8 @@ def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy) -> SolverOpti
     reference = s.mode == "reference"
     return SolverOptions(loss=s.loss, alpha=alpha_raw, policy=policy,
                          normalize=not reference, max_iter=s.max_iter,
-                         tol=0.0 if reference else s.tol)
+                         tol=0.0 if reference else s.tol,
+                         polish_iter=0 if reference else s.code_max_iter)
 
 
 def _restart_seeds(random_state, n_init):
@@ -180,25 +182,24 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
     runaway = None
     if Y is not None and s.loss != FROBENIUS and alpha_raw > 0:
-        per_count = out.history["background"][-1] / max(data_scale(Y, s.loss), 1e-300)
+        total = data_scale(Y, s.loss)
+        per_count = out.history["background"][-1] / total if total > 0 else 0.0
         if per_count > RUNAWAY_NATS_PER_COUNT:
             runaway = per_count
     return result, {"diverged": out.diverged, "converged": out.converged,
-                    "runaway": runaway}
+                    "runaway": runaway, "offsets": (offset_x, offset_y)}
 
 
-def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, max_iter: int,
+def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
                     tol: float):
     """Codes of new cells with the basis fixed (a convex problem per cell),
-    from a deterministic start; stops when the relative decrease of the
-    divergence falls below ``tol``.  Returns ``(codes, n_iter)``."""
+    from a deterministic start, with the prediction offset of the model they
+    belong to (stable Poisson with a background; else None).  Stops when the
+    relative L1 change of the codes is at most ``tol`` (see
+    :func:`refine_codes`).  Returns ``(codes, n_iter)``."""
     codes = codes_for_basis(A, basis)
-    block = make_block(A, s.loss)
-    view = view_basis(basis, s.loss)
-    previous = np.inf
-    for it in range(max_iter):
-        div, _ = sweep_block(block, codes, view, s.loss, policy, want_parts=False)
-        if tol > 0 and previous - div <= tol * max(div, np.finfo(np.float64).tiny):
-            return codes, it + 1
-        previous = div
-    return codes, max_iter
+    block = make_block(A, s.loss, offset)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        n_iter = refine_codes([(block, codes)], view_basis(basis, s.loss), s.loss, policy,
+                              max_iter, tol)
+    return codes, n_iter

@@ -30,7 +30,10 @@ class SolverOptions:
     a min-max problem (not monotone) or its change relative to the data's
     total energy (far larger than what the contrast moves).  ``normalize``
     rescales basis rows to unit L1 norm after every basis step, moving the
-    scale into the codes.
+    scale into the codes.  ``polish_iter > 0`` (with ``tol > 0``) refines all
+    codes with the final basis fixed (:func:`refine_codes`) before the final
+    evaluation, so that returned codes are the solution for the returned
+    basis, as :meth:`transform` computes it.
     """
 
     loss: str
@@ -40,6 +43,7 @@ class SolverOptions:
     max_iter: int
     tol: float
     window: int = 10
+    polish_iter: int = 0
 
 
 @dataclass
@@ -73,6 +77,26 @@ def _sweep_all(pairs, view, opts):
     return div, parts
 
 
+def refine_codes(pairs, view, loss, policy, max_iter: int, tol: float) -> int:
+    """Code-only sweeps with the basis fixed (a convex problem per cell) until
+    every cell's codes moved by at most ``tol`` relative to their size,
+    ``max_i |c_i,t - c_i,t-1|_1 / |c_i,t|_1 <= tol``; returns the number of
+    sweeps run."""
+    tiny = np.finfo(np.float64).tiny
+    for it in range(max_iter):
+        worst = 0.0
+        for block, codes in pairs:
+            before = codes.copy()
+            sweep_block(block, codes, view, loss, policy, want_parts=False)
+            step = np.abs(codes - before).sum(axis=1)
+            size = np.maximum(codes.sum(axis=1), tiny)
+            if step.size:
+                worst = max(worst, float(np.max(step / size)))
+        if worst <= tol:
+            return it + 1
+    return max_iter
+
+
 def _unit_rows(basis: np.ndarray) -> np.ndarray:
     scale = basis.sum(axis=1, keepdims=True)
     return basis / np.where(scale > 0, scale, 1.0)
@@ -95,8 +119,15 @@ def solve(target: list[tuple[Block, np.ndarray]],
     """Run the engine in place on ``basis`` and the code arrays in the pairs.
 
     ``callback(iteration, basis, record)`` is called after every sweep with
-    the record of the state that entered it.
+    the record of the state that entered it.  Floating-point warnings are
+    silenced inside: overflow is detected on the objective and handled by
+    returning the last finite state.
     """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        return _solve(target, background, basis, opts, callback)
+
+
+def _solve(target, background, basis, opts, callback):
     hist = {"target": [], "background": [], "objective": []}
     alpha = opts.alpha if background else 0.0
     all_codes = [c for _, c in target] + [c for _, c in background]
@@ -135,6 +166,9 @@ def solve(target: list[tuple[Block, np.ndarray]],
                 if change <= opts.tol:
                     out.converged = True
                     break
+    if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
+        refine_codes(target + background, view_basis(basis, opts.loss), opts.loss,
+                     opts.policy, opts.polish_iter, opts.tol)
     dx, dy = evaluate(target, background, basis, opts)
     if not np.isfinite(dx - alpha * dy) and last_good is not None:
         out.diverged = True

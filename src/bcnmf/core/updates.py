@@ -154,7 +154,9 @@ def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
     a = block.data
     num = a @ view.basis_t
     den = codes @ view.gram
-    div = block.const - 2.0 * float(np.vdot(codes, num)) + float(np.vdot(codes, den))
+    c64 = codes.astype(np.float64)  # n x K: the scalars are summed in float64
+    div = (block.const - 2.0 * float(np.vdot(c64, num.astype(np.float64)))
+           + float(np.vdot(c64, den.astype(np.float64))))
     if update:
         mu_step(codes, num, den, policy, policy.code_floor)
     parts = None
