@@ -10,10 +10,10 @@ from ._version import __version__
 from .core.result import FactorizationResult
 from .estimator import BCNMF, factorize
 
-__all__ = ["BCNMF", "factorize", "FactorizationResult", "datasets", "exceptions",
+__all__ = ["BCNMF", "factorize", "FactorizationResult", "datasets", "exceptions", "metrics",
            "__version__"]
 
-_LAZY = {"datasets", "exceptions"}
+_LAZY = {"datasets", "exceptions", "metrics"}
 
 
 def __getattr__(name):

@@ -31,18 +31,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.cluster import KMeans
 from sklearn.decomposition import NMF, PCA
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import adjusted_rand_score
-from threadpoolctl import threadpool_limits
 
 from ._version import __version__
 from .datasets import load_mice_protein
 from .estimator import BCNMF
 from .exceptions import DivergenceWarning
+from .metrics import cluster_ari
 
-__all__ = ["DEMO_ALPHA", "N_COMPONENTS", "METHODS", "cluster_ari", "run_demo", "main"]
+__all__ = ["DEMO_ALPHA", "N_COMPONENTS", "METHODS", "run_demo", "main"]
 
 #: Contrast weight of the demo's bcNMF fits (``alpha_scale`` left to the library default).
 DEMO_ALPHA = 1.5
@@ -53,8 +51,6 @@ METHODS = ("PCA", "NMF", "bcNMF")
 #: Default output folder of the command-line demo.
 DEFAULT_OUT = "bcnmf-demo"
 
-_KMEANS_N_INIT = 20
-_KMEANS_SEED = 42
 _NMF_MAX_ITER = 500
 _TOP_PROTEINS = 10
 # Warnings that a fit may raise: always recorded in the results and the report, never raised,
@@ -66,49 +62,6 @@ _RECORDED_WARNINGS = (ConvergenceWarning, DivergenceWarning)
 # ---------------------------------------------------------------------------------------------
 # Evaluation protocol
 # ---------------------------------------------------------------------------------------------
-
-def _l1_normalise_rows(codes):
-    codes = np.asarray(codes, dtype=np.float64)
-    norms = np.abs(codes).sum(axis=1, keepdims=True)
-    out = np.zeros_like(codes)
-    np.divide(codes, norms, out=out, where=norms > 0)
-    return out
-
-
-def cluster_ari(codes, labels, *, normalise=False):
-    """Adjusted Rand index of KMeans clusters of ``codes`` against ``labels``.
-
-    KMeans uses ``n_clusters`` = number of distinct labels, ``n_init=20``,
-    ``random_state=42``.  With ``normalise=True`` every row is first divided by
-    its L1 norm (all-zero rows stay zero).  Non-finite codes give NaN.
-    KMeans runs single-threaded (small problem; avoids oversubscription).
-
-    Parameters
-    ----------
-    codes : array-like of shape (n_cells, n_components)
-    labels : array-like of shape (n_cells,)
-    normalise : bool, default=False
-
-    Returns
-    -------
-    float
-    """
-    codes = np.asarray(codes, dtype=np.float64)
-    labels = np.asarray(labels)
-    if codes.ndim != 2 or codes.shape[0] != labels.shape[0]:
-        raise ValueError(f"codes of shape {codes.shape} do not match {labels.shape[0]} labels.")
-    if not np.all(np.isfinite(codes)):
-        return float("nan")
-    if normalise:
-        codes = _l1_normalise_rows(codes)
-    km = KMeans(n_clusters=int(np.unique(labels).size), n_init=_KMEANS_N_INIT,
-                random_state=_KMEANS_SEED)
-    # One thread: the problem is tiny (cells x a few components), and multithreaded KMeans is
-    # orders of magnitude slower on a busy machine (thread oversubscription).
-    with threadpool_limits(limits=1):
-        pred = km.fit_predict(codes)
-    return float(adjusted_rand_score(labels, pred))
-
 
 def _mean_sd(values):
     v = np.asarray(values, dtype=np.float64)

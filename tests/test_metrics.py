@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from bcnmf.metrics import cluster_ari, l1_normalise_rows
+
+
+def test_perfectly_separated_codes_give_ari_one_and_label_permutation_invariance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 20)
+    codes = np.where(labels[:, None] == 0, [5.0, 0.1], [0.1, 5.0]) + 0.01 * rng.random((40, 2))
+    assert cluster_ari(codes, labels) == pytest.approx(1.0)
+    assert cluster_ari(codes, 1 - labels) == pytest.approx(1.0)
+
+
+def test_normalise_removes_cell_scale():
+    labels = np.repeat([0, 1], 10)
+    base = np.where(labels[:, None] == 0, [1.0, 0.2], [0.2, 1.0])
+    scale = np.geomspace(1, 1e3, 20)[:, None]  # depth varies 1000-fold, unrelated to labels
+    codes = base * scale
+    assert cluster_ari(codes, labels, normalise=True) == pytest.approx(1.0)
+    assert cluster_ari(codes, labels) < 1.0
+
+
+def test_l1_normalise_rows_keeps_zero_rows_and_input():
+    codes = np.array([[1.0, 3.0], [0.0, 0.0]])
+    before = codes.copy()
+    out = l1_normalise_rows(codes)
+    np.testing.assert_allclose(out, [[0.25, 0.75], [0.0, 0.0]])
+    np.testing.assert_array_equal(codes, before)
+
+
+def test_non_finite_codes_give_nan_and_shape_mismatch_raises():
+    labels = np.array([0, 1, 0])
+    assert np.isnan(cluster_ari(np.array([[1.0], [np.nan], [2.0]]), labels))
+    with pytest.raises(ValueError, match="do not match"):
+        cluster_ari(np.ones((2, 2)), labels)
