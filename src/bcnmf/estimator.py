@@ -67,13 +67,18 @@ def _check_init(init_factors, X, Y, k):
 
 
 def _warn(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
+    finite = all(np.all(np.isfinite(a)) for a in
+                 (result.components, result.codes, result.background_codes) if a is not None)
+    if not finite or not np.isfinite(result.objective):
+        raise FloatingPointError(
+            f"{owner} could not reach a finite state: the data overflow the working precision "
+            "from the start (check the data's scale, e.g. use float64 or rescale X and the "
+            "background).")
     if diag["diverged"]:
-        state = (f"returning the last finite state (after {result.n_iter} sweeps)"
-                 if np.isfinite(result.objective) else
-                 "no finite state was reached (check the data's scale)")
         warnings.warn(
-            f"{owner} diverged: the iterations produced non-finite values; {state}. Lower "
-            "alpha, use mode='stable', or damping < 1.", DivergenceWarning, stacklevel=3)
+            f"{owner} diverged: the iterations produced non-finite values; returning the last "
+            f"finite state (after {result.n_iter} sweeps). Lower alpha, use mode='stable', or "
+            "damping < 1.", DivergenceWarning, stacklevel=3)
     elif diag["runaway"] is not None:
         warnings.warn(
             f"{owner}: the Poisson contrast is running away to minus infinity: the background "

@@ -113,6 +113,17 @@ def normalize_basis(basis: np.ndarray, code_blocks, floor: float) -> None:
         codes *= scale
 
 
+def _restore(basis, all_codes, state, hist, out) -> None:
+    """Go back to ``state`` (the last finite state entering a sweep): its
+    record is the last history entry, which the final evaluation re-adds."""
+    basis[...] = state[0]
+    for codes, saved in zip(all_codes, state[1]):
+        codes[...] = saved
+    for values in hist.values():
+        values.pop()
+    out.n_iter = len(hist["objective"])
+
+
 def solve(target: list[tuple[Block, np.ndarray]],
           background: list[tuple[Block, np.ndarray]],
           basis: np.ndarray, opts: SolverOptions, callback=None) -> SolveOutput:
@@ -144,9 +155,7 @@ def _solve(target, background, basis, opts, callback):
             # the state entering this sweep is not finite: go back one sweep
             out.diverged = True
             if last_good is not None:
-                basis[...] = last_good[0]
-                for c, s in zip(all_codes, last_good[1]):
-                    c[...] = s
+                _restore(basis, all_codes, last_good, hist, out)
             break
         last_good = entering
         hist["target"].append(dx)
@@ -172,9 +181,7 @@ def _solve(target, background, basis, opts, callback):
     dx, dy = evaluate(target, background, basis, opts)
     if not np.isfinite(dx - alpha * dy) and last_good is not None:
         out.diverged = True
-        basis[...] = last_good[0]
-        for c, s in zip(all_codes, last_good[1]):
-            c[...] = s
+        _restore(basis, all_codes, last_good, hist, out)
         dx, dy = evaluate(target, background, basis, opts)
     hist["target"].append(dx)
     hist["background"].append(dy)
