@@ -452,3 +452,13 @@ def test_dataframe_target_with_array_background():
     assert_array_equal(model.feature_names_in_, np.array(["a", "b", "c", "d"], dtype=object))
     res = factorize(dX, Y0, 2, random_state=0, **FAST)
     assert_array_equal(res.components, model.components_)
+
+
+@pytest.mark.parametrize("mode", ["stable", "reference"])
+def test_data_overflowing_float32_raise_floating_point_error(mode):
+    """Values near float32's maximum overflow the products from the first sweep: no finite
+    state exists, so the fit raises instead of returning non-finite factors."""
+    X = np.full((6, 4), 3e38, dtype=np.float32)
+    X[0, 0] = 1.0
+    with pytest.raises(FloatingPointError, match="could not reach a finite state"):
+        BCNMF(2, mode=mode, random_state=0).fit(X, background=X[:3])

@@ -168,7 +168,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
             basis, cx, cy = initial_factors(X, Y, s.n_components, s.init,
                                             np.random.default_rng(seed), dtype)
         if opts.normalize:
-            normalize_basis(basis, [c for c in (cx, cy) if c is not None], policy.basis_floor)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by solve
+                normalize_basis(basis, [c for c in (cx, cy) if c is not None],
+                                policy.basis_floor)
         background = [(by, cy)] if Y is not None else []
         out = solve([(bx, cx)], background, basis, opts, callback=callback)
         runs.append((out, cx, cy))
