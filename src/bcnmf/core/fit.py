@@ -73,9 +73,9 @@ def step_policy(X, s: FitSettings) -> StepPolicy:
     gamma = 1.0 if s.damping is None else float(s.damping)
     if s.mode == "reference":
         return StepPolicy(eps=EPS[s.loss], gamma=gamma)
-    total = float(np.asarray(X.sum(), dtype=np.float64)) / max(X.shape[0], 1)
+    total = float(X.sum(dtype=np.float64)) / max(X.shape[0], 1)
     return StepPolicy(eps=EPS[s.loss], gamma=gamma,
-                      code_floor=CODE_FLOOR_REL * max(total, np.finfo(np.float32).tiny),
+                      code_floor=CODE_FLOOR_REL * max(total, float(np.finfo(np.float32).tiny)),
                       basis_floor=BASIS_FLOOR)
 
 
@@ -92,7 +92,7 @@ def contrast_offsets(X, Y, s: FitSettings):
     """
     if Y is None or s.loss == FROBENIUS or s.mode == "reference" or s.smoothing == 0:
         return None, None
-    mean = lambda a: np.asarray(a.mean(axis=0), dtype=np.float64).ravel()  # noqa: E731
+    mean = lambda a: np.asarray(a.mean(axis=0, dtype=np.float64)).ravel()  # noqa: E731
     return s.smoothing * mean(X), s.smoothing * mean(Y)
 
 
