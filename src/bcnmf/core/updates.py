@@ -166,28 +166,21 @@ def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
 
 
 def _sweep_dense_kl(block, codes, view, policy, update, want_parts):
+    """Dense KL blocks go through the CSR kernel one row chunk at a time: the
+    Poisson ratio only matters at nonzero entries, and the chunk's CSR copy
+    bounds the extra memory."""
     a = block.data
     n, f = a.shape
-    k = codes.shape[1]
     step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
-    offset = block.offset + policy.eps
     csum_before = codes.sum(axis=0, dtype=np.float64)
     loglik = 0.0
-    cross = np.zeros((k, f), dtype=codes.dtype) if want_parts else None
+    cross = np.zeros((codes.shape[1], f), dtype=codes.dtype) if want_parts else None
     for lo in range(0, n, step):
-        ac = a[lo:lo + step]
-        cc = codes[lo:lo + step]
-        pred = cc @ view.basis
-        pred += offset
-        loglik += float(np.sum(ac * np.log(pred), dtype=np.float64))
-        if update:
-            np.divide(ac, pred, out=pred)
-            mu_step(cc, pred @ view.basis_t, view.rowsum, policy, policy.code_floor)
+        ll, cr = _kl_csr_pass(sp.csr_matrix(a[lo:lo + step]), block.offset,
+                              codes[lo:lo + step], view, policy, update, want_parts)
+        loglik += ll
         if want_parts:
-            pred = cc @ view.basis
-            pred += offset
-            np.divide(ac, pred, out=pred)
-            cross += cc.T @ pred
+            cross += cr
     div = _kl_divergence(block, n, csum_before, view, loglik)
     parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
     return div, parts
@@ -202,11 +195,10 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
     a = block.data
     n, f = a.shape
     k = codes.shape[1]
-    parallel = a.nnz * k >= _PARALLEL_MIN_WORK
-    n_chunks = max(1, min(numba.get_num_threads(), n)) if parallel else 1
-    shape = (n_chunks, f, k) if want_parts else (1, 1, 1)
-    cross = np.zeros(shape, dtype=codes.dtype)
     if loss == FROBENIUS:
+        parallel = a.nnz * k >= _PARALLEL_MIN_WORK
+        n_chunks = max(1, min(numba.get_num_threads(), n)) if parallel else 1
+        cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
         cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
         kernel = (_csr_kernels.frobenius_sweep_csr if parallel
                   else _csr_kernels.frobenius_sweep_csr_serial)
@@ -218,14 +210,26 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
         parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
         return div, parts
     csum_before = codes.sum(axis=0, dtype=np.float64)
+    loglik, cross = _kl_csr_pass(a, block.offset, codes, view, policy, update, want_parts)
+    div = _kl_divergence(block, n, csum_before, view, loglik)
+    parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
+    return div, parts
+
+
+def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts):
+    """KL kernel on one CSR matrix: returns ``(sum a log pred, C^T (A / pred))``
+    (the second is None unless ``want_parts``); updates ``codes`` in place."""
+    n, f = a.shape
+    k = codes.shape[1]
+    parallel = a.nnz * k >= _PARALLEL_MIN_WORK
+    n_chunks = max(1, min(numba.get_num_threads(), n)) if parallel else 1
+    cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
     kernel = _csr_kernels.kl_sweep_csr if parallel else _csr_kernels.kl_sweep_csr_serial
     loglik = kernel(
-        a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
-        block.offset, policy.eps, policy.gamma, policy.code_floor, update,
-        want_parts, True, cross, n_chunks)
-    div = _kl_divergence(block, n, csum_before, view, loglik)
-    parts = Parts(cross.sum(axis=0).T.copy(), codes.sum(axis=0)) if want_parts else None
-    return div, parts
+        a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum, offset,
+        policy.eps, policy.gamma, policy.code_floor, update, want_parts, True, cross,
+        n_chunks)
+    return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
 
 def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
