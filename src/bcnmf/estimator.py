@@ -66,7 +66,8 @@ def _check_init(init_factors, X, Y, k):
     return basis, cx, (cy if Y is not None else None)
 
 
-def _warn(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
+def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
+    """Turn the engine's diagnostics into warnings (or an error when nothing finite exists)."""
     finite = all(np.all(np.isfinite(a)) for a in
                  (result.components, result.codes, result.background_codes) if a is not None)
     if not finite or not np.isfinite(result.objective):
@@ -278,7 +279,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
                            s.n_components)
         result, diag = fit_factors(X, Y, s, self.random_state, init)
-        _warn(diag, s, result)
+        _report(diag, s, result)
         self.components_ = result.components
         self.background_codes_ = result.background_codes
         self.n_iter_ = result.n_iter
@@ -376,5 +377,5 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
     result, diag = fit_factors(X, Y, s, random_state, init)
-    _warn(diag, s, result, "factorize")
+    _report(diag, s, result, "factorize")
     return result
