@@ -339,7 +339,9 @@ def ref_params(dataset_name, loss, args, alpha=None):
 def stable_params(loss, args, alpha=None):
     a0 = args.alpha_frob if loss == "frobenius" else args.alpha_kl
     p = dict(alpha=a0 if alpha is None else alpha, alpha_scale="relative", mode="stable",
-             beta_loss=loss)
+             beta_loss=loss, n_init=args.n_init)
+    if args.max_iter is not None:
+        p["max_iter"] = args.max_iter
     if args.quick:
         p["max_iter"] = QUICK_MAX_ITER
     return p
@@ -608,6 +610,10 @@ def parse_args(argv=None):
                    help="the one relative α of bcNMF stable Frobenius (default 2.0)")
     p.add_argument("--alpha-kl", type=float, default=2.0,
                    help="the one relative α of bcNMF stable Poisson (default 2.0)")
+    p.add_argument("--n-init", type=int, default=1,
+                   help="restarts of bcNMF stable (medoid selection; default 1)")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="max_iter of bcNMF stable (default: the estimator's)")
     p.add_argument("--alpha-grid", type=int, default=9,
                    help="α grid size for (c), log-spaced over two decades (default 9, i.e. four "
                         "points per decade; 13 gives six)")
@@ -649,7 +655,7 @@ def main(argv=None):
     emit("# bcNMF quality benchmark\n")
     emit(f"bcnmf {_bcnmf_version()}, scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
          f"Python {platform.python_version()}; n_jobs={args.n_jobs}; quick={args.quick}; "
-         f"stable α: Frobenius {args.alpha_frob:g}, Poisson {args.alpha_kl:g} (relative). "
+         f"stable α: Frobenius {args.alpha_frob:g}, Poisson {args.alpha_kl:g} (relative), n_init={args.n_init}, max_iter={args.max_iter or 'default'}. "
          "ARI: KMeans(n_clusters=#labels, n_init=20, random_state=42), mean ± sd over seeds.\n")
     if "a" in args.sections and "sim" in args.datasets:
         section_beta(args, emit)
