@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
-from sklearn.cluster import KMeans
 from sklearn.decomposition import NMF
-from sklearn.metrics import adjusted_rand_score
 
 __all__ = [
     "KMEANS_N_INIT",
@@ -32,54 +30,9 @@ __all__ = [
     "summarise",
 ]
 
-KMEANS_N_INIT = 20
-KMEANS_SEED = 42
-
-
-def l1_normalise_rows(codes):
-    """Divide each row by its L1 norm (sum of absolute values); all-zero rows stay zero."""
-    codes = np.asarray(codes, dtype=np.float64)
-    norms = np.abs(codes).sum(axis=1, keepdims=True)
-    out = np.zeros_like(codes)
-    np.divide(codes, norms, out=out, where=norms > 0)
-    return out
-
-
-def cluster_ari(codes, labels, normalise=False):
-    """Adjusted Rand index of KMeans clusters of ``codes`` against ``labels``.
-
-    Parameters
-    ----------
-    codes : array of shape (n_samples, n_components)
-        Target representation (bcNMF/NMF codes, PCA/cPCA scores).
-    labels : array of shape (n_samples,)
-        Ground-truth labels, never used in fitting.
-    normalise : bool, default False
-        Per-cell L1 normalisation of the codes before clustering (rows summing to zero stay zero).
-
-    Returns
-    -------
-    float
-        ARI; NaN if the codes are not finite.
-    """
-    codes = np.asarray(codes, dtype=np.float64)
-    labels = np.asarray(labels)
-    if codes.ndim == 1:
-        codes = codes[:, None]
-    if codes.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"codes have {codes.shape[0]} rows but there are {labels.shape[0]} labels"
-        )
-    if not np.all(np.isfinite(codes)):
-        return float("nan")
-    if normalise:
-        codes = l1_normalise_rows(codes)
-    n_clusters = int(np.unique(labels).size)
-    km = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=KMEANS_SEED)
-    # KMeans warns (ConvergenceWarning) when there are fewer distinct points than clusters,
-    # e.g. all-zero codes; the ARI is then ~0, which is the right answer to report.
-    pred = km.fit_predict(codes)
-    return float(adjusted_rand_score(labels, pred))
+# The evaluation protocol itself lives in the library (one definition for the demo, the
+# benchmarks and users).
+from bcnmf.metrics import KMEANS_N_INIT, KMEANS_SEED, cluster_ari, l1_normalise_rows  # noqa: E402,F401
 
 
 def standardise_features(A):

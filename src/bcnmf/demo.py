@@ -22,7 +22,6 @@ command-line entry point and the only place that prints.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import json
@@ -40,7 +39,7 @@ from .estimator import BCNMF
 from .exceptions import DivergenceWarning
 from .metrics import cluster_ari
 
-__all__ = ["DEMO_ALPHA", "N_COMPONENTS", "METHODS", "run_demo", "main"]
+__all__ = ["DEMO_ALPHA", "N_COMPONENTS", "METHODS", "format_table", "run_demo", "main"]
 
 #: Contrast weight of the demo's bcNMF fits (relative scale).  1.0 rather than the library's
 #: default 1.5: on this data the alpha grid of docs/benchmarks.md peaks near 1.
@@ -333,7 +332,7 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=5, *, alpha=None, max_iter=None):
     return results
 
 
-def _format_table(results):
+def format_table(results):
     s = results["summary"]
     header = f"{'method':<8}  {'ARI raw':>15}  {'ARI normalised':>15}"
     lines = [f"Adjusted Rand index vs genotype, mean ± sd over {results['seeds']} seed(s)",
@@ -344,33 +343,10 @@ def _format_table(results):
 
 
 def main(argv=None) -> int:
-    """Command-line entry point (``python -m bcnmf.demo``); returns 0."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bcnmf.demo",
-        description="bcNMF vs PCA and NMF on the bundled mouse-protein data (no network).")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--seeds", type=int, default=5,
-                        help="number of fitting seeds (default: 5)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="print only the paths written")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    results = run_demo(args.out, args.seeds)
-    if not args.quiet:
-        print(_format_table(results))
-        p = results["params"]
-        print(f"\nbcNMF: n_components={N_COMPONENTS}, alpha={p['alpha']} "
-              f"(alpha_raw_={p['alpha_raw_']:.6g}), n_iter_={p['n_iter_']} (seed 0)")
-        if results["warnings"]:
-            print(f"\n{len(results['warnings'])} warning(s) raised by the fits:")
-            for note in results["warnings"]:
-                print(f"  {note}")
-        print("\nFiles written:")
-    for path in results["files"].values():
-        print(path)
-    return 0
+    """Command-line entry point (``python -m bcnmf.demo``); see :func:`bcnmf.cli.demo_main`."""
+    from .cli import demo_main
+
+    return demo_main(argv)
 
 
 if __name__ == "__main__":
