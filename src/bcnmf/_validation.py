@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 
+from .core.init import INIT_METHODS
 from .exceptions import InvalidParameterError
 
 #: sparse formats accepted as they are; others (lil, dok) are converted to CSR
@@ -59,7 +60,7 @@ PARAMETER_CONSTRAINTS = {
     "alpha_scale": (_none_or(_one_of("relative", "raw")), "None, 'relative' or 'raw'"),
     "beta_loss": (_one_of(*LOSS_ALIASES), "'frobenius', 'kullback-leibler' or 'poisson'"),
     "mode": (_one_of("stable", "reference"), "'stable' or 'reference'"),
-    "init": (_none_or(_one_of("random", "uniform")), "None, 'random' or 'uniform'"),
+    "init": (_none_or(_one_of(*INIT_METHODS)), "None, 'random' or 'uniform'"),
     "damping": (_none_or(_real_in(0, 1, lo_closed=False)), "None or a real in (0, 1]"),
     "smoothing": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
     "max_iter": (_int_at_least(1), "an int >= 1"),

@@ -74,10 +74,6 @@ class Block:
     const: float
     offset: np.ndarray | None = None
 
-    @property
-    def n_rows(self) -> int:
-        return self.data.shape[0]
-
 
 def make_block(data, loss: str, offset=None) -> Block:
     """Wrap a validated block (ndarray or CSR) with its constants."""
