@@ -22,7 +22,7 @@ from sklearn.decomposition import NMF
 
 from bcnmf import BCNMF, factorize
 from bcnmf.core import updates
-from bcnmf.core.fit import _restart_seeds
+from bcnmf.core.fit import EVAL_EVERY, _restart_seeds
 from bcnmf.core.init import initial_factors
 from bcnmf.core.updates import (FROBENIUS, KL, StepPolicy, basis_step, make_block,
                                 sweep_block, view_basis)
@@ -443,8 +443,8 @@ def test_outputs_finite_nonnegative_with_empty_rows_and_columns(loss, mode, spar
         assert np.all(np.isfinite(a)) and np.all(a >= 0)
     h = model.history_
     assert model.n_iter_ == 60
+    assert_recorded_sweeps(h, model.n_iter_, loss)
     for key in ("target", "background", "objective"):
-        assert h[key].shape == (model.n_iter_ + 1,)
         assert np.all(np.isfinite(h[key]))
     np.testing.assert_allclose(h["objective"], h["target"] - model.alpha_raw_ * h["background"],
                                rtol=1e-12, atol=1e-12 * np.abs(h["target"]).max())
@@ -468,6 +468,25 @@ def test_outputs_finite_nonnegative_with_empty_rows_and_columns(loss, mode, spar
         rtol=1e-8)
 
 
+def assert_recorded_sweeps(history, n_iter, loss):
+    """The history records the state entering every ``EVAL_EVERY[loss]``-th
+    sweep and the final state, and nothing else."""
+    expected = np.unique(np.r_[np.arange(0, n_iter, EVAL_EVERY[loss]), n_iter])
+    np.testing.assert_array_equal(history["iteration"], expected)
+    for key in ("target", "background", "objective"):
+        assert history[key].shape == expected.shape, key
+
+
+def test_history_is_recorded_every_sweep_for_squared_error_every_tenth_for_kl():
+    assert EVAL_EVERY == {FROBENIUS: 1, KL: 10}
+    X = _planted(np.random.default_rng(3))
+    for loss in LOSSES:
+        model = BCNMF(2, beta_loss=loss, max_iter=25, tol=0, random_state=0).fit(X)
+        iters = model.history_["iteration"]
+        expected = np.arange(26) if loss == FROBENIUS else np.array([0, 10, 20, 25])
+        np.testing.assert_array_equal(iters, expected)
+
+
 def _planted(rng):
     """Exact rank-2 non-negative target with disjoint topic supports."""
     basis = np.zeros((2, 12))
@@ -483,7 +502,7 @@ def test_stopping_rule_fires_on_planted_problem(loss):
     max_iter = 2000
     model = BCNMF(2, beta_loss=loss, max_iter=max_iter, random_state=0).fit(X)
     assert model.n_iter_ < max_iter
-    assert model.history_["objective"].shape == (model.n_iter_ + 1,)
+    assert_recorded_sweeps(model.history_, model.n_iter_, loss)
     np.testing.assert_allclose(model.components_.sum(axis=1), 1.0, rtol=1e-9)
     # it stopped because the topics converged: a near-exact fit of the planted target
     fit = model.transform(X) @ model.components_
@@ -496,4 +515,4 @@ def test_convergence_warning_at_max_iter(loss):
     with pytest.warns(ConvergenceWarning):
         model = BCNMF(2, beta_loss=loss, max_iter=2, random_state=0).fit(X)
     assert model.n_iter_ == 2
-    assert model.history_["objective"].shape == (3,)
+    assert_recorded_sweeps(model.history_, 2, loss)

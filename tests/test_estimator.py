@@ -155,7 +155,8 @@ def test_factorize_matches_estimator_exactly(loss, mode):
     assert_array_equal(model.components_, res.components)
     assert_array_equal(model.background_codes_, res.background_codes)
     assert model.n_iter_ == res.n_iter == 60
-    assert set(model.history_) == set(res.history) == {"target", "background", "objective"}
+    assert set(model.history_) == set(res.history) == {"iteration", "target", "background",
+                                                       "objective"}
     for key in res.history:
         assert_array_equal(model.history_[key], res.history[key])
     assert model.alpha_raw_ == res.alpha_raw
@@ -428,8 +429,11 @@ def test_outputs_finite_nonnegative_with_restarts(loss, mode, with_background):
     for a in factors:
         assert np.all(np.isfinite(a))
         assert np.all(a >= 0)
+    every = 1 if loss == "frobenius" else 10
+    assert_array_equal(model.history_["iteration"],
+                       np.r_[np.arange(0, model.n_iter_, every), model.n_iter_])
     for key, h in model.history_.items():
-        assert h.shape == (model.n_iter_ + 1,), key
+        assert h.shape == model.history_["iteration"].shape, key
         assert np.all(np.isfinite(h)), key
     assert model.restart_objectives_.shape == (3,)
     assert model.restart_agreement_.shape == (3,)

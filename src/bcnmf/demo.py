@@ -136,8 +136,8 @@ def _write_history(path, history):
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["iteration", *keys])
-        for i, vals in enumerate(zip(*(np.asarray(history[k]) for k in keys))):
-            writer.writerow([i, *(_num(v) for v in vals)])
+        for i, vals in zip(history["iteration"], zip(*(history[k] for k in keys))):
+            writer.writerow([int(i), *(_num(v) for v in vals)])
 
 
 def _json_value(v):

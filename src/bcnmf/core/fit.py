@@ -22,6 +22,10 @@ EPS = {FROBENIUS: 1e-10, "kullback-leibler": 1e-16}
 BASIS_FLOOR = 1e-12
 #: stable mode: lower bound of codes, relative to the mean cell total
 CODE_FLOOR_REL = 1e-12
+#: sweeps between recorded objectives: the squared-error objective is a
+#: by-product of the sweep; the KL one needs a logarithm per stored entry,
+#: which costs as much as the sweep itself
+EVAL_EVERY = {FROBENIUS: 1, "kullback-leibler": 10}
 #: KL background divergence per background count above which the contrast is
 #: said to run away (a sound fit is near or below ~1 nat per count; the
 #: bounded stable contrast cannot exceed about log(1 / smoothing))
@@ -101,7 +105,8 @@ def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy) -> SolverOpti
     return SolverOptions(loss=s.loss, alpha=alpha_raw, policy=policy,
                          normalize=not reference, max_iter=s.max_iter,
                          tol=0.0 if reference else s.tol,
-                         polish_iter=0 if reference else s.code_max_iter)
+                         polish_iter=0 if reference else s.code_max_iter,
+                         eval_every=EVAL_EVERY[s.loss])
 
 
 def _restart_seeds(random_state, n_init):

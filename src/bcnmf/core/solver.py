@@ -4,8 +4,9 @@ sums their parts and takes one basis step.
 Order within a sweep (the authors' order): target codes, background codes,
 then the basis with the new codes.  The divergence of each block at the state
 *entering* a sweep is a by-product of the sweep, so the objective is recorded
-for every sweep at no extra cost; one evaluation pass after the last sweep
-records the final state.
+at no extra cost, every ``eval_every`` sweeps (1 for squared error, where it
+is free; more for KL, whose logarithms cost as much as the sweep itself); one
+evaluation pass after the last sweep records the final state.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class SolverOptions:
     scale into the codes.  ``polish_iter > 0`` (with ``tol > 0``) refines all
     codes with the final basis fixed (:func:`refine_codes`) before the final
     evaluation, so that returned codes are the solution for the returned
-    basis, as :meth:`transform` computes it.
+    basis, as :meth:`transform` computes it.  The objective is recorded for
+    the state entering every ``eval_every``-th sweep (and the final state);
+    non-finite states are detected at every sweep from the basis parts.
     """
 
     loss: str
@@ -44,6 +47,7 @@ class SolverOptions:
     tol: float
     window: int = 10
     polish_iter: int = 0
+    eval_every: int = 1
 
 
 @dataclass
@@ -65,11 +69,12 @@ def evaluate(target, background, basis, opts: SolverOptions):
     return float(dx), float(dy)
 
 
-def _sweep_all(pairs, view, opts):
+def _sweep_all(pairs, view, opts, want_div):
+    """Sweep every block: ``(summed divergence or None, summed parts)``."""
     div, parts = 0.0, None
     for block, codes in pairs:
-        d, p = sweep_block(block, codes, view, opts.loss, opts.policy)
-        div += d
+        d, p = sweep_block(block, codes, view, opts.loss, opts.policy, want_div=want_div)
+        div = None if d is None or div is None else div + d
         if parts is None:
             parts = p
         else:
@@ -87,7 +92,8 @@ def refine_codes(pairs, view, loss, policy, max_iter: int, tol: float) -> int:
         worst = 0.0
         for block, codes in pairs:
             before = codes.copy()
-            sweep_block(block, codes, view, loss, policy, want_parts=False)
+            sweep_block(block, codes, view, loss, policy, want_parts=False,
+                        want_div=False)
             step = np.abs(codes - before).sum(axis=1)
             size = np.maximum(codes.sum(axis=1), tiny)
             if step.size:
@@ -113,15 +119,22 @@ def normalize_basis(basis: np.ndarray, code_blocks, floor: float) -> None:
         codes *= scale
 
 
-def _restore(basis, all_codes, state, hist, out) -> None:
-    """Go back to ``state`` (the last finite state entering a sweep): its
-    record is the last history entry, which the final evaluation re-adds."""
-    basis[...] = state[0]
-    for codes, saved in zip(all_codes, state[1]):
+def _finite(parts) -> bool:
+    return parts is None or bool(np.isfinite(parts.cross.sum() + parts.second.sum()))
+
+
+def _restore(basis, all_codes, good, hist, out) -> None:
+    """Go back to ``good = (sweep, state)``, the last state that entered a
+    sweep with finite results; its record, if it was recorded, is dropped
+    (the final evaluation re-adds it)."""
+    sweep, (saved_basis, saved_codes) = good
+    basis[...] = saved_basis
+    for codes, saved in zip(all_codes, saved_codes):
         codes[...] = saved
-    for values in hist.values():
-        values.pop()
-    out.n_iter = len(hist["objective"])
+    if hist["iteration"] and hist["iteration"][-1] == sweep:
+        for values in hist.values():
+            values.pop()
+    out.n_iter = sweep
 
 
 def solve(target: list[tuple[Block, np.ndarray]],
@@ -129,17 +142,24 @@ def solve(target: list[tuple[Block, np.ndarray]],
           basis: np.ndarray, opts: SolverOptions, callback=None) -> SolveOutput:
     """Run the engine in place on ``basis`` and the code arrays in the pairs.
 
-    ``callback(iteration, basis, record)`` is called after every sweep with
-    the record of the state that entered it.  Floating-point warnings are
-    silenced inside: overflow is detected on the objective and handled by
-    returning the last finite state.
+    ``callback(iteration, basis, record)`` is called after every recorded
+    sweep with the record of the state that entered it.  Floating-point
+    warnings are silenced inside: overflow is detected on the objective and
+    the basis parts, and handled by returning the last finite state.
     """
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         return _solve(target, background, basis, opts, callback)
 
 
+def _record(hist, sweep, dx, dy, alpha):
+    hist["iteration"].append(sweep)
+    hist["target"].append(dx)
+    hist["background"].append(dy)
+    hist["objective"].append(dx - alpha * dy)
+
+
 def _solve(target, background, basis, opts, callback):
-    hist = {"target": [], "background": [], "objective": []}
+    hist = {"iteration": [], "target": [], "background": [], "objective": []}
     alpha = opts.alpha if background else 0.0
     all_codes = [c for _, c in target] + [c for _, c in background]
     out = SolveOutput(basis)
@@ -148,21 +168,23 @@ def _solve(target, background, basis, opts, callback):
     for it in range(opts.max_iter):
         entering = (basis.copy(), [c.copy() for c in all_codes])
         view = view_basis(basis, opts.loss)
-        dx, px = _sweep_all(target, view, opts)
-        dy, py = _sweep_all(background, view, opts) if background else (0.0, None)
-        obj = dx - alpha * dy
-        if not np.isfinite(obj):
-            # the state entering this sweep is not finite: go back one sweep
+        want_div = it % opts.eval_every == 0
+        dx, px = _sweep_all(target, view, opts, want_div)
+        dy, py = _sweep_all(background, view, opts, want_div) if background else (0.0, None)
+        recorded = dx is not None and dy is not None
+        if not (_finite(px) and _finite(py)
+                and (not recorded or np.isfinite(dx - alpha * dy))):
+            # this sweep met a non-finite state: go back to the last good one
             out.diverged = True
             if last_good is not None:
                 _restore(basis, all_codes, last_good, hist, out)
             break
-        last_good = entering
-        hist["target"].append(dx)
-        hist["background"].append(dy)
-        hist["objective"].append(obj)
-        if callback is not None:
-            callback(it, basis, {"target": dx, "background": dy, "objective": obj})
+        last_good = (it, entering)
+        if recorded:
+            _record(hist, it, dx, dy, alpha)
+            if callback is not None:
+                callback(it, basis, {"target": dx, "background": dy,
+                                     "objective": dx - alpha * dy})
         basis_step(basis, px, py, alpha, opts.loss, opts.policy)
         if opts.normalize:
             normalize_basis(basis, all_codes, opts.policy.basis_floor)
@@ -183,8 +205,10 @@ def _solve(target, background, basis, opts, callback):
         out.diverged = True
         _restore(basis, all_codes, last_good, hist, out)
         dx, dy = evaluate(target, background, basis, opts)
-    hist["target"].append(dx)
-    hist["background"].append(dy)
-    hist["objective"].append(dx - alpha * dy)
-    out.history = {k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}
+    if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
+        for values in hist.values():
+            values.pop()
+    _record(hist, out.n_iter, dx, dy, alpha)
+    out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
+                   for k, v in hist.items()}
     return out

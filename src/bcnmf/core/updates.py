@@ -133,17 +133,20 @@ def mu_step(x: np.ndarray, num: np.ndarray, den: np.ndarray, policy: StepPolicy,
 
 
 def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
-                policy: StepPolicy, *, update: bool = True, want_parts: bool = True):
+                policy: StepPolicy, *, update: bool = True, want_parts: bool = True,
+                want_div: bool = True):
     """One sweep over one block: returns ``(divergence_before, parts)``.
 
     ``codes`` (n x K, C-contiguous, same dtype as the data) is updated in
     place when ``update``.  ``parts`` is ``None`` unless ``want_parts``.
+    The divergence is ``None`` when ``want_div`` is False and it is not free
+    (KL: its logarithms cost as much as the rest of the sweep).
     """
     if sp.issparse(block.data):
-        return _sweep_csr(block, codes, view, loss, policy, update, want_parts)
+        return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div)
     if loss == FROBENIUS:
         return _sweep_dense_frobenius(block, codes, view, policy, update, want_parts)
-    return _sweep_dense_kl(block, codes, view, policy, update, want_parts)
+    return _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div)
 
 
 def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
@@ -161,7 +164,7 @@ def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
     return max(div, 0.0), parts
 
 
-def _sweep_dense_kl(block, codes, view, policy, update, want_parts):
+def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div):
     """Dense KL blocks go through the CSR kernel one row chunk at a time: the
     Poisson ratio only matters at nonzero entries, and the chunk's CSR copy
     bounds the extra memory."""
@@ -173,11 +176,12 @@ def _sweep_dense_kl(block, codes, view, policy, update, want_parts):
     cross = np.zeros((codes.shape[1], f), dtype=codes.dtype) if want_parts else None
     for lo in range(0, n, step):
         ll, cr = _kl_csr_pass(sp.csr_matrix(a[lo:lo + step]), block.offset,
-                              codes[lo:lo + step], view, policy, update, want_parts)
+                              codes[lo:lo + step], view, policy, update, want_parts,
+                              want_div)
         loglik += ll
         if want_parts:
             cross += cr
-    div = _kl_divergence(block, n, csum_before, view, loglik)
+    div = _kl_divergence(block, n, csum_before, view, loglik) if want_div else None
     parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
     return div, parts
 
@@ -187,17 +191,22 @@ def _kl_divergence(block, n, csum_before, view, loglik):
     return max(block.const - loglik + total_pred, 0.0)
 
 
-def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
+def _kernel_for(loss, a, k):
+    """Kernel flavour and number of row chunks for a CSR block: large blocks
+    run in parallel with a kernel specialised on ``k``."""
+    parallel = a.nnz * k >= _PARALLEL_MIN_WORK
+    n_chunks = max(1, min(numba.get_num_threads(), a.shape[0])) if parallel else 1
+    return _csr_kernels.kernel(loss, parallel, k if parallel else 0), n_chunks
+
+
+def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
     a = block.data
     n, f = a.shape
     k = codes.shape[1]
     if loss == FROBENIUS:
-        parallel = a.nnz * k >= _PARALLEL_MIN_WORK
-        n_chunks = max(1, min(numba.get_num_threads(), n)) if parallel else 1
+        kernel, n_chunks = _kernel_for(loss, a, k)
         cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
         cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
-        kernel = (_csr_kernels.frobenius_sweep_csr if parallel
-                  else _csr_kernels.frobenius_sweep_csr_serial)
         ab, quad = kernel(
             a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
             policy.eps, policy.gamma, policy.code_floor, update, want_parts,
@@ -206,24 +215,24 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts):
         parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
         return div, parts
     csum_before = codes.sum(axis=0, dtype=np.float64)
-    loglik, cross = _kl_csr_pass(a, block.offset, codes, view, policy, update, want_parts)
-    div = _kl_divergence(block, n, csum_before, view, loglik)
+    loglik, cross = _kl_csr_pass(a, block.offset, codes, view, policy, update, want_parts,
+                                 want_div)
+    div = _kl_divergence(block, n, csum_before, view, loglik) if want_div else None
     parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
     return div, parts
 
 
-def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts):
+def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
     """KL kernel on one CSR matrix: returns ``(sum a log pred, C^T (A / pred))``
-    (the second is None unless ``want_parts``); updates ``codes`` in place."""
-    n, f = a.shape
+    (the first is 0 unless ``want_div``, the second None unless
+    ``want_parts``); updates ``codes`` in place."""
+    f = a.shape[1]
     k = codes.shape[1]
-    parallel = a.nnz * k >= _PARALLEL_MIN_WORK
-    n_chunks = max(1, min(numba.get_num_threads(), n)) if parallel else 1
+    kernel, n_chunks = _kernel_for(KL, a, k)
     cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
-    kernel = _csr_kernels.kl_sweep_csr if parallel else _csr_kernels.kl_sweep_csr_serial
     loglik = kernel(
         a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum, offset,
-        policy.eps, policy.gamma, policy.code_floor, update, want_parts, True, cross,
+        policy.eps, policy.gamma, policy.code_floor, update, want_parts, want_div, cross,
         n_chunks)
     return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
