@@ -366,6 +366,44 @@ def test_sparse_equals_dense(loss, mode, fmt):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("k", [3, 5])
+def test_specialised_parallel_kernel_equals_generic_serial_kernel(loss, k):
+    """Blocks above the work threshold run a kernel compiled for their K in
+    parallel chunks; it must compute what the generic serial kernel does."""
+    from bcnmf.core import _csr_kernels
+    rng = np.random.default_rng(12)
+    n = updates._PARALLEL_MIN_WORK // (k * 40) + 50   # ~40 nonzeros per row
+    a = sp.random(n, 400, density=0.1, format="csr", random_state=rng) * 10
+    assert a.nnz * k >= updates._PARALLEL_MIN_WORK
+    basis = rng.random((k, 400)) + 0.1
+    codes0 = rng.random((n, k)) + 0.1
+    offset = rng.random(400) * 0.01
+    view = updates.view_basis(basis, loss)
+    results = []
+    for parallel, spec, chunks in [(False, 0, 1), (True, k, 2), (True, k, 3)]:
+        kernel = _csr_kernels.kernel(loss, parallel, spec)
+        codes = codes0.copy()
+        cross = np.zeros((chunks, 400, k))
+        if loss == FROBENIUS:
+            cgram = np.zeros((chunks, k, k))
+            div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.gram, 1e-10,
+                         1.0, 0.0, True, True, cross, cgram, chunks)
+            second = cgram.sum(axis=0)
+        else:
+            div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
+                         offset, 1e-16, 1.0, 0.0, True, True, True, cross, chunks)
+            second = None
+        results.append((np.asarray(div), codes, cross.sum(axis=0), second))
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            if x is not None:
+                np.testing.assert_allclose(y, x, rtol=1e-12)
+    # and the block path picks the specialised kernel for this block
+    kernel, _ = updates._kernel_for(loss, a, k)
+    assert kernel is _csr_kernels.kernel(loss, True, k)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("mode", ["stable", "reference"])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_float32_agrees_with_float64(loss, mode, sparse):

@@ -36,7 +36,11 @@ import functools
 import numba
 import numpy as np
 
-_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
+# fast-math without 'nnan'/'ninf' (non-finite values must propagate to be
+# detected) and without 'reassoc' (it folds the partial sums of _dot back
+# into one dependent chain)
+_JIT = dict(nogil=True, cache=True, error_model="numpy",
+            fastmath={"nsz", "arcp", "contract", "afn"})
 
 
 @numba.njit(inline="always")
@@ -45,6 +49,25 @@ def _mu(x, num, den, eps, gamma, floor):
     if gamma != 1.0:
         r = max(r, eps) ** gamma
     return max(x * r, floor)
+
+
+@numba.njit(inline="always")
+def _dot(x, y, k):
+    """``x[:k] . y[:k]`` with four independent partial sums: a single running
+    sum is a chain of k dependent multiply-adds, the critical path of the
+    KL sweep."""
+    s0 = s1 = s2 = s3 = 0.0
+    q = 0
+    while q + 4 <= k:
+        s0 += x[q] * y[q]
+        s1 += x[q + 1] * y[q + 1]
+        s2 += x[q + 2] * y[q + 2]
+        s3 += x[q + 3] * y[q + 3]
+        q += 4
+    while q < k:
+        s0 += x[q] * y[q]
+        q += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 def _make_frobenius(K, parallel):
@@ -122,9 +145,7 @@ def _make_kl(K, parallel):
                     a = data[p]
                     j = indices[p]
                     bj = basis_t[j]
-                    pred = offset[j] + eps
-                    for q in range(k):
-                        pred += ci[q] * bj[q]
+                    pred = offset[j] + eps + _dot(ci, bj, k)
                     if want_div:
                         ll += a * np.log(pred)
                     ratio = a / pred
@@ -137,10 +158,7 @@ def _make_kl(K, parallel):
                     for p in range(indptr[i], indptr[i + 1]):
                         j = indices[p]
                         bj = basis_t[j]
-                        pred = offset[j] + eps
-                        for q in range(k):
-                            pred += ci[q] * bj[q]
-                        ratio = data[p] / pred
+                        ratio = data[p] / (offset[j] + eps + _dot(ci, bj, k))
                         crj = cr[j]
                         for q in range(k):
                             crj[q] += ratio * ci[q]
