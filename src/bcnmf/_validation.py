@@ -69,6 +69,7 @@ PARAMETER_CONSTRAINTS = {
     "random_state": (_random_state, "None, an int, a numpy RandomState or Generator"),
     "transform_max_iter": (_int_at_least(1), "an int >= 1"),
     "verbose": (_int_at_least(0), "an int >= 0"),
+    "block_size": (_none_or(_int_at_least(1)), "None or an int >= 1 (cells per block)"),
 }
 
 

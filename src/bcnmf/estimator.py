@@ -11,7 +11,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_matrix,
                           check_n_components, check_params, check_same_features, converting,
                           feature_names, reject_unsupported)
-from .core.fit import FitSettings, fit_factors, step_policy, transform_codes
+from .core.fit import FitSettings, fit_factors, transform_codes
+from .core.source import is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
@@ -33,9 +34,28 @@ def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
         code_max_iter=int(p["transform_max_iter"]))
 
 
+def _check_out_of_core(A, name, owner="BCNMF"):
+    """Shape and dtype checks of a streamed matrix (its values are checked
+    block by block when the fit first reads them)."""
+    shape = tuple(A.shape)
+    dtype = np.dtype(A.dtype)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (cells x features); got shape {shape}.")
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+            or dtype == np.bool_):
+        raise ValueError(f"{name} has dtype {dtype}; {owner} streams real numbers only "
+                         "(float, integer or boolean).")
+    return A
+
+
 def _check_background(background, X, x_names, owner="BCNMF"):
     if background is None:
         return None
+    if is_out_of_core(background) or is_out_of_core(X):
+        Y = (_check_out_of_core(background, "background", owner) if is_out_of_core(background)
+             else check_matrix(background, "background", owner))
+        check_same_features(X, Y, x_names, None, owner)
+        return Y
     Y = check_matrix(background, "background", owner)
     check_same_features(X, Y, x_names, feature_names(background), owner)
     if Y.dtype != X.dtype:
@@ -95,7 +115,18 @@ def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
 
 def _validate_target(estimator, X, reset: bool):
     """Validate X through scikit-learn (feature names, n_features_in_) and then
-    through bcnmf's own checks, with bcnmf's messages for non-matrices."""
+    through bcnmf's own checks, with bcnmf's messages for non-matrices.
+    Out-of-core matrices are checked for shape and dtype only, and streamed."""
+    if is_out_of_core(X):
+        _check_out_of_core(X, "X")
+        if reset:
+            estimator.n_features_in_ = X.shape[1]
+            if hasattr(estimator, "feature_names_in_"):
+                del estimator.feature_names_in_
+        elif X.shape[1] != estimator.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but BCNMF is expecting "
+                             f"{estimator.n_features_in_} features as input.")
+        return X
     reject_unsupported(X, "X")
     X = as_supported_float(X)
     X = converting("X", lambda: validate_data(
@@ -185,6 +216,14 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     transform_max_iter : int, default=1000
         Maximum number of code updates with the basis fixed, in
         :meth:`transform` and in the final refinement of a stable-mode fit.
+    block_size : int or None, default=None
+        Cells per block of the block engine: every sweep streams the cells
+        block by block and sums the blocks' basis parts, computing exactly
+        the full-batch update.  ``None``: in-memory inputs form one block;
+        out-of-core inputs (``np.memmap``, HDF5/zarr arrays, the ``X`` of an
+        AnnData opened with ``backed="r"``, dense or sparse) are streamed in
+        blocks of about 16 million entries, so memory holds the factors and
+        one block, not the data.
 
     Attributes
     ----------
@@ -227,7 +266,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000):
+                 transform_max_iter=1000, block_size=None):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -241,6 +280,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_init = n_init
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
+        self.block_size = block_size
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -281,7 +321,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         s = _settings(self.n_components, X.shape[1], params)
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
                            s.n_components)
-        result, diag = fit_factors(X, Y, s, self.random_state, init)
+        result, diag = fit_factors(X, Y, s, self.random_state, init,
+                                   block_rows=self.block_size)
         _report(diag, s, result)
         self.components_ = result.components
         self.background_codes_ = result.background_codes
@@ -292,7 +333,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.restart_objectives_ = result.restart_objectives
         self.restart_agreement_ = result.restart_agreement
         self._n_features_out = s.n_components
-        self._policy = step_policy(X, s)
+        self._policy = diag["policy"]
         self._settings = s
         self._offsets = diag["offsets"]
         return result.codes
@@ -315,12 +356,14 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = _validate_target(self, X, reset=False)
-        basis = self.components_.astype(X.dtype, copy=False)
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        basis = self.components_.astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
-            offset = offset.astype(X.dtype)
+            offset = offset.astype(dtype)
         codes, _ = transform_codes(X, basis, self._settings, self._policy, offset,
-                                   self.transform_max_iter, self.tol)
+                                   self.transform_max_iter, self.tol,
+                                   block_rows=getattr(self, "block_size", None))
         return codes
 
     def inverse_transform(self, X):
@@ -345,7 +388,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-              transform_max_iter=1000, init_factors=None) -> FactorizationResult:
+              transform_max_iter=1000, block_size=None,
+              init_factors=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
@@ -370,15 +414,16 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     """
     p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
              damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
-             transform_max_iter=transform_max_iter)
+             transform_max_iter=transform_max_iter, block_size=block_size)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
     x_names = feature_names(X)
-    X = check_matrix(X, "X", "factorize")
+    X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
+         else check_matrix(X, "X", "factorize"))
     Y = _check_background(Y, X, x_names, "factorize")
     s = _settings(n_components, X.shape[1], p, owner="factorize")
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
-    result, diag = fit_factors(X, Y, s, random_state, init)
+    result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size)
     _report(diag, s, result, "factorize")
     return result

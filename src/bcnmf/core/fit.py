@@ -14,7 +14,8 @@ from scipy.optimize import linear_sum_assignment
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .solver import SolverOptions, normalize_basis, refine_codes, solve
-from .updates import FROBENIUS, StepPolicy, make_block, view_basis
+from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
+from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
 EPS = {FROBENIUS: 1e-10, "kullback-leibler": 1e-16}
@@ -50,40 +51,33 @@ class FitSettings:
     code_max_iter: int = 1000
 
 
-def data_scale(A, loss: str) -> float:
-    """``||A||_F^2`` (squared error) or ``sum(A)`` (KL): the size of D(A|0)."""
-    values = A.data if sp.issparse(A) else A
-    v = values.ravel().astype(np.float64, copy=False)
-    return float(v @ v) if loss == FROBENIUS else float(v.sum())
-
-
-def raw_alpha(X, Y, s: FitSettings) -> float:
+def raw_alpha(x: Scan, y: Scan | None, s: FitSettings) -> float:
     """Convert ``alpha`` to the weight applied to the sums.
 
     ``alpha_scale="relative"``: ``alpha * S(X) / S(Y)`` with ``S`` the
     squared Frobenius norm (squared error) or the total (KL), so that alpha = 1
     weighs target and background equally whatever their sizes and scales.
     """
-    if Y is None or s.alpha_scale == "raw":
+    if y is None or s.alpha_scale == "raw":
         return float(s.alpha)
-    sy = data_scale(Y, s.loss)
+    sy = y.scale(s.loss)
     if sy <= 0:
         raise ValueError("The background is all zeros, so alpha_scale='relative' is "
                          "undefined; pass a non-zero background or alpha_scale='raw'.")
-    return float(s.alpha) * data_scale(X, s.loss) / sy
+    return float(s.alpha) * x.scale(s.loss) / sy
 
 
-def step_policy(X, s: FitSettings) -> StepPolicy:
+def step_policy(x: Scan, s: FitSettings) -> StepPolicy:
     gamma = 1.0 if s.damping is None else float(s.damping)
     if s.mode == "reference":
         return StepPolicy(eps=EPS[s.loss], gamma=gamma)
-    total = float(X.sum(dtype=np.float64)) / max(X.shape[0], 1)
+    total = x.total / max(x.shape[0], 1)
     return StepPolicy(eps=EPS[s.loss], gamma=gamma,
                       code_floor=CODE_FLOOR_REL * max(total, float(np.finfo(np.float32).tiny)),
                       basis_floor=BASIS_FLOOR)
 
 
-def contrast_offsets(X, Y, s: FitSettings):
+def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
     """Stable Poisson contrast: both predictions get a per-feature floor,
     ``C_X B + mu_X`` and ``C_Y B + mu_Y`` with ``mu_j = smoothing * mean_i A_ij``.
 
@@ -94,10 +88,9 @@ def contrast_offsets(X, Y, s: FitSettings):
     ``D(X_j | mu_X,j)`` in the target and gains at most ``alpha D(Y_j | mu_Y,j)``.
     Returns ``(offset_x, offset_y)``, ``(None, None)`` when not applicable.
     """
-    if Y is None or s.loss == FROBENIUS or s.mode == "reference" or s.smoothing == 0:
+    if y is None or s.loss == FROBENIUS or s.mode == "reference" or s.smoothing == 0:
         return None, None
-    mean = lambda a: np.asarray(a.mean(axis=0, dtype=np.float64)).ravel()  # noqa: E731
-    return s.smoothing * mean(X), s.smoothing * mean(Y)
+    return s.smoothing * x.colsum / x.shape[0], s.smoothing * y.colsum / y.shape[0]
 
 
 def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy) -> SolverOptions:
@@ -149,35 +142,53 @@ def _select(objectives, agreement, mode) -> int:
     return int(tied[np.argmin(objectives[tied])])
 
 
+def _scanned(A, name, loss, block_rows, dtype=None):
+    source = RowSource(A, name, dtype)
+    rows = default_block_rows(source) if block_rows is None else block_rows
+    return source, scan(source, loss, rows)
+
+
+def _pairs(blocks, info: Scan, codes):
+    return [(b, codes[lo:hi]) for b, (lo, hi) in zip(blocks, info.bounds)]
+
+
 def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
-                callback=None):
-    """Run ``n_init`` restarts on validated inputs; return
-    ``(FactorizationResult, diagnostics)``.  ``diagnostics`` holds flags the
-    caller turns into warnings: ``diverged`` (non-finite values met),
-    ``converged``, and ``runaway`` (KL background divergence per count when it
-    exceeds ``RUNAWAY_NATS_PER_COUNT``, else None)."""
-    dtype = X.dtype
-    alpha_raw = raw_alpha(X, Y, s)
-    policy = step_policy(X, s)
+                callback=None, block_rows=None):
+    """Run ``n_init`` restarts; return ``(FactorizationResult, diagnostics)``.
+
+    ``X`` and ``Y`` are validated in-memory matrices or out-of-core row
+    sources (see :mod:`bcnmf.core.source`); they are swept by blocks of
+    ``block_rows`` cells (default: one block in memory, about
+    ``BLOCK_ENTRIES`` entries per block out of core).  ``diagnostics`` holds
+    flags the caller turns into warnings: ``diverged`` (non-finite values
+    met), ``converged``, and ``runaway`` (KL background divergence per count
+    when it exceeds ``RUNAWAY_NATS_PER_COUNT``, else None), plus the
+    ``policy`` and the prediction ``offsets`` that ``transform`` reuses."""
+    source_x, info_x = _scanned(X, "X", s.loss, block_rows)
+    dtype = info_x.dtype
+    source_y, info_y = (_scanned(Y, "background", s.loss, block_rows, dtype) if Y is not None
+                        else (None, None))
+    alpha_raw = raw_alpha(info_x, info_y, s)
+    policy = step_policy(info_x, s)
     opts = _options(s, alpha_raw, policy)
-    offset_x, offset_y = contrast_offsets(X, Y, s)
-    bx = make_block(X, s.loss, offset_x)
-    by = make_block(Y, s.loss, offset_y) if Y is not None else None
+    offset_x, offset_y = contrast_offsets(info_x, info_y, s)
+    blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
+    blocks_y = make_blocks(source_y, info_y, s.loss, offset_y) if Y is not None else []
     runs = []
     seeds = _restart_seeds(random_state, s.n_init)
-    for r, seed in enumerate(seeds):
+    for seed in seeds:
         if init_factors is not None:
             basis, cx, cy = (None if a is None else np.array(a, dtype=dtype, order="C")
                              for a in init_factors)
         else:
-            basis, cx, cy = initial_factors(X, Y, s.n_components, s.init,
+            basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init,
                                             np.random.default_rng(seed), dtype)
         if opts.normalize:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by solve
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 policy.basis_floor)
-        background = [(by, cy)] if Y is not None else []
-        out = solve([(bx, cx)], background, basis, opts, callback=callback)
+        background = _pairs(blocks_y, info_y, cy) if Y is not None else []
+        out = solve(_pairs(blocks_x, info_x, cx), background, basis, opts, callback=callback)
         runs.append((out, cx, cy))
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
     agreement = restart_agreement([o.basis for o, _, _ in runs])
@@ -189,24 +200,34 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
     runaway = None
     if Y is not None and s.loss != FROBENIUS and alpha_raw > 0:
-        total = data_scale(Y, s.loss)
+        total = info_y.total
         per_count = out.history["background"][-1] / total if total > 0 else 0.0
         if per_count > RUNAWAY_NATS_PER_COUNT:
             runaway = per_count
     return result, {"diverged": out.diverged, "converged": out.converged,
-                    "runaway": runaway, "offsets": (offset_x, offset_y)}
+                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy}
 
 
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
-                    tol: float):
+                    tol: float, block_rows=None):
     """Codes of new cells with the basis fixed (a convex problem per cell),
     from a deterministic start, with the prediction offset of the model they
-    belong to (stable Poisson with a background; else None).  Stops when the
-    relative L1 change of the codes is at most ``tol`` (see
-    :func:`refine_codes`).  Returns ``(codes, n_iter)``."""
-    codes = codes_for_basis(A, basis)
-    block = make_block(A, s.loss, offset)
+    belong to (stable Poisson with a background; else None).  ``A`` is an
+    in-memory matrix or an out-of-core source, swept by blocks as in
+    :func:`fit_factors`.  Stops when the relative L1 change of the codes is at
+    most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``."""
+    source = RowSource(A, "X")
+    rows = default_block_rows(source) if block_rows is None else block_rows
+    if offset is None and s.loss != FROBENIUS:
+        offset = np.zeros(source.shape[1], dtype=source.dtype)
+    codes = np.empty((source.shape[0], basis.shape[0]), dtype=basis.dtype)
+    pairs = []
+    for lo, hi in source.bounds(rows):
+        data = source.read(lo, hi, check=True)
+        codes[lo:hi] = codes_for_basis(data, basis)
+        block = (Block(data, 0.0, offset) if rows is None
+                 else StreamBlock(source, lo, hi, 0.0, offset))
+        pairs.append((block, codes[lo:hi]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        n_iter = refine_codes([(block, codes)], view_basis(basis, s.loss), s.loss, policy,
-                              max_iter, tol)
+        n_iter = refine_codes(pairs, view_basis(basis, s.loss), s.loss, policy, max_iter, tol)
     return codes, n_iter

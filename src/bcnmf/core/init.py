@@ -8,6 +8,8 @@ INIT_METHODS = ("random", "uniform")
 
 
 def _mean(a) -> float:
+    if hasattr(a, "mean_entry"):   # a scanned source
+        return a.mean_entry
     values = a.data if hasattr(a, "tocsr") else a
     return float(np.sum(values, dtype=np.float64)) / max(a.shape[0] * a.shape[1], 1)
 
@@ -15,6 +17,9 @@ def _mean(a) -> float:
 def initial_factors(X, Y, n_components: int, method: str, rng: np.random.Generator,
                     dtype):
     """Return ``(basis, codes_x, codes_y)``; ``codes_y`` is ``None`` without ``Y``.
+
+    ``X`` and ``Y`` are matrices or scans of them (only their shapes and mean
+    entries are used).
 
     ``"uniform"`` is the authors' initialisation: every entry U[0, 1).
     ``"random"`` scales half-normal draws so that ``codes @ basis`` matches the

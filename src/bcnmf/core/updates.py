@@ -75,18 +75,25 @@ class Block:
     offset: np.ndarray | None = None
 
 
+def block_const(values, loss: str) -> float:
+    """The data-only constant of a block from its (stored) values:
+    ``||A||_F^2`` (squared error) or ``sum(a log a - a)`` (KL)."""
+    v = np.asarray(values).ravel().astype(np.float64, copy=False)
+    if loss == FROBENIUS:
+        return float(v @ v)
+    pos = v[v > 0]
+    return float(np.sum(pos * np.log(pos)) - np.sum(v))
+
+
 def make_block(data, loss: str, offset=None) -> Block:
     """Wrap a validated block (ndarray or CSR) with its constants."""
     values = data.data if sp.issparse(data) else data
     if loss == FROBENIUS:
-        const = float(np.dot(values.ravel().astype(np.float64, copy=False),
-                             values.ravel().astype(np.float64, copy=False)))
-        return Block(data, const, None)
-    v = values[values > 0].astype(np.float64, copy=False)
-    const = float(np.sum(v * np.log(v)) - np.sum(values, dtype=np.float64))
+        return Block(data, block_const(values, loss), None)
     if offset is None:
         offset = np.zeros(data.shape[1], dtype=values.dtype)
-    return Block(data, const, np.ascontiguousarray(offset, dtype=values.dtype))
+    return Block(data, block_const(values, loss),
+                 np.ascontiguousarray(offset, dtype=values.dtype))
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""Row sources: the cells of a matrix, read one block of rows at a time.
+
+The engine never needs a whole data matrix at once: a sweep streams blocks of
+cells through the kernel and sums their basis parts.  A :class:`RowSource`
+wraps anything that can be sliced by rows, in memory or not:
+
+* numpy arrays and scipy.sparse matrices (validated beforehand),
+* ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``),
+* HDF5 datasets (``h5py.Dataset``), including the ``X`` of an AnnData opened
+  with ``anndata.read_h5ad(path, backed="r")``, dense or sparse (CSR),
+* zarr arrays,
+
+and :func:`scan` reads it once to compute what the fit needs from the data
+(totals, per-feature sums, per-block constants), validating every block.
+:class:`StreamBlock` is a block that re-reads its rows at every sweep, so the
+memory held is the codes and the factors, plus one block at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .updates import FROBENIUS, Block, block_const
+
+#: default block size of out-of-core sources, in matrix entries (dense
+#: float64: 128 MiB)
+BLOCK_ENTRIES = 1 << 24
+
+
+def is_out_of_core(A) -> bool:
+    """Whether ``A`` is a matrix that should be streamed rather than loaded:
+    a memory map, an HDF5 dataset (dense or AnnData's backed sparse), or a
+    zarr array."""
+    if isinstance(A, np.memmap):
+        return True
+    module = type(A).__module__.split(".")[0]
+    if module in ("h5py", "zarr"):
+        return getattr(A, "ndim", len(getattr(A, "shape", ()))) == 2
+    if module == "anndata":   # backed sparse datasets (CSR/CSC over HDF5 or zarr)
+        return hasattr(A, "shape") and hasattr(A, "format")
+    return False
+
+
+def _float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+class RowSource:
+    """A matrix of cells (rows) x features read by blocks of rows.
+
+    ``read(lo, hi)`` returns rows ``lo:hi`` as a C-contiguous float ndarray or
+    a canonical CSR matrix of :attr:`dtype` (float32 stays float32, anything
+    else becomes float64).  In-memory inputs are returned as views when
+    possible.
+    """
+
+    def __init__(self, matrix, name: str = "X", dtype=None):
+        shape = tuple(int(n) for n in matrix.shape)
+        if len(shape) != 2:
+            raise ValueError(f"{name} must be 2-D (cells x features); got shape {shape}.")
+        if shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"{name} has shape {shape}; at least one cell and one feature "
+                             "are needed.")
+        self.matrix = matrix
+        self.name = name
+        self.shape = shape
+        self.dtype = _float_dtype(matrix.dtype if dtype is None else dtype)
+        fmt = getattr(matrix, "format", None)
+        self.sparse = sp.issparse(matrix) or fmt in ("csr", "csc")
+
+    def read(self, lo: int, hi: int, check: bool = False):
+        """Rows ``lo:hi``; their values are checked when ``check`` (the
+        first pass, :func:`scan`, checks every block)."""
+        m = self.matrix
+        if lo == 0 and hi == self.shape[0] and (sp.issparse(m) or isinstance(m, np.ndarray)) \
+                and not isinstance(m, np.memmap):
+            block = m
+        else:
+            block = m[lo:hi]
+        if sp.issparse(block):
+            block = sp.csr_matrix(block, dtype=self.dtype)
+            if not block.has_canonical_format:
+                block = block.copy()
+                block.sum_duplicates()
+            values = block.data
+        else:
+            block = np.ascontiguousarray(block, dtype=self.dtype)
+            values = block
+        if check and values.size and not (np.isfinite(values).all() and values.min() >= 0):
+            bad = "non-finite" if not np.isfinite(values).all() else "negative"
+            raise ValueError(
+                f"{self.name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
+                "non-negative data (counts, intensities, or log1p of them).")
+        return block
+
+    def bounds(self, block_rows: int | None) -> list[tuple[int, int]]:
+        """Row ranges of the blocks: one block for ``None``."""
+        n = self.shape[0]
+        rows = n if block_rows is None else max(1, int(block_rows))
+        return [(lo, min(n, lo + rows)) for lo in range(0, n, rows)]
+
+
+def default_block_rows(source: RowSource) -> int | None:
+    """Rows per block: ``None`` (one block) in memory; about
+    :data:`BLOCK_ENTRIES` entries per block for out-of-core sources."""
+    if not is_out_of_core(source.matrix):
+        return None
+    return max(1, BLOCK_ENTRIES // source.shape[1])
+
+
+@dataclass
+class Scan:
+    """What a fit needs from one data matrix, from one pass over its blocks."""
+
+    shape: tuple
+    dtype: np.dtype
+    total: float                 # sum of entries
+    sumsq: float                 # sum of squared entries
+    colsum: np.ndarray           # per-feature sums (float64)
+    bounds: list = field(default_factory=list)
+    consts: list = field(default_factory=list)   # per block, see updates.block_const
+
+    @property
+    def mean_entry(self) -> float:
+        return self.total / max(self.shape[0] * self.shape[1], 1)
+
+    def scale(self, loss: str) -> float:
+        """``D(A | 0)``: squared norm (squared error) or total (KL)."""
+        return self.sumsq if loss == FROBENIUS else self.total
+
+
+def scan(source: RowSource, loss: str, block_rows: int | None) -> Scan:
+    """Read every block once: validate it and accumulate the statistics."""
+    total = sumsq = 0.0
+    colsum = np.zeros(source.shape[1])
+    bounds = source.bounds(block_rows)
+    consts = []
+    for lo, hi in bounds:
+        block = source.read(lo, hi, check=True)
+        values = (block.data if sp.issparse(block) else block).ravel()
+        v64 = values.astype(np.float64, copy=False)
+        total += float(v64.sum())
+        sumsq += float(v64 @ v64)
+        colsum += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
+        consts.append(block_const(values, loss))
+    return Scan(source.shape, source.dtype, total, sumsq, colsum, bounds, consts)
+
+
+class StreamBlock:
+    """Rows ``lo:hi`` of a source, read again at every access of ``data``,
+    with the constants of :class:`~bcnmf.core.updates.Block`."""
+
+    def __init__(self, source: RowSource, lo: int, hi: int, const: float, offset=None):
+        self.source, self.lo, self.hi = source, lo, hi
+        self.const = const
+        self.offset = offset
+
+    @property
+    def data(self):
+        return self.source.read(self.lo, self.hi)
+
+
+def make_blocks(source: RowSource, info: Scan, loss: str, offset=None) -> list:
+    """The blocks of a scanned source (a single in-memory block is read once
+    and kept)."""
+    if offset is None and loss != FROBENIUS:
+        offset = np.zeros(source.shape[1])
+    if offset is not None:
+        offset = np.ascontiguousarray(offset, dtype=source.dtype)
+    if len(info.bounds) == 1 and not is_out_of_core(source.matrix):
+        return [Block(source.read(0, source.shape[0]), info.consts[0], offset)]
+    return [StreamBlock(source, lo, hi, c, offset) for (lo, hi), c in zip(info.bounds,
+                                                                          info.consts)]
