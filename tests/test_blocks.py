@@ -152,3 +152,14 @@ def test_streamed_input_feature_count_is_checked(tmp_path):
     assert model.n_features_in_ == 12
     with pytest.raises(ValueError, match="X has 5 features, but BCNMF is expecting 12"):
         model.transform(np.load(_memmaps(tmp_path, X[:, :5], Y)[1][0], mmap_mode="r"))
+
+
+def test_csr_over_memory_mapped_arrays_is_streamed(tmp_path):
+    X, Y = _data(8)
+    parts = []
+    for name in ("data", "indices", "indptr"):
+        np.save(tmp_path / f"{name}.npy", getattr(X, name))
+        parts.append(np.load(tmp_path / f"{name}.npy", mmap_mode="r"))
+    mx = sp.csr_matrix(tuple(parts), shape=X.shape, copy=False)
+    assert source_mod.is_out_of_core(mx)
+    _assert_same_fit(_fit(X, Y, "frobenius"), _fit(mx, Y, "frobenius", block_size=6))

@@ -18,6 +18,7 @@ memory held is the codes and the factors, plus one block at a time.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,15 +33,26 @@ BLOCK_ENTRIES = 1 << 24
 
 def is_out_of_core(A) -> bool:
     """Whether ``A`` is a matrix that should be streamed rather than loaded:
-    a memory map, an HDF5 dataset (dense or AnnData's backed sparse), or a
-    zarr array."""
+    a memory map (or a scipy sparse matrix over memory-mapped arrays), an
+    HDF5 dataset (dense or AnnData's backed sparse), or a zarr array."""
     if isinstance(A, np.memmap):
         return True
+    if sp.issparse(A):   # a scipy matrix over memory-mapped arrays
+        return _memory_mapped(getattr(A, "data", None))
     module = type(A).__module__.split(".")[0]
     if module in ("h5py", "zarr"):
         return getattr(A, "ndim", len(getattr(A, "shape", ()))) == 2
     if module == "anndata":   # backed sparse datasets (CSR/CSC over HDF5 or zarr)
         return hasattr(A, "shape") and hasattr(A, "format")
+    return False
+
+
+def _memory_mapped(a) -> bool:
+    """Whether an array is a memory map or a view of one."""
+    while a is not None:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
     return False
 
 
