@@ -106,6 +106,14 @@ def align_features(target_names, background_names, *, min_overlap=0.5, min_featu
     return t_idx, b_idx, names
 
 
+def take_columns(A, idx):
+    """``A[:, idx]``, or ``A`` itself (no copy) when ``idx`` selects every column in order."""
+    idx = np.asarray(idx)
+    if idx.size == A.shape[1] and np.array_equal(idx, np.arange(idx.size)):
+        return A
+    return A[:, idx]
+
+
 def same_kind(X, Y):
     """Target and background as the same kind of matrix: both CSR if either is sparse."""
     if Y is not None and sp.issparse(X) != sp.issparse(Y):

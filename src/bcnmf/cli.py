@@ -291,7 +291,7 @@ def _split(table, args):
 
 def _align(target, background, args):
     """Match the background's features to the target's by name."""
-    from ._prep import align_features, same_kind
+    from ._prep import align_features, same_kind, take_columns
 
     if not (target.has_var_names and background.has_var_names):
         if target.shape[1] != background.shape[1]:
@@ -302,17 +302,10 @@ def _align(target, background, args):
     t_idx, b_idx, names = align_features(target.var_names, background.var_names,
                                          min_overlap=args.min_overlap,
                                          min_features=args.n_components)
-    X = _take_columns(target.X, t_idx)
-    Y = _take_columns(background.X, b_idx)
+    X = take_columns(target.X, t_idx)
+    Y = take_columns(background.X, b_idx)
     return (*same_kind(X, Y), names)
 
-
-def _take_columns(A, idx):
-    import numpy as np
-
-    if idx.size == A.shape[1] and np.array_equal(idx, np.arange(idx.size)):
-        return A
-    return A[:, idx]
 
 
 def _check_fit_args(args):
@@ -398,6 +391,7 @@ def _cmd_fit(args, progress, out):
 def _cmd_transform(args, progress, out):
     import numpy as np
 
+    from ._prep import take_columns
     from .io import write_table
     from .persistence import load_model, read_metadata
 
@@ -416,7 +410,7 @@ def _cmd_transform(args, progress, out):
         if idx.size != X.shape[1]:
             progress.note(f"bcnmf: note: ignoring {X.shape[1] - idx.size} features of "
                           f"{args.input} that the model does not have")
-        X = _take_columns(X, idx)
+        X = take_columns(X, idx)
     elif X.shape[1] != model.components_.shape[1]:
         raise ValueError(f"{args.input} has {X.shape[1]} features; the model has "
                          f"{model.components_.shape[1]}")

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ._prep import align_features, check_poisson_input, same_kind
+from ._prep import align_features, check_poisson_input, same_kind, take_columns
 from ._validation import LOSS_ALIASES
 from .estimator import BCNMF
 from .io import _anndata_matrix
@@ -83,12 +83,6 @@ def _mask_var(adata, mask_var):
     if not mask.any():
         raise ValueError("mask_var selects no genes.")
     return np.flatnonzero(mask)
-
-
-def _columns(M, idx, n_total):
-    if idx.size == n_total:
-        return M
-    return M[:, idx]
 
 
 def _rows(M, mask):
@@ -243,7 +237,7 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     is_bg, values = _background_mask(adata, groupby, background)
     cols = _mask_var(adata, mask_var)
     M, source, log1p = _anndata_matrix(adata, layer, use_raw)
-    M = _columns(M, cols, adata.n_vars)
+    M = take_columns(M, cols)
     if poisson:
         check_poisson_input(M, source, log1p_recorded=log1p,
                             hint=_poisson_hint(adata, layer, use_raw))
@@ -275,8 +269,8 @@ def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_over
     t_idx = cols[t_pos]
     Mt, source_t, log1p_t = _anndata_matrix(adata, layer, use_raw, "adata")
     Mb, source_b, log1p_b = _anndata_matrix(bdata, layer, use_raw, "background")
-    Xt = _columns(Mt, t_idx, adata.n_vars)
-    Xb = _columns(Mb, b_idx, bdata.n_vars)
+    Xt = take_columns(Mt, t_idx)
+    Xb = take_columns(Mb, b_idx)
     if poisson:
         check_poisson_input(Xt, source_t, log1p_recorded=log1p_t,
                             hint=_poisson_hint(adata, layer, use_raw))
