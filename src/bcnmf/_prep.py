@@ -19,12 +19,13 @@ _FINGERPRINT_ROWS = 500
 
 
 def _unique_names(names, what):
-    names = np.asarray(names, dtype=object).astype(str)
-    uniq, counts = np.unique(names, return_counts=True)
+    names = np.array([str(n) for n in names], dtype=object)
+    uniq, counts = np.unique(names.astype(str), return_counts=True)
     if np.any(counts > 1):
         dup = uniq[counts > 1]
         raise ValueError(
-            f"The {what} feature names are not unique ({dup.size} repeated, e.g. {dup[0]!r}); "
+            f"The {what} feature names are not unique ({dup.size} repeated, e.g. "
+            f"{str(dup[0])!r}); "
             "make them unique first (AnnData: adata.var_names_make_unique()).")
     return names
 

@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     data = fit.add_argument_group("input")
     _input_options(data)
+    data.add_argument("--background-rows", choices=("samples", "features"), default=None,
+                      help="what the rows of the --background file are (default: as --rows)")
     data.add_argument("--min-overlap", type=float, default=0.5, metavar="F",
                       help="with --background: smallest accepted fraction of shared feature "
                            "names (default: 0.5)")
@@ -263,11 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
 # commands
 # ---------------------------------------------------------------------------------------------
 
-def _read(path, args, progress):
+def _read(path, args, progress, rows=None):
     from .io import read_table
 
     with progress.step(f"reading {path}"):
-        return read_table(path, rows=args.rows, layer=args.layer, use_raw=args.use_raw)
+        return read_table(path, rows=rows or args.rows, layer=args.layer,
+                          use_raw=args.use_raw)
 
 
 def _split(table, args):
@@ -339,7 +342,7 @@ def _cmd_fit(args, progress, out):
         features = target.var_names
         inputs.update(groupby=args.groupby, background_values=", ".join(args.background_value))
     elif args.background:
-        background = _read(args.background, args, progress)
+        background = _read(args.background, args, progress, rows=args.background_rows)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             X, Y, features = _align(target, background, args)

@@ -88,7 +88,7 @@ def _orient(X, rows, row_names, col_names):
 def _read_delimited(path: Path, rows: str, sep: str):
     import pandas as pd
 
-    df = pd.read_csv(path, sep=sep, index_col=0)
+    df = pd.read_csv(path, sep=sep, index_col=0, float_precision="round_trip")
     if df.shape[1] == 0:
         raise ValueError(f"{path}: found no data columns with separator {sep!r}; the first "
                          "column must hold row names and the first row column names.")
