@@ -81,6 +81,9 @@ def align_features(target_names, background_names, *, min_overlap=0.5, min_featu
     needed = _overlap_count(min_overlap)
     t = _unique_names(target_names, "target")
     b = _unique_names(background_names, "background")
+    if t.size == 0 or b.size == 0:
+        raise ValueError(f"Cannot align features: the target has {t.size} and the background "
+                         f"{b.size}.")
     position = {name: i for i, name in enumerate(b)}
     t_idx = np.array([i for i, name in enumerate(t) if name in position], dtype=np.intp)
     names = t[t_idx]

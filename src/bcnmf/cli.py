@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
     fit.add_argument("--report", action="store_true",
                      help="also write OUTDIR/report.html (needs matplotlib)")
-    fit.set_defaults(handler=_cmd_fit)
+    fit.set_defaults(handler=_cmd_fit, subparser=fit)
 
     tr = sub.add_parser(
         "transform", parents=[common], help="codes of new cells under a saved model",
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--as-background", action="store_true",
                     help="solve the codes under the background's model")
     _input_options(tr)
-    tr.set_defaults(handler=_cmd_transform)
+    tr.set_defaults(handler=_cmd_transform, subparser=tr)
 
     rep = sub.add_parser(
         "report", parents=[common], help="write the HTML report of a run folder",
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "OUTDIR/report.html)")
     rep.add_argument("--n-top", type=_positive_int, default=10, metavar="N",
                      help="top features listed per topic (default: 10)")
-    rep.set_defaults(handler=_cmd_report)
+    rep.set_defaults(handler=_cmd_report, subparser=rep)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="end-to-end run on the bundled mouse-protein data",
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                       f"{DEFAULT_OUT})")
     demo.add_argument("--seeds", type=_positive_int, default=5, metavar="N",
                       help="number of fitting seeds (default: 5)")
-    demo.set_defaults(handler=_cmd_demo)
+    demo.set_defaults(handler=_cmd_demo, subparser=demo)
     return parser
 
 
@@ -497,8 +497,7 @@ def main(argv=None) -> int:
     try:
         return args.handler(args, progress, _Output(args.quiet))
     except _UsageError as err:
-        sub = parser._subparsers._group_actions[0].choices[args.command]
-        sub.print_usage(sys.stderr)
+        args.subparser.print_usage(sys.stderr)
         print(f"bcnmf {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

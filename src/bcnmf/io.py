@@ -168,17 +168,18 @@ def _read_h5ad(path: Path, layer, use_raw):
     X, source, log1p = _anndata_matrix(adata, layer, use_raw, str(path))
     return Table(X, np.asarray(adata.obs_names, dtype=object),
                  np.asarray(adata.var_names, dtype=object), obs=adata.obs,
-                 log1p_recorded=log1p, source=source)
+                 log1p_recorded=log1p, source=f"{path}: {source}")
 
 
 def _anndata_matrix(adata, layer, use_raw, where="adata"):
-    """(matrix over adata.var_names, description, log1p recorded) from X, a layer or .raw."""
+    """(matrix over adata.var_names, where it came from: ``X``, ``layers['name']`` or ``raw``,
+    scanpy's log1p record applies) from X, a layer or .raw; ``where`` names adata in errors."""
     if layer is not None and use_raw:
         raise ValueError("Pass either layer or use_raw=True, not both.")
     if layer is not None:
         if layer not in adata.layers:
             raise KeyError(f"{where} has no layer {layer!r}; layers: {sorted(adata.layers)}.")
-        return adata.layers[layer], f"{where}.layers[{layer!r}]", False
+        return adata.layers[layer], f"layers[{layer!r}]", False
     if use_raw:
         if adata.raw is None:
             raise ValueError(f"use_raw=True but {where} has no .raw; pass layer= instead.")
@@ -188,8 +189,8 @@ def _anndata_matrix(adata, layer, use_raw, where="adata"):
             raise ValueError(f"{int(missing.sum())} of {where}'s var_names are not in .raw "
                              f"(e.g. {adata.var_names[missing][0]!r}).")
         idx = raw_names.get_indexer(adata.var_names)
-        return adata.raw.X[:, idx], f"{where}.raw", False
-    return adata.X, f"{where}.X", "log1p" in adata.uns
+        return adata.raw.X[:, idx], "raw", False
+    return adata.X, "X", "log1p" in adata.uns
 
 
 def read_table(path, *, rows="samples", layer=None, use_raw=False) -> Table:
@@ -273,18 +274,6 @@ RUN_FILES = {
 }
 
 
-def _json_scalar(v):
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v)
-    if v is None or isinstance(v, str):
-        return v
-    return repr(v)
-
-
 def write_run(run_dir, model, target_codes, *, target_names=None, background_names=None,
               feature_names=None, inputs=None, warnings=()) -> dict:
     """Write a fitted model and its results into a run folder.
@@ -317,6 +306,7 @@ def write_run(run_dir, model, target_codes, *, target_names=None, background_nam
     import json
 
     from ._version import __version__
+    from .persistence import json_params
 
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -346,7 +336,7 @@ def write_run(run_dir, model, target_codes, *, target_names=None, background_nam
     frame = pd.DataFrame(history, columns=["iteration", "target", "background", "objective"])
     frame["iteration"] = frame["iteration"].astype(int)
     frame.to_csv(files["history"], index=False)
-    record = {key: _json_scalar(v) for key, v in model.get_params().items()}
+    record = json_params(model)
     record.update(n_iter_=int(model.n_iter_), alpha_raw_=float(model.alpha_raw_),
                   objective_=float(model.objective_), bcnmf_version=__version__,
                   inputs=inputs or {}, warnings=[str(w) for w in warnings])

@@ -58,6 +58,12 @@ def _json_param(name, value):
     raise TypeError(f"Cannot save parameter {name}={value!r}: not a JSON value.")
 
 
+def json_params(model) -> dict:
+    """``model.get_params()`` as JSON values (a RandomState/Generator ``random_state``, whose
+    state is not portable, becomes None)."""
+    return {k: _json_param(k, v) for k, v in model.get_params().items()}
+
+
 def _checksum(arrays: dict) -> str:
     h = hashlib.sha256()
     for name in sorted(arrays):
@@ -94,7 +100,7 @@ def _collect(model, feature_names=None):
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "estimator": type(model).__name__,
-        "params": {k: _json_param(k, v) for k, v in model.get_params().items()},
+        "params": json_params(model),
         "attributes": {k: getattr(model, k) for k in _SCALARS},
         "feature_names": None if names is None else [str(n) for n in names],
         "feature_names_in": names_in is not None,

@@ -70,10 +70,11 @@ def _components(data, key, feature_names):
             raise KeyError(f"adata.varm has no {key!r}: run bcnmf.tl.bcnmf(adata, ...) first.")
         comps = np.asarray(data.varm[key]).T
         names = np.asarray(data.var_names)
-    elif hasattr(data, "components_") or hasattr(data, "components"):
-        comps = np.asarray(getattr(data, "components_", None)
-                           if hasattr(data, "components_") else data.components)
+    elif hasattr(data, "components_"):  # a fitted estimator
+        comps = np.asarray(data.components_)
         names = getattr(data, "feature_names_in_", None)
+    elif hasattr(data, "components"):  # a FactorizationResult
+        comps = np.asarray(data.components)
     else:
         comps = np.asarray(data)
     if comps.ndim != 2:

@@ -17,6 +17,7 @@ from ._prep import align_features, check_poisson_input, same_kind, take_columns
 from ._validation import LOSS_ALIASES
 from .estimator import BCNMF
 from .io import _anndata_matrix
+from .persistence import json_params
 
 __all__ = ["bcnmf"]
 
@@ -99,18 +100,10 @@ def _poisson_hint(adata, layer, use_raw):
     return ": pass " + " or ".join(options) if options else ""
 
 
-def _uns_params(model):
-    out = {}
-    for k, v in model.get_params().items():
-        if v is None or not isinstance(v, (bool, str, numbers.Number)):
-            continue  # h5ad cannot store None; generators are not portable
-        out[k] = v
-    return out
-
-
 def _record(model, *, source, n_target, n_background, n_features, extra):
     rec = {
-        "params": _uns_params(model),
+        # h5ad cannot store None: such parameters are left out
+        "params": {k: v for k, v in json_params(model).items() if v is not None},
         "alpha_raw": float(model.alpha_raw_),
         "n_iter": int(model.n_iter_),
         "objective": float(model.objective_),
@@ -239,7 +232,7 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     M, source, log1p = _anndata_matrix(adata, layer, use_raw)
     M = take_columns(M, cols)
     if poisson:
-        check_poisson_input(M, source, log1p_recorded=log1p,
+        check_poisson_input(M, f"adata.{source}", log1p_recorded=log1p,
                             hint=_poisson_hint(adata, layer, use_raw))
     Xt, Xb = _rows(M, ~is_bg), _rows(M, is_bg)
     codes_t = model.fit_transform(Xt, background=Xb)
@@ -248,7 +241,7 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     codes = np.empty((adata.n_obs, codes_t.shape[1]), dtype=codes_t.dtype)
     codes[~is_bg] = codes_t
     codes[is_bg] = model.background_codes_
-    record = _record(model, source=source.replace("adata", "", 1).lstrip("."),
+    record = _record(model, source=source,
                      n_target=Xt.shape[0], n_background=Xb.shape[0], n_features=cols.size,
                      extra={"groupby": groupby, "background": values, "form": "groupby"})
     _write(adata, key, codes, cols, model.components_, record)
@@ -272,16 +265,15 @@ def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_over
     Xt = take_columns(Mt, t_idx)
     Xb = take_columns(Mb, b_idx)
     if poisson:
-        check_poisson_input(Xt, source_t, log1p_recorded=log1p_t,
+        check_poisson_input(Xt, f"adata.{source_t}", log1p_recorded=log1p_t,
                             hint=_poisson_hint(adata, layer, use_raw))
-        check_poisson_input(Xb, source_b, log1p_recorded=log1p_b,
+        check_poisson_input(Xb, f"background.{source_b}", log1p_recorded=log1p_b,
                             hint=_poisson_hint(bdata, layer, use_raw))
     Xt, Xb = same_kind(Xt, Xb)
     codes_t = model.fit_transform(Xt, background=Xb)
     if copy:
         adata, bdata = adata.copy(), bdata.copy()
-    source = source_t.replace("adata", "", 1).lstrip(".")
-    common = dict(source=source, n_target=Xt.shape[0], n_background=Xb.shape[0],
+    common = dict(source=source_t, n_target=Xt.shape[0], n_background=Xb.shape[0],
                   n_features=t_idx.size)
     _write(adata, key, codes_t, t_idx, model.components_,
            _record(model, **common, extra={"form": "two objects", "role": "target"}))
