@@ -122,6 +122,21 @@ def test_progress_can_be_forced_on(files, tmp_path, capsys):
     assert "no background given" in err
 
 
+def test_dropped_features_are_reported_and_recorded(files, tmp_path, capsys):
+    d, X, Y = files
+    extra = pd.DataFrame(np.hstack([Y, Y[:, :2]]), index=[f"b{i}" for i in range(20)],
+                         columns=GENES + ["bg_only0", "bg_only1"])
+    extra.to_csv(tmp_path / "bg.csv")
+    assert main(["fit", str(d / "target.csv"), "--background", str(tmp_path / "bg.csv"), *K,
+                 "-o", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "bcnmf: warning: FeatureAlignmentWarning" in err and "dropped 0" in err
+    params = json.loads((tmp_path / "r" / "params.json").read_text())
+    assert any("found only in the background" in w for w in params["warnings"])
+    assert main(["fit", str(d / "target.csv"), *K, "-o", str(tmp_path / "r2"), "-q"]) == 0
+    assert capsys.readouterr().err == ""  # quiet: nothing but the paths
+
+
 @pytest.mark.parametrize("argv, message", [
     (["fit", "t.csv", "-o", "x", "--background", "b.csv", "--groupby", "g",
       "--background-value", "v"], "either --background or --groupby"),

@@ -103,9 +103,6 @@ class _Progress:
         else:
             self._write(line + "\n")
 
-    def note(self, text):
-        if self.enabled:
-            self._write(text + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,42 +326,51 @@ def _warning_lines(caught):
     return [f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught]
 
 
-def _cmd_fit(args, progress, out):
-    from ._prep import check_poisson_input
-    from .estimator import BCNMF
-    from .io import write_run
-
-    _check_fit_args(args)
+def _fit_inputs(args, progress, out):
+    """(X, Y, target names, background names, feature names, inputs record, notes)."""
     target = _read(args.target, args, progress)
-    inputs = {"target": str(args.target)}
+    inputs, notes = {"target": str(args.target)}, []
     if args.groupby:
         (X, x_names), (Y, y_names) = _split(target, args)
         features = target.var_names
         inputs.update(groupby=args.groupby, background_values=", ".join(args.background_value))
+        sources = [(X, args.target, target)]
     elif args.background:
         background = _read(args.background, args, progress, rows=args.background_rows)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             X, Y, features = _align(target, background, args)
-        for line in _warning_lines(caught):
-            progress.note(f"bcnmf: note: {line}")
+        notes = _warning_lines(caught)
         x_names, y_names = target.obs_names, background.obs_names
         inputs["background"] = str(args.background)
+        sources = [(X, args.target, target), (Y, args.background, background)]
     else:
-        X, Y, x_names, y_names, features = target.X, None, target.obs_names, None, \
-            target.var_names
-        progress.note("bcnmf: note: no background given: fitting plain NMF")
+        X, Y, x_names, y_names, features = (target.X, None, target.obs_names, None,
+                                            target.var_names)
+        out.note("no background given: fitting plain NMF")
+        sources = [(X, args.target, target)]
     if args.loss == "poisson":
-        hint = (": pass --layer (e.g. --layer counts) or --use-raw"
-                if str(args.target).lower().endswith(".h5ad") else "")
-        check_poisson_input(X, f"{args.target}", log1p_recorded=target.log1p_recorded,
-                            hint=hint)
-        if Y is not None and args.background:
-            check_poisson_input(Y, f"{args.background}", log1p_recorded=background.log1p_recorded,
+        from ._prep import check_poisson_input
+
+        for matrix, path, table in sources:
+            hint = (": pass --layer (e.g. --layer counts) or --use-raw"
+                    if str(path).lower().endswith(".h5ad") else "")
+            check_poisson_input(matrix, str(path), log1p_recorded=table.log1p_recorded,
                                 hint=hint)
     inputs.update(layer=args.layer or "", use_raw=args.use_raw, rows=args.rows,
                   n_target=int(X.shape[0]), n_background=0 if Y is None else int(Y.shape[0]),
                   n_features=int(X.shape[1]))
+    return X, Y, x_names, y_names, features, inputs, notes
+
+
+def _cmd_fit(args, progress, out):
+    from .estimator import BCNMF
+    from .io import write_run
+
+    _check_fit_args(args)
+    X, Y, x_names, y_names, features, inputs, notes = _fit_inputs(args, progress, out)
+    for line in notes:
+        out.warn(line)
     model = BCNMF(args.n_components, alpha=args.alpha, alpha_scale=args.alpha_scale,
                   beta_loss=args.loss, mode=args.mode, max_iter=args.max_iter, tol=args.tol,
                   n_init=args.n_init, random_state=args.seed)
@@ -374,9 +380,9 @@ def _cmd_fit(args, progress, out):
     with progress.step(label), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         codes = model.fit_transform(X, background=Y)
-    notes = _warning_lines(caught)
-    for line in notes:
+    for line in _warning_lines(caught):
         out.warn(line)
+        notes.append(line)
     with progress.step(f"writing {args.out}"):
         files = write_run(args.out, model, codes, target_names=x_names, background_names=y_names,
                           feature_names=features, inputs=inputs, warnings=notes)
@@ -411,8 +417,8 @@ def _cmd_transform(args, progress, out):
                              f"{len(names)} features (e.g. {missing[0]!r})")
         idx = np.array([position[n] for n in names])
         if idx.size != X.shape[1]:
-            progress.note(f"bcnmf: note: ignoring {X.shape[1] - idx.size} features of "
-                          f"{args.input} that the model does not have")
+            out.note(f"ignoring {X.shape[1] - idx.size} features of {args.input} that the "
+                     "model does not have")
         X = take_columns(X, idx)
     elif X.shape[1] != model.components_.shape[1]:
         raise ValueError(f"{args.input} has {X.shape[1]} features; the model has "
@@ -473,6 +479,10 @@ class _Output:
     def warn(self, text):
         if not self.quiet:
             print(f"bcnmf: warning: {text}", file=sys.stderr)
+
+    def note(self, text):
+        if not self.quiet:
+            print(f"bcnmf: note: {text}", file=sys.stderr)
 
     def files(self, paths):
         for path in paths:

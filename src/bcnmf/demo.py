@@ -25,6 +25,7 @@ for the first seed's bcNMF fit, plus the comparison:
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import sys
 import warnings
@@ -121,11 +122,7 @@ def _write_ari(path, rows):
 
 
 def _matplotlib_available():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +152,8 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=5, *, alpha=None, max_iter=None, progres
         ``"ari"``: list of per-fit dicts (method, seed, ari_raw, ari_norm);
         ``"summary"``: {method: {"ari_raw": (mean, sd), "ari_norm": (mean, sd)}};
         ``"files"``: {name: Path} of the files written; ``"params"``: the model's
-        parameters with ``alpha_raw_`` and ``n_iter_``; ``"model"``: the first seed's fitted :class:`~bcnmf.BCNMF`;
+        parameters with ``alpha_raw_`` and ``n_iter_``; ``"model"``: the first seed's
+        fitted :class:`~bcnmf.BCNMF`;
         ``"warnings"``: convergence/divergence warnings raised by the fits, as strings;
         ``"seeds"``, ``"first_seed"``, ``"out_dir"``.
     """

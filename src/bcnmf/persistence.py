@@ -190,7 +190,7 @@ def _read(path):
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError, TypeError,
-            ValueError, UnicodeDecodeError, zlib.error) as err:  # json.JSONDecodeError is a ValueError
+            ValueError, UnicodeDecodeError, zlib.error) as err:  # JSONDecodeError: ValueError
         raise _corrupt(path, f"{type(err).__name__}: {err}") from None
     if _checksum(arrays) != meta.get("sha256"):
         raise _corrupt(path, "the checksum of its arrays does not match")
