@@ -1,7 +1,10 @@
 """bcnmf: background-contrastive non-negative matrix factorisation.
 
-Public names: :class:`BCNMF`, :func:`factorize`, :class:`FactorizationResult`;
-submodules ``datasets`` and ``exceptions`` are loaded on first access.
+Public names: :class:`BCNMF`, :func:`factorize`, :class:`FactorizationResult`,
+:func:`load` (saved models); submodules ``tl`` (AnnData tools), ``pl`` (plots),
+``io`` (file readers), ``report``, ``datasets``, ``metrics`` and ``exceptions``
+are loaded on first access, so ``import bcnmf`` imports none of anndata,
+scanpy or matplotlib.
 """
 
 import importlib
@@ -10,10 +13,17 @@ from ._version import __version__
 from .core.result import FactorizationResult
 from .estimator import BCNMF, factorize
 
-__all__ = ["BCNMF", "factorize", "FactorizationResult", "datasets", "exceptions", "metrics",
-           "__version__"]
+__all__ = ["BCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
+           "io", "metrics", "pl", "report", "tl", "__version__"]
 
-_LAZY = {"datasets", "exceptions", "metrics"}
+_LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}
+
+
+def load(path):
+    """Load a model saved with ``model.save(path)``; see :func:`bcnmf.persistence.load_model`."""
+    from .persistence import load_model
+
+    return load_model(path)
 
 
 def __getattr__(name):

@@ -1,38 +1,528 @@
-"""Command-line entry points: argument parsing and printing only; the work is
-done by library functions."""
+"""The ``bcnmf`` command line: argument parsing, progress output and printing only; the work is
+done by library functions (:mod:`bcnmf.io`, :class:`bcnmf.BCNMF`, :mod:`bcnmf.report`,
+:mod:`bcnmf.demo`).
+
+Exit codes: 0 success, 1 error while running (unreadable input, bad data, failed fit),
+2 usage error (bad or conflicting options). Errors are printed as one line
+(``bcnmf: error: ...``) unless ``--debug`` asks for the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
 
-from .demo import DEFAULT_OUT, N_COMPONENTS, format_table, run_demo
+from ._version import __version__
+
+__all__ = ["main", "run"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+_DESCRIPTION = """\
+Background-contrastive NMF: topics enriched in a target dataset against a matched background.
+
+Typical use:
+  bcnmf fit target.h5ad --groupby condition --background-value control -k 10 -o run1
+  bcnmf fit target.csv --background background.csv -k 5 --alpha 1.5 -o run2
+  bcnmf transform run1/model.npz new_cells.h5ad -o new_codes.csv
+  bcnmf report run1
+  bcnmf demo --out bcnmf-demo
+"""
+
+_INPUTS = """\
+inputs: .h5ad (AnnData, cells x genes), .csv/.tsv (first row and first column are names),
+.npz (scipy.sparse.save_npz, or an array X with optional obs_names/var_names), .mtx
+(Matrix Market; 10x features.tsv/barcodes.tsv beside it give the names). csv/tsv/npz/mtx rows
+are samples unless --rows features (10x matrix.mtx: --rows features).
+"""
 
 
-def demo_main(argv=None) -> int:
-    """Command-line entry point (``python -m bcnmf.demo``); returns 0."""
+class _UsageError(Exception):
+    """A problem with the options that the parser could not see (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# progress output (stderr)
+# ---------------------------------------------------------------------------------------------
+
+class _Progress:
+    """Progress lines on stderr: steps with timings, a spinner on long steps and a bar for
+    counted work. Animated only on a terminal; silent when disabled."""
+
+    def __init__(self, enabled, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled
+        self.tty = enabled and getattr(self.stream, "isatty", lambda: False)()
+
+    def _write(self, text):
+        self.stream.write(text)
+        self.stream.flush()
+
+    @contextlib.contextmanager
+    def step(self, label):
+        if not self.enabled:
+            yield
+            return
+        start = time.perf_counter()
+        stop = threading.Event()
+        spinner = None
+        if self.tty:
+            def spin():
+                frames = "|/-\\"
+                i = 0
+                while not stop.wait(0.2):
+                    self._write(f"\r{label} {frames[i % 4]} {time.perf_counter() - start:5.1f} s")
+                    i += 1
+            spinner = threading.Thread(target=spin, daemon=True)
+            spinner.start()
+        else:
+            self._write(f"{label} ...\n")
+        try:
+            yield
+        finally:
+            stop.set()
+            if spinner is not None:
+                spinner.join()
+            elapsed = time.perf_counter() - start
+            self._write(f"\r{label}: done in {elapsed:.1f} s\n" if self.tty
+                        else f"{label}: done in {elapsed:.1f} s\n")
+
+    def bar(self, done, total, label):
+        if not self.enabled:
+            return
+        width = 24
+        filled = int(width * done / max(total, 1))
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}"
+        if self.tty:
+            self._write(f"\r{line:<70}" + ("\n" if done >= total else ""))
+        else:
+            self._write(line + "\n")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+# ---------------------------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _fill(text):
+    import textwrap
+
+    return textwrap.fill(text, width=88)
+
+
+def _common_options():
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output control")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print only the paths of the files written")
+    bar = group.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="show progress on stderr (default: only on a terminal)")
+    bar.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="never show progress")
+    group.add_argument("--debug", action="store_true",
+                       help="show the full traceback of errors")
+    return common
+
+
+def _input_options(parser):
+    parser.add_argument("--rows", choices=("samples", "features"), default="samples",
+                        help="what the rows of csv/tsv/npz/mtx inputs are (default: samples; "
+                             "10x matrix.mtx: features)")
+    parser.add_argument("--layer", metavar="NAME",
+                        help=".h5ad only: read this layer instead of X (e.g. counts)")
+    parser.add_argument("--use-raw", action="store_true",
+                        help=".h5ad only: read .raw instead of X")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bcnmf`` command."""
+    common = _common_options()
     parser = argparse.ArgumentParser(
-        prog="python -m bcnmf.demo",
-        description="bcNMF vs PCA and NMF on the bundled mouse-protein data (no network).")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--seeds", type=int, default=5,
-                        help="number of fitting seeds (default: 5)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="print only the paths written")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    results = run_demo(args.out, args.seeds)
-    if not args.quiet:
-        print(format_table(results))
-        p = results["params"]
-        print(f"\nbcNMF: n_components={N_COMPONENTS}, alpha={p['alpha']} "
-              f"(alpha_raw_={p['alpha_raw_']:.6g}), n_iter_={p['n_iter_']} (seed 0)")
-        if results["warnings"]:
-            print(f"\n{len(results['warnings'])} warning(s) raised by the fits:")
-            for note in results["warnings"]:
-                print(f"  {note}")
-        print("\nFiles written:")
-    for path in results["files"].values():
-        print(path)
-    return 0
+        prog="bcnmf", description=_DESCRIPTION, epilog=_INPUTS,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bcnmf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fit = sub.add_parser(
+        "fit", parents=[common], help="fit a model; write model, codes, loadings, history",
+        description=_fill(
+            "Fit bcNMF to TARGET against a background: another file (--background) or the "
+            "cells of an .h5ad whose --groupby column has a --background-value. Writes "
+            "model.npz, components.csv, target_codes.csv, background_codes.csv, history.csv "
+            "and params.json into OUTDIR."),
+        epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("target", metavar="TARGET", help="target data (or all cells, with "
+                     "--groupby)")
+    source = fit.add_argument_group("background (one of)")
+    source.add_argument("--background", metavar="BG",
+                        help="background data file; features are matched by name")
+    source.add_argument("--groupby", metavar="COL",
+                        help=".h5ad TARGET: obs column that marks background cells")
+    source.add_argument("--background-value", metavar="V", action="extend", nargs="+",
+                        help="value(s) of --groupby that are background (the rest is target)")
+    model = fit.add_argument_group("model")
+    model.add_argument("-k", "--n-components", type=_positive_int, default=10, metavar="K",
+                       help="number of topics (default: 10)")
+    model.add_argument("--alpha", type=_non_negative_float, default=1.5, metavar="A",
+                       help="contrast weight (default: 1.5, relative scale)")
+    model.add_argument("--alpha-scale", choices=("relative", "raw"), default=None,
+                       help="relative (default in stable mode) or the paper's raw weight")
+    model.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
+                       help="frobenius for log-normalised data (default), poisson for raw "
+                            "counts")
+    model.add_argument("--mode", choices=("stable", "reference"), default="stable",
+                       help="stable (default) or the authors' reference algorithm")
+    model.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
+                       help="maximum number of sweeps (default: 500)")
+    model.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
+                       help="stopping tolerance (default: 1e-4)")
+    model.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+                       help="number of restarts (default: 1)")
+    model.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    data = fit.add_argument_group("input")
+    _input_options(data)
+    data.add_argument("--background-rows", choices=("samples", "features"), default=None,
+                      help="what the rows of the --background file are (default: as --rows)")
+    data.add_argument("--min-overlap", type=float, default=0.5, metavar="F",
+                      help="with --background: smallest accepted fraction of shared feature "
+                           "names (default: 0.5)")
+    fit.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
+    fit.add_argument("--report", action="store_true",
+                     help="also write OUTDIR/report.html (needs matplotlib)")
+    fit.set_defaults(handler=_cmd_fit, subparser=fit)
+
+    tr = sub.add_parser(
+        "transform", parents=[common], help="codes of new cells under a saved model",
+        description=_fill("Compute the codes of the cells in INPUT with the basis of MODEL "
+                          "fixed; features are matched to the model's by name."),
+        epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("model", metavar="MODEL", help="model file (model.npz of a run folder)")
+    tr.add_argument("input", metavar="INPUT", help="cells to encode")
+    tr.add_argument("-o", "--out", metavar="OUT", required=True,
+                    help="output file: .csv, .tsv or .npz (cells x topics)")
+    tr.add_argument("--as-background", action="store_true",
+                    help="solve the codes under the background's model")
+    _input_options(tr)
+    tr.set_defaults(handler=_cmd_transform, subparser=tr)
+
+    rep = sub.add_parser(
+        "report", parents=[common], help="write the HTML report of a run folder",
+        description="Write a self-contained HTML report (parameters, convergence, topics with "
+                    "top features, topic usage; topic statistics and model selection when the "
+                    "folder has them) of a folder written by `bcnmf fit`.")
+    rep.add_argument("run_dir", metavar="OUTDIR", help="folder written by bcnmf fit")
+    rep.add_argument("-o", "--out", metavar="FILE", help="report file (default: "
+                     "OUTDIR/report.html)")
+    rep.add_argument("--n-top", type=_positive_int, default=10, metavar="N",
+                     help="top features listed per topic (default: 10)")
+    rep.set_defaults(handler=_cmd_report, subparser=rep)
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="end-to-end run on the bundled mouse-protein data",
+        description="Fit PCA, NMF and bcNMF to the bundled mouse-protein data (no network), "
+                    "score them against the genotype labels, and write a run folder with "
+                    "the HTML report.")
+    from .demo import DEFAULT_OUT
+
+    demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: "
+                      f"{DEFAULT_OUT})")
+    demo.add_argument("--seeds", type=_positive_int, default=5, metavar="N",
+                      help="number of fitting seeds (default: 5)")
+    demo.set_defaults(handler=_cmd_demo, subparser=demo)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+
+def _read(path, args, progress, rows=None):
+    from .io import read_table
+
+    with progress.step(f"reading {path}"):
+        return read_table(path, rows=rows or args.rows, layer=args.layer,
+                          use_raw=args.use_raw)
+
+
+def _split(table, args):
+    """(target, background) matrices and names from --groupby/--background-value."""
+    import numpy as np
+
+    if table.obs is None or args.groupby not in table.obs.columns:
+        columns = [] if table.obs is None else list(table.obs.columns)[:20]
+        raise KeyError(f"{args.target} has no obs column {args.groupby!r}; columns: {columns}")
+    column = table.obs[args.groupby].astype(str)
+    missing = [v for v in args.background_value if v not in set(column)]
+    if missing:
+        raise ValueError(f"--background-value {missing} not found in column {args.groupby!r}; "
+                         f"values: {sorted(set(column))[:20]}")
+    is_bg = column.isin(args.background_value).to_numpy()
+    if is_bg.all():
+        raise ValueError("every cell is background: no target cells left")
+    t, b = np.flatnonzero(~is_bg), np.flatnonzero(is_bg)
+    return (table.X[t], table.obs_names[t]), (table.X[b], table.obs_names[b])
+
+
+def _align(target, background, args):
+    """Match the background's features to the target's by name."""
+    from ._prep import align_features, same_kind, take_columns
+
+    if not (target.has_var_names and background.has_var_names):
+        if target.shape[1] != background.shape[1]:
+            raise ValueError(f"target has {target.shape[1]} features and background "
+                             f"{background.shape[1]}, and without feature names in both "
+                             "files they cannot be matched")
+        return (*same_kind(target.X, background.X), target.var_names)
+    t_idx, b_idx, names = align_features(target.var_names, background.var_names,
+                                         min_overlap=args.min_overlap,
+                                         min_features=args.n_components)
+    X = take_columns(target.X, t_idx)
+    Y = take_columns(background.X, b_idx)
+    return (*same_kind(X, Y), names)
+
+
+
+def _check_fit_args(args):
+    if args.background and args.groupby:
+        raise _UsageError("pass either --background or --groupby, not both")
+    if args.groupby and not args.background_value:
+        raise _UsageError("--groupby needs --background-value (the background's value(s))")
+    if args.background_value and not args.groupby:
+        raise _UsageError("--background-value needs --groupby")
+    if args.groupby and not str(args.target).lower().endswith(".h5ad"):
+        raise _UsageError("--groupby needs an .h5ad TARGET (its obs holds the column); for "
+                          "other formats pass the background as a file with --background")
+    if not 0 < args.min_overlap:
+        raise _UsageError("--min-overlap must be > 0")
+
+
+def _warning_lines(caught):
+    return [f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught]
+
+
+def _fit_inputs(args, progress, out):
+    """(X, Y, target names, background names, feature names, inputs record, notes)."""
+    target = _read(args.target, args, progress)
+    inputs, notes = {"target": str(args.target)}, []
+    if args.groupby:
+        (X, x_names), (Y, y_names) = _split(target, args)
+        features = target.var_names
+        inputs.update(groupby=args.groupby, background_values=", ".join(args.background_value))
+        sources = [(X, args.target, target)]
+    elif args.background:
+        background = _read(args.background, args, progress, rows=args.background_rows)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            X, Y, features = _align(target, background, args)
+        notes = _warning_lines(caught)
+        x_names, y_names = target.obs_names, background.obs_names
+        inputs["background"] = str(args.background)
+        sources = [(X, args.target, target), (Y, args.background, background)]
+    else:
+        X, Y, x_names, y_names, features = (target.X, None, target.obs_names, None,
+                                            target.var_names)
+        out.note("no background given: fitting plain NMF")
+        sources = [(X, args.target, target)]
+    if args.loss == "poisson":
+        from ._prep import check_poisson_input
+
+        for matrix, path, table in sources:
+            hint = (": pass --layer (e.g. --layer counts) or --use-raw"
+                    if str(path).lower().endswith(".h5ad") else "")
+            check_poisson_input(matrix, str(path), log1p_recorded=table.log1p_recorded,
+                                hint=hint)
+    inputs.update(layer=args.layer or "", use_raw=args.use_raw, rows=args.rows,
+                  n_target=int(X.shape[0]), n_background=0 if Y is None else int(Y.shape[0]),
+                  n_features=int(X.shape[1]))
+    return X, Y, x_names, y_names, features, inputs, notes
+
+
+def _cmd_fit(args, progress, out):
+    from .estimator import BCNMF
+    from .io import write_run
+
+    _check_fit_args(args)
+    X, Y, x_names, y_names, features, inputs, notes = _fit_inputs(args, progress, out)
+    for line in notes:
+        out.warn(line)
+    model = BCNMF(args.n_components, alpha=args.alpha, alpha_scale=args.alpha_scale,
+                  beta_loss=args.loss, mode=args.mode, max_iter=args.max_iter, tol=args.tol,
+                  n_init=args.n_init, random_state=args.seed)
+    label = (f"fitting bcNMF (k={args.n_components}, alpha={args.alpha:g}, {args.loss}) on "
+             f"{X.shape[0]} target x {X.shape[1]} features"
+             + (f", {Y.shape[0]} background" if Y is not None else ""))
+    with progress.step(label), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codes = model.fit_transform(X, background=Y)
+    for line in _warning_lines(caught):
+        out.warn(line)
+        notes.append(line)
+    with progress.step(f"writing {args.out}"):
+        files = write_run(args.out, model, codes, target_names=x_names, background_names=y_names,
+                          feature_names=features, inputs=inputs, warnings=notes)
+    if args.report:
+        from .report import write_report
+
+        with progress.step("writing the report"):
+            files["report"] = write_report(args.out)
+    out.summary(f"fitted {model.n_iter_} sweeps; alpha_raw_ = {model.alpha_raw_:.6g}; "
+                f"objective_ = {model.objective_:.6g}")
+    out.files(files.values())
+    return EXIT_OK
+
+
+def _cmd_transform(args, progress, out):
+    import numpy as np
+
+    from ._prep import take_columns
+    from .io import write_table
+    from .persistence import load_model, read_metadata
+
+    with progress.step(f"loading {args.model}"):
+        model = load_model(args.model)
+        names = read_metadata(args.model)["feature_names"]
+    table = _read(args.input, args, progress)
+    X = table.X
+    if names is not None and table.has_var_names:
+        position = {n: i for i, n in enumerate(table.var_names)}
+        missing = [n for n in names if n not in position]
+        if missing:
+            raise ValueError(f"{args.input} lacks {len(missing)} of the model's "
+                             f"{len(names)} features (e.g. {missing[0]!r})")
+        idx = np.array([position[n] for n in names])
+        if idx.size != X.shape[1]:
+            out.note(f"ignoring {X.shape[1] - idx.size} features of {args.input} that the "
+                     "model does not have")
+        X = take_columns(X, idx)
+    elif X.shape[1] != model.components_.shape[1]:
+        raise ValueError(f"{args.input} has {X.shape[1]} features; the model has "
+                         f"{model.components_.shape[1]}")
+    with progress.step(f"encoding {X.shape[0]} cells"), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codes = model.transform(X.astype(model.components_.dtype, copy=False),
+                                as_background=args.as_background)
+    for line in _warning_lines(caught):
+        out.warn(line)
+    topics = [f"topic_{k + 1}" for k in range(codes.shape[1])]
+    path = write_table(args.out, codes, table.obs_names, topics, index_label="cell")
+    out.files([path])
+    return EXIT_OK
+
+
+def _cmd_report(args, progress, out):
+    from .report import write_report
+
+    with progress.step(f"writing the report of {args.run_dir}"):
+        path = write_report(args.run_dir, args.out, n_top=args.n_top)
+    out.files([path])
+    return EXIT_OK
+
+
+def _cmd_demo(args, progress, out):
+    from .demo import N_COMPONENTS, format_table, run_demo
+
+    results = run_demo(args.out, args.seeds, progress=progress.bar)
+    out.summary(format_table(results))
+    p = results["params"]
+    out.summary(f"\nbcNMF: n_components={N_COMPONENTS}, alpha={p['alpha']} "
+                f"(alpha_raw_={p['alpha_raw_']:.6g}), n_iter_={p['n_iter_']} (seed 0)")
+    if results["warnings"]:
+        out.summary(f"\n{len(results['warnings'])} warning(s) raised by the fits:")
+        for note in results["warnings"]:
+            out.summary(f"  {note}")
+    out.summary("\nFiles written:")
+    out.files(results["files"].values())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------------------------
+
+class _Output:
+    """What the commands print: summaries (unless quiet), warnings (stderr), file paths."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+
+    def summary(self, text):
+        if not self.quiet:
+            print(text)
+
+    def warn(self, text):
+        if not self.quiet:
+            print(f"bcnmf: warning: {text}", file=sys.stderr)
+
+    def note(self, text):
+        if not self.quiet:
+            print(f"bcnmf: note: {text}", file=sys.stderr)
+
+    def files(self, paths):
+        for path in paths:
+            print(Path(path))
+
+
+def _one_line(err):
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(str(text).split()) or type(err).__name__
+
+
+def main(argv=None) -> int:
+    """Run the ``bcnmf`` command with ``argv`` (default ``sys.argv[1:]``); return the exit
+    code (0 success, 1 error, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help/--version (0) or a usage error (2)
+        return int(stop.code or 0)
+    progress = _Progress(enabled=(not args.quiet and sys.stderr.isatty())
+                         if args.progress is None else args.progress)
+    try:
+        return args.handler(args, progress, _Output(args.quiet))
+    except _UsageError as err:
+        args.subparser.print_usage(sys.stderr)
+        print(f"bcnmf {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bcnmf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command line reports every error
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        else:
+            print(f"bcnmf: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def run() -> None:
+    """Console-script entry point (``bcnmf``)."""
+    sys.exit(main())

@@ -366,6 +366,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                    block_rows=getattr(self, "block_size", None))
         return codes
 
+    def save(self, path, *, feature_names=None):
+        """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).
+
+        Thin wrapper of :func:`bcnmf.persistence.save_model`; read it back with
+        :func:`bcnmf.load`.  Returns the path written.
+        """
+        from .persistence import save_model
+
+        return save_model(self, path, feature_names=feature_names)
+
     def inverse_transform(self, X):
         """Reconstruct data from codes: ``X @ components_``.
 

@@ -2,7 +2,8 @@
 
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["ConvergenceWarning", "DivergenceWarning", "InvalidParameterError"]
+__all__ = ["ConvergenceWarning", "DivergenceWarning", "FeatureAlignmentWarning",
+           "InvalidParameterError", "ModelFormatError"]
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -15,3 +16,12 @@ class DivergenceWarning(RuntimeWarning):
 
 class InvalidParameterError(ValueError, TypeError):
     """A constructor parameter has a value outside the accepted set."""
+
+
+class FeatureAlignmentWarning(UserWarning):
+    """Target and background were aligned on their shared features; some were dropped."""
+
+
+class ModelFormatError(ValueError):
+    """A saved model file cannot be read: not a bcnmf model, corrupted or truncated,
+    or written in a newer format than this version of bcnmf understands."""

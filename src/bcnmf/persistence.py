@@ -1,0 +1,272 @@
+"""Saving and loading fitted models: numpy arrays plus JSON metadata, never pickle.
+
+A model file is a zip archive (numpy's ``.npz`` container) holding
+
+- one ``<name>.npy`` member per array (the basis, background codes, history, offsets), written
+  and read with ``allow_pickle=False``;
+- ``metadata.json``: format name and version, the library version that wrote it, the estimator
+  class, its parameters, the fitted scalars, the feature names, the resolved numerical settings
+  that :meth:`~bcnmf.BCNMF.transform` needs, and a SHA-256 checksum of the arrays.
+
+``np.load(path)`` opens the arrays and any unzip tool shows the metadata. Loading checks the
+format version (a file from a newer bcnmf is refused with a clear message), the checksum
+(corrupted or truncated files are refused), and rebuilds an estimator whose ``transform`` gives
+exactly the same output as the saved one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import numbers
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .exceptions import ModelFormatError
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_model", "load_model", "read_metadata"]
+
+FORMAT_NAME = "bcnmf-model"
+#: bumped whenever a reader of the previous version could not read a new file correctly
+FORMAT_VERSION = 1
+_METADATA = "metadata.json"
+_SCALARS = ("n_iter_", "alpha_raw_", "objective_", "n_features_in_", "_n_features_out")
+
+
+def _estimators():
+    from .estimator import BCNMF
+
+    return {"BCNMF": BCNMF}
+
+
+def _json_param(name, value):
+    """A JSON value for a constructor parameter (random generators are not portable)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if name == "random_state":
+        return None  # a RandomState/Generator object: its state is not saved
+    raise TypeError(f"Cannot save parameter {name}={value!r}: not a JSON value.")
+
+
+def json_params(model) -> dict:
+    """``model.get_params()`` as JSON values (a RandomState/Generator ``random_state``, whose
+    state is not portable, becomes None)."""
+    return {k: _json_param(k, v) for k, v in model.get_params().items()}
+
+
+def _checksum(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _collect(model, feature_names=None):
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    arrays = {"components_": model.components_}
+    if model.background_codes_ is not None:
+        arrays["background_codes_"] = model.background_codes_
+    for key, values in model.history_.items():
+        arrays[f"history_{key}"] = np.asarray(values)
+    arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
+    arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
+    for which, offset in zip(("target", "background"), model._offsets):
+        if offset is not None:
+            arrays[f"offset_{which}"] = np.asarray(offset)
+    for name, a in arrays.items():
+        if a.dtype.hasobject:
+            raise TypeError(f"Cannot save {name}: object arrays are not portable.")
+    names_in = getattr(model, "feature_names_in_", None)
+    names = names_in if feature_names is None else feature_names
+    if names is not None and len(names) != model.components_.shape[1]:
+        raise ValueError(f"feature_names has {len(names)} entries for "
+                         f"{model.components_.shape[1]} features.")
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "estimator": type(model).__name__,
+        "params": json_params(model),
+        "attributes": {k: getattr(model, k) for k in _SCALARS},
+        "feature_names": None if names is None else [str(n) for n in names],
+        "feature_names_in": names_in is not None,
+        "settings": dataclasses.asdict(model._settings),
+        "policy": dataclasses.asdict(model._policy),
+        "history_keys": list(model.history_),
+        "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in arrays.items()},
+        "sha256": _checksum(arrays),
+    }
+    meta["attributes"] = {k: (int(v) if isinstance(v, numbers.Integral) else float(v))
+                          for k, v in meta["attributes"].items()}
+    return arrays, meta
+
+
+def save_model(model, path, *, feature_names=None) -> Path:
+    """Save a fitted :class:`~bcnmf.BCNMF` to ``path`` (conventionally ``*.npz``).
+
+    Parameters
+    ----------
+    model : BCNMF
+        A fitted estimator.
+    path : str or path-like
+        Destination file; overwritten if it exists. Written to a temporary file first and
+        renamed, so an interrupted save never leaves a half-written model under ``path``.
+    feature_names : sequence of str, optional
+        Names of the features, stored in the metadata (see :func:`read_metadata`) when the
+        model was fitted on arrays without names; default ``feature_names_in_`` if present.
+        Only names the model was fitted with (``feature_names_in_``) are restored as
+        ``feature_names_in_`` on loading.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from bcnmf import BCNMF, load
+    >>> rng = np.random.default_rng(0)
+    >>> X, Y = rng.random((30, 6)), rng.random((20, 6))
+    >>> model = BCNMF(2, random_state=0, max_iter=50, tol=0).fit(X, background=Y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> _ = model.save(path)
+    >>> bool(np.array_equal(load(path).transform(X), model.transform(X)))
+    True
+    """
+    arrays, meta = _collect(model, feature_names)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(_METADATA, json.dumps(meta, indent=1, allow_nan=True))
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+            zf.writestr(f"{name}.npy", buf.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def _corrupt(path, why):
+    return ModelFormatError(f"{path} is not a readable bcnmf model file ({why}); it may be "
+                            "truncated or corrupted: save the model again.")
+
+
+def _read(path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = set(zf.namelist())
+            if _METADATA not in members:
+                raise _corrupt(path, f"no {_METADATA} inside")
+            meta = json.loads(zf.read(_METADATA).decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+                raise _corrupt(path, "its metadata does not name the bcnmf model format")
+            _check_version(path, meta)
+            arrays = {}
+            for name, spec in meta["arrays"].items():
+                if f"{name}.npy" not in members:
+                    raise _corrupt(path, f"array {name!r} is missing")
+                with zf.open(f"{name}.npy") as fh:
+                    a = np.lib.format.read_array(io.BytesIO(fh.read()), allow_pickle=False)
+                if a.dtype.str != spec["dtype"] or list(a.shape) != spec["shape"]:
+                    raise _corrupt(path, f"array {name!r} has the wrong dtype or shape")
+                arrays[name] = a
+    except ModelFormatError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError, TypeError,
+            ValueError, UnicodeDecodeError, zlib.error) as err:  # JSONDecodeError: ValueError
+        raise _corrupt(path, f"{type(err).__name__}: {err}") from None
+    if _checksum(arrays) != meta.get("sha256"):
+        raise _corrupt(path, "the checksum of its arrays does not match")
+    return meta, arrays
+
+
+def _check_version(path, meta):
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _corrupt(path, f"invalid format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path} was written by bcnmf {meta.get('library_version', '?')} in model format "
+            f"version {version}; this bcnmf ({__version__}) reads format versions up to "
+            f"{FORMAT_VERSION}. Upgrade bcnmf to load it.")
+
+
+def read_metadata(path) -> dict:
+    """The metadata of a saved model (format, versions, parameters, ``feature_names``...),
+    after the same checks as :func:`load_model`."""
+    return _read(path)[0]
+
+
+def load_model(path):
+    """Load a model written by :func:`save_model` (or ``model.save``).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    BCNMF
+        A fitted estimator whose ``transform`` gives exactly the saved model's output.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    bcnmf.exceptions.ModelFormatError
+        When the file is not a bcnmf model, is corrupted or truncated, or was written in a
+        newer format version.
+    """
+    from .core.fit import FitSettings
+    from .core.updates import StepPolicy
+
+    meta, arrays = _read(path)
+    classes = _estimators()
+    cls = classes.get(meta.get("estimator"))
+    if cls is None:
+        raise ModelFormatError(f"{path} holds a {meta.get('estimator')!r} model, which this "
+                               f"bcnmf ({__version__}) does not know; it knows "
+                               f"{sorted(classes)}.")
+    valid = cls().get_params()
+    unknown = sorted(set(meta["params"]) - set(valid))
+    if unknown:
+        raise ModelFormatError(
+            f"{path} was written by bcnmf {meta.get('library_version', '?')} with parameters "
+            f"this bcnmf ({__version__}) does not know: {unknown}. Upgrade bcnmf to load it.")
+    model = cls(**meta["params"])
+    try:
+        settings = FitSettings(**meta["settings"])
+        policy = StepPolicy(**meta["policy"])
+    except TypeError as err:
+        raise ModelFormatError(f"{path}: its numerical settings do not match this bcnmf "
+                               f"({__version__}): {err}.") from None
+    model.components_ = arrays["components_"]
+    model.background_codes_ = arrays.get("background_codes_")
+    model.history_ = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
+    model.restart_objectives_ = arrays["restart_objectives_"]
+    model.restart_agreement_ = arrays["restart_agreement_"]
+    for key, value in meta["attributes"].items():
+        setattr(model, key, value)
+    if meta["feature_names"] is not None and meta.get("feature_names_in", True):
+        model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+    model._settings = settings
+    model._policy = policy
+    model._offsets = (arrays.get("offset_target"), arrays.get("offset_background"))
+    return model

@@ -1,0 +1,435 @@
+"""Plots of bcNMF results (``bcnmf.pl``), scanpy style.
+
+Every function draws into ``ax`` when given (else a new figure) and returns the matplotlib
+``Axes``. The first argument is what is plotted:
+
+- an AnnData annotated by :func:`bcnmf.tl.bcnmf` (read from ``uns``/``varm``/``obsm`` under
+  ``key``), a fitted :class:`bcnmf.BCNMF`, or a :class:`bcnmf.FactorizationResult`, for
+  :func:`loss_history`, :func:`loadings` and :func:`topic_usage`;
+- a table (pandas DataFrame) for :func:`enrichment_volcano` (topic statistics: columns
+  ``effect_size``, ``q_value``, optionally ``enriched``) and :func:`selection_grid`
+  (model-selection table: ``n_components``, ``alpha`` and a score column).
+
+Embeddings of the codes use scanpy itself: ``sc.pl.embedding(adata, basis="bcnmf")``.
+matplotlib is imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["loss_history", "loadings", "topic_usage", "enrichment_volcano", "selection_grid"]
+
+_TARGET_COLOUR, _BACKGROUND_COLOUR = "#1f77b4", "#ff7f0e"
+
+
+def _new_ax(ax, figsize):
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _is_anndata(data):
+    return all(hasattr(data, a) for a in ("obsm", "varm", "uns", "var_names"))
+
+
+def _record(adata, key):
+    if key not in adata.uns:
+        raise KeyError(f"adata.uns has no {key!r} entry: run bcnmf.tl.bcnmf(adata, ...) first "
+                       "(or pass key= the key_added used).")
+    return adata.uns[key]
+
+
+def _topic_labels(n):
+    """``["topic 1", ..., "topic n"]``: the topic names used by plots and reports."""
+    return [f"topic {k + 1}" for k in range(n)]
+
+
+def _history(data, key):
+    if _is_anndata(data):
+        return _record(data, key)["history"]
+    if isinstance(data, Mapping):
+        return data
+    for attr in ("history_", "history"):
+        if hasattr(data, attr):
+            return getattr(data, attr)
+    raise TypeError("Expected an AnnData annotated by bcnmf.tl.bcnmf, a fitted BCNMF, a "
+                    f"FactorizationResult or a history dict; got {type(data).__name__}.")
+
+
+def _components(data, key, feature_names):
+    """(components (K, F), feature names (F,))."""
+    names = None
+    if _is_anndata(data):
+        if key not in data.varm:
+            raise KeyError(f"adata.varm has no {key!r}: run bcnmf.tl.bcnmf(adata, ...) first.")
+        comps = np.asarray(data.varm[key]).T
+        names = np.asarray(data.var_names)
+    elif hasattr(data, "components_"):  # a fitted estimator
+        comps = np.asarray(data.components_)
+        names = getattr(data, "feature_names_in_", None)
+    elif hasattr(data, "components"):  # a FactorizationResult
+        comps = np.asarray(data.components)
+    else:
+        comps = np.asarray(data)
+    if comps.ndim != 2:
+        raise ValueError(f"Loadings must be 2-D (topics x features); got shape {comps.shape}.")
+    if feature_names is not None:
+        names = np.asarray(feature_names)
+    if names is None:
+        names = np.array([f"feature {j + 1}" for j in range(comps.shape[1])])
+    if len(names) != comps.shape[1]:
+        raise ValueError(f"{len(names)} feature names for {comps.shape[1]} features.")
+    return comps, np.asarray(names).astype(str)
+
+
+def _top_features(components, feature_names, n_top=10):
+    """Indices of the ``n_top`` largest loadings of each topic, largest first.
+
+    Parameters
+    ----------
+    components : ndarray of shape (n_components, n_features)
+    feature_names : sequence of str, length n_features
+    n_top : int, default=10
+
+    Returns
+    -------
+    list of list of (str, float)
+        For each topic, ``(feature name, loading)`` pairs, largest loading first; features
+        with zero loading are left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _top_features(np.array([[0.1, 0.7, 0.2], [0.5, 0.0, 0.5]]), ["a", "b", "c"], n_top=2)
+    [[('b', 0.7), ('c', 0.2)], [('a', 0.5), ('c', 0.5)]]
+    """
+    components = np.asarray(components)
+    out = []
+    for row in components:
+        order = np.argsort(-row, kind="stable")[:n_top]
+        out.append([(str(feature_names[j]), float(row[j])) for j in order if row[j] > 0])
+    return out
+
+
+def _top_rows(components, topics, n_top):
+    """Union of the ``n_top`` largest-loading features of ``topics``, grouped by topic."""
+    rows = []
+    for t in topics:
+        for j in np.argsort(-components[t], kind="stable")[:n_top]:
+            if j not in rows:
+                rows.append(int(j))
+    return rows
+
+
+def loss_history(data, *, key="bcnmf", terms=("objective", "target", "background"),
+                 logy=False, ax=None):
+    """Optimised objective and its two terms per sweep.
+
+    Parameters
+    ----------
+    data : AnnData, BCNMF, FactorizationResult or dict
+        Anything carrying the fit's ``history`` (AnnData: ``uns[key]["history"]``).
+    key : str, default="bcnmf"
+        AnnData key (``key_added`` of :func:`bcnmf.tl.bcnmf`).
+    terms : sequence of {"objective", "target", "background"}
+        Which curves to draw: the objective ``target - alpha_raw * background`` and the
+        target and background divergences.
+    logy : bool, default=False
+        Logarithmic y axis (only for positive curves, e.g. ``terms=("target",)``).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    history = _history(data, key)
+    unknown = [t for t in terms if t not in history]
+    if unknown or not terms:
+        raise ValueError(f"terms must be a non-empty subset of {sorted(history)}; got "
+                         f"{list(terms)}.")
+    ax = _new_ax(ax, (5.0, 3.2))
+    for term in terms:
+        values = np.asarray(history[term], dtype=float)
+        sweeps = np.asarray(history.get("iteration", np.arange(values.size)))
+        ax.plot(sweeps, values, label=term, lw=1.5)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("sweep")
+    ax.set_ylabel("divergence")
+    ax.set_title("bcNMF convergence")
+    ax.legend(frameon=False)
+    return ax
+
+
+def loadings(data, *, key="bcnmf", n_top=10, topics=None, feature_names=None, scale="topic",
+             cmap="Reds", ax=None):
+    """Heatmap of the top features of each topic (features x topics).
+
+    Rows are the union of every shown topic's ``n_top`` features with the largest loadings,
+    grouped by topic in rank order; columns are topics.
+
+    Parameters
+    ----------
+    data : AnnData, BCNMF, FactorizationResult or ndarray of shape (n_components, n_features)
+    key : str, default="bcnmf"
+    n_top : int, default=10
+    topics : sequence of int, optional
+        0-based topics to show (default all).
+    feature_names : sequence of str, optional
+        Overrides the names found in ``data``.
+    scale : {"topic", "none"}, default="topic"
+        ``"topic"`` divides each topic's loadings by its largest one.
+    cmap : str, default="Reds"
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    comps, names = _components(data, key, feature_names)
+    if scale not in ("topic", "none"):
+        raise ValueError(f"scale must be 'topic' or 'none'; got {scale!r}.")
+    if not isinstance(n_top, (int, np.integer)) or isinstance(n_top, bool) or n_top < 1:
+        raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
+    shown = list(range(comps.shape[0])) if topics is None else [int(t) for t in topics]
+    bad = [t for t in shown if not 0 <= t < comps.shape[0]]
+    if bad or not shown:
+        raise ValueError(f"topics must be 0-based indices below {comps.shape[0]}; got "
+                         f"{topics!r}.")
+    rows = _top_rows(comps, shown, n_top)
+    values = comps[np.ix_(shown, rows)].T.astype(float)
+    if scale == "topic":
+        peak = values.max(axis=0, keepdims=True)
+        values = values / np.where(peak > 0, peak, 1.0)
+    ax = _new_ax(ax, (1.2 + 0.6 * len(shown), 1.0 + 0.22 * len(rows)))
+    image = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest",
+                      vmin=0.0)
+    labels = _topic_labels(comps.shape[0])
+    ax.set_xticks(np.arange(len(shown)), [labels[t] for t in shown], rotation=90)
+    ax.set_yticks(np.arange(len(rows)), names[rows], fontsize="small")
+    ax.set_title("top features per topic")
+    ax.figure.colorbar(image, ax=ax, label="loading / topic max" if scale == "topic"
+                       else "loading", shrink=0.6)
+    return ax
+
+
+def _usage_codes(data, key, background, groupby):
+    """(target codes, background codes, number of topics)."""
+    if _is_anndata(data):
+        rec = _record(data, key)
+        codes = np.asarray(data.obsm[f"X_{key}"])
+        if background is not None and _is_anndata(background):
+            return codes, np.asarray(background.obsm[f"X_{key}"])
+        groupby = groupby if groupby is not None else rec.get("groupby")
+        values = background if background is not None else rec.get("background")
+        if groupby is None or values is None:
+            raise ValueError("This AnnData was fitted against a separate background AnnData: "
+                             "pass it as background=, or pass groupby= and background= values.")
+        values = [values] if isinstance(values, str) else [str(v) for v in values]
+        is_bg = data.obs[groupby].astype(str).isin(values).to_numpy()
+        return codes[~is_bg], codes[is_bg]
+    if hasattr(data, "codes") and hasattr(data, "background_codes"):
+        return np.asarray(data.codes), np.asarray(data.background_codes)
+    codes = np.asarray(data)
+    if background is None:
+        raise ValueError("Pass the background codes as background= when data are codes.")
+    return codes, np.asarray(background)
+
+
+def _draw_groups(ax, groups, positions, colour, kind):
+    if kind == "box":
+        parts = ax.boxplot(groups, positions=positions, widths=0.7, patch_artist=True,
+                           showfliers=False)
+        for box in parts["boxes"]:
+            box.set_facecolor(colour)
+            box.set_alpha(0.7)
+        return
+    spread = [g for g, p in zip(groups, positions) if g.size > 1 and np.ptp(g) > 0]
+    pos = [p for g, p in zip(groups, positions) if g.size > 1 and np.ptp(g) > 0]
+    if spread:
+        parts = ax.violinplot(spread, positions=pos, widths=0.8, showmedians=True)
+        for body in parts["bodies"]:
+            body.set_facecolor(colour)
+            body.set_alpha(0.7)
+    for g, p in zip(groups, positions):  # constant groups: a tick at their value
+        if g.size and (g.size == 1 or np.ptp(g) == 0):
+            ax.plot([p - 0.3, p + 0.3], [g[0], g[0]], color=colour, lw=2)
+
+
+def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None,
+                kind="violin", normalise=False, ax=None):
+    """Distribution of each topic's codes in target vs background cells.
+
+    Parameters
+    ----------
+    data : AnnData, FactorizationResult or ndarray of shape (n_target, n_components)
+        AnnData annotated by :func:`bcnmf.tl.bcnmf`: target and background cells are told
+        apart as in the fit (``uns[key]``), or by ``groupby``/``background`` when given.
+        An array: the target codes.
+    key : str, default="bcnmf"
+    background : AnnData, value(s) or ndarray, optional
+        Background AnnData (two-object fits), background value(s) of ``obs[groupby]``, or
+        background codes (when ``data`` is an array).
+    groupby : str, optional
+    topics : sequence of int, optional
+        0-based topics to show (default all).
+    kind : {"violin", "box"}, default="violin"
+    normalise : bool, default=False
+        Plot each cell's share of its codes (rows L1-normalised) instead of raw codes.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if kind not in ("violin", "box"):
+        raise ValueError(f"kind must be 'violin' or 'box'; got {kind!r}.")
+    target, back = _usage_codes(data, key, background, groupby)
+    if target.ndim != 2 or back.ndim != 2 or target.shape[1] != back.shape[1]:
+        raise ValueError(f"Target and background codes must be 2-D with the same number of "
+                         f"topics; got {target.shape} and {back.shape}.")
+    if normalise:
+        from .metrics import l1_normalise_rows
+
+        target, back = l1_normalise_rows(target), l1_normalise_rows(back)
+    n = target.shape[1]
+    shown = list(range(n)) if topics is None else [int(t) for t in topics]
+    if not shown or any(not 0 <= t < n for t in shown):
+        raise ValueError(f"topics must be 0-based indices below {n}; got {topics!r}.")
+    ax = _new_ax(ax, (1.0 + 0.9 * len(shown), 3.2))
+    base = np.arange(len(shown)) * 3.0
+    _draw_groups(ax, [target[:, t] for t in shown], base, _TARGET_COLOUR, kind)
+    _draw_groups(ax, [back[:, t] for t in shown], base + 1.0, _BACKGROUND_COLOUR, kind)
+    labels = _topic_labels(n)
+    ax.set_xticks(base + 0.5, [labels[t] for t in shown], rotation=90)
+    ax.set_ylabel("share of codes" if normalise else "code")
+    ax.set_title("topic usage: target vs background")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=_TARGET_COLOUR, label=f"target (n={target.shape[0]})"),
+                       Patch(color=_BACKGROUND_COLOUR,
+                             label=f"background (n={back.shape[0]})")],
+              frameon=False, fontsize="small")
+    return ax
+
+
+def _need_columns(table, columns, what):
+    cols = getattr(table, "columns", None)
+    if cols is None:
+        raise TypeError(f"{what} expects a pandas DataFrame; got {type(table).__name__}.")
+    missing = [c for c in columns if c not in cols]
+    if missing:
+        raise KeyError(f"{what}: the table lacks column(s) {missing}; it has {list(cols)}.")
+
+
+def enrichment_volcano(table, *, x="effect_size", y="q_value", threshold=0.05, label=True,
+                       ax=None):
+    """Volcano plot of topic enrichment: effect against ``-log10`` q-value.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per topic (index: topic), e.g. from ``bcnmf.topic_enrichment``: needs the
+        columns ``x`` and ``y``; the boolean column ``enriched``, when present, colours the
+        points (else ``y <= threshold`` and ``x > 0``).
+    x : str, default="effect_size"
+        Effect column (``"log2_fold_change"`` also makes sense).
+    y : str, default="q_value"
+        Column of q-values (or p-values) in [0, 1].
+    threshold : float, default=0.05
+        Drawn as a horizontal line at ``-log10(threshold)``.
+    label : bool, default=True
+        Write each topic's index next to its point.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _need_columns(table, [x, y], "enrichment_volcano")
+    effect = table[x].to_numpy(dtype=float)
+    q = table[y].to_numpy(dtype=float)
+    if np.any((q < 0) | (q > 1)):
+        raise ValueError(f"Column {y!r} must hold probabilities in [0, 1].")
+    positive = q[q > 0]
+    floor = positive.min() if positive.size else 1e-300
+    height = -np.log10(np.clip(q, floor, 1.0))
+    if "enriched" in table.columns:
+        hit = table["enriched"].to_numpy(dtype=bool)
+    else:
+        hit = (q <= threshold) & (effect > 0)
+    ax = _new_ax(ax, (4.5, 3.6))
+    ax.scatter(effect[~hit], height[~hit], c="#999999", s=30, label="not enriched")
+    ax.scatter(effect[hit], height[hit], c="#d62728", s=36, label="enriched")
+    ax.axhline(-np.log10(threshold), color="#555555", lw=0.8, ls="--")
+    ax.axvline(0.0, color="#555555", lw=0.8, ls=":")
+    if label:
+        for name, ex, hy in zip(table.index, effect, height):
+            ax.annotate(str(name), (ex, hy), xytext=(3, 3), textcoords="offset points",
+                        fontsize="small")
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(f"-log10 {y.replace('_', ' ')}")
+    ax.set_title("topic enrichment in the target")
+    ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def selection_grid(table, *, value="score", best=None, annotate=True, cmap="viridis", ax=None):
+    """Heatmap of a model-selection criterion over the (n_components, alpha) grid.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per candidate, e.g. ``select_model(...).table``: columns ``n_components``,
+        ``alpha`` and ``value`` (repeated candidates are averaged).
+    value : str, default="score"
+        Column to show.
+    best : mapping, optional
+        ``{"n_components": K, "alpha": a}`` of the chosen candidate (e.g.
+        ``SelectionResult.best``), outlined.
+    annotate : bool, default=True
+        Write the value in each cell.
+    cmap : str, default="viridis"
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _need_columns(table, ["n_components", "alpha", value], "selection_grid")
+    grid = table.pivot_table(index="n_components", columns="alpha", values=value,
+                             aggfunc="mean").sort_index().sort_index(axis=1)
+    values = grid.to_numpy(dtype=float)
+    ax = _new_ax(ax, (1.5 + 0.8 * grid.shape[1], 1.2 + 0.5 * grid.shape[0]))
+    image = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest")
+    ax.set_xticks(np.arange(grid.shape[1]), [f"{a:g}" for a in grid.columns])
+    ax.set_yticks(np.arange(grid.shape[0]), [str(k) for k in grid.index])
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("n_components")
+    ax.set_title(f"model selection: {value}")
+    if annotate:
+        finite = values[np.isfinite(values)]
+        middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                if np.isfinite(values[i, j]):
+                    ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center",
+                            fontsize="small",
+                            color="white" if values[i, j] < middle else "black")
+    if best is not None:
+        from matplotlib.patches import Rectangle
+
+        try:
+            i = list(grid.index).index(best["n_components"])
+            j = [float(a) for a in grid.columns].index(float(best["alpha"]))
+        except (KeyError, ValueError):
+            raise ValueError(f"best={best!r} is not a candidate of the table.") from None
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+    ax.figure.colorbar(image, ax=ax, label=value, shrink=0.8)
+    return ax

@@ -1,0 +1,251 @@
+"""The ``bcnmf`` command line, in-process (``bcnmf.cli.main``) and as a subprocess on real
+files (.h5ad written by anndata, .csv, 10x-style .mtx)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+import bcnmf
+from bcnmf.cli import main
+
+SRC = str(Path(bcnmf.__file__).resolve().parents[1])
+GENES = [f"gene{j}" for j in range(10)]
+K = ["-k", "2", "--max-iter", "60", "--tol", "0"]
+
+
+def _counts(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(2.0, size=(30, 10)).astype(float)
+    X[:15, :3] += 5
+    Y = rng.poisson(2.0, size=(20, 10)).astype(float)
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    X, Y = _counts()
+    pd.DataFrame(X, index=[f"t{i}" for i in range(30)], columns=GENES).to_csv(d / "target.csv")
+    # background: genes in another order, as features x samples, tab-separated
+    pd.DataFrame(Y[:, ::-1], index=[f"b{i}" for i in range(20)],
+                 columns=GENES[::-1]).T.to_csv(d / "background.tsv", sep="\t")
+    tenx = d / "10x"
+    tenx.mkdir()
+    scipy.io.mmwrite(tenx / "matrix.mtx", sp.coo_matrix(X.T))
+    pd.DataFrame({"id": GENES, "name": GENES}).to_csv(tenx / "features.tsv", sep="\t",
+                                                      header=False, index=False)
+    pd.Series([f"t{i}" for i in range(30)]).to_csv(tenx / "barcodes.tsv", sep="\t",
+                                                    header=False, index=False)
+    return d, X, Y
+
+
+@pytest.fixture(scope="module")
+def h5ad(tmp_path_factory):
+    ad = pytest.importorskip("anndata")
+    d = tmp_path_factory.mktemp("h5ad")
+    X, Y = _counts()
+    obs = pd.DataFrame({"condition": ["treated"] * 30 + ["control"] * 20},
+                       index=[f"c{i}" for i in range(50)])
+    adata = ad.AnnData(sp.csr_matrix(np.vstack([X, Y])), obs=obs,
+                       var=pd.DataFrame(index=GENES))
+    adata.layers["counts"] = adata.X.copy()
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    adata.uns["log1p"] = {"base": None}
+    adata.write_h5ad(d / "cells.h5ad")
+    return d / "cells.h5ad", X, Y
+
+
+def _run(*argv, env_extra=None):
+    """``python -m bcnmf ARGV`` in a fresh process (stdout not a terminal)."""
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "bcnmf", *map(str, argv)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+# ---------------------------------------------------------------------------------------------
+# in-process
+# ---------------------------------------------------------------------------------------------
+
+def test_fit_transform_report_in_process(files, tmp_path, capsys):
+    d, X, Y = files
+    out = tmp_path / "run"
+    code = main(["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+                 "--background-rows", "features", *K, "--alpha", "1", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    for name in ("model.npz", "components.csv", "target_codes.csv", "background_codes.csv",
+                 "history.csv", "params.json"):
+        assert (out / name).is_file() and str(out / name) in captured.out
+    assert captured.err == ""  # no progress output when stderr is not a terminal
+    # the fit is the library's fit of the same data (background columns matched by name)
+    model = bcnmf.BCNMF(2, alpha=1.0, max_iter=60, tol=0, random_state=0)
+    codes = model.fit_transform(X, background=Y)
+    saved = pd.read_csv(out / "target_codes.csv", index_col=0)
+    np.testing.assert_allclose(saved.to_numpy(), codes, rtol=1e-12)
+    assert list(saved.index[:2]) == ["t0", "t1"] and list(saved.columns) == ["topic_1",
+                                                                          "topic_2"]
+    comps = pd.read_csv(out / "components.csv", index_col=0)
+    assert list(comps.columns) == GENES
+    params = json.loads((out / "params.json").read_text())
+    assert params["n_components"] == 2 and params["n_iter_"] == 60
+    assert params["inputs"]["background"].endswith("background.tsv")
+    # transform with the saved model, features matched by name
+    shuffled = tmp_path / "new.csv"
+    pd.DataFrame(X[:, ::-1], index=[f"n{i}" for i in range(30)],
+                 columns=GENES[::-1]).to_csv(shuffled)
+    assert main(["transform", str(out / "model.npz"), str(shuffled), "-o",
+                 str(tmp_path / "codes.tsv")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "codes.tsv")
+    new = pd.read_csv(tmp_path / "codes.tsv", sep="\t", index_col=0,
+                      float_precision="round_trip")
+    np.testing.assert_array_equal(new.to_numpy(), model.transform(X))
+    assert main(["report", str(out), "-q"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "report.html")
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_progress_can_be_forced_on(files, tmp_path, capsys):
+    d, _, _ = files
+    assert main(["fit", str(d / "target.csv"), *K, "-o", str(tmp_path / "r"),
+                 "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "reading" in err and "fitting bcNMF" in err and "done in" in err
+    assert "no background given" in err
+
+
+def test_dropped_features_are_reported_and_recorded(files, tmp_path, capsys):
+    d, X, Y = files
+    extra = pd.DataFrame(np.hstack([Y, Y[:, :2]]), index=[f"b{i}" for i in range(20)],
+                         columns=GENES + ["bg_only0", "bg_only1"])
+    extra.to_csv(tmp_path / "bg.csv")
+    assert main(["fit", str(d / "target.csv"), "--background", str(tmp_path / "bg.csv"), *K,
+                 "-o", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "bcnmf: warning: FeatureAlignmentWarning" in err and "dropped 0" in err
+    params = json.loads((tmp_path / "r" / "params.json").read_text())
+    assert any("found only in the background" in w for w in params["warnings"])
+    assert main(["fit", str(d / "target.csv"), *K, "-o", str(tmp_path / "r2"), "-q"]) == 0
+    assert capsys.readouterr().err == ""  # quiet: nothing but the paths
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "t.csv", "-o", "x", "--background", "b.csv", "--groupby", "g",
+      "--background-value", "v"], "either --background or --groupby"),
+    (["fit", "t.csv", "-o", "x", "--groupby", "g"], "needs --background-value"),
+    (["fit", "t.csv", "-o", "x", "--background-value", "v"], "needs --groupby"),
+    (["fit", "t.csv", "-o", "x", "--groupby", "g", "--background-value", "v"],
+     "needs an .h5ad TARGET"),
+    (["fit", "t.csv", "-o", "x", "-k", "0"], "whole number >= 1"),
+    (["fit", "t.csv", "--alpha", "-1", "-o", "x"], "number >= 0"),
+    (["fit", "t.csv"], "required: -o/--out"),
+    (["fit", "t.csv", "-o", "x", "--loss", "l1"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required: COMMAND"),
+])
+def test_usage_errors_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_runtime_errors_exit_1_with_one_line(files, tmp_path, capsys):
+    d, _, _ = files
+    assert main(["fit", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bcnmf: error: No such file")
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(b"garbage")
+    assert main(["transform", str(bad), str(d / "target.csv"), "-o", str(tmp_path / "c.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a readable bcnmf model" in err
+    assert main(["transform", str(bad), str(d / "target.csv"), "-o", str(tmp_path / "c.csv"),
+                 "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ModelFormatError" in err
+    assert main(["report", str(tmp_path)]) == 1
+    assert "not a bcnmf run folder" in capsys.readouterr().err
+
+
+def test_help_reads_well(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "transform", "report", "demo"):
+        assert command in out
+    assert "Typical use" in out and ".h5ad" in out
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--background-value" in out and "--rows {samples,features}" in out
+    assert main(["--version"]) == 0
+    assert bcnmf.__version__ in capsys.readouterr().out
+
+
+def test_console_script_is_declared():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    module, func = scripts["bcnmf"].split(":")
+    assert module == "bcnmf.cli" and callable(getattr(bcnmf.cli, func))
+
+
+# ---------------------------------------------------------------------------------------------
+# subprocess on real files
+# ---------------------------------------------------------------------------------------------
+
+def test_subprocess_h5ad_groupby_poisson(h5ad, tmp_path):
+    path, X, Y = h5ad
+    out = tmp_path / "run"
+    proc = _run("fit", path, "--groupby", "condition", "--background-value", "control",
+                "--loss", "poisson", *K, "-o", out)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "looks log-transformed" in proc.stderr
+    assert "--layer" in proc.stderr
+    proc = _run("fit", path, "--groupby", "condition", "--background-value", "control",
+                "--loss", "poisson", "--layer", "counts", *K, "-o", out, "--report")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # not a terminal: no progress
+    codes = pd.read_csv(out / "target_codes.csv", index_col=0)
+    assert codes.shape == (30, 2) and codes.index[0] == "c0"
+    assert pd.read_csv(out / "background_codes.csv", index_col=0).index[0] == "c30"
+    assert (out / "report.html").is_file()
+    model = bcnmf.BCNMF(2, beta_loss="poisson", max_iter=60, tol=0, random_state=0)
+    np.testing.assert_allclose(codes.to_numpy(), model.fit_transform(X, background=Y),
+                               rtol=1e-6)
+    proc = _run("transform", out / "model.npz", path, "--layer", "counts", "-o",
+                tmp_path / "all.npz")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "all.npz") as npz:
+        assert npz["X"].shape == (50, 2) and npz["obs_names"][0] == "c0"
+
+
+def test_subprocess_mtx_against_csv(files, tmp_path):
+    d, X, Y = files
+    out = tmp_path / "run"
+    proc = _run("fit", d / "10x" / "matrix.mtx", "--rows", "features", "--background",
+                d / "background.tsv", *K, "-o", out, "--progress")
+    # --rows applies to both inputs unless --background-rows: the tsv is features x samples
+    assert proc.returncode == 0, proc.stderr
+    assert "fitting bcNMF" in proc.stderr and "done in" in proc.stderr
+    codes = pd.read_csv(out / "target_codes.csv", index_col=0)
+    model = bcnmf.BCNMF(2, max_iter=60, tol=0, random_state=0)
+    np.testing.assert_allclose(codes.to_numpy(), model.fit_transform(X, background=Y),
+                               rtol=1e-6)
+    proc = _run("report", out)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(out / "report.html")
+
+
+def test_subprocess_exit_codes(files, tmp_path):
+    d, _, _ = files
+    proc = _run("fit", d / "target.csv", "-o", tmp_path / "x", "-k", "zero")
+    assert proc.returncode == 2 and "whole number" in proc.stderr
+    proc = _run("fit", tmp_path / "missing.h5ad", "-o", tmp_path / "x")
+    assert proc.returncode == 1 and proc.stderr.startswith("bcnmf: error:")
+    assert "Traceback" not in proc.stderr
