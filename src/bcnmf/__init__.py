@@ -1,6 +1,7 @@
 """bcnmf: background-contrastive non-negative matrix factorisation.
 
-Public names: :class:`BCNMF`, :func:`factorize`, :class:`FactorizationResult`,
+Public names: :class:`BCNMF`, :class:`MiniBatchBCNMF` (online),
+:func:`factorize`, :class:`FactorizationResult`,
 :func:`load` (saved models); submodules ``tl`` (AnnData tools), ``pl`` (plots),
 ``io`` (file readers), ``report``, ``datasets``, ``metrics`` and ``exceptions``
 are loaded on first access, so ``import bcnmf`` imports none of anndata,
@@ -12,8 +13,9 @@ import importlib
 from ._version import __version__
 from .core.result import FactorizationResult
 from .estimator import BCNMF, factorize
+from .minibatch import MiniBatchBCNMF
 
-__all__ = ["BCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
+__all__ = ["BCNMF", "MiniBatchBCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
            "io", "metrics", "pl", "report", "tl", "__version__"]
 
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}

@@ -70,6 +70,11 @@ PARAMETER_CONSTRAINTS = {
     "transform_max_iter": (_int_at_least(1), "an int >= 1"),
     "verbose": (_int_at_least(0), "an int >= 0"),
     "block_size": (_none_or(_int_at_least(1)), "None or an int >= 1 (cells per block)"),
+    "batch_size": (_int_at_least(1), "an int >= 1"),
+    "forget_factor": (_real_in(0, 1), "a real in [0, 1]"),
+    "fresh_restarts": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+    "fresh_restarts_max_iter": (_int_at_least(1), "an int >= 1"),
+    "max_no_improvement": (_none_or(_int_at_least(1)), "None or an int >= 1"),
 }
 
 

@@ -244,9 +244,9 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
     return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
 
-def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
-               alpha: float, loss: str, policy: StepPolicy) -> None:
-    """In-place multiplicative basis step from the summed parts."""
+def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
+                alpha: float, loss: str):
+    """Numerator and denominator of the multiplicative basis step."""
     if loss == FROBENIUS:
         numer = target.cross.copy()
         denom = target.second @ basis
@@ -259,4 +259,11 @@ def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
         if background is not None and alpha > 0:
             numer += alpha * background.second[:, None]
             denom += alpha * background.cross
+    return numer, denom
+
+
+def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
+               alpha: float, loss: str, policy: StepPolicy) -> None:
+    """In-place multiplicative basis step from the summed parts."""
+    numer, denom = basis_terms(basis, target, background, alpha, loss)
     mu_step(basis, numer, denom, policy, policy.basis_floor)

@@ -1,0 +1,122 @@
+"""Online engine: one basis step per minibatch, with running accumulators.
+
+A step takes a batch of target cells and a batch of background cells:
+
+1. their codes are updated with the basis fixed, by one multiplicative step
+   from their stored values (warm) or solved afresh from a deterministic
+   start (``fresh``, as for cells never seen before), then one kernel sweep
+   (:func:`~bcnmf.core.updates.sweep_block`) returns the batch's basis parts;
+2. the multiplicative basis step uses running accumulators with a
+   forgetting factor ``rho`` (as scikit-learn's ``MiniBatchNMF``)::
+
+       A <- rho A + numer * B,   D <- rho D + denom,   B <- A / D
+
+   where ``numer / denom`` is the ratio of the full-batch step computed on
+   the batch.  ``rho = 0`` is exactly the full-batch step on the batch.
+
+Batch-level statistics follow the full-batch fit: relative ``alpha`` is
+rescaled by the batch's ``S(X_b) / S(Y_b)``, and the stable Poisson offsets
+use the running per-feature means of all cells seen so far, so that a batch
+holding all cells reproduces a full-batch sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .fit import FitSettings
+from .init import codes_for_basis
+from .solver import normalize_basis, refine_codes
+from .updates import FROBENIUS, StepPolicy, basis_terms, make_block, sweep_block, view_basis
+
+
+@dataclass
+class OnlineState:
+    """Everything an online fit carries from one step to the next."""
+
+    basis: np.ndarray
+    numer: np.ndarray            # running accumulator A
+    denom: np.ndarray            # running accumulator D
+    colsum_x: np.ndarray         # per-feature sums of the cells seen (float64)
+    colsum_y: np.ndarray
+    n_x: int = 0
+    n_y: int = 0
+    n_steps: int = 0
+
+    @classmethod
+    def start(cls, basis: np.ndarray) -> "OnlineState":
+        k, f = basis.shape
+        return cls(basis, np.zeros((k, f), basis.dtype), np.zeros((k, f), basis.dtype),
+                   np.zeros(f), np.zeros(f))
+
+    def offsets(self, s: FitSettings, has_background: bool):
+        """Stable Poisson prediction offsets from the running means."""
+        if (not has_background or s.loss == FROBENIUS or s.mode == "reference"
+                or s.smoothing == 0 or self.n_x == 0 or self.n_y == 0):
+            return None, None
+        return (s.smoothing * self.colsum_x / self.n_x,
+                s.smoothing * self.colsum_y / self.n_y)
+
+
+def _scale(A, loss) -> float:
+    v = (A.data if sp.issparse(A) else A).ravel().astype(np.float64, copy=False)
+    return float(v @ v) if loss == FROBENIUS else float(v.sum())
+
+
+def batch_alpha(s: FitSettings, X, Y) -> float:
+    """Raw contrast weight for one batch (see :func:`bcnmf.core.fit.raw_alpha`)."""
+    if Y is None:
+        return 0.0
+    if s.alpha_scale == "raw":
+        return float(s.alpha)
+    sy = _scale(Y, s.loss)
+    return float(s.alpha) * _scale(X, s.loss) / sy if sy > 0 else 0.0
+
+
+def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
+                policy: StepPolicy, rho: float, fresh: bool, fresh_max_iter: int,
+                rescale):
+    """One online step on validated batches ``X`` (and ``Y`` or None) with
+    their code arrays (updated in place).  ``rescale`` lists the code arrays
+    that follow the gauge fix, each cell once: the batch's codes, or the
+    stored codes of all cells when the batch's are views of them.
+    Returns ``(target divergence, background divergence, alpha)`` of the
+    batch at the state entering the step."""
+    state.colsum_x += np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
+    state.n_x += X.shape[0]
+    if Y is not None:
+        state.colsum_y += np.asarray(Y.sum(axis=0, dtype=np.float64)).ravel()
+        state.n_y += Y.shape[0]
+    offset_x, offset_y = state.offsets(s, Y is not None)
+    cast = lambda o: None if o is None else o.astype(X.dtype)  # noqa: E731
+    bx = make_block(X, s.loss, cast(offset_x))
+    by = make_block(Y, s.loss, cast(offset_y)) if Y is not None else None
+    alpha = batch_alpha(s, X, Y)
+    basis = state.basis
+    view = view_basis(basis, s.loss)
+    pairs = [(bx, codes_x)] + ([(by, codes_y)] if Y is not None else [])
+    if fresh:
+        for block, codes in pairs:
+            codes[...] = codes_for_basis(block.data, basis)
+        refine_codes(pairs, view, s.loss, policy, fresh_max_iter, s.tol)
+    dx, px = sweep_block(bx, codes_x, view, s.loss, policy)
+    dy, py = sweep_block(by, codes_y, view, s.loss, policy) if Y is not None else (0.0, None)
+    numer, denom = basis_terms(basis, px, py, alpha, s.loss)
+    numer *= basis
+    state.numer *= rho
+    state.numer += numer
+    state.denom *= rho
+    state.denom += denom
+    np.divide(state.numer, state.denom + policy.eps, out=basis)
+    if policy.basis_floor > 0:
+        np.maximum(basis, policy.basis_floor, out=basis)
+    if s.mode != "reference":
+        scale = basis.sum(axis=1)
+        scale[~(scale > 0)] = 1.0
+        normalize_basis(basis, list(rescale), policy.basis_floor)
+        state.numer /= scale[:, None]
+    state.n_steps += 1
+    return dx, dy, alpha

@@ -1,0 +1,286 @@
+"""Online bcNMF: :class:`MiniBatchBCNMF`, one basis step per minibatch."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_params
+from .core.fit import _restart_seeds, step_policy
+from .core.init import initial_factors
+from .core.online import OnlineState, online_step
+from .core.solver import normalize_basis
+from .core.source import RowSource, scan
+from .estimator import (BCNMF, _check_background, _check_init, _settings,
+                        _validate_target)
+from .exceptions import ConvergenceWarning, DivergenceWarning
+
+
+class MiniBatchBCNMF(BCNMF):
+    """bcNMF learned online: a basis step after every minibatch.
+
+    Every step takes ``batch_size`` target cells and the matching share of
+    background cells (so that both are traversed once per epoch), updates
+    their codes with the basis fixed and takes one multiplicative basis step
+    from running accumulators weighted by a forgetting factor, as
+    scikit-learn's :class:`~sklearn.decomposition.MiniBatchNMF` does.  On
+    large data this reaches the full-batch objective in fewer passes over
+    the cells; :meth:`partial_fit` learns from blocks that arrive one at a
+    time.
+
+    Parameters
+    ----------
+    n_components, alpha, alpha_scale, beta_loss, mode, init, smoothing, \
+random_state, transform_max_iter
+        As in :class:`BCNMF`.  A relative ``alpha`` is applied per batch,
+        ``alpha * S(X_b) / S(Y_b)``; the stable Poisson offsets use the
+        running feature means of the cells seen so far.
+    batch_size : int, default=1024
+        Target cells per step.
+    forget_factor : float in [0, 1], default=0.7
+        Weight of the past in the accumulators after one epoch: each step
+        multiplies them by ``forget_factor ** (batch_size / n_target)`` (in
+        :meth:`partial_fit`, by ``forget_factor``).  0 forgets everything
+        (every step is a full-batch step on its batch); 1 remembers all.
+    fresh_restarts : bool, default=False
+        Solve the codes of every batch afresh (up to
+        ``fresh_restarts_max_iter`` code updates) instead of one update from
+        their stored values.  :meth:`partial_fit` always does.
+    fresh_restarts_max_iter : int, default=30
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    tol : float, default=1e-4
+        Stop when the largest L1 change of a unit-L1 basis row in one step is
+        at most ``tol``; 0 disables it.
+    max_no_improvement : int or None, default=10
+        Stop after this many steps without improvement of the smoothed
+        per-cell batch objective; None disables it.
+
+    Attributes
+    ----------
+    components_, background_codes_, n_features_in_, feature_names_in_
+        As in :class:`BCNMF`.
+    n_iter_ : int
+        Epochs started.
+    n_steps_ : int
+        Minibatch steps taken.
+    history_ : dict of ndarray
+        Per step, for the state entering it: ``"iteration"`` (steps taken
+        before), ``"target"``, ``"background"`` (the batch's divergences),
+        ``"objective"`` and ``"smoothed"`` (exponentially weighted per-cell
+        objective).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf import MiniBatchBCNMF
+    >>> rng = np.random.default_rng(0)
+    >>> X, Y = rng.random((200, 8)), rng.random((100, 8))
+    >>> model = MiniBatchBCNMF(2, batch_size=50, max_iter=5, tol=0, max_no_improvement=None,
+    ...                        random_state=0)
+    >>> model.fit_transform(X, background=Y).shape
+    (200, 2)
+    """
+
+    def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
+                 beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,
+                 batch_size=1024, forget_factor=0.7, fresh_restarts=False,
+                 fresh_restarts_max_iter=30, max_iter=200, tol=1e-4, max_no_improvement=10,
+                 random_state=None, transform_max_iter=1000):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.alpha_scale = alpha_scale
+        self.beta_loss = beta_loss
+        self.mode = mode
+        self.init = init
+        self.smoothing = smoothing
+        self.batch_size = batch_size
+        self.forget_factor = forget_factor
+        self.fresh_restarts = fresh_restarts
+        self.fresh_restarts_max_iter = fresh_restarts_max_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.random_state = random_state
+        self.transform_max_iter = transform_max_iter
+
+    # -- settings -------------------------------------------------------------------------
+
+    def _params(self):
+        p = self.get_params()
+        check_params(p, owner=type(self).__name__)
+        return dict(p, damping=None, n_init=1)
+
+    def _start(self, X, Y, p, init):
+        """Settings, policy and starting factors (as :func:`bcnmf.core.fit.fit_factors`
+        draws them), from ``X`` and ``Y`` or from ``init = (basis, codes,
+        background codes)``; returns the starting codes."""
+        s = _settings(self.n_components, X.shape[1], p, owner=type(self).__name__)
+        info_x = scan(RowSource(X), s.loss, None)
+        info_y = scan(RowSource(Y, "background", X.dtype), s.loss, None) \
+            if Y is not None else None
+        seed = _restart_seeds(self.random_state, 1)[0]
+        basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init,
+                                        np.random.default_rng(seed), X.dtype)
+        if init is not None:
+            basis, cx, cy = (None if a is None else np.array(a, dtype=X.dtype, order="C")
+                             for a in init)
+        self._settings = s
+        self._policy = step_policy(info_x, s)
+        if s.mode != "reference":
+            with np.errstate(over="ignore", invalid="ignore"):
+                normalize_basis(basis, [c for c in (cx, cy) if c is not None],
+                                self._policy.basis_floor)
+        self._state = OnlineState.start(basis)
+        self._hist = {k: [] for k in ("iteration", "target", "background", "objective",
+                                      "smoothed")}
+        self._ewa = None
+        self._alpha = 0.0
+        return cx, cy
+
+    # -- fitting --------------------------------------------------------------------------
+
+    def fit(self, X, y=None, *, background=None, init_components=None, init_codes=None,
+            init_background_codes=None):
+        """Fit on all cells, by epochs of minibatch steps; returns self."""
+        self.fit_transform(X, background=background, init_components=init_components,
+                           init_codes=init_codes, init_background_codes=init_background_codes)
+        return self
+
+    def fit_transform(self, X, y=None, *, background=None, init_components=None,
+                      init_codes=None, init_background_codes=None):
+        """Fit and return the target codes (see :meth:`BCNMF.fit_transform`)."""
+        p = self._params()
+        X = _validate_target(self, X, reset=True)
+        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
+                              type(self).__name__)
+        s_k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
+        init = _check_init((init_components, init_codes, init_background_codes), X, Y, s_k)
+        cx, cy = self._start(X, Y, p, init)
+        n_x = X.shape[0]
+        n_steps = -(-n_x // self.batch_size)
+        rho = self.forget_factor ** (min(self.batch_size, n_x) / n_x)
+        bounds_x = _even_bounds(n_x, n_steps)
+        bounds_y = _even_bounds(Y.shape[0], n_steps) if Y is not None else None
+        stop = None
+        for epoch in range(self.max_iter):
+            self.n_iter_ = epoch + 1
+            for step in range(n_steps):
+                (lo, hi) = bounds_x[step]
+                xb, yb = X[lo:hi], None
+                codes_x, codes_y = cx[lo:hi], None
+                if Y is not None:
+                    (ly, hy) = bounds_y[step]
+                    yb, codes_y = Y[ly:hy], cy[ly:hy]
+                if self.fresh_restarts:
+                    codes_x, codes_y = codes_x.copy(), None if yb is None else codes_y.copy()
+                    rescale = [c for c in (codes_x, codes_y) if c is not None]
+                else:
+                    rescale = [c for c in (cx, cy) if c is not None]
+                stop = self._step(xb, codes_x, yb, codes_y, rho, self.fresh_restarts, rescale,
+                                  n_x)
+                if self.fresh_restarts:
+                    cx[lo:hi] = codes_x
+                    if yb is not None:
+                        cy[ly:hy] = codes_y
+                if stop:
+                    break
+            if stop:
+                break
+        self._finish(stop)
+        if Y is not None:
+            self.background_codes_ = self.transform(Y, as_background=True) \
+                if self.fresh_restarts else cy
+        else:
+            self.background_codes_ = None
+        return self.transform(X) if self.fresh_restarts else cx
+
+    def partial_fit(self, X, y=None, *, background=None, init_components=None):
+        """One minibatch step on a block of target cells (and background
+        cells, ideally in the proportion of the full data); the first call
+        initialises the model from this block (or ``init_components``)."""
+        first = not hasattr(self, "_state")
+        p = self._params()
+        X = _validate_target(self, X, reset=first)
+        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
+                              type(self).__name__)
+        if first:
+            k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
+            init = None
+            if init_components is not None:
+                init = (_check_init((init_components, np.zeros((X.shape[0], k)),
+                                     None if Y is None else np.zeros((Y.shape[0], k))),
+                                    X, Y, k)[0], None, None)
+            self._start(X, Y, p, init)
+        codes_x = np.empty((X.shape[0], self._state.basis.shape[0]), dtype=X.dtype)
+        codes_y = None if Y is None else np.empty((Y.shape[0], codes_x.shape[1]), X.dtype)
+        rescale = [c for c in (codes_x, codes_y) if c is not None]
+        X = X.astype(self._state.basis.dtype, copy=False)
+        self._step(X, codes_x, Y, codes_y, self.forget_factor, True, rescale, None)
+        self.n_iter_ = 1
+        self._finish(None, warn=False)
+        self.background_codes_ = codes_y
+        return self
+
+    def _step(self, X, codes_x, Y, codes_y, rho, fresh, rescale, n_total):
+        state, s = self._state, self._settings
+        basis_before = _unit_rows(state.basis)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            dx, dy, alpha = online_step(state, X, codes_x, Y, codes_y, s, self._policy, rho,
+                                        fresh, self.fresh_restarts_max_iter, rescale)
+        if not np.all(np.isfinite(state.basis)):
+            state.basis[...] = basis_before
+            return "diverged"
+        self._alpha = alpha
+        cost = (dx - alpha * dy) / X.shape[0]
+        weight = X.shape[0] / (n_total + 1) if n_total else 0.5
+        smoothed = cost if self._ewa is None else (1 - weight) * self._ewa[0] + weight * cost
+        best, stale = (smoothed, 0) if self._ewa is None or smoothed < self._ewa[1] \
+            else (self._ewa[1], self._ewa[2] + 1)
+        self._ewa = (smoothed, best, stale)
+        entering = state.n_steps - 1   # the record is of the state entering the step
+        for key, value in zip(self._hist, (entering, dx, dy, dx - alpha * dy, smoothed)):
+            self._hist[key].append(value)
+        if self.tol > 0 and np.abs(_unit_rows(state.basis) - basis_before).sum(1).max() \
+                <= self.tol:
+            return "converged"
+        if self.max_no_improvement is not None and stale >= self.max_no_improvement:
+            return "no improvement"
+        return None
+
+    def _finish(self, stop, warn=True):
+        self.components_ = self._state.basis
+        self.n_steps_ = self._state.n_steps
+        self.history_ = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
+                         for k, v in self._hist.items()}
+        self.alpha_raw_ = self._alpha   # of the last batch
+        self.objective_ = float(self._hist["objective"][-1]) if self._hist["objective"] \
+            else np.nan
+        self._offsets = self._state.offsets(self._settings, self._state.n_y > 0)
+        self._n_features_out = self.components_.shape[0]
+        if not warn:
+            return
+        if stop == "diverged":
+            warnings.warn(f"{type(self).__name__} diverged: a basis step produced non-finite "
+                          "values; returning the basis before it.", DivergenceWarning,
+                          stacklevel=3)
+        elif stop is None and (self.tol > 0 or self.max_no_improvement is not None):
+            warnings.warn(f"Maximum number of epochs {self.max_iter} reached before "
+                          "convergence; increase max_iter.", ConvergenceWarning, stacklevel=3)
+
+    def transform(self, X, *, as_background=False):
+        """Codes of cells with the basis fixed (see :meth:`BCNMF.transform`)."""
+        check_is_fitted(self)
+        return super().transform(X, as_background=as_background)
+
+
+def _unit_rows(basis):
+    scale = basis.sum(axis=1, keepdims=True)
+    return basis / np.where(scale > 0, scale, 1.0)
+
+
+def _even_bounds(n, parts):
+    edges = np.linspace(0, n, parts + 1).round().astype(int)
+    return list(zip(edges[:-1], edges[1:]))

@@ -1,0 +1,136 @@
+"""Online bcNMF (MiniBatchBCNMF).
+
+* one batch holding every cell, with no memory of past steps
+  (``forget_factor=0``), is exactly the full-batch fit;
+* ``partial_fit`` over a sequence of blocks equals ``fit`` over the same
+  batches (fresh codes per batch), for full and no memory;
+* outputs are finite and non-negative, inputs unchanged, runs reproducible;
+* on a planted problem the online fit recovers the target topics;
+* parameters are validated with clear messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+
+from bcnmf import BCNMF, MiniBatchBCNMF
+from bcnmf.exceptions import ConvergenceWarning, InvalidParameterError
+
+LOSSES = ["frobenius", "kullback-leibler"]
+
+
+def _data(seed=0, n_x=60, n_y=40, n_features=10):
+    rng = np.random.default_rng(seed)
+    return rng.random((n_x, n_features)), rng.random((n_y, n_features))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("mode", ["stable", "reference"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_full_batch_without_memory_equals_the_full_batch_fit(loss, mode, sparse):
+    X, Y = _data()
+    if sparse:
+        X[X < 0.3] = 0
+        Y[Y < 0.3] = 0
+        X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
+    full = BCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0, random_state=0)
+    codes = full.fit_transform(X, background=Y)
+    online = MiniBatchBCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0,
+                            batch_size=10_000, forget_factor=0.0, max_no_improvement=None,
+                            random_state=0)
+    online_codes = online.fit_transform(X, background=Y)
+    assert online.n_steps_ == 20 and online.n_iter_ == 20
+    assert_allclose(online.components_, full.components_, rtol=1e-10, atol=1e-14)
+    assert_allclose(online_codes, codes, rtol=1e-10, atol=1e-14)
+    assert_allclose(online.background_codes_, full.background_codes_, rtol=1e-10, atol=1e-14)
+    # the step's record is the full-batch objective of the state entering it
+    assert_array_equal(online.history_["iteration"], np.arange(20))
+    recorded = full.history_["iteration"][:-1]
+    assert_allclose(online.history_["objective"][recorded], full.history_["objective"][:-1],
+                    rtol=1e-10)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("forget", [0.0, 1.0])
+def test_partial_fit_over_blocks_equals_fit(loss, forget):
+    X, Y = _data(1, n_x=90, n_y=60)
+    start = np.random.default_rng(5).random((3, X.shape[1])) + 0.1
+    kw = dict(alpha=0.7, beta_loss=loss, tol=0, max_no_improvement=None, forget_factor=forget,
+              fresh_restarts=True, random_state=0)
+    fitted = MiniBatchBCNMF(3, batch_size=30, max_iter=2, **kw)
+    n = X.shape[0]
+    fitted.fit(X, background=Y, init_components=start, init_codes=np.ones((n, 3)),
+               init_background_codes=np.ones((Y.shape[0], 3)))
+    online = MiniBatchBCNMF(3, batch_size=30, **kw)
+    for _ in range(2):
+        for (lo, hi), (ly, hy) in zip([(0, 30), (30, 60), (60, 90)],
+                                      [(0, 20), (20, 40), (40, 60)]):
+            online.partial_fit(X[lo:hi], background=Y[ly:hy], init_components=start)
+    assert online.n_steps_ == fitted.n_steps_ == 6
+    assert_allclose(online.components_, fitted.components_, rtol=1e-10, atol=1e-14)
+    assert_allclose(online.history_["objective"], fitted.history_["objective"], rtol=1e-10)
+    # codes agree except at the code floor, which is relative to the mean cell total of
+    # the data that initialised the model (the first block vs all cells)
+    assert_allclose(online.transform(X), fitted.transform(X), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_outputs_finite_inputs_unchanged_and_reproducible(loss):
+    X, Y = _data(2, n_x=120, n_y=80)
+    Xs, Ys = X.copy(), Y.copy()
+    runs = []
+    for _ in range(2):
+        with pytest.warns(ConvergenceWarning, match="Maximum number of epochs 3"):
+            model = MiniBatchBCNMF(4, beta_loss=loss, batch_size=25, max_iter=3, tol=1e-12,
+                                   max_no_improvement=None, random_state=3)
+            codes = model.fit_transform(X, background=Y)
+        runs.append((codes, model.components_))
+        for a in (codes, model.components_, model.background_codes_):
+            assert np.all(np.isfinite(a)) and np.all(a >= 0)
+    assert_array_equal(X, Xs)
+    assert_array_equal(Y, Ys)
+    assert_array_equal(runs[0][0], runs[1][0])
+    assert_array_equal(runs[0][1], runs[1][1])
+    assert model.n_steps_ == 15 and model.n_iter_ == 3
+    assert model.history_["smoothed"].shape == (15,)
+    assert_allclose(model.components_.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_online_fit_finds_the_full_batch_topics_on_a_planted_problem():
+    """Target = shared + two target-only programs on disjoint features; the
+    background has only the shared program."""
+    rng = np.random.default_rng(4)
+    f = 30
+    shared = np.zeros(f)
+    shared[:10] = 1.0
+    target = np.zeros((2, f))
+    target[0, 10:20] = 1.0
+    target[1, 20:30] = 1.0
+    which = rng.integers(0, 2, 600)
+    X = (rng.random((600, 1)) + 0.5) * shared + (rng.random((600, 1)) + 0.5) * target[which]
+    Y = (rng.random((400, 1)) + 0.5) * shared
+    full = BCNMF(2, alpha=1.5, random_state=0).fit(X, background=Y)
+    model = MiniBatchBCNMF(2, alpha=1.5, batch_size=60, max_iter=30, tol=0,
+                           max_no_improvement=None, random_state=0)
+    codes = model.fit_transform(X, background=Y)
+    order = np.argsort(np.argmax(full.components_[:, 10:], axis=1))
+    mine = np.argsort(np.argmax(model.components_[:, 10:], axis=1))
+    assert_allclose(model.components_[mine], full.components_[order], atol=0.02)
+    assert model.components_[:, 10:].sum() > 1.6      # most mass on the target programs
+    agree = np.mean(np.argmax(codes, axis=1) == which)
+    assert max(agree, 1 - agree) > 0.98
+
+
+@pytest.mark.parametrize("param, value, match", [
+    ("batch_size", 0, "'batch_size' parameter of MiniBatchBCNMF must be an int >= 1"),
+    ("forget_factor", 1.5, "'forget_factor' parameter of MiniBatchBCNMF must be a real in"),
+    ("fresh_restarts", "yes", "'fresh_restarts' parameter of MiniBatchBCNMF must be True"),
+    ("max_no_improvement", 0, "'max_no_improvement' parameter of MiniBatchBCNMF must be"),
+])
+def test_parameters_are_validated(param, value, match):
+    X, Y = _data()
+    with pytest.raises(InvalidParameterError, match=match):
+        MiniBatchBCNMF(2, **{param: value}).fit(X, background=Y)
