@@ -8,9 +8,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_matrix,
-                          check_n_components, check_params, check_same_features, converting,
-                          feature_names, reject_unsupported)
+from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_for_loss,
+                          check_matrix, check_n_components, check_orientation, check_params,
+                          check_same_features, converting, feature_names, reject_unsupported)
 from .core.fit import FitSettings, fit_factors, step_policy, transform_codes
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning
@@ -100,7 +100,7 @@ def _validate_target(estimator, X, reset: bool):
     X = as_supported_float(X)
     X = converting("X", lambda: validate_data(
         estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
-        reset=reset))
+        reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
     return check_matrix(X, "X")
 
 
@@ -276,9 +276,12 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         params = self.get_params()
         check_params({k: params[k] for k in params})
+        check_orientation(X, background)
         X = _validate_target(self, X, reset=True)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
         s = _settings(self.n_components, X.shape[1], params)
+        check_for_loss(X, "X", s.loss)
+        check_for_loss(Y, "background", s.loss)
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
                            s.n_components)
         result, diag = fit_factors(X, Y, s, self.random_state, init)
@@ -315,6 +318,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = _validate_target(self, X, reset=False)
+        check_for_loss(X, "X", self._settings.loss)
         basis = self.components_.astype(X.dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
@@ -373,10 +377,13 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
              transform_max_iter=transform_max_iter)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
+    check_orientation(X, Y, "factorize")
     x_names = feature_names(X)
     X = check_matrix(X, "X", "factorize")
     Y = _check_background(Y, X, x_names, "factorize")
     s = _settings(n_components, X.shape[1], p, owner="factorize")
+    check_for_loss(X, "X", s.loss, "factorize")
+    check_for_loss(Y, "background", s.loss, "factorize")
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
     result, diag = fit_factors(X, Y, s, random_state, init)

@@ -2,7 +2,8 @@
 
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["ConvergenceWarning", "DivergenceWarning", "InvalidParameterError"]
+__all__ = ["ConvergenceWarning", "DivergenceWarning", "InvalidParameterError",
+           "TransformedDataWarning"]
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -15,3 +16,13 @@ class DivergenceWarning(RuntimeWarning):
 
 class InvalidParameterError(ValueError, TypeError):
     """A constructor parameter has a value outside the accepted set."""
+
+
+class TransformedDataWarning(UserWarning):
+    """Data given to the Poisson (KL) loss look log-transformed.
+
+    The Poisson loss models raw counts; log1p-transformed data are accepted
+    (the generalised KL divergence is defined for any non-negative values) but
+    are almost always a mistake there.  Pass the counts, or use the squared
+    error (``beta_loss="frobenius"``) for log-transformed data.
+    """
