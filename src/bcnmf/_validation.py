@@ -132,7 +132,9 @@ def check_finite(A, name: str, owner: str = "BCNMF") -> None:
     rows (cells) and columns (features) are entirely missing.
     """
     values = A.data if sp.issparse(A) else A
-    if values.size == 0 or np.isfinite(values.sum(dtype=np.float64)):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = values.sum(dtype=np.float64)
+    if values.size == 0 or np.isfinite(total):
         return  # fast path: a finite sum means no NaN and no Inf
     for bad, what in ((np.isnan(values), "NaN"), (np.isinf(values), "infinity")):
         flat = np.flatnonzero(bad)
@@ -177,8 +179,13 @@ def check_matrix(A, name: str, owner: str = "BCNMF"):
         values = A
     check_finite(A, name, owner)
     if values.size and np.min(values) < 0:
-        raise ValueError(f"Negative values in data passed to {owner} ({name}); bcNMF needs "
-                         "non-negative data (counts, intensities, or log1p of them).")
+        flat = np.flatnonzero(values < 0)
+        low = flat[np.argmin(values.ravel()[flat])]
+        rows, cols = _positions(A, np.array([low]))
+        raise ValueError(
+            f"Negative values in data passed to {owner} ({name}); bcNMF needs non-negative "
+            f"data (counts, intensities, or log1p of them): {flat.size} negative value(s), "
+            f"the smallest {values.ravel()[low]:.4g} at row {rows[0]}, column {cols[0]}.")
     return A
 
 
@@ -303,25 +310,27 @@ def looks_log_transformed(A) -> bool:
     rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
     rows = rows.astype(np.float64)
     tol = 1e-3 if values.dtype == np.float64 else 2e-2
-    for inverse in (np.expm1, lambda a: np.exp2(a) - 1.0):
-        n_checked, all_ok = 0, True
+
+    def multiples_of_a_unit(inverse) -> bool:
+        n_checked = 0
         for row in rows:
             v = inverse(row[row > 0])
             if v.size < 2:
                 continue
             ratio = v / v.min()
-            if ratio.max() > 1e4:
-                all_ok = False
-                break
-            ok = any(np.all(np.abs(ratio * m - np.round(ratio * m)) <= tol * m)
-                     for m in (1, 2, 3, 4))
-            if not ok:
-                all_ok = False
-                break
+            if ratio.max() > 1e4 or not any(
+                    np.all(np.abs(ratio * m - np.round(ratio * m)) <= tol * m)
+                    for m in (1, 2, 3, 4)):
+                return False
             n_checked += v.size
-        if all_ok and n_checked >= _LOG_MIN_VALUES:
-            return True
-    return False
+        return n_checked >= _LOG_MIN_VALUES
+
+    if multiples_of_a_unit(lambda a: a):
+        # scaled counts (proportions, tiny units): expm1 is the identity near 0, so the
+        # exponential test below would pass too; these are not log-transformed
+        return False
+    return any(multiples_of_a_unit(inverse)
+               for inverse in (np.expm1, lambda a: np.exp2(a) - 1.0))
 
 
 def check_for_loss(A, name: str, loss: str, owner: str = "BCNMF") -> None:
@@ -348,11 +357,22 @@ def check_n_components(n_components, n_features: int, owner: str = "BCNMF") -> i
 
 
 def feature_names(A):
-    """Column names of a pandas DataFrame, else None."""
+    """Column names of a pandas DataFrame when all are strings, else None.
+
+    Mixed string and non-string names are rejected, as scikit-learn's
+    ``validate_data`` rejects them for the estimator's X.
+    """
     cols = getattr(A, "columns", None)
     if cols is None:
         return None
     names = np.asarray(cols, dtype=object)
-    if not all(isinstance(c, str) for c in names):
+    is_str = [isinstance(c, str) for c in names]
+    if any(is_str) and not all(is_str):
+        kinds = sorted({type(c).__name__ for c in names})
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, but "
+            f"a DataFrame passed to bcnmf has {kinds} as column name types; convert them "
+            "with df.columns = df.columns.astype(str).")
+    if not all(is_str):
         return None
     return names
