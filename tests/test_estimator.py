@@ -574,12 +574,14 @@ def test_poisson_alias_equals_kullback_leibler(mode):
 
 
 def _overflowing_fit(mode, which):
-    """float32 counts scaled to 1e20: squared-error products overflow float32 (max ~3.4e38)
-    in the first sweeps, so the iterations produce non-finite values."""
+    """float32 counts scaled to 1e15 with a raw contrast weight of 1e10: the alpha-weighted
+    squared-error products overflow float32 (max ~3.4e38) in the first sweep, so the
+    iterations produce non-finite values.  (Data whose own squared norm overflows the dtype,
+    e.g. 1e20 in float32, are now rejected at the boundary: test_hostile.py.)"""
     X, Y = poisson_data(19, n_x=20, n_y=15, n_features=6)
-    X32 = (X * 1e20).astype(np.float32)
-    Y32 = (Y * 1e20).astype(np.float32)
-    kw = dict(alpha=1.0, mode=mode, max_iter=20, random_state=0)
+    X32 = (X * 1e15).astype(np.float32)
+    Y32 = (Y * 1e15).astype(np.float32)
+    kw = dict(alpha=1e10, alpha_scale="raw", mode=mode, max_iter=20, random_state=0)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         if which == "estimator":

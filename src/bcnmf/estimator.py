@@ -8,9 +8,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_matrix,
-                          check_n_components, check_params, check_same_features, converting,
-                          feature_names, reject_unsupported)
+from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_for_loss,
+                          check_matrix, check_n_components, check_orientation, check_params,
+                          check_same_features, converting, feature_names, reject_unsupported)
 from .core.fit import FitSettings, fit_factors, transform_codes
 from .core.source import is_out_of_core
 from .core.result import FactorizationResult
@@ -131,7 +131,7 @@ def _validate_target(estimator, X, reset: bool):
     X = as_supported_float(X)
     X = converting("X", lambda: validate_data(
         estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
-        reset=reset))
+        reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
     return check_matrix(X, "X")
 
 
@@ -316,9 +316,13 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         params = self.get_params()
         check_params({k: params[k] for k in params})
+        check_orientation(X, background)
         X = _validate_target(self, X, reset=True)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
         s = _settings(self.n_components, X.shape[1], params)
+        for A, name in ((X, "X"), (Y, "background")):
+            if not is_out_of_core(A):   # streamed data are checked block by block
+                check_for_loss(A, name, s.loss)
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
                            s.n_components)
         result, diag = fit_factors(X, Y, s, self.random_state, init,
@@ -356,6 +360,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = _validate_target(self, X, reset=False)
+        if not is_out_of_core(X):
+            check_for_loss(X, "X", self._settings.loss)
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         basis = self.components_.astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
@@ -427,11 +433,15 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
              transform_max_iter=transform_max_iter, block_size=block_size)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
+    check_orientation(X, Y, "factorize")
     x_names = feature_names(X)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
          else check_matrix(X, "X", "factorize"))
     Y = _check_background(Y, X, x_names, "factorize")
     s = _settings(n_components, X.shape[1], p, owner="factorize")
+    for A, name in ((X, "X"), (Y, "background")):
+        if not is_out_of_core(A):
+            check_for_loss(A, name, s.loss, "factorize")
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
     result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size)

@@ -3,7 +3,7 @@
 from sklearn.exceptions import ConvergenceWarning
 
 __all__ = ["ConvergenceWarning", "DivergenceWarning", "FeatureAlignmentWarning",
-           "InvalidParameterError", "ModelFormatError"]
+           "InvalidParameterError", "ModelFormatError", "TransformedDataWarning"]
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -25,3 +25,11 @@ class FeatureAlignmentWarning(UserWarning):
 class ModelFormatError(ValueError):
     """A saved model file cannot be read: not a bcnmf model, corrupted or truncated,
     or written in a newer format than this version of bcnmf understands."""
+class TransformedDataWarning(UserWarning):
+    """Data given to the Poisson (KL) loss look log-transformed.
+
+    The Poisson loss models raw counts; log1p-transformed data are accepted
+    (the generalised KL divergence is defined for any non-negative values) but
+    are almost always a mistake there.  Pass the counts, or use the squared
+    error (``beta_loss="frobenius"``) for log-transformed data.
+    """
