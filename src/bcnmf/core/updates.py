@@ -149,6 +149,7 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
     The divergence is ``None`` when ``want_div`` is False and it is not free
     (KL: its logarithms cost as much as the rest of the sweep).
     """
+    block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
     if sp.issparse(block.data):
         return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div)
     if loss == FROBENIUS:
