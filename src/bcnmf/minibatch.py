@@ -5,13 +5,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_params
 from .core.fit import _restart_seeds, step_policy
 from .core.init import initial_factors
 from .core.online import OnlineState, online_step
-from .core.solver import normalize_basis
+from .core.solver import _unit_rows, normalize_basis
 from .core.source import RowSource, scan
 from .estimator import (BCNMF, _check_background, _check_init, _settings,
                         _validate_target)
@@ -269,16 +268,6 @@ random_state, transform_max_iter
         elif stop is None and (self.tol > 0 or self.max_no_improvement is not None):
             warnings.warn(f"Maximum number of epochs {self.max_iter} reached before "
                           "convergence; increase max_iter.", ConvergenceWarning, stacklevel=3)
-
-    def transform(self, X, *, as_background=False):
-        """Codes of cells with the basis fixed (see :meth:`BCNMF.transform`)."""
-        check_is_fitted(self)
-        return super().transform(X, as_background=as_background)
-
-
-def _unit_rows(basis):
-    scale = basis.sum(axis=1, keepdims=True)
-    return basis / np.where(scale > 0, scale, 1.0)
 
 
 def _even_bounds(n, parts):
