@@ -1,0 +1,662 @@
+"""Dask engine: the full-batch bcNMF update as a map-reduce on a Dask cluster.
+
+Every sweep is one round trip between the client and the cluster:
+
+* **map**, one task per chunk of cells (a ``dask.array`` chunked along cells
+  only, with dense numpy or scipy.sparse CSR chunks): the chunk's codes take
+  one step of the kernel (:func:`bcnmf.core.updates.sweep_block`), which also
+  returns the chunk's divergence and its additive parts of the basis step;
+* **reduce**: the parts (``K x n_features``, ``K x K`` or ``K``) are summed by
+  a tree reduction and only the sum travels to the client;
+* the client takes the basis step (:func:`~bcnmf.core.updates.basis_step`),
+  normalises it and sends the new ``K x n_features`` basis out with the next
+  sweep.
+
+The data chunks and the codes never leave the workers: the codes of every
+chunk are persisted there (Dask futures) and the client holds only handles
+to them.  The gauge fix (``codes *= scale``) is applied lazily, by the next
+task that touches a chunk, so it costs no extra round trip.
+
+Everything else is the in-memory engine's (:mod:`bcnmf.core.fit`,
+:mod:`bcnmf.core.solver`): relative alpha, step policy, Poisson offsets,
+stopping rule, history, divergence handling, code refinement, restarts and
+their selection.  The loop :func:`_solve` follows :func:`bcnmf.core.solver._solve`
+statement by statement; ``tests/test_dask.py`` checks that both return the same
+fit.
+
+Faults.  Persisted codes keep their lineage (the initial codes are a task,
+regenerated from the host random generator's state at the chunk's first
+draw, and every later version is a task of the previous version, the data
+chunk and that sweep's basis), so when a worker is lost Dask recomputes the
+chunks it held and the fit returns the same answer.  Recomputing a chunk
+replays its sweeps since the start, so a late loss costs up to one fit of
+that chunk.
+
+Only imported when used: ``import bcnmf`` does not import dask.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .core.fit import (RUNAWAY_NATS_PER_COUNT, FitSettings, _options, _restart_seeds,
+                       _select, contrast_offsets, raw_alpha, restart_agreement, step_policy,
+                       transform_codes)
+from .core.init import codes_for_basis
+from .core.result import FactorizationResult
+from .core.solver import SolveOutput, _finite, _record, _unit_rows, normalize_basis
+from .core.source import RowSource, Scan
+from .core.updates import FROBENIUS, Block, Parts, basis_step, block_const, sweep_block, view_basis
+
+#: number of partial results combined by one task of the tree reductions
+FAN_IN = 8
+#: default rows per chunk when a numpy/scipy input is sent to the Dask engine
+#: (about this many matrix entries per chunk)
+CHUNK_ENTRIES = 1 << 24
+
+
+def is_dask_array(A) -> bool:
+    """Whether ``A`` is a ``dask.array.Array`` (without importing dask)."""
+    mod = sys.modules.get("dask.array")
+    return mod is not None and isinstance(A, mod.Array)
+
+
+def current_client():
+    """The current ``distributed.Client``, or None (dask's default scheduler)."""
+    if "distributed" not in sys.modules:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            return None
+    from distributed import default_client
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _require_dask():
+    try:
+        import dask  # noqa: F401
+        import dask.array  # noqa: F401
+    except ImportError as err:  # pragma: no cover - exercised without dask
+        raise ImportError("The Dask engine needs dask: pip install 'bcnmf[dask]' "
+                          "(dask[array] and distributed).") from err
+
+
+def as_cell_chunks(A, name: str = "X", chunk_rows: int | None = None):
+    """``A`` as a dask array chunked along cells only.
+
+    A dask array is rechunked to a single chunk along features if needed; a
+    numpy array or scipy sparse matrix is wrapped with ``chunk_rows`` cells
+    per chunk (default: about :data:`CHUNK_ENTRIES` entries per chunk)."""
+    _require_dask()
+    import dask.array as da
+
+    if not is_dask_array(A):
+        if not (isinstance(A, np.ndarray) or sp.issparse(A)):
+            raise TypeError(f"The Dask engine takes {name} as a dask array, a numpy array or a "
+                            f"scipy sparse matrix; got {type(A).__name__}.")
+        if A.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (cells x features); got shape {A.shape}.")
+        rows = chunk_rows or max(1, CHUNK_ENTRIES // max(A.shape[1], 1))
+        if sp.issparse(A):
+            A = sp.csr_matrix(A)
+            return da.from_array(A, chunks=(rows, -1), asarray=False,
+                                 meta=sp.csr_matrix((0, 0), dtype=A.dtype))
+        return da.from_array(A, chunks=(rows, -1))
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (cells x features); got shape {A.shape}.")
+    if any(np.isnan(n) for n in A.shape):
+        raise ValueError(f"{name} has unknown chunk sizes (shape {A.shape}); call "
+                         f"{name}.compute_chunk_sizes() first.")
+    if A.shape[0] < 1 or A.shape[1] < 1:
+        raise ValueError(f"{name} has shape {A.shape}; at least one cell and one feature "
+                         "are needed.")
+    dtype = np.dtype(A.dtype)
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+            or dtype == np.bool_):
+        raise ValueError(f"{name} has dtype {dtype}; the Dask engine takes real numbers only "
+                         "(float, integer or boolean).")
+    if chunk_rows is not None:
+        A = A.rechunk({0: chunk_rows})
+    if len(A.chunks[1]) > 1:
+        A = A.rechunk({1: -1})
+    return A
+
+
+# --------------------------------------------------------------------------- worker side
+# Functions below run on the workers, one chunk at a time.
+
+_QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
+
+
+def _prepare_chunk(chunk, dtype, name, lo):
+    """Validated chunk as the kernel takes it (C-contiguous float ndarray or
+    canonical CSR of ``dtype``), with the scan statistics of the chunk."""
+    if not (isinstance(chunk, np.ndarray) or sp.issparse(chunk)):
+        raise TypeError(f"{name} has a chunk of type {type(chunk).__name__} at rows {lo}-; "
+                        "the Dask engine takes numpy or scipy.sparse chunks.")
+    hi = lo + chunk.shape[0]
+    block = RowSource(chunk, name, dtype).read(0, chunk.shape[0])
+    values = (block.data if sp.issparse(block) else block).ravel()
+    if values.size and not (np.isfinite(values).all() and values.min() >= 0):
+        bad = "non-finite" if not np.isfinite(values).all() else "negative"
+        raise ValueError(
+            f"{name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
+            "non-negative data (counts, intensities, or log1p of them).")
+    return block
+
+
+def _scan_chunk(block, loss):
+    """``(total, sumsq, colsum, [const])`` of a prepared chunk (as :func:`scan`)."""
+    values = (block.data if sp.issparse(block) else block).ravel()
+    v64 = values.astype(np.float64, copy=False)
+    colsum = np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
+    return float(v64.sum()), float(v64 @ v64), colsum, [block_const(values, loss)]
+
+
+def _add_scans(*parts):
+    total = sum(p[0] for p in parts)
+    sumsq = sum(p[1] for p in parts)
+    colsum = parts[0][2].copy()
+    for p in parts[1:]:
+        colsum += p[2]
+    return total, sumsq, colsum, [c for p in parts for c in p[3]]
+
+
+def _scaled(codes, scales):
+    """A copy of the codes with the pending gauge scales applied in order
+    (``codes *= scale`` of :func:`~bcnmf.core.solver.normalize_basis`)."""
+    codes = codes.copy()
+    for scale in scales:
+        codes *= scale
+    return codes
+
+
+def _sweep_task(block, codes, scales, const, payload, want_div):
+    """One sweep of one chunk: ``(new codes, (divergence, parts))``."""
+    basis, loss, policy, offset = payload
+    with np.errstate(**_QUIET):
+        codes = _scaled(codes, scales)
+        div, parts = sweep_block(Block(block, const, offset), codes, view_basis(basis, loss),
+                                 loss, policy, want_div=want_div)
+    return codes, (div, parts)
+
+
+def _eval_task(block, codes, scales, const, payload):
+    """Divergence of one chunk at the current state (no update)."""
+    basis, loss, policy, offset = payload
+    with np.errstate(**_QUIET):
+        codes = _scaled(codes, scales) if scales else codes
+        return sweep_block(Block(block, const, offset), codes, view_basis(basis, loss), loss,
+                           policy, update=False, want_parts=False)[0]
+
+
+def _refine_task(block, codes, scales, payload):
+    """One code-only sweep (basis fixed): ``(new codes, worst relative L1
+    step)``, the per-block part of :func:`~bcnmf.core.solver.refine_codes`."""
+    basis, loss, policy, offset = payload
+    tiny = np.finfo(np.float64).tiny
+    with np.errstate(**_QUIET):
+        codes = _scaled(codes, scales)
+        before = codes.copy()
+        sweep_block(Block(block, 0.0, offset), codes, view_basis(basis, loss), loss, policy,
+                    want_parts=False, want_div=False)
+        step = np.abs(codes - before).sum(axis=1)
+        size = np.maximum(codes.sum(axis=1), tiny)
+        return codes, (float(np.max(step / size)) if step.size else 0.0)
+
+
+def _add_sweeps(*stats):
+    """Sum of ``(divergence, parts)`` pairs (None divergence stays None)."""
+    div = 0.0
+    parts = Parts(stats[0][1].cross.copy(), np.array(stats[0][1].second, copy=True))
+    for i, (d, p) in enumerate(stats):
+        div = None if d is None or div is None else div + d
+        if i:
+            parts += p
+    return div, parts
+
+
+def _add_floats(*values):
+    return float(sum(values))
+
+
+def _max_floats(*values):
+    return float(max(values))
+
+
+def _draw_codes(state, bitgen, rows, k, method, factor, dtype):
+    """Initial codes of a chunk: the host generator's draws for these rows,
+    replayed from its state at the chunk's first draw."""
+    rng = np.random.Generator(bitgen())
+    rng.bit_generator.state = state
+    draws = rng.random((rows, k)) if method == "uniform" else \
+        factor * np.abs(rng.standard_normal((rows, k)))
+    return np.ascontiguousarray(draws, dtype=dtype)
+
+
+def _codes_for_basis_task(block, basis):
+    return codes_for_basis(block, basis)
+
+
+def _as_codes(a, dtype):
+    return np.array(a, dtype=dtype, order="C")
+
+
+def _transform_chunk(chunk, payload):
+    basis, s, policy, offset, max_iter, tol = payload
+    if chunk.shape[0] == 0:
+        return np.zeros((0, basis.shape[0]), dtype=basis.dtype)
+    return transform_codes(chunk, basis, s, policy, offset, max_iter, tol)[0]
+
+
+# --------------------------------------------------------------------------- client side
+
+class Runner:
+    """Runs the per-sweep graphs: persists the new codes on the cluster and
+    brings the small reduced results back, in one round trip.
+
+    ``client`` is a ``distributed.Client`` or None (dask's default
+    scheduler, e.g. threads).  ``bytes_fetched`` counts what came back to
+    the client (``dask.sizeof``)."""
+
+    def __init__(self, client=None):
+        self.client = client
+        self.bytes_fetched = 0
+        self.round_trips = 0
+
+    def run(self, keep, fetch=None):
+        """Persist the delayed objects in ``keep``; compute ``fetch`` (small,
+        optional) and return ``(persisted keep, value of fetch)``."""
+        import dask
+        from dask.sizeof import sizeof
+
+        if fetch is None:
+            kept = self.client.persist(list(keep)) if self.client is not None \
+                else dask.persist(*keep)
+            return list(kept), None
+        if self.client is None:
+            *kept, got = dask.persist(*keep, fetch)
+            value = got.compute()
+        else:
+            kept = self.client.persist(list(keep)) if keep else []
+            value = self.client.gather(self.client.compute(fetch))
+        self.bytes_fetched += sizeof(value)
+        self.round_trips += 1
+        return list(kept), value
+
+
+def _delayed(f, nout=None):
+    import dask
+
+    return dask.delayed(f, pure=True, nout=nout)
+
+
+def _tree(items, combine):
+    """Tree reduction of delayed objects (``FAN_IN`` per task)."""
+    while len(items) > 1:
+        items = [_delayed(combine)(*items[i:i + FAN_IN]) for i in range(0, len(items),
+                                                                         FAN_IN)]
+    return items[0]
+
+
+def _payload(basis, loss, policy, offset):
+    """The per-sweep constants of one dataset as one key of the graph, sent
+    once to the cluster and shared by all its chunks."""
+    import dask
+
+    return dask.delayed((np.array(basis, copy=True), loss, policy, offset), pure=True,
+                        traverse=False)
+
+
+@dataclass
+class _Side:
+    """One dataset on the cluster: persisted prepared chunks and their rows
+    and constants."""
+
+    chunks: list
+    bounds: list
+    info: Scan | None = None
+    offset: np.ndarray | None = None
+
+    @property
+    def consts(self):
+        return self.info.consts
+
+
+@dataclass
+class _Codes:
+    """Handles to the persisted codes of both datasets, and the gauge scales
+    still to be applied to them (in order)."""
+
+    x: list
+    y: list
+    scales: tuple = ()
+
+
+class _Pending:
+    """Stands for every code chunk in :func:`normalize_basis`: records the
+    scale instead of applying it."""
+
+    def __init__(self):
+        self.scales = []
+
+    def __imul__(self, scale):
+        self.scales.append(np.array(scale, copy=True))
+        return self
+
+
+def _load(runner, A, name, loss, dtype=None):
+    """Prepare, validate, persist and scan a dask array: ``_Side`` with its
+    ``Scan``.  One round trip."""
+    A = as_cell_chunks(A, name)
+    dtype = np.dtype(A.dtype if dtype is None else dtype)
+    dtype = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    bounds, lo = [], 0
+    for n in A.chunks[0]:
+        bounds.append((lo, lo + n))
+        lo += n
+    chunks = [_delayed(_prepare_chunk)(c, dtype, name, b[0])
+              for c, b in zip(A.to_delayed().ravel(), bounds)]
+    stats = _tree([_delayed(_scan_chunk)(c, loss) for c in chunks], _add_scans)
+    chunks, (total, sumsq, colsum, consts) = runner.run(chunks, stats)
+    info = Scan(tuple(int(n) for n in A.shape), dtype, total, sumsq, colsum, bounds, consts)
+    return _Side(chunks, bounds, info)
+
+
+def _initial_codes(x: _Side, y: _Side | None, s: FitSettings, seed, dtype):
+    """Random start drawn on the host as :func:`bcnmf.core.init.initial_factors`
+    draws it (same generator, same order, same values), without holding the
+    codes: each chunk's codes are a task that replays the generator from its
+    state at the chunk's first draw.  Returns ``(basis, _Codes)``."""
+    rng = np.random.default_rng(seed)
+    k, nf = s.n_components, x.info.shape[1]
+    tiny = np.finfo(np.float64).tiny
+    bitgen = type(rng.bit_generator)
+
+    def chunk_tasks(side, factor):
+        tasks = []
+        for lo, hi in side.bounds:
+            state = rng.bit_generator.state
+            tasks.append(_delayed(_draw_codes)(state, bitgen, hi - lo, k, s.init, factor,
+                                                dtype))
+            # advance the host generator past this chunk's draws
+            rng.random((hi - lo, k)) if s.init == "uniform" else \
+                rng.standard_normal((hi - lo, k))
+        return tasks
+
+    if s.init == "uniform":
+        basis = rng.random((k, nf))
+        cx = chunk_tasks(x, 1.0)
+        cy = chunk_tasks(y, 1.0) if y is not None else []
+    else:
+        avg = np.sqrt(max(x.info.mean_entry, tiny) / k)
+        basis = avg * np.abs(rng.standard_normal((k, nf)))
+        cx = chunk_tasks(x, avg)
+        cy = chunk_tasks(y, max(y.info.mean_entry, tiny) / (k * avg)) if y is not None else []
+    return np.ascontiguousarray(basis, dtype=dtype), _Codes(cx, cy)
+
+
+def _given_codes(side: _Side | None, codes, basis, dtype):
+    """Chunk tasks for user-given codes: a numpy array (split into the
+    chunks), a dask array (rechunked to the chunks), or None (each cell's
+    mass split evenly over the topics of ``basis``, as ``transform`` starts)."""
+    if side is None:
+        return []
+    if codes is None:
+        import dask
+
+        b = dask.delayed(np.array(basis, copy=True), pure=True)
+        return [_delayed(_codes_for_basis_task)(c, b) for c in side.chunks]
+    if is_dask_array(codes):
+        codes = codes.rechunk((tuple(hi - lo for lo, hi in side.bounds), -1))
+        return [_delayed(_as_codes)(c, dtype) for c in codes.to_delayed().ravel()]
+    codes = np.asarray(codes)
+    return [_delayed(_as_codes)(codes[lo:hi], dtype) for lo, hi in side.bounds]
+
+
+def _sweep_graph(side: _Side, codes, scales, payload, want_div):
+    new, stats = [], []
+    for block, c, const in zip(side.chunks, codes, side.consts):
+        n, st = _delayed(_sweep_task, nout=2)(block, c, scales, const, payload, want_div)
+        new.append(n)
+        stats.append(st)
+    return new, _tree(stats, _add_sweeps)
+
+
+def _sweep(runner, x, y, state: _Codes, basis, opts, want_div):
+    """One sweep of both datasets: ``(new _Codes, (dx, px), (dy, py))``."""
+    import dask
+
+    nx, sx = _sweep_graph(x, state.x, state.scales,
+                          _payload(basis, opts.loss, opts.policy, x.offset), want_div)
+    if y is not None:
+        ny, sy = _sweep_graph(y, state.y, state.scales,
+                              _payload(basis, opts.loss, opts.policy, y.offset), want_div)
+    else:
+        ny, sy = [], (0.0, None)
+    kept, (statx, staty) = runner.run(nx + ny, dask.delayed(tuple)([sx, sy]))
+    return _Codes(kept[:len(nx)], kept[len(nx):]), statx, staty
+
+
+def _evaluate(runner, x, y, state: _Codes, basis, opts):
+    """Divergences ``(D_X, D_Y)`` at the current state (as
+    :func:`bcnmf.core.solver.evaluate`)."""
+    import dask
+
+    def side_div(side, codes):
+        p = _payload(basis, opts.loss, opts.policy, side.offset)
+        return _tree([_delayed(_eval_task)(b, c, state.scales, const, p)
+                      for b, c, const in zip(side.chunks, codes, side.consts)], _add_floats)
+
+    dy = side_div(y, state.y) if y is not None else 0.0
+    _, (dx, dy) = runner.run([], dask.delayed(tuple)([side_div(x, state.x), dy]))
+    return float(dx), float(dy)
+
+
+def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol):
+    """:func:`bcnmf.core.solver.refine_codes` on the cluster: one round trip
+    per code sweep, stopping when every cell of every chunk moved by at most
+    ``tol``.  Returns the new ``_Codes``."""
+    for _ in range(max_iter):
+        new, worst = [], []
+        for side, codes in ((x, state.x), (y, state.y if y is not None else [])):
+            if side is None:
+                continue
+            p = _payload(basis, opts.loss, opts.policy, side.offset)
+            for b, c in zip(side.chunks, codes):
+                n, w = _delayed(_refine_task, nout=2)(b, c, state.scales, p)
+                new.append(n)
+                worst.append(w)
+        kept, w = runner.run(new, _tree(worst, _max_floats))
+        state = _Codes(kept[:len(x.chunks)], kept[len(x.chunks):])
+        if w <= tol:
+            break
+    return state
+
+
+def _restore(basis, good, hist, out):
+    """Go back to ``good = (sweep, (basis, codes))`` (as the in-memory
+    ``_restore``); returns the codes of that state."""
+    sweep, (saved_basis, saved_codes) = good
+    basis[...] = saved_basis
+    if hist["iteration"] and hist["iteration"][-1] == sweep:
+        for values in hist.values():
+            values.pop()
+    out.n_iter = sweep
+    return saved_codes
+
+
+def _solve(runner, x: _Side, y: _Side | None, basis, state: _Codes, opts, callback=None):
+    """:func:`bcnmf.core.solver._solve` with the codes on the cluster.
+    Returns ``(SolveOutput, final _Codes)``."""
+    with np.errstate(**_QUIET):
+        hist = {"iteration": [], "target": [], "background": [], "objective": []}
+        alpha = opts.alpha if y is not None else 0.0
+        out = SolveOutput(basis)
+        last_good = None
+        recent = []
+        for it in range(opts.max_iter):
+            entering = (basis.copy(), state)
+            want_div = it % opts.eval_every == 0
+            new_state, (dx, px), (dy, py) = _sweep(runner, x, y, state, basis, opts, want_div)
+            recorded = dx is not None and dy is not None
+            if not (_finite(px) and _finite(py)
+                    and (not recorded or np.isfinite(dx - alpha * dy))):
+                out.diverged = True
+                if last_good is not None:
+                    state = _restore(basis, last_good, hist, out)
+                else:   # as in memory: the codes keep this sweep's update
+                    state = new_state
+                break
+            state = new_state
+            last_good = (it, entering)
+            if recorded:
+                _record(hist, it, dx, dy, alpha)
+                if callback is not None:
+                    callback(it, basis, {"target": dx, "background": dy,
+                                         "objective": dx - alpha * dy})
+            basis_step(basis, px, py, alpha, opts.loss, opts.policy)
+            if opts.normalize:
+                pending = _Pending()
+                normalize_basis(basis, [pending], opts.policy.basis_floor)
+                state = _Codes(state.x, state.y, tuple(pending.scales))
+            out.n_iter = it + 1
+            if opts.tol > 0:
+                recent.append(_unit_rows(basis))
+                if len(recent) > opts.window:
+                    past = recent.pop(0)
+                    change = np.abs(recent[-1] - past).sum(axis=1).max() / opts.window
+                    if change <= opts.tol:
+                        out.converged = True
+                        break
+        if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
+            state = _refine(runner, x, y, state, basis, opts, opts.polish_iter, opts.tol)
+        dx, dy = _evaluate(runner, x, y, state, basis, opts)
+        if not np.isfinite(dx - alpha * dy) and last_good is not None:
+            out.diverged = True
+            state = _restore(basis, last_good, hist, out)
+            dx, dy = _evaluate(runner, x, y, state, basis, opts)
+        if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
+            for values in hist.values():
+                values.pop()
+        _record(hist, out.n_iter, dx, dy, alpha)
+        out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
+                       for k, v in hist.items()}
+        return out, state
+
+
+def _as_array(runner, side: _Side, codes, scales, k, dtype):
+    """Persisted dask array of the final codes (pending scales applied)."""
+    import dask.array as da
+
+    if scales:
+        codes, _ = runner.run([_delayed(_scaled)(c, scales) for c in codes])
+    parts = [da.from_delayed(c, shape=(hi - lo, k), dtype=dtype)
+             for c, (lo, hi) in zip(codes, side.bounds)]
+    return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+@dataclass
+class DaskRun:
+    """What :func:`fit_factors_dask` learnt about the run (for tests and
+    benchmarks): round trips and bytes brought back to the client."""
+
+    round_trips: int = 0
+    bytes_fetched: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
+                     callback=None, client=None, chunk_rows=None):
+    """:func:`bcnmf.core.fit.fit_factors` on Dask.
+
+    ``X`` and ``Y`` are dask arrays (or numpy/scipy matrices, wrapped with
+    ``chunk_rows`` cells per chunk) chunked along cells.  ``client`` is a
+    ``distributed.Client``; None uses the current client if any, else dask's
+    default scheduler.  ``init_factors`` is ``(basis, codes, background_codes)``
+    where the codes may be numpy or dask arrays, or both None (start from the
+    basis alone: each cell's mass split evenly over the topics, as
+    ``transform`` starts; this is how a fit resumes from a saved basis).
+
+    Returns ``(FactorizationResult, diagnostics)`` as ``fit_factors``, with
+    the codes as persisted dask arrays (chunked as ``X`` and ``Y``) and
+    ``diagnostics["dask"]`` a :class:`DaskRun`.
+    """
+    _require_dask()
+    client = current_client() if client is None else client
+    runner = Runner(client)
+    if chunk_rows is not None or not is_dask_array(X):
+        X = as_cell_chunks(X, "X", chunk_rows)
+    if Y is not None and (chunk_rows is not None or not is_dask_array(Y)):
+        Y = as_cell_chunks(Y, "background", chunk_rows)
+    x = _load(runner, X, "X", s.loss)
+    dtype = x.info.dtype
+    y = _load(runner, Y, "background", s.loss, dtype) if Y is not None else None
+    info_y = y.info if y is not None else None
+    alpha_raw = raw_alpha(x.info, info_y, s)
+    policy = step_policy(x.info, s)
+    opts = _options(s, alpha_raw, policy)
+    offset_x, offset_y = contrast_offsets(x.info, info_y, s)
+    for side, offset in ((x, offset_x), (y, offset_y)):
+        if side is not None and s.loss != FROBENIUS:
+            offset = np.zeros(side.info.shape[1]) if offset is None else offset
+            side.offset = np.ascontiguousarray(offset, dtype=dtype)
+    runs = []
+    for seed in _restart_seeds(random_state, s.n_init):
+        if init_factors is not None:
+            basis = np.array(init_factors[0], dtype=dtype, order="C")
+            state = _Codes(_given_codes(x, init_factors[1], basis, dtype),
+                           _given_codes(y, init_factors[2], basis, dtype))
+        else:
+            basis, state = _initial_codes(x, y, s, seed, dtype)
+        if opts.normalize:
+            with np.errstate(over="ignore", invalid="ignore"):
+                pending = _Pending()
+                normalize_basis(basis, [pending], policy.basis_floor)
+                state = _Codes(state.x, state.y, tuple(pending.scales))
+        out, state = _solve(runner, x, y, basis, state, opts, callback)
+        runs.append((out, state))
+    objectives = np.array([o.history["objective"][-1] for o, _ in runs])
+    agreement = restart_agreement([o.basis for o, _ in runs])
+    best = _select(objectives, agreement, s.mode)
+    out, state = runs[best]
+    del runs
+    k = s.n_components
+    codes = _as_array(runner, x, state.x, state.scales, k, dtype)
+    bg_codes = _as_array(runner, y, state.y, state.scales, k, dtype) if y is not None else None
+    result = FactorizationResult(
+        components=out.basis, codes=codes, background_codes=bg_codes, history=out.history,
+        n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
+        restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
+    runaway = None
+    if y is not None and s.loss != FROBENIUS and alpha_raw > 0:
+        total = y.info.total
+        per_count = out.history["background"][-1] / total if total > 0 else 0.0
+        if per_count > RUNAWAY_NATS_PER_COUNT:
+            runaway = per_count
+    return result, {"diverged": out.diverged, "converged": out.converged,
+                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy,
+                    "dask": DaskRun(runner.round_trips, runner.bytes_fetched)}
+
+
+def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float):
+    """Codes of the cells of a dask array with the basis fixed, as a lazy
+    dask array (one task per chunk, :func:`bcnmf.core.fit.transform_codes`
+    on the chunk).  Each chunk stops when its own cells have converged (the
+    in-memory transform stops when all cells have), so the codes agree with
+    the in-memory transform to the tolerance ``tol``."""
+    import dask
+
+    X = as_cell_chunks(X, "X")
+    k = basis.shape[0]
+    payload = dask.delayed((basis, s, policy, offset, max_iter, tol), pure=True,
+                           traverse=False)
+    return X.map_blocks(_transform_chunk, payload, dtype=basis.dtype,
+                        chunks=(X.chunks[0], (k,)), meta=np.empty((0, 0), dtype=basis.dtype))
