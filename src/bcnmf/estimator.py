@@ -14,7 +14,7 @@ from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check
 from .core.fit import FitSettings, fit_factors, transform_codes
 from .core.source import is_out_of_core
 from .core.result import FactorizationResult
-from .exceptions import ConvergenceWarning, DivergenceWarning
+from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
 
 
 def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
@@ -63,15 +63,27 @@ def _check_background(background, X, x_names, owner="BCNMF"):
     return Y
 
 
-def _check_init(init_factors, X, Y, k):
+def _check_init(init_factors, X, Y, k, basis_only=False):
+    """Validated ``(basis, codes, background_codes)`` or None.  With
+    ``basis_only`` (the Dask engine) the codes may both be omitted, and codes
+    given as dask arrays are checked for shape only (their values stay on the
+    cluster)."""
     if init_factors is None or all(a is None for a in init_factors):
         return None
     basis, cx, cy = init_factors
+    if basis_only and basis is not None and cx is None and cy is None:
+        init_factors = (basis,)
     expected = [("init_components", basis, (k, X.shape[1])),
                 ("init_codes", cx, (X.shape[0], k))]
     if Y is not None:
         expected.append(("init_background_codes", cy, (Y.shape[0], k)))
+    if len(init_factors) == 1:
+        expected = expected[:1]
     for name, a, shape in expected:
+        if basis_only and _is_dask(a):
+            if tuple(a.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}; got shape {a.shape}.")
+            continue
         if a is None:
             raise ValueError(f"{name} is missing: pass all of init_components, init_codes"
                              " and (with a background) init_background_codes, or none.")
@@ -84,6 +96,26 @@ def _check_init(init_factors, X, Y, k):
             raise ValueError(f"{name} must be non-negative; its smallest entry is "
                              f"{a.min():.3g}.")
     return basis, cx, (cy if Y is not None else None)
+
+
+def _is_dask(A) -> bool:
+    """Whether ``A`` is a dask array (dask is not imported to find out)."""
+    from .dask_engine import is_dask_array
+
+    return is_dask_array(A)
+
+
+def _use_dask(engine, *arrays) -> bool:
+    if engine not in (None, "dask", "local"):
+        raise InvalidParameterError(
+            f"The 'engine' parameter of BCNMF must be None, 'local' or 'dask'; got {engine!r}.")
+    if engine == "dask":
+        return True
+    dask_in = any(_is_dask(A) for A in arrays if A is not None)
+    if dask_in and engine == "local":
+        raise ValueError("engine='local' cannot fit dask arrays; use engine='dask' (or None), "
+                         "or pass X.compute().")
+    return dask_in
 
 
 def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
@@ -223,7 +255,20 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         out-of-core inputs (``np.memmap``, HDF5/zarr arrays, the ``X`` of an
         AnnData opened with ``backed="r"``, dense or sparse) are streamed in
         blocks of about 16 million entries, so memory holds the factors and
-        one block, not the data.
+        one block, not the data.  With the Dask engine: cells per chunk
+        (numpy/scipy inputs are wrapped, dask arrays rechunked); None keeps a
+        dask array's chunks.
+    engine : {None, "local", "dask"}, default=None
+        ``"dask"`` fits on Dask (:mod:`bcnmf.dask_engine`): every sweep maps
+        the kernel over chunks of cells on the current ``distributed.Client``
+        (or dask's default scheduler), sums the chunks' basis parts by a tree
+        reduction and updates the basis on the client; codes stay on the
+        workers.  None uses Dask when ``X`` or the background is a
+        ``dask.array`` and the in-process engine otherwise; ``"local"`` is the
+        in-process engine (dask arrays refused).  With dask arrays in,
+        ``fit_transform``, ``transform`` and ``background_codes_`` are dask
+        arrays; with numpy/scipy in, numpy out.  The fit equals the in-process
+        fit from the same start (``docs/dask.md``).
 
     Attributes
     ----------
@@ -266,7 +311,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None):
+                 transform_max_iter=1000, block_size=None, engine=None):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -281,6 +326,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
         self.block_size = block_size
+        self.engine = engine
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -315,7 +361,11 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_target, n_components)
         """
         params = self.get_params()
+        engine = params.pop("engine", None)
         check_params({k: params[k] for k in params})
+        if _use_dask(engine, X, background):
+            return self._fit_dask(X, background, params,
+                                  (init_components, init_codes, init_background_codes))
         check_orientation(X, background)
         X = _validate_target(self, X, reset=True)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
@@ -342,6 +392,46 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._offsets = diag["offsets"]
         return result.codes
 
+    def _fit_dask(self, X, background, params, init):
+        """``fit_transform`` on the Dask engine (see ``engine``)."""
+        from .dask_engine import as_cell_chunks, fit_factors_dask, is_dask_array
+
+        dask_in = is_dask_array(X)
+        for A, name in ((X, "X"), (background, "background")):
+            if A is not None:
+                reject_unsupported(A, name)
+        X = as_cell_chunks(X, "X", self.block_size)
+        Y = as_cell_chunks(background, "background", self.block_size) \
+            if background is not None else None
+        if Y is not None and Y.shape[1] != X.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} features but the background has "
+                             f"{Y.shape[1]}; both need the same features in the same order.")
+        self.n_features_in_ = X.shape[1]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        s = _settings(self.n_components, X.shape[1], params)
+        init = _check_init(init, X, Y, s.n_components, basis_only=True)
+        result, diag = fit_factors_dask(X, Y, s, self.random_state, init)
+        _report(diag, s, result)
+        codes, bg = result.codes, result.background_codes
+        if not dask_in:   # numpy/scipy in, numpy out
+            codes = codes.compute()
+            bg = bg.compute() if bg is not None else None
+        self.components_ = result.components
+        self.background_codes_ = bg
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.alpha_raw_ = result.alpha_raw
+        self.objective_ = result.objective
+        self.restart_objectives_ = result.restart_objectives
+        self.restart_agreement_ = result.restart_agreement
+        self._n_features_out = s.n_components
+        self._policy = diag["policy"]
+        self._settings = s
+        self._offsets = diag["offsets"]
+        self._dask_run = diag["dask"]
+        return codes
+
     def transform(self, X, *, as_background=False):
         """Codes of cells (target or background) with the basis fixed.
 
@@ -359,6 +449,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_cells, n_components)
         """
         check_is_fitted(self)
+        if _is_dask(X):
+            return self._transform_dask(X, as_background)
         X = _validate_target(self, X, reset=False)
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
@@ -371,6 +463,22 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                    self.transform_max_iter, self.tol,
                                    block_rows=getattr(self, "block_size", None))
         return codes
+
+    def _transform_dask(self, X, as_background):
+        """``transform`` of a dask array: a lazy dask array of codes."""
+        from .dask_engine import as_cell_chunks, transform_dask
+
+        X = as_cell_chunks(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but BCNMF is expecting "
+                             f"{self.n_features_in_} features as input.")
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        basis = self.components_.astype(dtype, copy=False)
+        offset = self._offsets[1 if as_background else 0]
+        if offset is not None:
+            offset = offset.astype(dtype)
+        return transform_dask(X, basis, self._settings, self._policy, offset,
+                              self.transform_max_iter, self.tol)
 
     def save(self, path, *, feature_names=None):
         """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).
