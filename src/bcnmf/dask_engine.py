@@ -54,6 +54,8 @@ from .core.updates import FROBENIUS, Block, Parts, basis_step, block_const, swee
 
 #: number of partial results combined by one task of the tree reductions
 FAN_IN = 8
+#: code-only sweeps per round trip of the final code refinement
+REFINE_PER_TRIP = 10
 #: default rows per chunk when a numpy/scipy input is sent to the Dask engine
 #: (about this many matrix entries per chunk)
 CHUNK_ENTRIES = 1 << 24
@@ -197,19 +199,24 @@ def _eval_task(block, codes, scales, const, payload):
                            policy, update=False, want_parts=False)[0]
 
 
-def _refine_task(block, codes, scales, payload):
-    """One code-only sweep (basis fixed): ``(new codes, worst relative L1
-    step)``, the per-block part of :func:`~bcnmf.core.solver.refine_codes`."""
+def _refine_task(block, codes, scales, payload, n_sweeps):
+    """``n_sweeps`` code-only sweeps (basis fixed) of one chunk: ``(new codes,
+    [worst relative L1 step of each sweep])``, the per-block part of
+    :func:`~bcnmf.core.solver.refine_codes`."""
     basis, loss, policy, offset = payload
     tiny = np.finfo(np.float64).tiny
+    view = view_basis(basis, loss)
+    worst = []
     with np.errstate(**_QUIET):
         codes = _scaled(codes, scales)
-        before = codes.copy()
-        sweep_block(Block(block, 0.0, offset), codes, view_basis(basis, loss), loss, policy,
-                    want_parts=False, want_div=False)
-        step = np.abs(codes - before).sum(axis=1)
-        size = np.maximum(codes.sum(axis=1), tiny)
-        return codes, (float(np.max(step / size)) if step.size else 0.0)
+        for _ in range(n_sweeps):
+            before = codes.copy()
+            sweep_block(Block(block, 0.0, offset), codes, view, loss, policy,
+                        want_parts=False, want_div=False)
+            step = np.abs(codes - before).sum(axis=1)
+            size = np.maximum(codes.sum(axis=1), tiny)
+            worst.append(float(np.max(step / size)) if step.size else 0.0)
+    return codes, worst
 
 
 def _add_sweeps(*stats):
@@ -227,8 +234,9 @@ def _add_floats(*values):
     return float(sum(values))
 
 
-def _max_floats(*values):
-    return float(max(values))
+def _max_lists(*lists):
+    """Elementwise maximum of equally long lists of floats."""
+    return [float(max(v)) for v in zip(*lists)]
 
 
 def _draw_codes(state, bitgen, rows, k, method, factor, dtype):
@@ -285,8 +293,10 @@ class Runner:
             *kept, got = dask.persist(*keep, fetch)
             value = got.compute()
         else:
-            kept = self.client.persist(list(keep)) if keep else []
-            value = self.client.gather(self.client.compute(fetch))
+            from distributed import futures_of
+
+            *kept, got = self.client.persist(list(keep) + [fetch])
+            value = self.client.gather(futures_of(got)[0])
         self.bytes_fetched += sizeof(value)
         self.round_trips += 1
         return list(kept), value
@@ -460,24 +470,40 @@ def _evaluate(runner, x, y, state: _Codes, basis, opts):
     return float(dx), float(dy)
 
 
-def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol):
-    """:func:`bcnmf.core.solver.refine_codes` on the cluster: one round trip
-    per code sweep, stopping when every cell of every chunk moved by at most
-    ``tol``.  Returns the new ``_Codes``."""
-    for _ in range(max_iter):
+def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol, per_trip=REFINE_PER_TRIP):
+    """:func:`bcnmf.core.solver.refine_codes` on the cluster: code sweeps
+    until every cell of every chunk moved by at most ``tol`` in one sweep.
+
+    Each round trip runs ``per_trip`` sweeps and returns the worst step of
+    each; when the rule fires inside a round, the chunks are swept again
+    from the round's start up to that sweep (one more round trip), so the
+    result is the one of the sweep-by-sweep rule.  Returns the new ``_Codes``."""
+    sides = [(x, "x")] + ([(y, "y")] if y is not None else [])
+    payloads = {name: _payload(basis, opts.loss, opts.policy, side.offset)
+                for side, name in sides}
+
+    def trip(start, n):
         new, worst = [], []
-        for side, codes in ((x, state.x), (y, state.y if y is not None else [])):
-            if side is None:
-                continue
-            p = _payload(basis, opts.loss, opts.policy, side.offset)
-            for b, c in zip(side.chunks, codes):
-                n, w = _delayed(_refine_task, nout=2)(b, c, state.scales, p)
-                new.append(n)
+        for side, name in sides:
+            for b, c in zip(side.chunks, getattr(start, name)):
+                codes, w = _delayed(_refine_task, nout=2)(b, c, start.scales, payloads[name],
+                                                          n)
+                new.append(codes)
                 worst.append(w)
-        kept, w = runner.run(new, _tree(worst, _max_floats))
-        state = _Codes(kept[:len(x.chunks)], kept[len(x.chunks):])
-        if w <= tol:
-            break
+        kept, w = runner.run(new, _tree(worst, _max_lists))
+        return _Codes(kept[:len(x.chunks)], kept[len(x.chunks):]), w
+
+    done = 0
+    while done < max_iter:
+        n = min(per_trip, max_iter - done)
+        new, worst = trip(state, n)
+        hit = next((j for j, w in enumerate(worst) if w <= tol), None)
+        if hit is None:
+            state, done = new, done + n
+            continue
+        if hit < n - 1:
+            new, _ = trip(state, hit + 1)
+        return new
     return state
 
 
