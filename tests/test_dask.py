@@ -1,0 +1,300 @@
+"""Dask engine: fits on a real ``distributed.LocalCluster`` equal the in-memory fit.
+
+* both losses, dense and sparse chunks, with and without background, stable
+  (stopping rule and code refinement) and reference mode;
+* ``transform`` of a dask array is a dask array equal to the numpy transform;
+* a worker killed by its process id in the middle of a fit: the fit completes
+  with the same result (lost codes are recomputed from their lineage);
+* only the factors and the K x n_features basis parts reach the client;
+* random starts drawn on the host equal :func:`initial_factors`, a fit
+  resumed from a basis alone equals the in-memory fit from that basis, zarr
+  on disk and AnnData with a dask-backed ``X`` fit as their in-memory data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+
+da = pytest.importorskip("dask.array", reason="dask is not installed (pip install "
+                         "'bcnmf[dask]')")
+distributed = pytest.importorskip("distributed", reason="distributed is not installed "
+                                  "(pip install 'bcnmf[dask]')")
+
+from bcnmf import BCNMF  # noqa: E402
+from bcnmf.core.fit import fit_factors  # noqa: E402
+from bcnmf.core.init import codes_for_basis, initial_factors  # noqa: E402
+from bcnmf.core.source import RowSource, scan  # noqa: E402
+from bcnmf.dask_engine import _initial_codes, _load, Runner, fit_factors_dask  # noqa: E402
+from bcnmf.estimator import _settings  # noqa: E402
+from bcnmf.exceptions import InvalidParameterError  # noqa: E402
+
+LOSSES = ["frobenius", "kullback-leibler"]
+K = 3
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                       memory_limit="1GiB", dashboard_address=None)
+    c = distributed.Client(cluster)
+    c.wait_for_workers(2)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _data(seed=0, n_x=120, n_y=90, n_features=16, density=0.4):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n_x, n_features, density=density, random_state=rng, format="csr") * 5
+    Y = sp.random(n_y, n_features, density=density, random_state=rng, format="csr") * 5
+    X = X + sp.csr_matrix(np.outer(rng.random(n_x) < 0.3, rng.random(n_features)))
+    return sp.csr_matrix(X), sp.csr_matrix(Y)
+
+
+def _chunked(A, rows=32):
+    if sp.issparse(A):
+        return da.from_array(A, chunks=(rows, -1), asarray=False,
+                             meta=sp.csr_matrix((0, 0), dtype=A.dtype))
+    return da.from_array(A, chunks=(rows, -1))
+
+
+def _settings_for(loss, mode="stable", **kw):
+    p = BCNMF(K, alpha=0.8, beta_loss=loss, mode=mode, **kw).get_params()
+    return _settings(K, 16, p)
+
+
+def _assert_same(local, dist, rtol=1e-9):
+    assert dist.n_iter == local.n_iter
+    assert dist.converged == local.converged
+    assert_allclose(dist.components, local.components, rtol=rtol, atol=1e-13)
+    assert_allclose(np.asarray(dist.codes), local.codes, rtol=rtol, atol=1e-12)
+    if local.background_codes is None:
+        assert dist.background_codes is None
+    else:
+        assert_allclose(np.asarray(dist.background_codes), local.background_codes,
+                        rtol=rtol, atol=1e-12)
+    assert_allclose(dist.history["iteration"], local.history["iteration"])
+    for key in ("target", "background", "objective"):
+        assert_allclose(dist.history[key], local.history[key], rtol=rtol, atol=1e-9)
+    assert_allclose(dist.alpha_raw, local.alpha_raw, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("with_background", [True, False])
+def test_cluster_fit_equals_in_memory_fit(client, loss, sparse, with_background):
+    X, Y = _data()
+    if not sparse:
+        X, Y = X.toarray(), Y.toarray()
+    Y = Y if with_background else None
+    # stable mode with tol > 0: stopping rule, gauge fix and code refinement
+    s = _settings_for(loss, max_iter=25, tol=2e-3)
+    local, _ = fit_factors(X, Y, s, random_state=0)
+    dist, diag = fit_factors_dask(_chunked(X), None if Y is None else _chunked(Y, 40), s,
+                                  random_state=0, client=client)
+    assert isinstance(dist.codes, da.Array)
+    assert dist.codes.chunks[0] == _chunked(X).chunks[0]
+    _assert_same(local, dist)
+    assert diag["dask"].round_trips < local.n_iter + 20
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_reference_mode_and_restarts_equal_in_memory(client, loss):
+    X, Y = _data(1)
+    s = _settings_for(loss, mode="reference", max_iter=12, n_init=3)
+    local, _ = fit_factors(X, Y, s, random_state=3)
+    dist, _ = fit_factors_dask(_chunked(X), _chunked(Y), s, random_state=3, client=client)
+    _assert_same(local, dist)
+    assert dist.best_restart == local.best_restart
+    assert_allclose(dist.restart_objectives, local.restart_objectives, rtol=1e-9)
+
+
+def test_estimator_dask_in_dask_out_and_transform(client):
+    X, Y = _data(2)
+    Xd = _chunked(X.toarray())
+    Yd = _chunked(Y.toarray())
+    local = BCNMF(K, alpha=0.8, max_iter=20, tol=0, random_state=0, transform_max_iter=400)
+    codes_local = local.fit_transform(X.toarray(), background=Y.toarray())
+    model = BCNMF(K, alpha=0.8, max_iter=20, tol=0, random_state=0, transform_max_iter=400)
+    codes = model.fit_transform(Xd, background=Yd)
+    assert isinstance(codes, da.Array) and isinstance(model.background_codes_, da.Array)
+    assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
+    assert_allclose(codes.compute(), codes_local, rtol=1e-9, atol=1e-12)
+    # transform of a dask array: a lazy dask array, equal to the numpy transform
+    # (chunks stop separately, so equal to the tolerance; a tight tol makes it tight)
+    model.set_params(tol=1e-9)
+    local.set_params(tol=1e-9)
+    new = X.toarray()[::2] * 1.5
+    t = model.transform(_chunked(new, 25))
+    assert isinstance(t, da.Array) and t.chunks[0] == _chunked(new, 25).chunks[0]
+    assert_allclose(t.compute(), local.transform(new), rtol=1e-6, atol=1e-9)
+    # sparse chunks too
+    ts = model.transform(_chunked(sp.csr_matrix(new), 25))
+    assert_allclose(ts.compute(), local.transform(new), rtol=1e-6, atol=1e-9)
+
+
+def test_engine_dask_on_numpy_returns_numpy(client):
+    X, Y = _data(3)
+    local = BCNMF(K, alpha=0.8, max_iter=15, tol=0, random_state=1)
+    codes_local = local.fit_transform(X, background=Y)
+    model = BCNMF(K, alpha=0.8, max_iter=15, tol=0, random_state=1, engine="dask",
+                  block_size=50)
+    codes = model.fit_transform(X, background=Y)
+    assert isinstance(codes, np.ndarray) and isinstance(model.background_codes_, np.ndarray)
+    assert_allclose(codes, codes_local, rtol=1e-9, atol=1e-12)
+    assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
+
+
+def test_engine_parameter_is_checked():
+    X, Y = _data()
+    with pytest.raises(InvalidParameterError, match="'engine'.*'spark'"):
+        BCNMF(K, engine="spark").fit(X.toarray())
+    with pytest.raises(ValueError, match="engine='local' cannot fit dask arrays"):
+        BCNMF(K, engine="local").fit(_chunked(X.toarray()))
+
+
+def test_worker_killed_mid_fit_gives_the_same_result(client):
+    X, Y = _data(4, n_x=200, n_y=150)
+    s = _settings_for("frobenius", max_iter=12, tol=0)
+    local, _ = fit_factors(X, Y, s, random_state=0)
+    pids = client.run(os.getpid)
+    victim = next(iter(pids.values()))
+    killed = []
+
+    def kill_after(iteration, basis, record):
+        if iteration == 4 and not killed:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(iteration)
+
+    dist, _ = fit_factors_dask(_chunked(X), _chunked(Y), s, random_state=0, client=client,
+                               callback=kill_after)
+    assert killed == [4]
+    _assert_same(local, dist)
+    # the codes are still reachable (recomputed if they lived on the lost worker)
+    assert_allclose(dist.codes.compute(), local.codes, rtol=1e-9, atol=1e-12)
+    assert victim not in client.run(os.getpid).values()
+    client.wait_for_workers(2, timeout=60)   # the nanny restarts it for later tests
+
+
+def test_only_factors_and_basis_parts_reach_the_client(client, monkeypatch):
+    n_x, n_y, n_features = 3000, 2000, 16
+    X, Y = _data(5, n_x=n_x, n_y=n_y, n_features=n_features, density=0.5)
+    gathered = []
+    real_gather = distributed.Client.gather
+
+    def recording_gather(self, futures, *args, **kwargs):
+        from dask.sizeof import sizeof
+
+        value = real_gather(self, futures, *args, **kwargs)
+        gathered.append(sizeof(value))
+        return value
+
+    monkeypatch.setattr(distributed.Client, "gather", recording_gather)
+    s = _settings_for("kullback-leibler", max_iter=8, tol=1e-3)
+    dist, diag = fit_factors_dask(_chunked(X, 500), _chunked(Y, 500), s, random_state=0,
+                                  client=client)
+    assert len(gathered) == diag["dask"].round_trips > 8
+    # per round trip: the summed parts of both datasets (K x F cross, K second,
+    # a divergence) or the scan's F column sums, a few objects' overhead
+    parts_bytes = 8 * (2 * (K * n_features + K * K + K) + n_features)
+    assert max(gathered) <= parts_bytes + 4096
+    codes_bytes = 8 * K * (n_x + n_y)
+    data_bytes = 12 * (X.nnz + Y.nnz)
+    assert sum(gathered) < codes_bytes / 2 and sum(gathered) < data_bytes / 10
+    # the codes stay on the workers: their chunks are futures held by the cluster
+    futures = distributed.futures_of(dist.codes)
+    assert len(futures) == len(dist.codes.chunks[0])
+    assert all(f.status == "finished" for f in futures)
+    assert set(client.who_has(futures).keys()) == {f.key for f in futures}
+
+
+def test_bad_values_are_reported_with_their_rows(client):
+    X, Y = _data()
+    X = X.toarray()
+    X[70, 3] = -1.0
+    with pytest.raises(ValueError, match=r"X has negative values in rows 64-95"):
+        BCNMF(K, max_iter=3).fit(_chunked(X), background=_chunked(Y.toarray()))
+
+
+@pytest.mark.parametrize("init", ["random", "uniform"])
+def test_host_draws_equal_initial_factors(init):
+    # threaded scheduler: no cluster needed
+    X, Y = _data(6)
+    s = _settings_for("frobenius", init=init)
+    runner = Runner(None)
+    x = _load(runner, _chunked(X, 17), "X", s.loss)
+    y = _load(runner, _chunked(Y, 23), "background", s.loss)
+    basis, codes = _initial_codes(x, y, s, 11, np.float64)
+    import dask
+
+    cx = np.concatenate(dask.compute(*codes.x))
+    cy = np.concatenate(dask.compute(*codes.y))
+    info_x = scan(RowSource(X), s.loss, None)
+    info_y = scan(RowSource(Y, "background"), s.loss, None)
+    b0, cx0, cy0 = initial_factors(info_x, info_y, K, init, np.random.default_rng(11),
+                                   np.float64)
+    assert_allclose(basis, b0, rtol=1e-15)
+    assert_allclose(cx, cx0, rtol=1e-15)
+    assert_allclose(cy, cy0, rtol=1e-15)
+
+
+def test_resume_from_a_basis_alone(client):
+    """A fit restarted from a saved basis (codes started as transform starts
+    them) equals the in-memory fit from that basis and those codes."""
+    X, Y = _data(7)
+    first = BCNMF(K, alpha=0.8, max_iter=10, tol=0, random_state=0).fit(X, background=Y)
+    saved = first.components_.copy()
+    local = BCNMF(K, alpha=0.8, max_iter=10, tol=0)
+    local.fit(X, background=Y, init_components=saved,
+              init_codes=codes_for_basis(X, saved),
+              init_background_codes=codes_for_basis(Y, saved))
+    resumed = BCNMF(K, alpha=0.8, max_iter=10, tol=0)
+    resumed.fit(_chunked(X), background=_chunked(Y), init_components=saved)
+    assert_allclose(resumed.components_, local.components_, rtol=1e-9, atol=1e-13)
+    assert_allclose(resumed.history_["objective"], local.history_["objective"], rtol=1e-9)
+    assert_allclose(saved, first.components_)   # the saved basis is not modified
+
+
+def test_divergence_handling_equals_in_memory():
+    # the overflow guard returns the same last finite state (threaded scheduler)
+    rng = np.random.default_rng(0)
+    X = (rng.random((60, 10)) * 1e15).astype(np.float32)
+    Y = (rng.random((50, 10)) * 1e15).astype(np.float32)
+    p = BCNMF(K, alpha=1e10, alpha_scale="raw", mode="reference", max_iter=30).get_params()
+    s = _settings(K, 10, p)
+    local, dl = fit_factors(X, Y, s, random_state=0)
+    dist, dd = fit_factors_dask(_chunked(X, 16), _chunked(Y, 16), s, random_state=0,
+                                client=None)
+    assert dd["diverged"] == dl["diverged"]
+    assert dist.n_iter == local.n_iter
+    assert_allclose(dist.components, local.components, rtol=1e-5)
+    assert_allclose(dist.history["objective"], local.history["objective"], rtol=1e-4)
+
+
+def test_zarr_on_disk_and_anndata_with_dask_x(client, tmp_path):
+    zarr = pytest.importorskip("zarr", reason="zarr is not installed")
+    X, Y = _data(8)
+    X, Y = X.toarray(), Y.toarray()
+    local = BCNMF(K, alpha=0.8, max_iter=10, tol=0, random_state=0)
+    codes_local = local.fit_transform(X, background=Y)
+    for name, A in (("x.zarr", X), ("y.zarr", Y)):
+        z = zarr.open(str(tmp_path / name), mode="w", shape=A.shape, chunks=(32, A.shape[1]),
+                      dtype=A.dtype)
+        z[:] = A
+    Xz, Yz = da.from_zarr(str(tmp_path / "x.zarr")), da.from_zarr(str(tmp_path / "y.zarr"))
+    model = BCNMF(K, alpha=0.8, max_iter=10, tol=0, random_state=0)
+    codes = model.fit_transform(Xz, background=Yz)
+    assert_allclose(codes.compute(), codes_local, rtol=1e-9, atol=1e-12)
+    anndata = pytest.importorskip("anndata", reason="anndata is not installed")
+    adata = anndata.AnnData(X=Xz)
+    assert isinstance(adata.X, da.Array)
+    model = BCNMF(K, alpha=0.8, max_iter=10, tol=0, random_state=0)
+    codes = model.fit_transform(adata.X, background=Yz)
+    assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
