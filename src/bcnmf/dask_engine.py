@@ -317,13 +317,23 @@ def _tree(items, combine):
     return items[0]
 
 
+def _pack(*items):
+    return items
+
+
 def _payload(basis, loss, policy, offset):
-    """The per-sweep constants of one dataset as one key of the graph, sent
-    once to the cluster and shared by all its chunks."""
+    """The per-sweep constants of one dataset as one small task of the graph.
+
+    The basis and the offset are keys named by their content, so the target
+    and background payloads of a sweep share one copy of the basis, the
+    offsets are sent once per fit, and the scheduler keeps one basis per
+    sweep for the lineage of the codes."""
     import dask
 
-    return dask.delayed((np.array(basis, copy=True), loss, policy, offset), pure=True,
-                        traverse=False)
+    basis = dask.delayed(np.array(basis, copy=True), pure=True)
+    if offset is not None:
+        offset = dask.delayed(offset, pure=True)
+    return _delayed(_pack)(basis, loss, policy, offset)
 
 
 @dataclass
