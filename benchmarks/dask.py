@@ -129,11 +129,10 @@ else:
         indptr = np.load(os.path.join(d, f"{name}_indptr.npy"), mmap_mode="r")
         n_rows = len(indptr) - 1
         meta = sp.csr_matrix((0, cfg["genes"]))
-        parts = [da.from_delayed(dask.delayed(read_rows, pure=True)(name, lo,
-                                                                     min(n_rows, lo + cfg["chunk"])),
-                                 shape=(min(n_rows, lo + cfg["chunk"]) - lo, cfg["genes"]),
-                                 dtype=np.float64, meta=meta)
-                 for lo in range(0, n_rows, cfg["chunk"])]
+        bounds = [(lo, min(n_rows, lo + cfg["chunk"])) for lo in range(0, n_rows, cfg["chunk"])]
+        parts = [da.from_delayed(dask.delayed(read_rows, pure=True)(name, lo, hi),
+                                 shape=(hi - lo, cfg["genes"]), dtype=np.float64, meta=meta)
+                 for lo, hi in bounds]
         return da.concatenate(parts, axis=0)
 
     X, Y = lazy("x"), lazy("y")
@@ -210,7 +209,6 @@ def main(argv=None) -> int:
                       f"{(out.stderr.strip().splitlines() or ['?'])[-1]} | | | | | |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            dash = "-"
             if engine == "dask":
                 print(f"| {loss} | {engine} | {r['s_per_iter']:.2f} | {r['busy']:.2f} | "
                       f"{r['overhead']:.2f} | {r['empty']:.2f} | {r['fetched_kb']:.0f} | "

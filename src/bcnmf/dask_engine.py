@@ -69,12 +69,10 @@ def is_dask_array(A) -> bool:
 
 def current_client():
     """The current ``distributed.Client``, or None (dask's default scheduler)."""
-    if "distributed" not in sys.modules:
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            return None
-    from distributed import default_client
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
     try:
         return default_client()
     except ValueError:
@@ -83,7 +81,6 @@ def current_client():
 
 def _require_dask():
     try:
-        import dask  # noqa: F401
         import dask.array  # noqa: F401
     except ImportError as err:  # pragma: no cover - exercised without dask
         raise ImportError("The Dask engine needs dask: pip install 'bcnmf[dask]' "
