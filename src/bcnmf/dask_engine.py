@@ -38,7 +38,7 @@ Only imported when used: ``import bcnmf`` does not import dask.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -604,7 +604,6 @@ class DaskRun:
 
     round_trips: int = 0
     bytes_fetched: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
