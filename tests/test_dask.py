@@ -299,3 +299,22 @@ def test_zarr_on_disk_and_anndata_with_dask_x(client, tmp_path):
     model = BCNMF(K, alpha=0.8, max_iter=10, tol=0, random_state=0)
     codes = model.fit_transform(adata.X, background=Yz)
     assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
+
+
+def test_tl_on_anndata_with_dask_x(client):
+    anndata = pytest.importorskip("anndata", reason="anndata is not installed")
+    import bcnmf
+
+    X, Y = _data(9)
+    dense = np.vstack([X.toarray(), Y.toarray()])
+    condition = np.r_[np.full(X.shape[0], "case"), np.full(Y.shape[0], "control")]
+    adata = anndata.AnnData(X=da.from_array(dense, chunks=(50, -1)))
+    adata.obs["condition"] = condition
+    memory = anndata.AnnData(X=dense)
+    memory.obs["condition"] = condition
+    kw = dict(n_components=K, alpha=0.8, max_iter=10, tol=0, random_state=0)
+    bcnmf.tl.bcnmf(adata, "condition", "control", **kw)
+    bcnmf.tl.bcnmf(memory, "condition", "control", **kw)
+    assert isinstance(adata.X, da.Array)   # the data stay lazy
+    assert_allclose(np.asarray(adata.obsm["X_bcnmf"]), memory.obsm["X_bcnmf"], rtol=1e-9,
+                    atol=1e-12)
