@@ -168,10 +168,17 @@ def _add_scans(*parts):
     return total, sumsq, colsum, [c for p in parts for c in p[3]]
 
 
+def _codes_of(state):
+    """The codes of a chunk from what its last task returned: the codes, or
+    a ``(codes, statistics)`` pair of a sweep or refinement task (kept as one
+    result so that a sweep is one task per chunk)."""
+    return state[0] if isinstance(state, tuple) else state
+
+
 def _scaled(codes, scales):
     """A copy of the codes with the pending gauge scales applied in order
     (``codes *= scale`` of :func:`~bcnmf.core.solver.normalize_basis`)."""
-    codes = codes.copy()
+    codes = _codes_of(codes).copy()
     for scale in scales:
         codes *= scale
     return codes
@@ -191,7 +198,7 @@ def _eval_task(block, codes, scales, const, payload):
     """Divergence of one chunk at the current state (no update)."""
     basis, loss, policy, offset = payload
     with np.errstate(**_QUIET):
-        codes = _scaled(codes, scales) if scales else codes
+        codes = _scaled(codes, scales) if scales else _codes_of(codes)
         return sweep_block(Block(block, const, offset), codes, view_basis(basis, loss), loss,
                            policy, update=False, want_parts=False)[0]
 
@@ -225,6 +232,16 @@ def _add_sweeps(*stats):
         if i:
             parts += p
     return div, parts
+
+
+def _add_sweep_results(*results):
+    """:func:`_add_sweeps` of the statistics of ``(codes, statistics)`` pairs."""
+    return _add_sweeps(*(r[1] for r in results))
+
+
+def _max_refine_results(*results):
+    """:func:`_max_lists` of the worst steps of ``(codes, worst)`` pairs."""
+    return _max_lists(*(r[1] for r in results))
 
 
 def _add_floats(*values):
@@ -283,9 +300,13 @@ class Runner:
 
         import dask
 
-        if fetch is None:
-            kept = self.client.persist(list(keep)) if self.client is not None \
-                else dask.persist(*keep)
+        if fetch is None:   # persist and wait until done
+            if self.client is None:
+                return list(dask.persist(*keep)), None
+            from distributed import futures_of, wait
+
+            kept = self.client.persist(list(keep))
+            wait(futures_of(kept))
             return list(kept), None
         if self.client is None:
             *kept, got = dask.persist(*keep, fetch)
@@ -306,8 +327,12 @@ def _delayed(f, nout=None):
     return dask.delayed(f, pure=True, nout=nout)
 
 
-def _tree(items, combine):
-    """Tree reduction of delayed objects (``FAN_IN`` per task)."""
+def _tree(items, combine, leaf=None):
+    """Tree reduction of delayed objects (``FAN_IN`` per task); ``leaf``, if
+    given, combines the items themselves (one level at least), ``combine``
+    the partial results."""
+    if leaf is not None:
+        items = [_delayed(leaf)(*items[i:i + FAN_IN]) for i in range(0, len(items), FAN_IN)]
     while len(items) > 1:
         items = [_delayed(combine)(*items[i:i + FAN_IN]) for i in range(0, len(items),
                                                                          FAN_IN)]
@@ -440,12 +465,10 @@ def _given_codes(side: _Side | None, codes, basis, dtype):
 
 
 def _sweep_graph(side: _Side, codes, scales, payload, want_div):
-    new, stats = [], []
+    new = []
     for block, c, const in zip(side.chunks, codes, side.consts):
-        n, st = _delayed(_sweep_task, nout=2)(block, c, scales, const, payload, want_div)
-        new.append(n)
-        stats.append(st)
-    return new, _tree(stats, _add_sweeps)
+        new.append(_delayed(_sweep_task)(block, c, scales, const, payload, want_div))
+    return new, _tree(new, _add_sweeps, leaf=_add_sweep_results)
 
 
 def _sweep(runner, x, y, state: _Codes, basis, opts, want_div):
@@ -491,14 +514,9 @@ def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol, per_trip=RE
                 for side, name in sides}
 
     def trip(start, n):
-        new, worst = [], []
-        for side, name in sides:
-            for b, c in zip(side.chunks, getattr(start, name)):
-                codes, w = _delayed(_refine_task, nout=2)(b, c, start.scales, payloads[name],
-                                                          n)
-                new.append(codes)
-                worst.append(w)
-        kept, w = runner.run(new, _tree(worst, _max_lists))
+        new = [_delayed(_refine_task)(b, c, start.scales, payloads[name], n)
+               for side, name in sides for b, c in zip(side.chunks, getattr(start, name))]
+        kept, w = runner.run(new, _tree(new, _max_lists, leaf=_max_refine_results))
         return _Codes(kept[:len(x.chunks)], kept[len(x.chunks):]), w
 
     done = 0
@@ -590,8 +608,9 @@ def _as_array(runner, side: _Side, codes, scales, k, dtype):
     """Persisted dask array of the final codes (pending scales applied)."""
     import dask.array as da
 
-    if scales:
-        codes, _ = runner.run([_delayed(_scaled)(c, scales) for c in codes])
+    final = [_delayed(_scaled)(c, scales) if scales else _delayed(_codes_of)(c)
+             for c in codes]
+    codes, _ = runner.run(final)
     parts = [da.from_delayed(c, shape=(hi - lo, k), dtype=dtype)
              for c, (lo, hi) in zip(codes, side.bounds)]
     return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
