@@ -122,7 +122,7 @@ else:
     import dask, dask.array as da
     from distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=cfg["threads"], threads_per_worker=1, processes=True,
-                           memory_limit=cfg["memory_limit"], dashboard_address=None)
+                           memory_limit=cfg["memory_limit"], dashboard_address=":0")
     client = Client(cluster)
 
     def lazy(name):

@@ -42,7 +42,7 @@ K = 3
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       memory_limit="1GiB", dashboard_address=None)
+                                       memory_limit="1GiB", dashboard_address=":0")
     c = distributed.Client(cluster)
     c.wait_for_workers(2)
     yield c

@@ -170,8 +170,8 @@ def _add_scans(*parts):
 
 def _codes_of(state):
     """The codes of a chunk from what its last task returned: the codes, or
-    a ``(codes, statistics)`` pair of a sweep or refinement task (kept as one
-    result so that a sweep is one task per chunk)."""
+    the ``(codes, statistics)`` pair of a sweep or refinement task (persisted
+    as it is, so that no task per chunk is spent taking the codes out)."""
     return state[0] if isinstance(state, tuple) else state
 
 
@@ -232,16 +232,6 @@ def _add_sweeps(*stats):
         if i:
             parts += p
     return div, parts
-
-
-def _add_sweep_results(*results):
-    """:func:`_add_sweeps` of the statistics of ``(codes, statistics)`` pairs."""
-    return _add_sweeps(*(r[1] for r in results))
-
-
-def _max_refine_results(*results):
-    """:func:`_max_lists` of the worst steps of ``(codes, worst)`` pairs."""
-    return _max_lists(*(r[1] for r in results))
 
 
 def _add_floats(*values):
@@ -327,12 +317,8 @@ def _delayed(f, nout=None):
     return dask.delayed(f, pure=True, nout=nout)
 
 
-def _tree(items, combine, leaf=None):
-    """Tree reduction of delayed objects (``FAN_IN`` per task); ``leaf``, if
-    given, combines the items themselves (one level at least), ``combine``
-    the partial results."""
-    if leaf is not None:
-        items = [_delayed(leaf)(*items[i:i + FAN_IN]) for i in range(0, len(items), FAN_IN)]
+def _tree(items, combine):
+    """Tree reduction of delayed objects (``FAN_IN`` per task)."""
     while len(items) > 1:
         items = [_delayed(combine)(*items[i:i + FAN_IN]) for i in range(0, len(items),
                                                                          FAN_IN)]
@@ -468,7 +454,9 @@ def _sweep_graph(side: _Side, codes, scales, payload, want_div):
     new = []
     for block, c, const in zip(side.chunks, codes, side.consts):
         new.append(_delayed(_sweep_task)(block, c, scales, const, payload, want_div))
-    return new, _tree(new, _add_sweeps, leaf=_add_sweep_results)
+    # the statistics are taken out where the chunk lives, so that the reduction moves
+    # parts between workers, never codes
+    return new, _tree([r[1] for r in new], _add_sweeps)
 
 
 def _sweep(runner, x, y, state: _Codes, basis, opts, want_div):
@@ -516,7 +504,7 @@ def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol, per_trip=RE
     def trip(start, n):
         new = [_delayed(_refine_task)(b, c, start.scales, payloads[name], n)
                for side, name in sides for b, c in zip(side.chunks, getattr(start, name))]
-        kept, w = runner.run(new, _tree(new, _max_lists, leaf=_max_refine_results))
+        kept, w = runner.run(new, _tree([r[1] for r in new], _max_lists))
         return _Codes(kept[:len(x.chunks)], kept[len(x.chunks):]), w
 
     done = 0
