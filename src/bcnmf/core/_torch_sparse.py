@@ -1,0 +1,205 @@
+"""torch versions of the CSR sweeps (CPU and CUDA), for sparse blocks held as
+:class:`TorchCSR`.
+
+They compute what the numba kernels of :mod:`bcnmf.core._csr_kernels`
+compute, touching the data only at stored entries, with whole-tensor
+operations instead of row loops: the loadings of the stored entries are
+gathered (``codes[rows]``, ``basis_t[cols]``), the per-entry products summed
+over components, and the results scattered back with ``index_add_`` (rows for
+the code numerator, features for the basis part).  The stored entries are
+processed in chunks of at most ``CHUNK_ENTRIES / K`` so that the gathered
+``chunk x K`` temporaries stay bounded.  Sums of scalars (divergences) are
+accumulated in float64.
+
+The KL sweep reads the entries twice (old codes: numerator and
+log-likelihood; new codes: basis part), the order of the numba kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import torch_module
+from .updates import mu_step as _mu
+
+#: gathered temporaries are limited to this many entries per chunk
+CHUNK_ENTRIES = 1 << 23
+
+
+class TorchCSR:
+    """A sparse matrix on a torch device in CSR form, with its row index per
+    stored entry (``rows``) kept for the gathers.  Canonical: column indices
+    sorted within rows, no duplicates.  Attribute names follow scipy
+    (``data``, ``indices``, ``indptr``)."""
+
+    def __init__(self, data, indices, indptr, shape, rows=None):
+        torch = torch_module()
+        self.data = data
+        self.indices = indices
+        self.indptr = indptr
+        self.shape = (int(shape[0]), int(shape[1]))
+        if rows is None:
+            counts = indptr[1:] - indptr[:-1]
+            rows = torch.repeat_interleave(
+                torch.arange(self.shape[0], device=data.device), counts)
+        self.rows = rows
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_scipy(cls, a, device):
+        torch = torch_module()
+        a = a.tocsr()
+        if not a.has_canonical_format:
+            a = a.copy()
+            a.sum_duplicates()
+        as_t = lambda v: torch.as_tensor(np.ascontiguousarray(v), device=device)  # noqa: E731
+        return cls(as_t(a.data), as_t(a.indices.astype(np.int64)),
+                   as_t(a.indptr.astype(np.int64)), a.shape)
+
+    @classmethod
+    def from_torch(cls, t):
+        """From a sparse torch tensor (COO, CSR or CSC), summing duplicates."""
+        import warnings
+
+        torch = torch_module()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # "sparse CSR support is in beta"
+            coo = (t if t.layout == torch.sparse_coo else t.to_sparse_coo()).coalesce()
+        idx = coo.indices()
+        rows, cols = idx[0].contiguous(), idx[1].contiguous()
+        n = coo.shape[0]
+        counts = torch.bincount(rows, minlength=n)
+        indptr = torch.zeros(n + 1, dtype=torch.int64, device=coo.device)
+        indptr[1:] = torch.cumsum(counts, 0)
+        return cls(coo.values().contiguous(), cols, indptr, coo.shape, rows)
+
+    def to_scipy(self):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.data.detach().cpu().numpy(),
+                              self.indices.cpu().numpy(), self.indptr.cpu().numpy()),
+                             shape=self.shape)
+
+    def to_torch(self):
+        """As a ``torch.sparse_csr`` tensor."""
+        import warnings
+
+        torch = torch_module()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(self.indptr, self.indices, self.data, self.shape)
+
+    # -- array-like -------------------------------------------------------------------------
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return self.data.device
+
+    @property
+    def nnz(self) -> int:
+        return int(self.data.shape[0])
+
+    def to(self, device=None, dtype=None):
+        data = self.data.to(device=device, dtype=dtype)
+        return TorchCSR(data, self.indices.to(device), self.indptr.to(device), self.shape,
+                        self.rows.to(device))
+
+    def row_slice(self, lo: int, hi: int) -> "TorchCSR":
+        start, stop = int(self.indptr[lo]), int(self.indptr[hi])
+        return TorchCSR(self.data[start:stop], self.indices[start:stop],
+                        self.indptr[lo:hi + 1] - start, (hi - lo, self.shape[1]),
+                        self.rows[start:stop] - lo)
+
+    def row_sums(self):
+        """Per-row sums in float64 (a dense tensor)."""
+        torch = torch_module()
+        out = torch.zeros(self.shape[0], dtype=torch.float64, device=self.device)
+        return out.index_add_(0, self.rows, self.data.to(torch.float64))
+
+    def col_sums(self):
+        """Per-feature sums in float64 (a dense tensor)."""
+        torch = torch_module()
+        out = torch.zeros(self.shape[1], dtype=torch.float64, device=self.device)
+        return out.index_add_(0, self.indices, self.data.to(torch.float64))
+
+    def __repr__(self):
+        return f"TorchCSR(shape={self.shape}, nnz={self.nnz}, dtype={self.dtype}, " \
+               f"device={self.device})"
+
+
+def dense_to_csr(a) -> TorchCSR:
+    """The nonzeros of a dense 2-D tensor as :class:`TorchCSR`."""
+    torch = torch_module()
+    rows, cols = torch.nonzero(a, as_tuple=True)
+    counts = torch.bincount(rows, minlength=a.shape[0])
+    indptr = torch.zeros(a.shape[0] + 1, dtype=torch.int64, device=a.device)
+    indptr[1:] = torch.cumsum(counts, 0)
+    return TorchCSR(a[rows, cols], cols, indptr, a.shape, rows)
+
+
+def _chunks(a: TorchCSR, k: int):
+    step = max(1, CHUNK_ENTRIES // max(k, 1))
+    for lo in range(0, a.nnz, step):
+        hi = min(a.nnz, lo + step)
+        yield a.rows[lo:hi], a.indices[lo:hi], a.data[lo:hi]
+
+
+def frobenius_sweep(a: TorchCSR, codes, basis_t, gram, policy, update, want_parts):
+    """Squared error: returns ``(sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T, cross, cgram)``
+    at the codes before the update; ``cross`` (K x F) ``= C^T A`` and
+    ``cgram = C^T C`` with the updated codes (None unless ``want_parts``)."""
+    torch = torch_module()
+    n, f = a.shape
+    k = codes.shape[1]
+    num = torch.zeros((n, k), dtype=codes.dtype, device=codes.device)
+    for rows, cols, vals in _chunks(a, k):
+        num.index_add_(0, rows, vals[:, None] * basis_t[cols])
+    den = codes @ gram
+    c64 = codes.to(torch.float64)
+    ab = float((c64 * num.to(torch.float64)).sum())
+    quad = float((c64 * den.to(torch.float64)).sum())
+    if update:
+        _mu(codes, num, den, policy, policy.code_floor)
+    if not want_parts:
+        return ab, quad, None, None
+    cross_t = torch.zeros((f, k), dtype=codes.dtype, device=codes.device)
+    for rows, cols, vals in _chunks(a, k):
+        cross_t.index_add_(0, cols, vals[:, None] * codes[rows])
+    return ab, quad, cross_t.T.contiguous(), codes.T @ codes
+
+
+def kl_sweep(a: TorchCSR, offset, codes, basis_t, rowsum, policy, update, want_parts,
+             want_div):
+    """Generalised KL with ``pred = C B + offset + eps`` at stored entries:
+    returns ``(sum a log pred, cross)`` at the codes before the update (the
+    first is 0 unless ``want_div``), ``cross = C^T (A / pred)`` (K x F) with
+    the updated codes (None unless ``want_parts``); codes updated in place."""
+    torch = torch_module()
+    n, f = a.shape
+    k = codes.shape[1]
+    shift = offset + policy.eps
+    loglik = torch.zeros((), dtype=torch.float64, device=codes.device)
+    if update:
+        num = torch.zeros((n, k), dtype=codes.dtype, device=codes.device)
+    if update or want_div:
+        for rows, cols, vals in _chunks(a, k):
+            bj = basis_t[cols]
+            pred = shift[cols] + (codes[rows] * bj).sum(dim=1)
+            if want_div:
+                loglik += (vals.to(torch.float64) * torch.log(pred).to(torch.float64)).sum()
+            if update:
+                num.index_add_(0, rows, (vals / pred)[:, None] * bj)
+    if update:
+        _mu(codes, num, rowsum[None, :], policy, policy.code_floor)
+    cross = None
+    if want_parts:
+        cross_t = torch.zeros((f, k), dtype=codes.dtype, device=codes.device)
+        for rows, cols, vals in _chunks(a, k):
+            ci = codes[rows]
+            pred = shift[cols] + (ci * basis_t[cols]).sum(dim=1)
+            cross_t.index_add_(0, cols, (vals / pred)[:, None] * ci)
+        cross = cross_t.T.contiguous()
+    return float(loglik), cross
