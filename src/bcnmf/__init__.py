@@ -21,11 +21,11 @@ __all__ = ["BCNMF", "MiniBatchBCNMF", "factorize", "FactorizationResult", "load"
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}
 
 
-def load(path):
+def load(path, *, device=None):
     """Load a model saved with ``model.save(path)``; see :func:`bcnmf.persistence.load_model`."""
     from .persistence import load_model
 
-    return load_model(path)
+    return load_model(path, device=device)
 
 
 def __getattr__(name):

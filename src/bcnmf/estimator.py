@@ -150,9 +150,8 @@ def _validate_target(estimator, X, reset: bool):
     Out-of-core matrices are checked for shape and dtype only, and streamed;
     torch tensors by :func:`~bcnmf._validation.check_torch_matrix`."""
     if is_out_of_core(X) or is_torch(X):
-        if is_torch(X):
-            X = check_torch_matrix(X, "X", type(estimator).__name__)
-        _check_out_of_core(X, "X")
+        X = (check_torch_matrix(X, "X", type(estimator).__name__) if is_torch(X)
+             else _check_out_of_core(X, "X"))
         if reset:
             estimator.n_features_in_ = X.shape[1]
             if hasattr(estimator, "feature_names_in_"):
