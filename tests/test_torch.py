@@ -174,15 +174,6 @@ def test_block_engine_on_torch(sparse, loss):
     _close(blocks.components_, whole.components_.numpy(), np.float64)
 
 
-def test_chunked_sparse_sweep_equals_one_chunk(monkeypatch):
-    X, Y = _data()
-    kw = dict(beta_loss="kullback-leibler", random_state=0, max_iter=15, tol=0, device="cpu")
-    one = BCNMF(2, **kw).fit(sp.csr_matrix(X), background=sp.csr_matrix(Y))
-    monkeypatch.setattr(_torch_sparse, "CHUNK_ENTRIES", 16)   # 8 entries per chunk
-    many = BCNMF(2, **kw).fit(sp.csr_matrix(X), background=sp.csr_matrix(Y))
-    _close(many.components_, one.components_.numpy(), np.float64)
-
-
 def test_torch_csr_round_trip_and_slices():
     rng = np.random.default_rng(1)
     a = sp.random(9, 5, density=0.4, random_state=1, format="csr") * 3
@@ -193,6 +184,10 @@ def test_torch_csr_round_trip_and_slices():
     assert (s.to_scipy() != a[2:7]).nnz == 0
     np.testing.assert_allclose(s.row_sums().numpy(), np.asarray(a[2:7].sum(axis=1)).ravel())
     np.testing.assert_allclose(t.col_sums().numpy(), np.asarray(a.sum(axis=0)).ravel())
+    # the transposed structure: C^T A from the transpose's CSR
+    c = rng.random((9, 2))
+    np.testing.assert_allclose((t._csr(t.data, transposed=True) @ torch.as_tensor(c)).numpy(),
+                               a.T @ c)
     d = rng.random((4, 3)) * (rng.random((4, 3)) > 0.5)
     np.testing.assert_array_equal(_torch_sparse.dense_to_csr(torch.as_tensor(d))
                                   .to_scipy().toarray(), d)
