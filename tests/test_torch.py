@@ -174,6 +174,22 @@ def test_block_engine_on_torch(sparse, loss):
     _close(blocks.components_, whole.components_.numpy(), np.float64)
 
 
+@pytest.mark.parametrize("loss", ["frobenius", "kullback-leibler"])
+def test_out_of_core_blocks_stream_to_the_device(tmp_path, loss):
+    """A memory map with device=: numpy reads and checks each block, torch sweeps it."""
+    X, Y = _data()
+    np.save(tmp_path / "x.npy", X)
+    mx = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kw = dict(beta_loss=loss, random_state=0, max_iter=15, tol=0, device="cpu")
+    ref = BCNMF(2, **kw)
+    codes = ref.fit_transform(X, background=Y)
+    model = BCNMF(2, block_size=9, **kw)
+    streamed = model.fit_transform(mx, background=Y)
+    assert isinstance(streamed, torch.Tensor) and isinstance(model.components_, torch.Tensor)
+    _close(streamed, codes.numpy(), np.float64)
+    _close(model.transform(mx), ref.transform(X).numpy(), np.float64)
+
+
 def test_torch_csr_round_trip_and_slices():
     rng = np.random.default_rng(1)
     a = sp.random(9, 5, density=0.4, random_state=1, format="csr") * 3
@@ -229,6 +245,19 @@ def test_estimator_contract_with_device():
     assert twin.get_params()["device"] == "cpu" and not hasattr(twin, "components_")
     assert twin.fit(X) is twin
     assert model.set_params(device=None).get_params()["device"] is None
+
+
+def test_check_estimator_on_torch_cpu():
+    """scikit-learn's checks with device="cpu": all pass but the two that read a
+    numpy dtype from the output (torch in or device= gives tensors out, by design)."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(BCNMF(2, max_iter=20, device="cpu"), on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert failed <= {"check_transformer_preserve_dtypes", "check_fit_idempotent"}, failed
+    assert len(results) > 40
 
 
 def test_errors():

@@ -15,7 +15,7 @@ from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check
 from .core.backend import (all_finite, asarray_like, is_torch, numpy_dtype, resolve_device,
                            to_device, to_numpy)
 from .core.fit import FitSettings, fit_factors, transform_codes
-from .core.source import is_out_of_core
+from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
@@ -128,18 +128,14 @@ def on_device(X, Y, device):
     (default: the device of the tensor given), ``Y`` cast to ``X``'s dtype."""
     if device is None and not is_torch(X) and not is_torch(Y):
         return X, Y
-    for A, name in ((X, "X"), (Y, "background")):
-        if A is not None and is_out_of_core(A):
-            raise NotImplementedError(
-                f"{name} is an out-of-core matrix (memory map, HDF5/zarr, backed AnnData); "
-                "the torch backend (device= or torch tensors) runs on in-memory numpy, scipy "
-                "or torch matrices. Stream it on the numpy backend (device=None), or load it.")
     if device is None:
         device = X.device if is_torch(X) else Y.device
-    X = to_device(X, device)
+    # out-of-core matrices stay where they are; their blocks move as they are read
+    move = lambda A: OnDevice(A, device) if is_out_of_core(A) else to_device(A, device)  # noqa
+    X = move(X)
     if Y is not None:
-        Y = to_device(Y, device)
-        if Y.dtype != X.dtype:
+        Y = move(Y)
+        if Y.dtype != X.dtype and not isinstance(Y, OnDevice):
             Y = Y.to(dtype=X.dtype)
     return X, Y
 

@@ -54,9 +54,10 @@ class TorchCSR:
         if not a.has_canonical_format:
             a = a.copy()
             a.sum_duplicates()
-        as_t = lambda v: torch.as_tensor(np.ascontiguousarray(v), device=device)  # noqa: E731
-        return cls(as_t(a.data), as_t(a.indices.astype(np.int64)),
-                   as_t(a.indptr.astype(np.int64)), a.shape)
+        from .backend import host_tensor
+
+        return cls(host_tensor(a.data, device), host_tensor(a.indices.astype(np.int64), device),
+                   host_tensor(a.indptr.astype(np.int64), device), a.shape)
 
     @classmethod
     def from_torch(cls, t):

@@ -49,7 +49,7 @@ def is_torch(a) -> bool:
     """Whether ``a`` is a torch tensor or a :class:`TorchCSR` (without importing torch)."""
     if a is None:
         return False
-    if type(a).__name__ == "TorchCSR":
+    if type(a).__name__ in ("TorchCSR", "OnDevice"):
         return True
     torch = _torch_loaded()
     return torch is not None and isinstance(a, torch.Tensor)
@@ -59,7 +59,8 @@ def is_torch_sparse(a) -> bool:
     """A torch sparse matrix: a :class:`TorchCSR` or a sparse torch tensor."""
     if type(a).__name__ == "TorchCSR":
         return True
-    return is_torch(a) and a.layout != _torch_loaded().strided
+    torch = _torch_loaded()
+    return torch is not None and isinstance(a, torch.Tensor) and a.layout != torch.strided
 
 
 def namespace(*arrays):
@@ -145,7 +146,18 @@ def asarray_like(a, like):
     dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float64
     if isinstance(a, torch.Tensor):
         return a.to(device=like.device, dtype=dtype).contiguous()
-    return torch.as_tensor(np.ascontiguousarray(a), device=like.device).to(dtype).contiguous()
+    return host_tensor(a, like.device).to(dtype).contiguous()
+
+
+def host_tensor(a, device):
+    """A numpy array as a tensor on ``device`` (CPU: sharing memory when it
+    can; read-only arrays, e.g. memory maps, are copied, since torch tensors
+    are always writable)."""
+    torch = torch_module()
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.as_tensor(a, device=device)
 
 
 def to_device(A, device):
@@ -162,7 +174,7 @@ def to_device(A, device):
         if A.layout != torch.strided:
             return TorchCSR.from_torch(A).to(device)
         return A.to(device)
-    return torch.as_tensor(np.asarray(A), device=device)
+    return host_tensor(np.asarray(A), device)
 
 
 def copy(a):

@@ -186,7 +186,7 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
             basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init,
                                             np.random.default_rng(seed), dtype)
         if is_torch(X):   # drawn on the host (same seeds as numpy), then moved
-            like = source_x.read(0, 1)
+            like = source_x.read(0, 1)   # a torch block (also for OnDevice sources)
             basis, cx, cy = (asarray_like(a, like) for a in (basis, cx, cy))
         if opts.normalize:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by solve

@@ -32,11 +32,27 @@ from .updates import FROBENIUS, Block, block_const
 BLOCK_ENTRIES = 1 << 24
 
 
+class OnDevice:
+    """An out-of-core matrix whose blocks are moved to a torch ``device`` as
+    they are read (numpy reads and checks them, torch sweeps them); it looks
+    like a torch matrix (``dtype`` is the torch dtype of the blocks)."""
+
+    def __init__(self, matrix, device):
+        self.matrix = matrix
+        self.device = device
+        self.shape = tuple(matrix.shape)
+
+    @property
+    def dtype(self):
+        return torch_dtype(_float_dtype(self.matrix.dtype))
+
+
 def is_out_of_core(A) -> bool:
     """Whether ``A`` is a matrix that should be streamed rather than loaded:
     a memory map (or a scipy sparse matrix over memory-mapped arrays), an
-    HDF5 dataset (dense or AnnData's backed sparse), or a zarr array."""
-    if isinstance(A, np.memmap):
+    HDF5 dataset (dense or AnnData's backed sparse), or a zarr array (or
+    one of these streamed to a torch device, :class:`OnDevice`)."""
+    if isinstance(A, (np.memmap, OnDevice)):
         return True
     if sp.issparse(A):   # a scipy matrix over memory-mapped arrays
         return _memory_mapped(getattr(A, "data", None))
@@ -72,6 +88,9 @@ class RowSource:
     """
 
     def __init__(self, matrix, name: str = "X", dtype=None):
+        self.device = None   # a torch device that blocks are moved to after reading
+        if isinstance(matrix, OnDevice):
+            matrix, self.device = matrix.matrix, matrix.device
         shape = tuple(int(n) for n in matrix.shape)
         if len(shape) != 2:
             raise ValueError(f"{name} must be 2-D (cells x features); got shape {shape}.")
@@ -111,6 +130,10 @@ class RowSource:
             raise ValueError(
                 f"{self.name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
                 "non-negative data (counts, intensities, or log1p of them).")
+        if self.device is not None:
+            from .backend import to_device
+
+            block = to_device(block, self.device)
         return block
 
     def _read_torch(self, lo, hi, check):
@@ -213,7 +236,7 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None) -> list:
         offset = np.zeros(source.shape[1])
     if offset is not None:
         offset = np.ascontiguousarray(offset, dtype=source.dtype)
-        if is_torch(source.matrix):
+        if is_torch(source.matrix) or source.device is not None:
             from .backend import asarray_like
 
             offset = asarray_like(offset, source.read(0, 1))
