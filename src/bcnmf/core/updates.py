@@ -215,7 +215,8 @@ def _device(a):
 
 def _kl_divergence(block, n, csum_before, view, loglik):
     xp = namespace(csum_before)
-    total_pred = float(csum_before @ xp.astype(view.rowsum, xp.float64)) + n * float(block.offset.sum())
+    total_pred = (float(csum_before @ xp.astype(view.rowsum, xp.float64))
+                  + n * float(block.offset.sum()))
     return max(block.const - loglik + total_pred, 0.0)
 
 
