@@ -80,6 +80,7 @@ PARAMETER_CONSTRAINTS = {
     "fresh_restarts": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "fresh_restarts_max_iter": (_int_at_least(1), "an int >= 1"),
     "max_no_improvement": (_none_or(_int_at_least(1)), "None or an int >= 1"),
+    "penalty": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
     "device": (_device, "None, 'cpu', 'cuda', 'cuda:N' or a torch.device"),
 }
 

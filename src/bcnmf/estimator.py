@@ -145,6 +145,11 @@ def _validate_target(estimator, X, reset: bool):
     through bcnmf's own checks, with bcnmf's messages for non-matrices.
     Out-of-core matrices are checked for shape and dtype only, and streamed;
     torch tensors by :func:`~bcnmf._validation.check_torch_matrix`."""
+    if is_torch(X) and "device" not in estimator.get_params():
+        raise NotImplementedError(
+            f"{type(estimator).__name__} fits numpy arrays and scipy.sparse matrices; torch "
+            "tensors are supported by the estimators with a device parameter (BCNMF, "
+            "factorize). Pass tensor.cpu().numpy().")
     if is_out_of_core(X) or is_torch(X):
         X = (check_torch_matrix(X, "X", type(estimator).__name__) if is_torch(X)
              else _check_out_of_core(X, "X"))
@@ -409,9 +414,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         dtype = numpy_dtype(X) if is_torch(X) else X.dtype
         dtype = dtype if dtype in (np.float32, np.float64) else np.float64
         if is_torch(X):   # the model's basis on X's device and dtype
-            basis = asarray_like(self.components_, X)
+            basis = asarray_like(self._transform_basis(as_background), X)
         else:
-            basis = to_numpy(self.components_).astype(dtype, copy=False)
+            basis = to_numpy(self._transform_basis(as_background)).astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
             offset = to_numpy(offset).astype(dtype)
@@ -419,6 +424,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                    self.transform_max_iter, self.tol,
                                    block_rows=getattr(self, "block_size", None))
         return codes
+
+    def _transform_basis(self, as_background):
+        return self.components_
 
     def save(self, path, *, feature_names=None):
         """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).
