@@ -236,6 +236,17 @@ def test_minibatch_rejects_tensors_clearly():
         MiniBatchBCNMF(2).partial_fit(X, background=torch.as_tensor(Y))
 
 
+def test_estimators_without_device_refuse_tensors():
+    from bcnmf import CombinedBCNMF
+
+    X, Y = _data()
+    with pytest.raises(NotImplementedError, match="CombinedBCNMF fits numpy"):
+        CombinedBCNMF(2).fit(torch.as_tensor(X), background=Y)
+    model = MiniBatchBCNMF(2, max_iter=2, random_state=0).fit(X)
+    with pytest.raises(NotImplementedError, match="device parameter"):
+        model.transform(torch.as_tensor(X))
+
+
 def test_estimator_contract_with_device():
     from sklearn.base import clone
 
