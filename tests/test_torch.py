@@ -242,7 +242,8 @@ def test_estimators_without_device_refuse_tensors():
     X, Y = _data()
     with pytest.raises(NotImplementedError, match="CombinedBCNMF fits numpy"):
         CombinedBCNMF(2).fit(torch.as_tensor(X), background=Y)
-    model = MiniBatchBCNMF(2, max_iter=2, random_state=0).fit(X)
+    model = MiniBatchBCNMF(2, max_iter=2, tol=0, max_no_improvement=None,
+                           random_state=0).fit(X)
     with pytest.raises(NotImplementedError, match="device parameter"):
         model.transform(torch.as_tensor(X))
 
