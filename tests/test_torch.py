@@ -45,7 +45,7 @@ def _sparse_tensor(a, layout):
     with warnings.catch_warnings():   # torch: "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
         t = torch.as_tensor(a)
-        return t.to_sparse_csr() if layout == "csr" else t.to_sparse()
+        return {"csr": t.to_sparse_csr, "csc": t.to_sparse_csc, "coo": t.to_sparse}[layout]()
 
 
 def _close(t, a, dtype):
@@ -101,7 +101,7 @@ def test_stopping_rule_and_polish_agree(loss):
     _close(tcodes, codes, np.float64)
 
 
-@pytest.mark.parametrize("layout", ["strided", "csr", "coo"])
+@pytest.mark.parametrize("layout", ["strided", "csr", "csc", "coo"])
 @pytest.mark.parametrize("tdtype", ["float32", "float64"])
 def test_torch_in_torch_out(layout, tdtype):
     X, Y = _data()
@@ -213,7 +213,8 @@ def test_save_load_stores_numpy_and_the_device(tmp_path):
     from bcnmf.persistence import read_metadata
 
     X, Y = _data(np.float32)
-    model = BCNMF(2, random_state=0, max_iter=20, tol=0, device="cpu").fit(X, background=Y)
+    model = BCNMF(2, random_state=0, max_iter=20, tol=0, device=torch.device("cpu")).fit(
+        X, background=Y)
     path = model.save(tmp_path / "m.npz")
     meta = read_metadata(path)
     assert meta["device"] == "cpu" and meta["params"]["device"] == "cpu"
