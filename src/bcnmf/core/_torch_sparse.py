@@ -195,7 +195,8 @@ def _predict(a: TorchCSR, codes, basis_t, shift):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cb = torch.sparse.sampled_addmm(a._csr(a.data), codes, basis_t.T, beta=0.0)
+        cb = torch.sparse.sampled_addmm(a._csr(a.data), codes, basis_t.T.contiguous(),
+                                        beta=0.0)
     return cb.values() + shift[a.indices]
 
 
