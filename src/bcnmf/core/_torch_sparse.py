@@ -136,7 +136,13 @@ class TorchCSR:
         torch = torch_module()
         if transposed:
             indptr, indices, perm = self._transpose()
-            values, shape = values[perm], (self.shape[1], self.shape[0])
+            shape = (self.shape[1], self.shape[0])
+            if values is self.data:   # the data themselves: permuted once per block
+                if getattr(self, "_data_t", None) is None:
+                    self._data_t = values[perm]
+                values = self._data_t
+            else:
+                values = values[perm]
         else:
             indptr, indices, shape = self.indptr, self.indices, self.shape
         with warnings.catch_warnings():
