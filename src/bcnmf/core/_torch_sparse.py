@@ -49,13 +49,12 @@ class TorchCSR:
     # -- construction -----------------------------------------------------------------------
     @classmethod
     def from_scipy(cls, a, device):
-        torch = torch_module()
+        from .backend import host_tensor
+
         a = a.tocsr()
         if not a.has_canonical_format:
             a = a.copy()
             a.sum_duplicates()
-        from .backend import host_tensor
-
         return cls(host_tensor(a.data, device), host_tensor(a.indices.astype(np.int64), device),
                    host_tensor(a.indptr.astype(np.int64), device), a.shape)
 

@@ -79,10 +79,6 @@ def namespace(*arrays):
     return xp
 
 
-def is_numpy_namespace(xp) -> bool:
-    return xp.__name__.endswith("numpy")
-
-
 def device_of(a):
     """The torch device of ``a``, or ``None`` for host (numpy) arrays."""
     return a.device if is_torch(a) else None
