@@ -1,7 +1,7 @@
 """bcnmf: background-contrastive non-negative matrix factorisation.
 
 Public names: :class:`BCNMF`, :class:`MiniBatchBCNMF` (online),
-:class:`CombinedBCNMF` (shared + target-specific topics),
+:class:`CombinedBCNMF` (shared + target-specific topics), :class:`MultiModalBCNMF`,
 :func:`factorize`, :class:`FactorizationResult`,
 :func:`load` (saved models); submodules ``tl`` (AnnData tools), ``pl`` (plots),
 ``io`` (file readers), ``report``, ``datasets``, ``metrics`` and ``exceptions``
@@ -16,8 +16,9 @@ from .core.result import FactorizationResult
 from .combined import CombinedBCNMF
 from .estimator import BCNMF, factorize
 from .minibatch import MiniBatchBCNMF
+from .multimodal import MultiModalBCNMF
 
-__all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
+__all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "MultiModalBCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
            "io", "metrics", "pl", "report", "tl", "__version__"]
 
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}
