@@ -70,7 +70,7 @@ class CombinedBCNMF(BCNMF):
     >>> Y = rng.poisson(1.0, size=(60, 12)).astype(float)
     >>> X = rng.poisson(1.0, size=(50, 12)).astype(float)
     >>> X[:25, :3] += 5.0
-    >>> model = CombinedBCNMF(2, random_state=0).fit(X, background=Y)
+    >>> model = CombinedBCNMF(2, random_state=0, max_iter=2000, tol=1e-3).fit(X, background=Y)
     >>> model.components_target_.shape
     (2, 12)
     """
