@@ -218,7 +218,7 @@ def _refine_task(block, codes, scales, payload, n_sweeps):
             sweep_block(Block(block, 0.0, offset), codes, view, loss, policy,
                         want_parts=False, want_div=False)
             step = np.abs(codes - before).sum(axis=1)
-            size = np.maximum(codes.sum(axis=1), tiny)
+            size = np.maximum(codes.sum(axis=1).astype(np.float64), tiny)
             worst.append(float(np.max(step / size)) if step.size else 0.0)
     return codes, worst
 

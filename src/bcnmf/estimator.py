@@ -10,9 +10,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_for_loss,
                           check_matrix, check_n_components, check_orientation, check_params,
-                          check_same_features, converting, feature_names, reject_unsupported)
+                          check_same_features, check_torch_matrix, converting, feature_names,
+                          reject_unsupported)
+from .core.backend import (all_finite, asarray_like, is_torch, numpy_dtype, resolve_device,
+                           to_device, to_numpy)
 from .core.fit import FitSettings, fit_factors, transform_codes
-from .core.source import is_out_of_core
+from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
 
@@ -51,6 +54,12 @@ def _check_out_of_core(A, name, owner="BCNMF"):
 def _check_background(background, X, x_names, owner="BCNMF"):
     if background is None:
         return None
+    if is_torch(background) or is_torch(X):
+        Y = (check_torch_matrix(background, "background", owner) if is_torch(background)
+             else check_matrix(background, "background", owner))
+        check_same_features(X, Y, x_names, None if is_torch(background)
+                            else feature_names(background), owner)
+        return Y
     if is_out_of_core(background) or is_out_of_core(X):
         Y = (_check_out_of_core(background, "background", owner) if is_out_of_core(background)
              else check_matrix(background, "background", owner))
@@ -87,7 +96,7 @@ def _check_init(init_factors, X, Y, k, basis_only=False):
         if a is None:
             raise ValueError(f"{name} is missing: pass all of init_components, init_codes"
                              " and (with a background) init_background_codes, or none.")
-        a = np.asarray(a)
+        a = np.asarray(to_numpy(a))
         if a.shape != shape:
             raise ValueError(f"{name} must have shape {shape}; got shape {a.shape}.")
         if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
@@ -120,7 +129,7 @@ def _use_dask(engine, *arrays) -> bool:
 
 def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
     """Turn the engine's diagnostics into warnings (or an error when nothing finite exists)."""
-    finite = all(np.all(np.isfinite(a)) for a in
+    finite = all(all_finite(a) for a in
                  (result.components, result.codes, result.background_codes) if a is not None)
     if not finite or not np.isfinite(result.objective):
         raise FloatingPointError(
@@ -145,18 +154,44 @@ def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
             f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
 
 
+def on_device(X, Y, device):
+    """Put validated ``X`` and ``Y`` on one backend: unchanged (numpy) when
+    ``device`` is None and neither is a tensor; else torch on ``device``
+    (default: the device of the tensor given), ``Y`` cast to ``X``'s dtype."""
+    if device is None and not is_torch(X) and not is_torch(Y):
+        return X, Y
+    if device is None:
+        device = X.device if is_torch(X) else Y.device
+    # out-of-core matrices stay where they are; their blocks move as they are read
+    move = lambda A: OnDevice(A, device) if is_out_of_core(A) else to_device(A, device)  # noqa
+    X = move(X)
+    if Y is not None:
+        Y = move(Y)
+        if Y.dtype != X.dtype and not isinstance(Y, OnDevice):
+            Y = Y.to(dtype=X.dtype)
+    return X, Y
+
+
 def _validate_target(estimator, X, reset: bool):
     """Validate X through scikit-learn (feature names, n_features_in_) and then
     through bcnmf's own checks, with bcnmf's messages for non-matrices.
-    Out-of-core matrices are checked for shape and dtype only, and streamed."""
-    if is_out_of_core(X):
-        _check_out_of_core(X, "X")
+    Out-of-core matrices are checked for shape and dtype only, and streamed;
+    torch tensors by :func:`~bcnmf._validation.check_torch_matrix`."""
+    if is_torch(X) and "device" not in estimator.get_params():
+        raise NotImplementedError(
+            f"{type(estimator).__name__} fits numpy arrays and scipy.sparse matrices; torch "
+            "tensors are supported by the estimators with a device parameter (BCNMF, "
+            "factorize). Pass tensor.cpu().numpy().")
+    if is_out_of_core(X) or is_torch(X):
+        X = (check_torch_matrix(X, "X", type(estimator).__name__) if is_torch(X)
+             else _check_out_of_core(X, "X"))
         if reset:
             estimator.n_features_in_ = X.shape[1]
             if hasattr(estimator, "feature_names_in_"):
                 del estimator.feature_names_in_
         elif X.shape[1] != estimator.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but BCNMF is expecting "
+            raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} "
+                             "is expecting "
                              f"{estimator.n_features_in_} features as input.")
         return X
     reject_unsupported(X, "X")
@@ -269,6 +304,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``fit_transform``, ``transform`` and ``background_codes_`` are dask
         arrays; with numpy/scipy in, numpy out.  The fit equals the in-process
         fit from the same start (``docs/dask.md``).
+    device : str, torch.device or None, default=None
+        Backend of the computation.  None follows the input: numpy and scipy
+        inputs run on numpy (numba kernels for CSR), torch tensors (dense or
+        sparse, CPU or CUDA) on torch on their own device.  ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` move the inputs to that
+        torch device.  Results (``components_``, codes, ``transform``,
+        ``inverse_transform``) are torch tensors on the device when the fit ran
+        on torch; float32 and float64 are preserved.  Random starts are drawn
+        on the host with numpy, so the backends start from the same factors.
+        Needs PyTorch (``pip install 'bcnmf[torch]'``).
 
     Attributes
     ----------
@@ -311,7 +356,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None, engine=None):
+                 transform_max_iter=1000, block_size=None, device=None, engine=None):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -326,6 +371,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
         self.block_size = block_size
+        self.device = device
         self.engine = engine
 
     def __sklearn_tags__(self):
@@ -364,11 +410,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         engine = params.pop("engine", None)
         check_params({k: params[k] for k in params})
         if _use_dask(engine, X, background):
+            if getattr(self, "device", None) is not None:
+                raise ValueError(f"device={self.device!r} and the Dask engine cannot be "
+                                 "combined; the Dask engine runs numpy on the workers.")
             return self._fit_dask(X, background, params,
                                   (init_components, init_codes, init_background_codes))
         check_orientation(X, background)
+        device = resolve_device(getattr(self, "device", None))
         X = _validate_target(self, X, reset=True)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
+        X, Y = on_device(X, Y, device)
         s = _settings(self.n_components, X.shape[1], params)
         for A, name in ((X, "X"), (Y, "background")):
             if not is_out_of_core(A):   # streamed data are checked block by block
@@ -452,13 +503,18 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if _is_dask(X):
             return self._transform_dask(X, as_background)
         X = _validate_target(self, X, reset=False)
+        X, _ = on_device(X, None, resolve_device(getattr(self, "device", None)))
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        basis = self.components_.astype(dtype, copy=False)
+        dtype = numpy_dtype(X) if is_torch(X) else X.dtype
+        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+        if is_torch(X):   # the model's basis on X's device and dtype
+            basis = asarray_like(self._transform_basis(as_background), X)
+        else:
+            basis = to_numpy(self._transform_basis(as_background)).astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
-            offset = offset.astype(dtype)
+            offset = to_numpy(offset).astype(dtype)
         codes, _ = transform_codes(X, basis, self._settings, self._policy, offset,
                                    self.transform_max_iter, self.tol,
                                    block_rows=getattr(self, "block_size", None))
@@ -473,12 +529,15 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, but BCNMF is expecting "
                              f"{self.n_features_in_} features as input.")
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-        basis = self.components_.astype(dtype, copy=False)
+        basis = to_numpy(self._transform_basis(as_background)).astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
-            offset = offset.astype(dtype)
+            offset = to_numpy(offset).astype(dtype)
         return transform_dask(X, basis, self._settings, self._policy, offset,
                               self.transform_max_iter, self.tol)
+
+    def _transform_basis(self, as_background):
+        return self.components_
 
     def save(self, path, *, feature_names=None):
         """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).
@@ -502,23 +561,36 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ndarray of shape (n_cells, n_features)
         """
         check_is_fitted(self)
-        codes = np.asarray(X)
+        device = resolve_device(getattr(self, "device", None))
+        codes = X if is_torch(X) else np.asarray(X)
         if codes.ndim != 2 or codes.shape[1] != self.components_.shape[0]:
             raise ValueError(f"inverse_transform expects codes of shape (n_cells, "
-                             f"{self.components_.shape[0]}); got {codes.shape}.")
-        return codes @ self.components_
+                             f"{self.components_.shape[0]}); got {tuple(codes.shape)}.")
+        if device is not None and not is_torch(codes):
+            codes = to_device(codes, device)
+        if not is_torch(codes):
+            return codes @ to_numpy(self.components_)
+        import torch
+
+        dtype = torch.promote_types(codes.dtype, self.components_.dtype) \
+            if is_torch(self.components_) else codes.dtype
+        if not dtype.is_floating_point:
+            dtype = torch.float64
+        return codes.to(dtype) @ asarray_like(self.components_, codes.to(dtype))
 
 
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
               transform_max_iter=1000, block_size=None,
-              init_factors=None) -> FactorizationResult:
+              init_factors=None, device=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
     background (cells x features).  ``init_factors`` is an optional tuple
-    ``(components, codes, background_codes)``.
+    ``(components, codes, background_codes)``.  ``device`` as in
+    :class:`BCNMF`: torch inputs, or any input with a device, give a result
+    of torch tensors on that device.
 
     Returns
     -------
@@ -543,9 +615,12 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
                  owner="factorize")
     check_orientation(X, Y, "factorize")
     x_names = feature_names(X)
+    device = resolve_device(device)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
+         else check_torch_matrix(X, "X", "factorize") if is_torch(X)
          else check_matrix(X, "X", "factorize"))
     Y = _check_background(Y, X, x_names, "factorize")
+    X, Y = on_device(X, Y, device)
     s = _settings(n_components, X.shape[1], p, owner="factorize")
     for A, name in ((X, "X"), (Y, "background")):
         if not is_out_of_core(A):
