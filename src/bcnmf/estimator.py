@@ -293,6 +293,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         one block, not the data.  With the Dask engine: cells per chunk
         (numpy/scipy inputs are wrapped, dask arrays rechunked); None keeps a
         dask array's chunks.
+    device : str, torch.device or None, default=None
+        Backend of the computation.  None follows the input: numpy and scipy
+        inputs run on numpy (numba kernels for CSR), torch tensors (dense or
+        sparse, CPU or CUDA) on torch on their own device.  ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` move the inputs to that
+        torch device.  Results (``components_``, codes, ``transform``,
+        ``inverse_transform``) are torch tensors on the device when the fit ran
+        on torch; float32 and float64 are preserved.  Random starts are drawn
+        on the host with numpy, so the backends start from the same factors.
+        Needs PyTorch (``pip install 'bcnmf[torch]'``).
     engine : {None, "local", "dask"}, default=None
         ``"dask"`` fits on Dask (:mod:`bcnmf.dask_engine`): every sweep maps
         the kernel over chunks of cells on the current ``distributed.Client``
@@ -304,16 +314,6 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``fit_transform``, ``transform`` and ``background_codes_`` are dask
         arrays; with numpy/scipy in, numpy out.  The fit equals the in-process
         fit from the same start (``docs/dask.md``).
-    device : str, torch.device or None, default=None
-        Backend of the computation.  None follows the input: numpy and scipy
-        inputs run on numpy (numba kernels for CSR), torch tensors (dense or
-        sparse, CPU or CUDA) on torch on their own device.  ``"cpu"``,
-        ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` move the inputs to that
-        torch device.  Results (``components_``, codes, ``transform``,
-        ``inverse_transform``) are torch tensors on the device when the fit ran
-        on torch; float32 and float64 are preserved.  Random starts are drawn
-        on the host with numpy, so the backends start from the same factors.
-        Needs PyTorch (``pip install 'bcnmf[torch]'``).
 
     Attributes
     ----------
