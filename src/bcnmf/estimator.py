@@ -48,7 +48,7 @@ def _check_out_of_core(A, name, owner="BCNMF"):
     return A
 
 
-def _check_background(background, X, x_names, owner="BCNMF"):
+def _check_background(background, X, x_names, owner="BCNMF", mask=None):
     if background is None:
         return None
     if is_out_of_core(background) or is_out_of_core(X):
@@ -56,7 +56,7 @@ def _check_background(background, X, x_names, owner="BCNMF"):
              else check_matrix(background, "background", owner))
         check_same_features(X, Y, x_names, None, owner)
         return Y
-    Y = check_matrix(background, "background", owner)
+    Y = check_matrix(background, "background", owner, allow_nan=True, mask=mask)
     check_same_features(X, Y, x_names, feature_names(background), owner)
     if Y.dtype != X.dtype:
         Y = Y.astype(X.dtype)
@@ -86,6 +86,17 @@ def _check_init(init_factors, X, Y, k):
     return basis, cx, (cy if Y is not None else None)
 
 
+def _checkpointing(checkpoint, checkpoint_every, resume) -> dict:
+    """Keyword arguments of :func:`fit_factors` for checkpoints (none when unused)."""
+    if checkpoint is None and resume is None:
+        return {}
+    if not isinstance(checkpoint_every, (int, np.integer)) or isinstance(checkpoint_every, bool) \
+            or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be an int >= 1; got {checkpoint_every!r}.")
+    return {"checkpoint": checkpoint, "checkpoint_every": int(checkpoint_every),
+            "resume": resume}
+
+
 def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
     """Turn the engine's diagnostics into warnings (or an error when nothing finite exists)."""
     finite = all(np.all(np.isfinite(a)) for a in
@@ -113,7 +124,7 @@ def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
             f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
 
 
-def _validate_target(estimator, X, reset: bool):
+def _validate_target(estimator, X, reset: bool, mask=None):
     """Validate X through scikit-learn (feature names, n_features_in_) and then
     through bcnmf's own checks, with bcnmf's messages for non-matrices.
     Out-of-core matrices are checked for shape and dtype only, and streamed."""
@@ -132,7 +143,7 @@ def _validate_target(estimator, X, reset: bool):
     X = converting("X", lambda: validate_data(
         estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
         reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
-    return check_matrix(X, "X")
+    return check_matrix(X, "X", allow_nan=True, mask=mask)
 
 
 class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -286,18 +297,24 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = True   # NaN = missing (dense input), see fit
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
     def fit(self, X, y=None, *, background=None, init_components=None, init_codes=None,
-            init_background_codes=None):
+            init_background_codes=None, mask=None, background_mask=None, checkpoint=None,
+            checkpoint_every=10, resume=None):
         """Fit the model; returns self.  See :meth:`fit_transform`."""
         self.fit_transform(X, background=background, init_components=init_components,
-                           init_codes=init_codes, init_background_codes=init_background_codes)
+                           init_codes=init_codes, init_background_codes=init_background_codes,
+                           mask=mask, background_mask=background_mask, checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every, resume=resume)
         return self
 
     def fit_transform(self, X, y=None, *, background=None, init_components=None,
-                      init_codes=None, init_background_codes=None):
+                      init_codes=None, init_background_codes=None, mask=None,
+                      background_mask=None, checkpoint=None, checkpoint_every=10,
+                      resume=None):
         """Fit the model and return the target codes.
 
         Parameters
@@ -309,6 +326,22 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             Background cells, same features in the same order.
         init_components, init_codes, init_background_codes : ndarray, optional
             Starting factors (all or none); used for every restart.
+        mask, background_mask : bool ndarray of the shape of X / background, optional
+            Observation masks, **True = observed** (the opposite of
+            ``numpy.ma``): entries where the mask is False are missing and
+            are left out of the fit, whatever value they hold.  NaN entries of
+            dense X and background are missing too, with or without a mask.
+            The fit uses weighted multiplicative updates over the observed
+            entries (:mod:`bcnmf.core.masked`).  Dense input only.
+        checkpoint : str or path-like, optional
+            Write the solver state to this file every ``checkpoint_every``
+            sweeps (atomically, with a checksum; :mod:`bcnmf.core.checkpoint`),
+            and when the fit is interrupted (KeyboardInterrupt).
+        checkpoint_every : int, default=10
+            Sweeps between checkpoints.
+        resume : str or path-like, optional
+            Continue from a checkpoint written by a fit with the same data and
+            parameters; the result is identical to an uninterrupted fit.
 
         Returns
         -------
@@ -317,8 +350,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         params = self.get_params()
         check_params({k: params[k] for k in params})
         check_orientation(X, background)
-        X = _validate_target(self, X, reset=True)
-        Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
+        X = _validate_target(self, X, reset=True, mask=mask)
+        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
+                              mask=background_mask)
         s = _settings(self.n_components, X.shape[1], params)
         for A, name in ((X, "X"), (Y, "background")):
             if not is_out_of_core(A):   # streamed data are checked block by block
@@ -326,7 +360,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
                            s.n_components)
         result, diag = fit_factors(X, Y, s, self.random_state, init,
-                                   block_rows=self.block_size)
+                                   block_rows=self.block_size,
+                                   **_checkpointing(checkpoint, checkpoint_every, resume))
         _report(diag, s, result)
         self.components_ = result.components
         self.background_codes_ = result.background_codes
@@ -342,7 +377,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._offsets = diag["offsets"]
         return result.codes
 
-    def transform(self, X, *, as_background=False):
+    def transform(self, X, *, as_background=False, mask=None):
         """Codes of cells (target or background) with the basis fixed.
 
         Parameters
@@ -353,13 +388,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             target's.  The two differ only for the stable Poisson contrast,
             whose predictions carry a per-feature offset fitted to each
             dataset (see ``smoothing``).
+        mask : bool ndarray of the shape of X, optional
+            True = observed; missing entries (mask False, or NaN) are left out
+            and each cell's codes are solved on its observed entries.
 
         Returns
         -------
         codes : ndarray of shape (n_cells, n_components)
         """
         check_is_fitted(self)
-        X = _validate_target(self, X, reset=False)
+        X = _validate_target(self, X, reset=False, mask=mask)
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
@@ -405,12 +443,15 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
               transform_max_iter=1000, block_size=None,
-              init_factors=None) -> FactorizationResult:
+              init_factors=None, mask=None, background_mask=None, checkpoint=None,
+              checkpoint_every=10, resume=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
     background (cells x features).  ``init_factors`` is an optional tuple
-    ``(components, codes, background_codes)``.
+    ``(components, codes, background_codes)``.  ``mask``, ``background_mask``
+    (True = observed; NaN is missing too), ``checkpoint``,
+    ``checkpoint_every`` and ``resume`` are those of :meth:`BCNMF.fit`.
 
     Returns
     -------
@@ -436,14 +477,15 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     check_orientation(X, Y, "factorize")
     x_names = feature_names(X)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
-         else check_matrix(X, "X", "factorize"))
-    Y = _check_background(Y, X, x_names, "factorize")
+         else check_matrix(X, "X", "factorize", allow_nan=True, mask=mask))
+    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask)
     s = _settings(n_components, X.shape[1], p, owner="factorize")
     for A, name in ((X, "X"), (Y, "background")):
         if not is_out_of_core(A):
             check_for_loss(A, name, s.loss, "factorize")
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
-    result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size)
+    result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size,
+                               **_checkpointing(checkpoint, checkpoint_every, resume))
     _report(diag, s, result, "factorize")
     return result

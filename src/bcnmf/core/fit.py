@@ -11,9 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from . import masked
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
-from .solver import SolverOptions, normalize_basis, refine_codes, solve
+from .checkpoint import FitCheckpoint
+from .solver import SolveOutput, SolverOptions, normalize_basis, refine_codes, solve
 from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
@@ -148,12 +150,25 @@ def _scanned(A, name, loss, block_rows, dtype=None):
     return source, scan(source, loss, rows)
 
 
+def _fingerprint(s: FitSettings, info_x: Scan, info_y, alpha_raw, mask_x, mask_y) -> dict:
+    """What identifies a fit for :mod:`bcnmf.core.checkpoint` (the data by their
+    shapes, dtype, totals and missing entries; the settings)."""
+    fp = {"settings": repr(s), "alpha_raw": alpha_raw, "dtype": str(info_x.dtype),
+          "blocks": [len(info_x.bounds), 0 if info_y is None else len(info_y.bounds)]}
+    for name, info, m in (("X", info_x, mask_x), ("background", info_y, mask_y)):
+        if info is not None:
+            fp[name] = [list(info.shape), info.total, info.sumsq,
+                        None if m is None else int(m.sum())]
+    return fp
+
+
 def _pairs(blocks, info: Scan, codes):
     return [(b, codes[lo:hi]) for b, (lo, hi) in zip(blocks, info.bounds)]
 
 
 def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
-                callback=None, block_rows=None):
+                callback=None, block_rows=None, mask=None, background_mask=None,
+                checkpoint=None, checkpoint_every=10, resume=None):
     """Run ``n_init`` restarts; return ``(FactorizationResult, diagnostics)``.
 
     ``X`` and ``Y`` are validated in-memory matrices or out-of-core row
@@ -163,20 +178,50 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     flags the caller turns into warnings: ``diverged`` (non-finite values
     met), ``converged``, and ``runaway`` (KL background divergence per count
     when it exceeds ``RUNAWAY_NATS_PER_COUNT``, else None), plus the
-    ``policy`` and the prediction ``offsets`` that ``transform`` reuses."""
+    ``policy`` and the prediction ``offsets`` that ``transform`` reuses.
+
+    Missing values (dense input): NaN entries of ``X`` and ``Y``, and the
+    entries where ``mask`` / ``background_mask`` (True = observed) are False,
+    are left out of every sum (:mod:`bcnmf.core.masked`).
+
+    ``checkpoint`` (a path) receives the solver state every
+    ``checkpoint_every`` sweeps and on KeyboardInterrupt; ``resume`` (a path)
+    continues such a state to exactly the uninterrupted result
+    (:mod:`bcnmf.core.checkpoint`)."""
+    mask_x, mask_y = masked.observed(X, mask), masked.observed(Y, background_mask)
+    X = X if mask_x is None else masked.filled(X, mask_x)
+    Y = Y if mask_y is None else masked.filled(Y, mask_y)
     source_x, info_x = _scanned(X, "X", s.loss, block_rows)
     dtype = info_x.dtype
     source_y, info_y = (_scanned(Y, "background", s.loss, block_rows, dtype) if Y is not None
                         else (None, None))
+    for info, m in ((info_x, mask_x), (info_y, mask_y)):
+        if m is not None:   # per-feature means over the observed entries
+            info.colsum = masked.observed_colsum(info.colsum, m)
     alpha_raw = raw_alpha(info_x, info_y, s)
     policy = step_policy(info_x, s)
     opts = _options(s, alpha_raw, policy)
     offset_x, offset_y = contrast_offsets(info_x, info_y, s)
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
     blocks_y = make_blocks(source_y, info_y, s.loss, offset_y) if Y is not None else []
+    if mask_x is not None:
+        blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x)
+    if mask_y is not None:
+        blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y)
     runs = []
     seeds = _restart_seeds(random_state, s.n_init)
-    for seed in seeds:
+    ckpt = None
+    if checkpoint is not None or resume is not None:
+        ckpt = FitCheckpoint(checkpoint, checkpoint_every, resume,
+                             _fingerprint(s, info_x, info_y, alpha_raw, mask_x, mask_y), seeds)
+        seeds = ckpt.seeds
+    for r, seed in enumerate(seeds):
+        if ckpt is not None and r < len(ckpt.runs):   # finished before the checkpoint
+            saved = ckpt.runs[r]
+            runs.append((SolveOutput(saved["basis"], saved["history"], saved["n_iter"],
+                                     saved["converged"], saved["diverged"]),
+                         saved["cx"], saved["cy"]))
+            continue
         if init_factors is not None:
             basis, cx, cy = (None if a is None else np.array(a, dtype=dtype, order="C")
                              for a in init_factors)
@@ -188,8 +233,11 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 policy.basis_floor)
         background = _pairs(blocks_y, info_y, cy) if Y is not None else []
-        out = solve(_pairs(blocks_x, info_x, cx), background, basis, opts, callback=callback)
+        out = solve(_pairs(blocks_x, info_x, cx), background, basis, opts, callback=callback,
+                    checkpoint=None if ckpt is None else ckpt.solver())
         runs.append((out, cx, cy))
+        if ckpt is not None:
+            ckpt.finished(out, cx, cy)
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
     agreement = restart_agreement([o.basis for o, _, _ in runs])
     best = _select(objectives, agreement, s.mode)
@@ -209,13 +257,17 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
 
 
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
-                    tol: float, block_rows=None):
+                    tol: float, block_rows=None, mask=None):
     """Codes of new cells with the basis fixed (a convex problem per cell),
     from a deterministic start, with the prediction offset of the model they
     belong to (stable Poisson with a background; else None).  ``A`` is an
     in-memory matrix or an out-of-core source, swept by blocks as in
     :func:`fit_factors`.  Stops when the relative L1 change of the codes is at
-    most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``."""
+    most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``.
+    Missing entries (NaN, or ``mask`` False) are left out: codes are solved
+    on the observed entries."""
+    obs = masked.observed(A, mask)
+    A = A if obs is None else masked.filled(A, obs)
     source = RowSource(A, "X")
     rows = default_block_rows(source) if block_rows is None else block_rows
     if offset is None and s.loss != FROBENIUS:
@@ -227,6 +279,9 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
         codes[lo:hi] = codes_for_basis(data, basis)
         block = (Block(data, 0.0, offset) if rows is None
                  else StreamBlock(source, lo, hi, 0.0, offset))
+        if obs is not None:
+            block = masked.MaskedBlock(block, np.ascontiguousarray(obs[lo:hi]))
+            codes[lo:hi] = masked.start_codes(data, obs[lo:hi], basis)
         pairs.append((block, codes[lo:hi]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         n_iter = refine_codes(pairs, view_basis(basis, s.loss), s.loss, policy, max_iter, tol)

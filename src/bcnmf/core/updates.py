@@ -149,6 +149,9 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
     The divergence is ``None`` when ``want_div`` is False and it is not free
     (KL: its logarithms cost as much as the rest of the sweep).
     """
+    if getattr(block, "mask", None) is not None:   # missing values: core/masked.py
+        from .masked import sweep_masked
+        return sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
     if sp.issparse(block.data):
         return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div)
@@ -248,6 +251,9 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
 def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
                 alpha: float, loss: str):
     """Numerator and denominator of the multiplicative basis step."""
+    if hasattr(target, "mask_parts") or hasattr(background, "mask_parts"):
+        from .masked import basis_terms as masked_terms
+        return masked_terms(basis, target, background, alpha, loss)
     if loss == FROBENIUS:
         numer = target.cross.copy()
         denom = target.second @ basis
