@@ -124,7 +124,7 @@ def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
             f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
 
 
-def _validate_target(estimator, X, reset: bool, mask=None):
+def _validate_target(estimator, X, reset: bool, mask=None, allow_nan=None):
     """Validate X through scikit-learn (feature names, n_features_in_) and then
     through bcnmf's own checks, with bcnmf's messages for non-matrices.
     Out-of-core matrices are checked for shape and dtype only, and streamed."""
@@ -143,7 +143,10 @@ def _validate_target(estimator, X, reset: bool, mask=None):
     X = converting("X", lambda: validate_data(
         estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
         reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
-    return check_matrix(X, "X", allow_nan=True, mask=mask)
+    if allow_nan is None:   # fitting around missing values: BCNMF, not MiniBatchBCNMF
+        allow_nan = getattr(estimator, "_fits_missing", False)
+    return check_matrix(X, "X", type(estimator).__name__ if not allow_nan else "BCNMF",
+                        allow_nan=allow_nan, mask=mask)
 
 
 class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -274,6 +277,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ((50, 2), (2, 12))
     """
 
+    _fits_missing = True   # NaN / masks in fit (core/masked.py)
+
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
@@ -397,7 +402,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_cells, n_components)
         """
         check_is_fitted(self)
-        X = _validate_target(self, X, reset=False, mask=mask)
+        X = _validate_target(self, X, reset=False, mask=mask, allow_nan=True)
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64

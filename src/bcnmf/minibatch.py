@@ -83,6 +83,8 @@ random_state, transform_max_iter
     (200, 2)
     """
 
+    _fits_missing = False   # missing values: BCNMF (masked fitting) only
+
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,
                  batch_size=1024, forget_factor=0.7, fresh_restarts=False,
