@@ -461,14 +461,12 @@ def test_scale_checked_in_transform():
         model.transform(X0 * 1e200)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: stable mode is not scale-equivariant for small data. StepPolicy.eps is "
-    "absolute (1e-10 squared error, 1e-16 KL) and added to every denominator / prediction, "
-    "so data around 1e-8 (squared error) or 1e-14 (KL) collapse to the code floor: the "
-    "returned factorisation reconstructs (near) zero, silently. Fix in core: an eps relative "
-    "to the data's scale in stable mode."))
-@pytest.mark.parametrize("loss,scale", [("frobenius", 1e-8), ("kullback-leibler", 1e-14)])
+@pytest.mark.parametrize("loss,scale", [("frobenius", 1e-8), ("kullback-leibler", 1e-14),
+                                        ("frobenius", 1e6), ("kullback-leibler", 1e8)])
 def test_stable_mode_is_scale_equivariant(loss, scale):
+    """Was a core bug: StepPolicy.eps was absolute, so data around 1e-8 (squared error) or
+    1e-14 (KL) collapsed to the code floor.  Stable mode's epsilons now act as on the data
+    divided by their mean (core/fit.py step_policy)."""
     kw = dict(beta_loss=loss, max_iter=100, tol=0, alpha=1.0, random_state=0)
     ref = factorize(X0, Y0, 2, **kw)
     small = factorize(X0 * scale, Y0 * scale, 2, **kw)
@@ -552,3 +550,80 @@ def test_all_zero_target_with_background(loss, dtype):
     X, Y = np.zeros((3, 4), dtype), np.ones((2, 4), dtype)
     res = factorize(X, Y, 2, beta_loss=loss, max_iter=5, tol=0, random_state=0)
     assert_sane(res.codes, res.components, res.background_codes)
+
+
+def test_reference_mode_keeps_the_authors_absolute_eps():
+    """Only stable mode rescales its epsilons; reference mode reproduces the authors'."""
+    from bcnmf.core.fit import EPS, FitSettings, step_policy
+    from bcnmf.core.source import RowSource, scan
+    for loss in LOSSES:
+        for scale in (1e-8, 1.0, 1e6):
+            s = FitSettings(2, loss, 1.0, "raw", "reference", "uniform", None, 0.1, 5, 0.0, 1)
+            info = scan(RowSource(X0 * scale), loss, None)
+            policy = step_policy(info, s)
+            assert policy.eps == EPS[loss] and policy.basis_eps is None
+
+
+# --------------------------------------------------------------------------------------------
+# resource guard: dense intermediates beyond a share of available memory
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_memory(monkeypatch):
+    """1000 bytes available and memory_fraction=0.2: a 200-byte limit (5 cells of 5 float64)."""
+    from bcnmf.core import guard
+    monkeypatch.setattr(guard, "available_memory", lambda: 1000)
+    with guard.config_context(memory_fraction=0.2):
+        yield guard
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("layout", ["fortran", "int", "c-float"])
+def test_guard_switches_to_blocks(tiny_memory, loss, layout):
+    """A whole-matrix copy (memory order or dtype conversion, 480 bytes) above the limit is
+    replaced by blocks of cells that fit: the same fit up to rounding.  C-ordered float data
+    are read in place and are not affected."""
+    kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0)
+    with tiny_memory.config_context(memory_fraction=1.0):
+        ref = factorize(X0, Y0, 2, **kw)
+        ref_blocks = factorize(X0, Y0, 2, block_size=5, **kw)
+    data = {"fortran": np.asfortranarray(X0), "int": X0.astype(np.int64), "c-float": X0}
+    assert tiny_memory.block_rows_for(data[layout], "X", None, np.float64) == (
+        None if layout == "c-float" else 5)
+    res = factorize(data[layout], np.asfortranarray(Y0), 2, **kw)
+    assert_allclose(res.components, ref.components, rtol=1e-9, atol=1e-15)
+    assert_allclose(res.codes, ref_blocks.codes, rtol=1e-9, atol=1e-15)
+    model = BCNMF(2, **kw).fit(np.asfortranarray(X0))
+    assert_sane(model.transform(np.asfortranarray(X0)))
+
+
+def test_guard_stops_with_how_to_proceed(tiny_memory):
+    from bcnmf.core.guard import MemoryLimitError
+    with pytest.raises(MemoryLimitError, match=r"X has missing values: the masked fit's "
+                                               r"zero-filled copy and mask would need a dense "
+                                               r"array of 540 bytes, more than "
+                                               r"memory_fraction=0.2 of the 1000 bytes "
+                                               r"available\. Impute or drop the missing values"
+                                               r".*bcnmf\.set_config\(memory_fraction=\.\.\.\)"):
+        factorize(with_values(X0, [(0, 0)], np.nan), Y0, 2, **FAST)
+    wide = np.asfortranarray(counts(2, (4, 40)))
+    with pytest.raises(MemoryLimitError, match=r"One cell of X \(40 features\) would need a "
+                                               r"dense array of 320 bytes.* Select fewer "
+                                               r"features, or pass sparse input"):
+        BCNMF(2, **FAST).fit(wide)
+
+
+def test_guard_configuration(monkeypatch):
+    import bcnmf
+    from bcnmf.core import guard
+    assert guard.available_memory() > 0
+    assert bcnmf.get_config() == {"memory_fraction": 0.5}
+    monkeypatch.setenv("BCNMF_MEMORY_FRACTION", "0.25")
+    assert bcnmf.get_config()["memory_fraction"] == 0.25
+    with guard.config_context(memory_fraction=0.1):
+        assert bcnmf.get_config()["memory_fraction"] == 0.1
+    assert bcnmf.get_config()["memory_fraction"] == 0.25
+    for bad in (0, 1.5, "half", True):
+        with pytest.raises(ValueError, match=r"memory_fraction must be a real in \(0, 1\]"):
+            bcnmf.set_config(memory_fraction=bad)

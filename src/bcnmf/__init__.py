@@ -11,11 +11,13 @@ scanpy or matplotlib.
 import importlib
 
 from ._version import __version__
+from .core.guard import get_config, set_config
 from .core.result import FactorizationResult
 from .estimator import BCNMF, factorize
 from .minibatch import MiniBatchBCNMF
 
 __all__ = ["BCNMF", "MiniBatchBCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
+           "get_config", "set_config",
            "io", "metrics", "pl", "report", "tl", "__version__"]
 
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}

@@ -130,6 +130,9 @@ def _validate_target(estimator, X, reset: bool, mask=None, allow_nan=None):
     Out-of-core matrices are checked for shape and dtype only, and streamed."""
     if is_out_of_core(X):
         _check_out_of_core(X, "X")
+        if mask is not None:
+            raise ValueError("mask was given with an out-of-core X; missing values are fitted "
+                             "around in in-memory dense input only: load X, or impute.")
         if reset:
             estimator.n_features_in_ = X.shape[1]
             if hasattr(estimator, "feature_names_in_"):

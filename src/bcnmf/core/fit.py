@@ -11,12 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from . import masked
+from . import guard, masked
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .checkpoint import FitCheckpoint
 from .solver import SolveOutput, SolverOptions, normalize_basis, refine_codes, solve
-from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
+from .source import (RowSource, Scan, StreamBlock, _float_dtype, default_block_rows,
+                     make_blocks, scan)
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
@@ -74,9 +75,18 @@ def step_policy(x: Scan, s: FitSettings) -> StepPolicy:
     if s.mode == "reference":
         return StepPolicy(eps=EPS[s.loss], gamma=gamma)
     total = x.total / max(x.shape[0], 1)
-    return StepPolicy(eps=EPS[s.loss], gamma=gamma,
+    # stable mode is scale-equivariant: the epsilons act as on the data divided by their
+    # mean entry m (basis rows have unit L1 norm, codes carry the scale): squared-error code
+    # denominators scale as m, its basis denominators as m^2, KL predictions and basis
+    # denominators as m (its code denominators are basis row sums, scale-free; m there is
+    # harmless).  Floored at the dtype's tiny so that they never vanish.
+    m = x.mean_entry if x.mean_entry > 0 else 1.0
+    tiny = float(np.finfo(x.dtype).tiny)
+    eps = max(EPS[s.loss] * m, tiny)
+    basis_eps = max(EPS[s.loss] * m * m, tiny) if s.loss == FROBENIUS else eps
+    return StepPolicy(eps=eps, gamma=gamma,
                       code_floor=CODE_FLOOR_REL * max(total, float(np.finfo(np.float32).tiny)),
-                      basis_floor=BASIS_FLOOR)
+                      basis_floor=BASIS_FLOOR, basis_eps=basis_eps)
 
 
 def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
@@ -189,11 +199,15 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     continues such a state to exactly the uninterrupted result
     (:mod:`bcnmf.core.checkpoint`)."""
     mask_x, mask_y = masked.observed(X, mask), masked.observed(Y, background_mask)
+    # resource guard: whole-matrix copies that do not fit switch to blocks of cells
+    rows_x = guard.block_rows_for(X, "X", block_rows, _float_dtype(X.dtype), mask_x is not None)
+    rows_y = (guard.block_rows_for(Y, "background", block_rows, _float_dtype(X.dtype),
+                                   mask_y is not None) if Y is not None else None)
     X = X if mask_x is None else masked.filled(X, mask_x)
     Y = Y if mask_y is None else masked.filled(Y, mask_y)
-    source_x, info_x = _scanned(X, "X", s.loss, block_rows)
+    source_x, info_x = _scanned(X, "X", s.loss, rows_x)
     dtype = info_x.dtype
-    source_y, info_y = (_scanned(Y, "background", s.loss, block_rows, dtype) if Y is not None
+    source_y, info_y = (_scanned(Y, "background", s.loss, rows_y, dtype) if Y is not None
                         else (None, None))
     for info, m in ((info_x, mask_x), (info_y, mask_y)):
         if m is not None:   # per-feature means over the observed entries
@@ -267,6 +281,7 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     Missing entries (NaN, or ``mask`` False) are left out: codes are solved
     on the observed entries."""
     obs = masked.observed(A, mask)
+    block_rows = guard.block_rows_for(A, "X", block_rows, basis.dtype, obs is not None)
     A = A if obs is None else masked.filled(A, obs)
     source = RowSource(A, "X")
     rows = default_block_rows(source) if block_rows is None else block_rows

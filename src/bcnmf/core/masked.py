@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .source import is_out_of_core
 from .updates import _DENSE_CHUNK_ENTRIES, FROBENIUS, Parts, mu_step
 
 
@@ -64,8 +65,9 @@ class MaskedParts(Parts):
 def observed(A, mask=None):
     """The observation mask of a validated dense matrix: ``mask`` (True =
     observed) and not NaN; ``None`` when no mask was given and nothing is
-    missing (the unmasked engine then runs)."""
-    if A is None or sp.issparse(A) or not isinstance(A, np.ndarray):
+    missing (the unmasked engine then runs).  Out-of-core sources are not
+    scanned here (their blocks are checked as they are read)."""
+    if A is None or sp.issparse(A) or not isinstance(A, np.ndarray) or is_out_of_core(A):
         return None if mask is None else np.asarray(mask, dtype=bool)
     nan = np.isnan(A)
     if mask is None:

@@ -30,7 +30,7 @@ background).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -54,12 +54,15 @@ class StepPolicy:
     ``eps`` is added to every denominator (and to KL predictions), ``gamma``
     is the damping exponent applied as ``max(r, eps) ** gamma``, and the
     floors are lower bounds applied after each step (0 means none).
+    ``basis_eps``, when set, replaces ``eps`` in the basis step (stable mode
+    scales the two differently with the data, see ``core.fit.step_policy``).
     """
 
     eps: float
     gamma: float = 1.0
     code_floor: float = 0.0
     basis_floor: float = 0.0
+    basis_eps: float | None = None
 
 
 @dataclass
@@ -273,4 +276,6 @@ def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
                alpha: float, loss: str, policy: StepPolicy) -> None:
     """In-place multiplicative basis step from the summed parts."""
     numer, denom = basis_terms(basis, target, background, alpha, loss)
+    if policy.basis_eps is not None:
+        policy = replace(policy, eps=policy.basis_eps)
     mu_step(basis, numer, denom, policy, policy.basis_floor)
