@@ -52,6 +52,9 @@ def _check_background(background, X, x_names, owner="BCNMF", mask=None):
     if background is None:
         return None
     if is_out_of_core(background) or is_out_of_core(X):
+        if mask is not None:
+            raise ValueError("background_mask was given with out-of-core data; missing values "
+                             "are fitted around in in-memory dense input only.")
         Y = (_check_out_of_core(background, "background", owner) if is_out_of_core(background)
              else check_matrix(background, "background", owner))
         check_same_features(X, Y, x_names, None, owner)
