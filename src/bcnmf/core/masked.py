@@ -124,12 +124,12 @@ def sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
 
 
 def _frobenius_chunk(a, w, c, view, policy, update, want_parts, cross, second):
-    pred = c @ view.basis
-    resid = (a - pred) * w
-    r64 = resid.ravel().astype(np.float64, copy=False)
+    wp = w * (c @ view.basis)          # M * P
+    resid = (a - wp).ravel()           # M * (A - P): the data are 0 where missing
+    r64 = resid.astype(np.float64, copy=False)
     div = float(r64 @ r64)
     if update:
-        mu_step(c, a @ view.basis_t, (w * pred) @ view.basis_t, policy, policy.code_floor)
+        mu_step(c, a @ view.basis_t, wp @ view.basis_t, policy, policy.code_floor)
     if want_parts:
         cross += c.T @ a
         second += c.T @ (w * (c @ view.basis))
