@@ -78,11 +78,12 @@ def step_policy(x: Scan, s: FitSettings) -> StepPolicy:
     # stable mode is scale-equivariant: the epsilons act as on the data divided by their
     # mean entry m (basis rows have unit L1 norm, codes carry the scale): squared-error code
     # denominators scale as m, its basis denominators as m^2, KL predictions and basis
-    # denominators as m (its code denominators are basis row sums, scale-free; m there is
-    # harmless).  Floored at the dtype's tiny so that they never vanish.
+    # denominators as m.  KL code denominators are basis row sums (about 1) and share the
+    # kernel's eps, so for KL the scaling stops at m = 1 (above it an absolute 1e-16 is
+    # already negligible).  Floored at the dtype's tiny so that they never vanish.
     m = x.mean_entry if x.mean_entry > 0 else 1.0
     tiny = float(np.finfo(x.dtype).tiny)
-    eps = max(EPS[s.loss] * m, tiny)
+    eps = max(EPS[s.loss] * (m if s.loss == FROBENIUS else min(m, 1.0)), tiny)
     basis_eps = max(EPS[s.loss] * m * m, tiny) if s.loss == FROBENIUS else eps
     return StepPolicy(eps=eps, gamma=gamma,
                       code_floor=CODE_FLOOR_REL * max(total, float(np.finfo(np.float32).tiny)),
