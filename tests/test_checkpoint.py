@@ -201,3 +201,18 @@ def test_sigkill_mid_fit_then_resume(tmp_path, loss):
     ref, _ = fit_factors(X, Y, s, 0)
     res, _ = fit_factors(X, Y, s, 0, resume=path)
     assert_same(res, ref)
+
+
+def test_resume_with_blocks_and_missing_values(tmp_path):
+    """The block engine (several code blocks) and masked data resume exactly too."""
+    Xm = np.where(np.random.default_rng(5).random(X.shape) < 0.15, np.nan, X)
+    s = settings("frobenius", n_init=2)
+    ref, _ = fit_factors(Xm, Y, s, 0, block_rows=7)
+    path = tmp_path / "b.npz"
+    with pytest.raises(KeyboardInterrupt):
+        fit_factors(Xm, Y, s, 0, block_rows=7, callback=interrupt_after(50), checkpoint=path,
+                    checkpoint_every=3)
+    res, _ = fit_factors(Xm, Y, s, 0, block_rows=7, resume=path)
+    assert_same(res, ref)
+    with pytest.raises(ck.CheckpointError, match=r"different blocks"):
+        fit_factors(Xm, Y, s, 0, block_rows=9, resume=path)
