@@ -127,7 +127,7 @@ def _frobenius_chunk(a, w, c, view, policy, update, want_parts, cross, second):
     wp = w * (c @ view.basis)          # M * P
     resid = (a - wp).ravel()           # M * (A - P): the data are 0 where missing
     r64 = resid.astype(np.float64, copy=False)
-    div = float(r64 @ r64)
+    div = float(np.sum(r64 * r64))     # not BLAS ddot: threaded ddot stalls on loaded machines
     if update:
         mu_step(c, a @ view.basis_t, wp @ view.basis_t, policy, policy.code_floor)
     if want_parts:
