@@ -54,6 +54,10 @@ def _random_state(v):
                                        np.random.Generator)) and not isinstance(v, bool)
 
 
+def _device(v):
+    return v is None or isinstance(v, str) or type(v).__name__ == "device"
+
+
 #: name -> (predicate, what is accepted)
 PARAMETER_CONSTRAINTS = {
     "n_components": (_none_or(_int_at_least(1)), "None or an int >= 1"),
@@ -76,6 +80,11 @@ PARAMETER_CONSTRAINTS = {
     "fresh_restarts": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "fresh_restarts_max_iter": (_int_at_least(1), "an int >= 1"),
     "max_no_improvement": (_none_or(_int_at_least(1)), "None or an int >= 1"),
+    "penalty": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
+    "weights": (lambda v: v is None or (v == "balanced" if isinstance(v, str)
+                                        else np.ndim(v) == 1),
+                "'balanced', None or one positive number per modality"),
+    "device": (_device, "None, 'cpu', 'cuda', 'cuda:N' or a torch.device"),
 }
 
 
@@ -231,6 +240,41 @@ def check_matrix(A, name: str, owner: str = "BCNMF", allow_nan: bool = False, ma
     return A
 
 
+def check_torch_matrix(A, name: str, owner: str = "BCNMF"):
+    """Validate a torch matrix (dense tensor, sparse COO/CSR/CSC tensor or
+    :class:`~bcnmf.core._torch_sparse.TorchCSR`) on its own device.
+
+    Returns a contiguous float32/float64 dense tensor or a canonical TorchCSR,
+    with the conversions of :func:`check_matrix` (integers and booleans become
+    float64, float16/bfloat16 float32).  The values are checked on a host copy
+    with the numpy checks, so the messages are the same (for CUDA tensors this
+    copies the data to the host once).
+    """
+    from .core._torch_sparse import TorchCSR
+    from .core.backend import to_numpy, torch_module
+
+    torch = torch_module()
+    if not isinstance(A, TorchCSR):
+        if A.dim() != 2:
+            raise ValueError(f"{name} must be 2-D (cells x features); got a tensor of shape "
+                             f"{tuple(A.shape)}.")
+        if A.is_complex():
+            raise ValueError(f"Complex data not supported: {name} has complex dtype "
+                             f"{A.dtype}; expected real, non-negative numbers.")
+        A = TorchCSR.from_torch(A.detach()) if A.layout != torch.strided else A.detach()
+    if A.shape[0] < 1 or A.shape[1] < 1:
+        raise ValueError(f"{name} has shape {tuple(A.shape)}; {owner} needs at least one "
+                         "cell and one feature.")
+    if A.dtype in (torch.float16, torch.bfloat16):
+        A = A.to(dtype=torch.float32)
+    elif A.dtype not in (torch.float32, torch.float64):
+        A = A.to(dtype=torch.float64)
+    if not isinstance(A, TorchCSR):
+        A = A.contiguous()
+    check_matrix(to_numpy(A), name, owner)
+    return A
+
+
 def check_same_features(X, Y, x_names, y_names, owner: str = "BCNMF") -> None:
     """Target and background must describe the same features in the same order."""
     if X.shape[1] != Y.shape[1]:
@@ -380,6 +424,11 @@ def check_for_loss(A, name: str, loss: str, owner: str = "BCNMF") -> None:
     log-transformed counts."""
     if A is None:
         return
+    from .core.backend import is_torch, to_numpy
+
+    if is_torch(A):   # checked on a host copy
+        A = to_numpy(A)
+
     if isinstance(A, np.ndarray) and np.isnan(A).any():   # missing: checked as zeros
         A = np.where(np.isnan(A), 0, A)
     check_data_scale(A, name, loss, owner)

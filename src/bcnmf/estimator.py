@@ -10,9 +10,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_for_loss,
                           check_matrix, check_n_components, check_orientation, check_params,
-                          check_same_features, converting, feature_names, reject_unsupported)
+                          check_same_features, check_torch_matrix, converting, feature_names,
+                          reject_unsupported)
+from .core.backend import (all_finite, asarray_like, is_torch, numpy_dtype, resolve_device,
+                           to_device, to_numpy)
 from .core.fit import FitSettings, fit_factors, transform_codes
-from .core.source import is_out_of_core
+from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
@@ -48,9 +51,15 @@ def _check_out_of_core(A, name, owner="BCNMF"):
     return A
 
 
-def _check_background(background, X, x_names, owner="BCNMF", mask=None):
+def _check_background(background, X, x_names, owner="BCNMF", mask=None, allow_nan=False):
     if background is None:
         return None
+    if is_torch(background) or is_torch(X):
+        Y = (check_torch_matrix(background, "background", owner) if is_torch(background)
+             else check_matrix(background, "background", owner))
+        check_same_features(X, Y, x_names, None if is_torch(background)
+                            else feature_names(background), owner)
+        return Y
     if is_out_of_core(background) or is_out_of_core(X):
         if mask is not None:
             raise ValueError("background_mask was given with out-of-core data; missing values "
@@ -59,7 +68,7 @@ def _check_background(background, X, x_names, owner="BCNMF", mask=None):
              else check_matrix(background, "background", owner))
         check_same_features(X, Y, x_names, None, owner)
         return Y
-    Y = check_matrix(background, "background", owner, allow_nan=True, mask=mask)
+    Y = check_matrix(background, "background", owner, allow_nan=allow_nan, mask=mask)
     check_same_features(X, Y, x_names, feature_names(background), owner)
     if Y.dtype != X.dtype:
         Y = Y.astype(X.dtype)
@@ -78,7 +87,7 @@ def _check_init(init_factors, X, Y, k):
         if a is None:
             raise ValueError(f"{name} is missing: pass all of init_components, init_codes"
                              " and (with a background) init_background_codes, or none.")
-        a = np.asarray(a)
+        a = np.asarray(to_numpy(a))
         if a.shape != shape:
             raise ValueError(f"{name} must have shape {shape}; got shape {a.shape}.")
         if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
@@ -102,7 +111,7 @@ def _checkpointing(checkpoint, checkpoint_every, resume) -> dict:
 
 def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
     """Turn the engine's diagnostics into warnings (or an error when nothing finite exists)."""
-    finite = all(np.all(np.isfinite(a)) for a in
+    finite = all(all_finite(a) for a in
                  (result.components, result.codes, result.background_codes) if a is not None)
     if not finite or not np.isfinite(result.objective):
         raise FloatingPointError(
@@ -127,21 +136,47 @@ def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
             f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
 
 
+def on_device(X, Y, device):
+    """Put validated ``X`` and ``Y`` on one backend: unchanged (numpy) when
+    ``device`` is None and neither is a tensor; else torch on ``device``
+    (default: the device of the tensor given), ``Y`` cast to ``X``'s dtype."""
+    if device is None and not is_torch(X) and not is_torch(Y):
+        return X, Y
+    if device is None:
+        device = X.device if is_torch(X) else Y.device
+    # out-of-core matrices stay where they are; their blocks move as they are read
+    move = lambda A: OnDevice(A, device) if is_out_of_core(A) else to_device(A, device)  # noqa
+    X = move(X)
+    if Y is not None:
+        Y = move(Y)
+        if Y.dtype != X.dtype and not isinstance(Y, OnDevice):
+            Y = Y.to(dtype=X.dtype)
+    return X, Y
+
+
 def _validate_target(estimator, X, reset: bool, mask=None, allow_nan=None):
     """Validate X through scikit-learn (feature names, n_features_in_) and then
     through bcnmf's own checks, with bcnmf's messages for non-matrices.
-    Out-of-core matrices are checked for shape and dtype only, and streamed."""
-    if is_out_of_core(X):
-        _check_out_of_core(X, "X")
-        if mask is not None:
-            raise ValueError("mask was given with an out-of-core X; missing values are fitted "
-                             "around in in-memory dense input only: load X, or impute.")
+    Out-of-core matrices are checked for shape and dtype only, and streamed;
+    torch tensors by :func:`~bcnmf._validation.check_torch_matrix`."""
+    if is_torch(X) and "device" not in estimator.get_params():
+        raise NotImplementedError(
+            f"{type(estimator).__name__} fits numpy arrays and scipy.sparse matrices; torch "
+            "tensors are supported by the estimators with a device parameter (BCNMF, "
+            "factorize). Pass tensor.cpu().numpy().")
+    if (is_out_of_core(X) or is_torch(X)) and mask is not None:
+        raise ValueError("mask was given with an out-of-core or torch X; missing values are "
+                         "fitted around in in-memory dense numpy input only: load X, or impute.")
+    if is_out_of_core(X) or is_torch(X):
+        X = (check_torch_matrix(X, "X", type(estimator).__name__) if is_torch(X)
+             else _check_out_of_core(X, "X"))
         if reset:
             estimator.n_features_in_ = X.shape[1]
             if hasattr(estimator, "feature_names_in_"):
                 del estimator.feature_names_in_
         elif X.shape[1] != estimator.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but BCNMF is expecting "
+            raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} "
+                             "is expecting "
                              f"{estimator.n_features_in_} features as input.")
         return X
     reject_unsupported(X, "X")
@@ -149,8 +184,8 @@ def _validate_target(estimator, X, reset: bool, mask=None, allow_nan=None):
     X = converting("X", lambda: validate_data(
         estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
         reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
-    if allow_nan is None:   # fitting around missing values: BCNMF, not MiniBatchBCNMF
-        allow_nan = getattr(estimator, "_fits_missing", False)
+    if allow_nan is None:   # fitting around missing values: classes that declare it (BCNMF)
+        allow_nan = vars(type(estimator)).get("_fits_missing", False)
     return check_matrix(X, "X", type(estimator).__name__ if not allow_nan else "BCNMF",
                         allow_nan=allow_nan, mask=mask)
 
@@ -244,6 +279,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         AnnData opened with ``backed="r"``, dense or sparse) are streamed in
         blocks of about 16 million entries, so memory holds the factors and
         one block, not the data.
+    device : str, torch.device or None, default=None
+        Backend of the computation.  None follows the input: numpy and scipy
+        inputs run on numpy (numba kernels for CSR), torch tensors (dense or
+        sparse, CPU or CUDA) on torch on their own device.  ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` move the inputs to that
+        torch device.  Results (``components_``, codes, ``transform``,
+        ``inverse_transform``) are torch tensors on the device when the fit ran
+        on torch; float32 and float64 are preserved.  Random starts are drawn
+        on the host with numpy, so the backends start from the same factors.
+        Needs PyTorch (``pip install 'bcnmf[torch]'``).
 
     Attributes
     ----------
@@ -288,7 +333,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None):
+                 transform_max_iter=1000, block_size=None, device=None):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -303,6 +348,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
         self.block_size = block_size
+        self.device = device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -361,9 +407,12 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         params = self.get_params()
         check_params({k: params[k] for k in params})
         check_orientation(X, background)
+        device = resolve_device(getattr(self, "device", None))
         X = _validate_target(self, X, reset=True, mask=mask)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
-                              mask=background_mask)
+                              mask=background_mask, allow_nan=vars(type(self)).get(
+                                  "_fits_missing", False))
+        X, Y = on_device(X, Y, device)
         s = _settings(self.n_components, X.shape[1], params)
         for A, name in ((X, "X"), (Y, "background")):
             if not is_out_of_core(A):   # streamed data are checked block by block
@@ -409,17 +458,25 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = _validate_target(self, X, reset=False, mask=mask, allow_nan=True)
+        X, _ = on_device(X, None, resolve_device(getattr(self, "device", None)))
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        basis = self.components_.astype(dtype, copy=False)
+        dtype = numpy_dtype(X) if is_torch(X) else X.dtype
+        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+        if is_torch(X):   # the model's basis on X's device and dtype
+            basis = asarray_like(self._transform_basis(as_background), X)
+        else:
+            basis = to_numpy(self._transform_basis(as_background)).astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
-            offset = offset.astype(dtype)
+            offset = to_numpy(offset).astype(dtype)
         codes, _ = transform_codes(X, basis, self._settings, self._policy, offset,
                                    self.transform_max_iter, self.tol,
                                    block_rows=getattr(self, "block_size", None))
         return codes
+
+    def _transform_basis(self, as_background):
+        return self.components_
 
     def save(self, path, *, feature_names=None):
         """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).
@@ -443,26 +500,39 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ndarray of shape (n_cells, n_features)
         """
         check_is_fitted(self)
-        codes = np.asarray(X)
+        device = resolve_device(getattr(self, "device", None))
+        codes = X if is_torch(X) else np.asarray(X)
         if codes.ndim != 2 or codes.shape[1] != self.components_.shape[0]:
             raise ValueError(f"inverse_transform expects codes of shape (n_cells, "
-                             f"{self.components_.shape[0]}); got {codes.shape}.")
-        return codes @ self.components_
+                             f"{self.components_.shape[0]}); got {tuple(codes.shape)}.")
+        if device is not None and not is_torch(codes):
+            codes = to_device(codes, device)
+        if not is_torch(codes):
+            return codes @ to_numpy(self.components_)
+        import torch
+
+        dtype = torch.promote_types(codes.dtype, self.components_.dtype) \
+            if is_torch(self.components_) else codes.dtype
+        if not dtype.is_floating_point:
+            dtype = torch.float64
+        return codes.to(dtype) @ asarray_like(self.components_, codes.to(dtype))
 
 
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
               transform_max_iter=1000, block_size=None,
-              init_factors=None, mask=None, background_mask=None, checkpoint=None,
-              checkpoint_every=10, resume=None) -> FactorizationResult:
+              init_factors=None, device=None, mask=None, background_mask=None,
+              checkpoint=None, checkpoint_every=10, resume=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
     background (cells x features).  ``init_factors`` is an optional tuple
-    ``(components, codes, background_codes)``.  ``mask``, ``background_mask``
-    (True = observed; NaN is missing too), ``checkpoint``,
-    ``checkpoint_every`` and ``resume`` are those of :meth:`BCNMF.fit`.
+    ``(components, codes, background_codes)``.  ``device`` as in
+    :class:`BCNMF`: torch inputs, or any input with a device, give a result
+    of torch tensors on that device.  ``mask``, ``background_mask`` (True =
+    observed; NaN is missing too), ``checkpoint``, ``checkpoint_every`` and
+    ``resume`` are those of :meth:`BCNMF.fit`.
 
     Returns
     -------
@@ -487,9 +557,12 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
                  owner="factorize")
     check_orientation(X, Y, "factorize")
     x_names = feature_names(X)
+    device = resolve_device(device)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
+         else check_torch_matrix(X, "X", "factorize") if is_torch(X)
          else check_matrix(X, "X", "factorize", allow_nan=True, mask=mask))
-    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask)
+    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask, allow_nan=True)
+    X, Y = on_device(X, Y, device)
     s = _settings(n_components, X.shape[1], p, owner="factorize")
     for A, name in ((X, "X"), (Y, "background")):
         if not is_out_of_core(A):

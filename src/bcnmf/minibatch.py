@@ -8,6 +8,7 @@ import numpy as np
 
 from ._validation import check_params
 from .core.fit import _restart_seeds, step_policy
+from .core.backend import is_torch
 from .core.init import initial_factors
 from .core.online import OnlineState, online_step
 from .core.solver import _unit_rows, normalize_basis
@@ -83,8 +84,6 @@ random_state, transform_max_iter
     (200, 2)
     """
 
-    _fits_missing = False   # missing values: BCNMF (masked fitting) only
-
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,
                  batch_size=1024, forget_factor=0.7, fresh_restarts=False,
@@ -153,6 +152,7 @@ random_state, transform_max_iter
     def fit_transform(self, X, y=None, *, background=None, init_components=None,
                       init_codes=None, init_background_codes=None):
         """Fit and return the target codes (see :meth:`BCNMF.fit_transform`)."""
+        _numpy_only(X, background)
         p = self._params()
         X = _validate_target(self, X, reset=True)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
@@ -202,6 +202,7 @@ random_state, transform_max_iter
         """One minibatch step on a block of target cells (and background
         cells, ideally in the proportion of the full data); the first call
         initialises the model from this block (or ``init_components``)."""
+        _numpy_only(X, background)
         first = not hasattr(self, "_state")
         p = self._params()
         X = _validate_target(self, X, reset=first)
@@ -275,3 +276,12 @@ random_state, transform_max_iter
 def _even_bounds(n, parts):
     edges = np.linspace(0, n, parts + 1).round().astype(int)
     return list(zip(edges[:-1], edges[1:]))
+
+
+def _numpy_only(*arrays):
+    """The online engine runs on the numpy backend only."""
+    if any(is_torch(a) for a in arrays):
+        raise NotImplementedError(
+            "MiniBatchBCNMF fits numpy arrays and scipy.sparse matrices (in memory or out of "
+            "core); torch tensors are supported by BCNMF and factorize (device=..., CPU or "
+            "CUDA). Pass tensor.cpu().numpy(), or use BCNMF.")

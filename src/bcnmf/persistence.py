@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .core.backend import device_of, resolve_device, to_device, to_numpy
 from .exceptions import ModelFormatError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_model", "load_model", "read_metadata"]
@@ -55,6 +56,8 @@ def _json_param(name, value):
         return float(value)
     if name == "random_state":
         return None  # a RandomState/Generator object: its state is not saved
+    if name == "device":
+        return str(value)  # a torch.device
     raise TypeError(f"Cannot save parameter {name}={value!r}: not a JSON value.")
 
 
@@ -77,9 +80,9 @@ def _collect(model, feature_names=None):
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(model)
-    arrays = {"components_": model.components_}
+    arrays = {"components_": to_numpy(model.components_)}   # tensors are stored as numpy
     if model.background_codes_ is not None:
-        arrays["background_codes_"] = model.background_codes_
+        arrays["background_codes_"] = to_numpy(model.background_codes_)
     for key, values in model.history_.items():
         arrays[f"history_{key}"] = np.asarray(values)
     arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
@@ -107,6 +110,8 @@ def _collect(model, feature_names=None):
         "settings": dataclasses.asdict(model._settings),
         "policy": dataclasses.asdict(model._policy),
         "history_keys": list(model.history_),
+        "device": None if device_of(model.components_) is None
+        else str(device_of(model.components_)),
         "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in arrays.items()},
         "sha256": _checksum(arrays),
     }
@@ -214,12 +219,17 @@ def read_metadata(path) -> dict:
     return _read(path)[0]
 
 
-def load_model(path):
+def load_model(path, *, device=None):
     """Load a model written by :func:`save_model` (or ``model.save``).
 
     Parameters
     ----------
     path : str or path-like
+    device : str, torch.device or None, default=None
+        None gives a numpy-backed model (``device=None``), whatever device the
+        model was fitted on (recorded as ``read_metadata(path)["device"]``);
+        a torch device moves ``components_`` and ``background_codes_`` there
+        and sets the model's ``device``.
 
     Returns
     -------
@@ -250,7 +260,8 @@ def load_model(path):
         raise ModelFormatError(
             f"{path} was written by bcnmf {meta.get('library_version', '?')} with parameters "
             f"this bcnmf ({__version__}) does not know: {unknown}. Upgrade bcnmf to load it.")
-    model = cls(**meta["params"])
+    model = cls(**dict(meta["params"], **({"device": None} if "device" in meta["params"]
+                                           else {})))
     try:
         settings = FitSettings(**meta["settings"])
         policy = StepPolicy(**meta["policy"])
@@ -269,4 +280,10 @@ def load_model(path):
     model._settings = settings
     model._policy = policy
     model._offsets = (arrays.get("offset_target"), arrays.get("offset_background"))
+    if device is not None:
+        dev = resolve_device(device)
+        model.set_params(device=device)
+        model.components_ = to_device(model.components_, dev)
+        if model.background_codes_ is not None:
+            model.background_codes_ = to_device(model.background_codes_, dev)
     return model

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from . import guard, masked
+from .backend import asarray_like, is_torch, namespace, to_numpy
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .checkpoint import FitCheckpoint
@@ -227,6 +228,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     seeds = _restart_seeds(random_state, s.n_init)
     ckpt = None
     if checkpoint is not None or resume is not None:
+        if is_torch(X):
+            raise ValueError("checkpoint= and resume= need the numpy backend; fit without a "
+                             "torch device, or without checkpoints.")
         ckpt = FitCheckpoint(checkpoint, checkpoint_every, resume,
                              _fingerprint(s, info_x, info_y, alpha_raw, mask_x, mask_y), seeds)
         seeds = ckpt.seeds
@@ -238,11 +242,15 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                          saved["cx"], saved["cy"]))
             continue
         if init_factors is not None:
-            basis, cx, cy = (None if a is None else np.array(a, dtype=dtype, order="C")
+            basis, cx, cy = (None if a is None else np.array(to_numpy(a), dtype=dtype,
+                                                             order="C")
                              for a in init_factors)
         else:
             basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init,
                                             np.random.default_rng(seed), dtype)
+        if is_torch(X):   # drawn on the host (same seeds as numpy), then moved
+            like = source_x.read(0, 1)   # a torch block (also for OnDevice sources)
+            basis, cx, cy = (asarray_like(a, like) for a in (basis, cx, cy))
         if opts.normalize:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by solve
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
@@ -254,7 +262,7 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         if ckpt is not None:
             ckpt.finished(out, cx, cy)
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
-    agreement = restart_agreement([o.basis for o, _, _ in runs])
+    agreement = restart_agreement([to_numpy(o.basis) for o, _, _ in runs])
     best = _select(objectives, agreement, s.mode)
     out, cx, cy = runs[best]
     result = FactorizationResult(
@@ -288,7 +296,10 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     rows = default_block_rows(source) if block_rows is None else block_rows
     if offset is None and s.loss != FROBENIUS:
         offset = np.zeros(source.shape[1], dtype=source.dtype)
-    codes = np.empty((source.shape[0], basis.shape[0]), dtype=basis.dtype)
+    offset = asarray_like(offset, basis)
+    xp = namespace(basis)
+    codes = xp.empty((source.shape[0], basis.shape[0]), dtype=basis.dtype,
+                     device=getattr(basis, "device", None))
     pairs = []
     for lo, hi in source.bounds(rows):
         data = source.read(lo, hi, check=True)

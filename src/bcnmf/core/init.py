@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import is_torch, is_torch_sparse, torch_dtype
+
 INIT_METHODS = ("random", "uniform")
 
 
@@ -57,6 +59,12 @@ def codes_for_basis(X, basis: np.ndarray) -> np.ndarray:
     each cell's mass split evenly over the topics, ``c_ik = sum_j x_ij /
     (K * sum_j b_kj)``."""
     k = basis.shape[0]
+    if is_torch(basis):   # the same expression on the basis's device
+        rowsum = X.row_sums() if is_torch_sparse(X) else X.sum(dim=1, dtype=torch_dtype(
+            np.float64))
+        bsum = basis.sum(dim=1, dtype=rowsum.dtype)
+        bsum[bsum <= 0] = 1.0
+        return (rowsum[:, None] / (k * bsum[None, :])).to(basis.dtype).contiguous()
     rowsum = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
     bsum = basis.sum(axis=1, dtype=np.float64)
     bsum[bsum <= 0] = 1.0

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backend import all_finite, copy, maximum_, namespace
 from .updates import Block, StepPolicy, basis_step, sweep_block, view_basis
 
 
@@ -91,21 +92,23 @@ def refine_codes(pairs, view, loss, policy, max_iter: int, tol: float) -> int:
     for it in range(max_iter):
         worst = 0.0
         for block, codes in pairs:
-            before = codes.copy()
+            xp = namespace(codes)
+            before = copy(codes)
             sweep_block(block, codes, view, loss, policy, want_parts=False,
                         want_div=False)
-            step = np.abs(codes - before).sum(axis=1)
-            size = np.maximum(codes.sum(axis=1), tiny)
-            if step.size:
-                worst = max(worst, float(np.max(step / size)))
+            step = xp.sum(xp.abs(codes - before), axis=1)
+            size = xp.clip(xp.astype(xp.sum(codes, axis=1), xp.float64), min=tiny)
+            if step.shape[0]:
+                worst = max(worst, float(xp.max(step / size)))
         if worst <= tol:
             return it + 1
     return max_iter
 
 
 def _unit_rows(basis: np.ndarray) -> np.ndarray:
-    scale = basis.sum(axis=1, keepdims=True)
-    return basis / np.where(scale > 0, scale, 1.0)
+    xp = namespace(basis)
+    scale = xp.sum(basis, axis=1, keepdims=True)
+    return basis / xp.where(scale > 0, scale, 1.0)
 
 
 def normalize_basis(basis: np.ndarray, code_blocks, floor: float) -> None:
@@ -114,13 +117,13 @@ def normalize_basis(basis: np.ndarray, code_blocks, floor: float) -> None:
     scale[~(scale > 0)] = 1.0
     basis /= scale[:, None]
     if floor > 0:
-        np.maximum(basis, floor, out=basis)
+        maximum_(basis, floor)
     for codes in code_blocks:
         codes *= scale
 
 
 def _finite(parts) -> bool:
-    return parts is None or bool(np.isfinite(parts.cross.sum() + parts.second.sum()))
+    return parts is None or all_finite(parts.cross.sum() + parts.second.sum())
 
 
 def _restore(basis, all_codes, good, hist, out) -> None:
@@ -180,7 +183,7 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
     if resumed is not None:
         start, last_good, recent = resumed
     for it in range(start, opts.max_iter):
-        entering = (basis.copy(), [c.copy() for c in all_codes])
+        entering = (copy(basis), [copy(c) for c in all_codes])
         if checkpoint is not None:
             checkpoint.at(it, entering, hist, recent, last_good)
         view = view_basis(basis, opts.loss)
@@ -209,7 +212,7 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
             recent.append(_unit_rows(basis))
             if len(recent) > opts.window:
                 past = recent.pop(0)
-                change = np.abs(recent[-1] - past).sum(axis=1).max() / opts.window
+                change = abs(recent[-1] - past).sum(axis=1).max() / opts.window
                 if change <= opts.tol:
                     out.converged = True
                     break

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .backend import is_torch, is_torch_sparse, numpy_dtype, torch_dtype
 from .updates import FROBENIUS, Block, block_const
 
 #: default block size of out-of-core sources, in matrix entries (dense
@@ -31,11 +32,27 @@ from .updates import FROBENIUS, Block, block_const
 BLOCK_ENTRIES = 1 << 24
 
 
+class OnDevice:
+    """An out-of-core matrix whose blocks are moved to a torch ``device`` as
+    they are read (numpy reads and checks them, torch sweeps them); it looks
+    like a torch matrix (``dtype`` is the torch dtype of the blocks)."""
+
+    def __init__(self, matrix, device):
+        self.matrix = matrix
+        self.device = device
+        self.shape = tuple(matrix.shape)
+
+    @property
+    def dtype(self):
+        return torch_dtype(_float_dtype(self.matrix.dtype))
+
+
 def is_out_of_core(A) -> bool:
     """Whether ``A`` is a matrix that should be streamed rather than loaded:
     a memory map (or a scipy sparse matrix over memory-mapped arrays), an
-    HDF5 dataset (dense or AnnData's backed sparse), or a zarr array."""
-    if isinstance(A, np.memmap):
+    HDF5 dataset (dense or AnnData's backed sparse), or a zarr array (or
+    one of these streamed to a torch device, :class:`OnDevice`)."""
+    if isinstance(A, (np.memmap, OnDevice)):
         return True
     if sp.issparse(A):   # a scipy matrix over memory-mapped arrays
         return _memory_mapped(getattr(A, "data", None))
@@ -71,6 +88,9 @@ class RowSource:
     """
 
     def __init__(self, matrix, name: str = "X", dtype=None):
+        self.device = None   # a torch device that blocks are moved to after reading
+        if isinstance(matrix, OnDevice):
+            matrix, self.device = matrix.matrix, matrix.device
         shape = tuple(int(n) for n in matrix.shape)
         if len(shape) != 2:
             raise ValueError(f"{name} must be 2-D (cells x features); got shape {shape}.")
@@ -80,14 +100,17 @@ class RowSource:
         self.matrix = matrix
         self.name = name
         self.shape = shape
-        self.dtype = _float_dtype(matrix.dtype if dtype is None else dtype)
+        self.dtype = _float_dtype((numpy_dtype(matrix) if is_torch(matrix) else matrix.dtype)
+                                  if dtype is None else dtype)
         fmt = getattr(matrix, "format", None)
-        self.sparse = sp.issparse(matrix) or fmt in ("csr", "csc")
+        self.sparse = sp.issparse(matrix) or fmt in ("csr", "csc") or is_torch_sparse(matrix)
 
     def read(self, lo: int, hi: int, check: bool = False):
         """Rows ``lo:hi``; their values are checked when ``check`` (the
         first pass, :func:`scan`, checks every block)."""
         m = self.matrix
+        if is_torch(m):
+            return self._read_torch(lo, hi, check)
         if lo == 0 and hi == self.shape[0] and (sp.issparse(m) or isinstance(m, np.ndarray)) \
                 and not isinstance(m, np.memmap):
             block = m
@@ -104,6 +127,30 @@ class RowSource:
             values = block
         if check and values.size and not (np.isfinite(values).all() and values.min() >= 0):
             bad = "non-finite" if not np.isfinite(values).all() else "negative"
+            raise ValueError(
+                f"{self.name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
+                "non-negative data (counts, intensities, or log1p of them).")
+        if self.device is not None:
+            from .backend import to_device
+
+            block = to_device(block, self.device)
+        return block
+
+    def _read_torch(self, lo, hi, check):
+        """Rows of a torch matrix (dense tensor or TorchCSR, validated
+        beforehand), on its device, in :attr:`dtype`."""
+        m = self.matrix
+        whole = lo == 0 and hi == self.shape[0]
+        if is_torch_sparse(m):
+            block = m if whole else m.row_slice(lo, hi)
+            if block.dtype != torch_dtype(self.dtype):
+                block = block.to(dtype=torch_dtype(self.dtype))
+            values = block.data
+        else:
+            block = (m if whole else m[lo:hi]).to(torch_dtype(self.dtype)).contiguous()
+            values = block
+        if check and values.numel() and not bool((values.isfinite() & (values >= 0)).all()):
+            bad = "non-finite" if not bool(values.isfinite().all()) else "negative"
             raise ValueError(
                 f"{self.name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
                 "non-negative data (counts, intensities, or log1p of them).")
@@ -153,11 +200,17 @@ def scan(source: RowSource, loss: str, block_rows: int | None) -> Scan:
     consts = []
     for lo, hi in bounds:
         block = source.read(lo, hi, check=True)
-        values = (block.data if sp.issparse(block) else block).ravel()
-        v64 = values.astype(np.float64, copy=False)
+        if is_torch(block):
+            values = (block.data if is_torch_sparse(block) else block).reshape(-1)
+            v64 = values.to(torch_dtype(np.float64))
+            colsum += (block.col_sums() if is_torch_sparse(block)
+                       else block.sum(dim=0, dtype=v64.dtype)).cpu().numpy()
+        else:
+            values = (block.data if sp.issparse(block) else block).ravel()
+            v64 = values.astype(np.float64, copy=False)
+            colsum += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
         total += float(v64.sum())
         sumsq += float(v64 @ v64)
-        colsum += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
         consts.append(block_const(values, loss))
     return Scan(source.shape, source.dtype, total, sumsq, colsum, bounds, consts)
 
@@ -183,6 +236,10 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None) -> list:
         offset = np.zeros(source.shape[1])
     if offset is not None:
         offset = np.ascontiguousarray(offset, dtype=source.dtype)
+        if is_torch(source.matrix) or source.device is not None:
+            from .backend import asarray_like
+
+            offset = asarray_like(offset, source.read(0, 1))
     if len(info.bounds) == 1 and not is_out_of_core(source.matrix):
         return [Block(source.read(0, source.shape[0]), info.consts[0], offset)]
     return [StreamBlock(source, lo, hi, c, offset) for (lo, hi), c in zip(info.bounds,

@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _csr_kernels
+from .backend import contiguous, copy, is_torch, is_torch_sparse, maximum_, namespace, vdot64
 
 FROBENIUS = "frobenius"
 KL = "kullback-leibler"
@@ -81,20 +82,25 @@ class Block:
 def block_const(values, loss: str) -> float:
     """The data-only constant of a block from its (stored) values:
     ``||A||_F^2`` (squared error) or ``sum(a log a - a)`` (KL)."""
-    v = np.asarray(values).ravel().astype(np.float64, copy=False)
+    xp = namespace(values)
+    v = xp.astype(xp.reshape(xp.asarray(values), (-1,)), xp.float64, copy=False)
     if loss == FROBENIUS:
         return float(v @ v)
     pos = v[v > 0]
-    return float(np.sum(pos * np.log(pos)) - np.sum(v))
+    return float(xp.sum(pos * xp.log(pos)) - xp.sum(v))
 
 
 def make_block(data, loss: str, offset=None) -> Block:
     """Wrap a validated block (ndarray or CSR) with its constants."""
-    values = data.data if sp.issparse(data) else data
+    values = data.data if sp.issparse(data) or is_torch_sparse(data) else data
     if loss == FROBENIUS:
         return Block(data, block_const(values, loss), None)
     if offset is None:
-        offset = np.zeros(data.shape[1], dtype=values.dtype)
+        offset = np.zeros(data.shape[1])
+    if is_torch(values):
+        from .backend import asarray_like
+
+        return Block(data, block_const(values, loss), asarray_like(offset, values))
     return Block(data, block_const(values, loss),
                  np.ascontiguousarray(offset, dtype=values.dtype))
 
@@ -110,7 +116,7 @@ class BasisView:
 
 
 def view_basis(basis: np.ndarray, loss: str) -> BasisView:
-    bt = np.ascontiguousarray(basis.T)
+    bt = contiguous(basis.T)
     if loss == FROBENIUS:
         return BasisView(basis, bt, gram=basis @ basis.T)
     return BasisView(basis, bt, rowsum=basis.sum(axis=1))
@@ -135,11 +141,11 @@ def mu_step(x: np.ndarray, num: np.ndarray, den: np.ndarray, policy: StepPolicy,
     damped to ``max(r, eps) ** gamma`` when ``gamma != 1``."""
     r = num / (den + policy.eps)
     if policy.gamma != 1.0:
-        np.maximum(r, policy.eps, out=r)
+        maximum_(r, policy.eps)
         r **= policy.gamma
     x *= r
     if floor > 0:
-        np.maximum(x, floor, out=x)
+        maximum_(x, floor)
 
 
 def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
@@ -156,7 +162,7 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
         from .masked import sweep_masked
         return sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
-    if sp.issparse(block.data):
+    if sp.issparse(block.data) or is_torch_sparse(block.data):
         return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div)
     if loss == FROBENIUS:
         return _sweep_dense_frobenius(block, codes, view, policy, update, want_parts)
@@ -167,9 +173,10 @@ def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
     a = block.data
     num = a @ view.basis_t
     den = codes @ view.gram
-    c64 = codes.astype(np.float64)  # n x K: the scalars are summed in float64
-    div = (block.const - 2.0 * float(np.vdot(c64, num.astype(np.float64)))
-           + float(np.vdot(c64, den.astype(np.float64))))
+    xp = namespace(codes)
+    c64 = xp.astype(codes, xp.float64)  # n x K: the scalars are summed in float64
+    div = (block.const - 2.0 * vdot64(c64, xp.astype(num, xp.float64))
+           + vdot64(c64, xp.astype(den, xp.float64)))
     if update:
         mu_step(codes, num, den, policy, policy.code_floor)
     parts = None
@@ -185,11 +192,17 @@ def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div):
     a = block.data
     n, f = a.shape
     step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
-    csum_before = codes.sum(axis=0, dtype=np.float64)
+    xp = namespace(codes)
+    csum_before = xp.sum(codes, axis=0, dtype=xp.float64)
     loglik = 0.0
-    cross = np.zeros((codes.shape[1], f), dtype=codes.dtype) if want_parts else None
+    cross = xp.zeros((codes.shape[1], f), dtype=codes.dtype,
+                     device=_device(codes)) if want_parts else None
+    if is_torch(a):
+        from ._torch_sparse import dense_to_csr as to_csr
+    else:
+        to_csr = sp.csr_matrix
     for lo in range(0, n, step):
-        ll, cr = _kl_csr_pass(sp.csr_matrix(a[lo:lo + step]), block.offset,
+        ll, cr = _kl_csr_pass(to_csr(a[lo:lo + step]), block.offset,
                               codes[lo:lo + step], view, policy, update, want_parts,
                               want_div)
         loglik += ll
@@ -200,8 +213,16 @@ def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div):
     return div, parts
 
 
+def _device(a):
+    from array_api_compat import device
+
+    return device(a)
+
+
 def _kl_divergence(block, n, csum_before, view, loglik):
-    total_pred = float(csum_before @ view.rowsum) + n * float(block.offset.sum())
+    xp = namespace(csum_before)
+    total_pred = (float(csum_before @ xp.astype(view.rowsum, xp.float64))
+                  + n * float(block.offset.sum()))
     return max(block.const - loglik + total_pred, 0.0)
 
 
@@ -217,6 +238,13 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
     a = block.data
     n, f = a.shape
     k = codes.shape[1]
+    if loss == FROBENIUS and is_torch(a):
+        from ._torch_sparse import frobenius_sweep
+
+        ab, quad, cross, cgram = frobenius_sweep(a, codes, view.basis_t, view.gram, policy,
+                                                 update, want_parts)
+        return max(block.const - 2.0 * ab + quad, 0.0), (Parts(cross, cgram) if want_parts
+                                                         else None)
     if loss == FROBENIUS:
         kernel, n_chunks = _kernel_for(loss, a, k)
         cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
@@ -228,7 +256,8 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
         div = max(block.const - 2.0 * ab + quad, 0.0)
         parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
         return div, parts
-    csum_before = codes.sum(axis=0, dtype=np.float64)
+    xp = namespace(codes)
+    csum_before = xp.sum(codes, axis=0, dtype=xp.float64)
     loglik, cross = _kl_csr_pass(a, block.offset, codes, view, policy, update, want_parts,
                                  want_div)
     div = _kl_divergence(block, n, csum_before, view, loglik) if want_div else None
@@ -240,6 +269,11 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
     """KL kernel on one CSR matrix: returns ``(sum a log pred, C^T (A / pred))``
     (the first is 0 unless ``want_div``, the second None unless
     ``want_parts``); updates ``codes`` in place."""
+    if is_torch(a):
+        from ._torch_sparse import kl_sweep
+
+        return kl_sweep(a, offset, codes, view.basis_t, view.rowsum, policy, update,
+                        want_parts, want_div)
     f = a.shape[1]
     k = codes.shape[1]
     kernel, n_chunks = _kernel_for(KL, a, k)
@@ -258,14 +292,14 @@ def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
         from .masked import basis_terms as masked_terms
         return masked_terms(basis, target, background, alpha, loss)
     if loss == FROBENIUS:
-        numer = target.cross.copy()
+        numer = copy(target.cross)
         denom = target.second @ basis
         if background is not None and alpha > 0:
             numer += alpha * (background.second @ basis)
             denom += alpha * background.cross
     else:
-        numer = target.cross.copy()
-        denom = np.broadcast_to(target.second[:, None], basis.shape).copy()
+        numer = copy(target.cross)
+        denom = copy(namespace(basis).broadcast_to(target.second[:, None], basis.shape))
         if background is not None and alpha > 0:
             numer += alpha * background.second[:, None]
             denom += alpha * background.cross
