@@ -354,7 +354,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = True   # NaN = missing (dense input), see fit
+        # NaN = missing in dense numpy input (see fit); the torch backend refuses NaN
+        tags.input_tags.allow_nan = getattr(self, "device", None) is None
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -408,10 +409,11 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_params({k: params[k] for k in params})
         check_orientation(X, background)
         device = resolve_device(getattr(self, "device", None))
-        X = _validate_target(self, X, reset=True, mask=mask)
+        # missing values: numpy backend of the classes that declare it (BCNMF)
+        missing_ok = vars(type(self)).get("_fits_missing", False) and device is None
+        X = _validate_target(self, X, reset=True, mask=mask, allow_nan=missing_ok)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
-                              mask=background_mask, allow_nan=vars(type(self)).get(
-                                  "_fits_missing", False))
+                              mask=background_mask, allow_nan=missing_ok)
         X, Y = on_device(X, Y, device)
         s = _settings(self.n_components, X.shape[1], params)
         for A, name in ((X, "X"), (Y, "background")):
@@ -457,7 +459,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_cells, n_components)
         """
         check_is_fitted(self)
-        X = _validate_target(self, X, reset=False, mask=mask, allow_nan=True)
+        X = _validate_target(self, X, reset=False, mask=mask,
+                             allow_nan=getattr(self, "device", None) is None)
         X, _ = on_device(X, None, resolve_device(getattr(self, "device", None)))
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
@@ -560,8 +563,9 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     device = resolve_device(device)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
          else check_torch_matrix(X, "X", "factorize") if is_torch(X)
-         else check_matrix(X, "X", "factorize", allow_nan=True, mask=mask))
-    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask, allow_nan=True)
+         else check_matrix(X, "X", "factorize", allow_nan=device is None, mask=mask))
+    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask,
+                          allow_nan=device is None)
     X, Y = on_device(X, Y, device)
     s = _settings(n_components, X.shape[1], p, owner="factorize")
     for A, name in ((X, "X"), (Y, "background")):

@@ -17,8 +17,7 @@ from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .checkpoint import FitCheckpoint
 from .solver import SolveOutput, SolverOptions, normalize_basis, refine_codes, solve
-from .source import (RowSource, Scan, StreamBlock, _float_dtype, default_block_rows,
-                     make_blocks, scan)
+from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
@@ -83,7 +82,7 @@ def step_policy(x: Scan, s: FitSettings) -> StepPolicy:
     # kernel's eps, so for KL the scaling stops at m = 1 (above it an absolute 1e-16 is
     # already negligible).  Floored at the dtype's tiny so that they never vanish.
     m = x.mean_entry if x.mean_entry > 0 else 1.0
-    tiny = float(np.finfo(x.dtype).tiny)
+    tiny = float(np.finfo(np.float32 if "float32" in str(x.dtype) else np.float64).tiny)
     eps = max(EPS[s.loss] * (m if s.loss == FROBENIUS else min(m, 1.0)), tiny)
     basis_eps = max(EPS[s.loss] * m * m, tiny) if s.loss == FROBENIUS else eps
     return StepPolicy(eps=eps, gamma=gamma,
@@ -202,9 +201,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     (:mod:`bcnmf.core.checkpoint`)."""
     mask_x, mask_y = masked.observed(X, mask), masked.observed(Y, background_mask)
     # resource guard: whole-matrix copies that do not fit switch to blocks of cells
-    rows_x = guard.block_rows_for(X, "X", block_rows, _float_dtype(X.dtype), mask_x is not None)
-    rows_y = (guard.block_rows_for(Y, "background", block_rows, _float_dtype(X.dtype),
-                                   mask_y is not None) if Y is not None else None)
+    rows_x = guard.block_rows_for(X, "X", block_rows, None, mask_x is not None)
+    rows_y = (guard.block_rows_for(Y, "background", block_rows, None, mask_y is not None)
+              if Y is not None else None)
     X = X if mask_x is None else masked.filled(X, mask_x)
     Y = Y if mask_y is None else masked.filled(Y, mask_y)
     source_x, info_x = _scanned(X, "X", s.loss, rows_x)

@@ -109,11 +109,13 @@ def _copied(A, dtype) -> bool:
 def block_rows_for(A, name: str, block_rows, dtype, missing: bool = False):
     """Rows per block for ``A`` under the guard: ``block_rows`` unchanged when
     the whole-matrix copies fit; else blocks small enough to fit (a dense copy
-    of one block at a time).  Raises :class:`MemoryLimitError` when even one
+    of one block at a time).  ``dtype`` None: ``A``'s working dtype.  Raises :class:`MemoryLimitError` when even one
     cell does not fit, or when data with missing values (which need a
     zero-filled copy and a mask of the whole matrix) do not fit."""
     if not isinstance(A, np.ndarray) or A.ndim != 2:
         return block_rows
+    if dtype is None:   # the engine's working dtype: float32 stays, the rest is float64
+        dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
     n, f = A.shape
     item = np.dtype(dtype).itemsize
     limit = limit_bytes()

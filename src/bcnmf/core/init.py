@@ -37,7 +37,7 @@ def initial_factors(X, Y, n_components: int, method: str, rng: np.random.Generat
     elif method == "random":
         # floors at the working dtype's tiny (float64's is 0 in float32); an
         # all-zero target takes its scale from the background
-        tiny = float(np.finfo(dtype).tiny)
+        tiny = float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).tiny)
         mean_x = _mean(X)
         if not mean_x > 0 and Y is not None:
             mean_x = _mean(Y)
