@@ -44,7 +44,7 @@ def test_all_true_mask_sweep_equals_unmasked(loss, gamma):
     basis = rng.random((3, 12)) + 0.1
     policy = StepPolicy(eps=1e-12, gamma=gamma, code_floor=1e-14)
     offset = rng.random(12) * 0.1 if loss == KL else None
-    c0, c1 = rng.random((40, 3)) + 0.1, None
+    c0 = rng.random((40, 3)) + 0.1
     c1 = c0.copy()
     plain = make_block(X, loss, offset)
     mblock = masked.MaskedBlock(plain, np.ones(X.shape, bool))

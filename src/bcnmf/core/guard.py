@@ -109,9 +109,10 @@ def _copied(A, dtype) -> bool:
 def block_rows_for(A, name: str, block_rows, dtype, missing: bool = False):
     """Rows per block for ``A`` under the guard: ``block_rows`` unchanged when
     the whole-matrix copies fit; else blocks small enough to fit (a dense copy
-    of one block at a time).  ``dtype`` None: ``A``'s working dtype.  Raises :class:`MemoryLimitError` when even one
-    cell does not fit, or when data with missing values (which need a
-    zero-filled copy and a mask of the whole matrix) do not fit."""
+    of one block at a time); ``dtype`` None means ``A``'s working dtype.
+    Raises :class:`MemoryLimitError` when even one cell does not fit, or when
+    data with missing values (which need a zero-filled copy and a mask of the
+    whole matrix) do not fit."""
     if not isinstance(A, np.ndarray) or A.ndim != 2:
         return block_rows
     if dtype is None:   # the engine's working dtype: float32 stays, the rest is float64
@@ -120,8 +121,9 @@ def block_rows_for(A, name: str, block_rows, dtype, missing: bool = False):
     item = np.dtype(dtype).itemsize
     limit = limit_bytes()
     if missing:
-        check(n * f * (item + 1), f"{name} has missing values: the masked fit's zero-filled "
-              "copy and mask", "Impute or drop the missing values, or fit fewer cells")
+        check(n * f * (item + 1),
+              f"{name} has missing values: the masked fit's zero-filled copy and mask",
+              "Impute or drop the missing values, or fit fewer cells")
     rows = n if block_rows is None else int(block_rows)
     per_block = rows * f * item
     if not _copied(A, dtype) and not isinstance(A, np.memmap):

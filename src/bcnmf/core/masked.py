@@ -185,14 +185,3 @@ def start_codes(data, mask, basis):
     bsum = mask.astype(np.float64) @ basis.T.astype(np.float64)   # n x K
     bsum[bsum <= 0] = 1.0
     return np.ascontiguousarray(rowsum[:, None] / (k * bsum), dtype=basis.dtype)
-
-
-def start_codes(data, mask, basis):
-    """:func:`~bcnmf.core.init.codes_for_basis` on the observed entries: each
-    cell's observed mass split evenly over the topics, relative to the basis
-    mass on the cell's observed features."""
-    k = basis.shape[0]
-    rowsum = np.asarray(data.sum(axis=1), dtype=np.float64).ravel()
-    bsum = mask.astype(np.float64) @ basis.T.astype(np.float64)   # n x K
-    bsum[bsum <= 0] = 1.0
-    return np.ascontiguousarray(rowsum[:, None] / (k * bsum), dtype=basis.dtype)
