@@ -28,7 +28,7 @@ labels:
     cells i and j together, and the dispersion ``mean(4 (M_ij - 1/2)^2)`` is 1 when all
     restarts agree on the partition.
 ``score``
-    The rule's score (below).
+    The rule's score: the contrast of the stable grid points (below).
 
 Each per-restart criterion is averaged over the restarts (``n_restarts``), which makes the
 rule less sensitive to one unlucky fit.
@@ -48,37 +48,41 @@ import numpy as np
 
 __all__ = ["select_model", "SelectionResult", "RULE", "selection_score"]
 
-#: minimum contrast (AUC) for a grid point to count as contrastive
-MIN_CONTRAST = 0.6
-#: fraction of the best score within which grid points are considered tied
-SCORE_TIE = 0.02
+#: grid points whose restarts agree less than this (mean matched cosine) are not chosen
+MIN_STABILITY = 0.8
+#: contrasts closer than this are tied (then fewer topics, then smaller alpha win)
+CONTRAST_TIE = 1e-3
 
 RULE = (
-    "score = contrast_excess * stability * consensus, with contrast_excess = "
-    "2 * (contrast - 0.5) clipped to [0, 1]; candidates are the grid points whose score is "
-    f"within {SCORE_TIE:.0%} of the best score; among them the one with the best held-out "
-    "target fit is chosen (ties: fewer topics, then smaller alpha). Every criterion is the "
-    "mean over restarts fitted on the training cells; no labels are used."
+    f"Among the grid points whose restarts agree (stability >= {MIN_STABILITY}: mean "
+    "Hungarian-matched cosine similarity of topics across restarts), choose the one with the "
+    "largest contrast (the probability that a held-out target cell is better explained by the "
+    "topics than a held-out background cell, averaged over restarts fitted on the training "
+    f"cells); contrasts within {CONTRAST_TIE} are tied and then fewer topics, then a smaller "
+    "alpha win. If no grid point is stable, the stability condition is dropped. "
+    "score = contrast where stability >= the threshold, else 0. No labels are used."
 )
 
 
 def selection_score(table):
-    """The rule's score for every row of a selection table (``contrast``, ``stability`` and
-    ``consensus`` columns): ``clip(2 (contrast - 1/2), 0, 1) * stability * consensus``."""
-    excess = np.clip(2.0 * (np.asarray(table["contrast"], dtype=float) - 0.5), 0.0, 1.0)
-    return excess * np.asarray(table["stability"], dtype=float) * \
-        np.asarray(table["consensus"], dtype=float)
+    """The rule's score for every row of a selection table: ``contrast`` where
+    ``stability >= MIN_STABILITY`` (0 elsewhere; when no row is stable, ``contrast``)."""
+    contrast = np.nan_to_num(np.asarray(table["contrast"], dtype=float), nan=0.0)
+    stable = np.nan_to_num(np.asarray(table["stability"], dtype=float), nan=1.0) \
+        >= MIN_STABILITY
+    if not stable.any():
+        return contrast
+    return np.where(stable, contrast, 0.0)
 
 
 def apply_rule(table):
-    """Index (position) of the row the rule picks in a selection table."""
-    score = np.nan_to_num(selection_score(table), nan=-np.inf)
+    """Index (position) of the row the rule (:data:`RULE`) picks in a selection table."""
+    score = selection_score(table)
     best = score.max()
-    candidates = np.flatnonzero(score >= best - SCORE_TIE * abs(best))
-    fit = np.nan_to_num(np.asarray(table["heldout_target"], dtype=float), nan=-np.inf)
+    candidates = np.flatnonzero(score >= best - CONTRAST_TIE)
     k = np.asarray(table["n_components"])
     a = np.asarray(table["alpha"], dtype=float)
-    order = sorted(candidates, key=lambda i: (-fit[i], k[i], a[i]))
+    order = sorted(candidates, key=lambda i: (k[i], a[i]))
     return int(order[0])
 
 
