@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bcnmf import BCNMF, SelectionResult, select_model
-from bcnmf.selection import MIN_STABILITY, RULE, apply_rule, selection_score
+from bcnmf.selection import CONTRAST_TIE, MIN_STABILITY, RULE, apply_rule, selection_score
 
 GRID = dict(n_components=[2, 3], alpha=[0.5, 1.5])
 FIT = dict(n_restarts=2, max_iter=300, tol=1e-3, refit=False)
@@ -58,7 +58,8 @@ def test_rule_picks_one_grid_point(result):
     stable = table["stability"] >= MIN_STABILITY
     if stable.any():
         assert row["stability"] >= MIN_STABILITY
-        assert row["contrast"] >= table.loc[stable, "contrast"].max() - 1e-3
+        same_k = stable & (table["n_components"] == row["n_components"])
+        assert row["contrast"] >= table.loc[same_k, "contrast"].max() - CONTRAST_TIE
     assert result.rule == RULE and "contrast" in RULE
     assert result.best_model is None
     assert isinstance(result, SelectionResult)
@@ -69,7 +70,15 @@ def test_rule_on_a_synthetic_table():
 
     table = pd.DataFrame({"n_components": [2, 2, 3, 3], "alpha": [0.5, 1.0, 0.5, 1.0],
                           "contrast": [0.7, 0.99, 0.9, 0.9], "stability": [1, 0.1, 1, 1]})
-    assert apply_rule(table) == 2  # the unstable point is not chosen; tie -> smaller alpha
+    # the unstable point is not chosen; K = 3 has the best contrast; at K = 3 the contrasts
+    # tie, so the larger alpha wins
+    assert apply_rule(table) == 3
+    table["contrast"] = [0.7, 0.99, 0.95, 0.9]
+    assert apply_rule(table) == 2  # alpha 1.0 loses more than the tie allows
+    table["contrast"] = [0.95, 0.99, 0.95, 0.9]
+    assert apply_rule(table) == 0  # equal best contrasts: fewer topics
+    table["stability"] = [0.1, 0.1, 0.1, 0.1]
+    assert apply_rule(table) == 1  # nothing stable: stability is ignored
 
 
 def test_reproducible_for_a_fixed_random_state(data, result):

@@ -50,17 +50,18 @@ __all__ = ["select_model", "SelectionResult", "RULE", "selection_score"]
 
 #: grid points whose restarts agree less than this (mean matched cosine) are not chosen
 MIN_STABILITY = 0.8
-#: contrasts closer than this are tied (then fewer topics, then smaller alpha win)
-CONTRAST_TIE = 1e-3
+#: contrasts within this of the best stable contrast are tied
+CONTRAST_TIE = 0.005
 
 RULE = (
-    f"Among the grid points whose restarts agree (stability >= {MIN_STABILITY}: mean "
-    "Hungarian-matched cosine similarity of topics across restarts), choose the one with the "
-    "largest contrast (the probability that a held-out target cell is better explained by the "
-    "topics than a held-out background cell, averaged over restarts fitted on the training "
-    f"cells); contrasts within {CONTRAST_TIE} are tied and then fewer topics, then a smaller "
-    "alpha win. If no grid point is stable, the stability condition is dropped. "
-    "score = contrast where stability >= the threshold, else 0. No labels are used."
+    f"Only grid points whose restarts agree count (stability >= {MIN_STABILITY}: mean "
+    "Hungarian-matched cosine similarity of topics across restarts; if none does, all "
+    "count). The contrast of a grid point is the probability that a held-out target cell is "
+    "better explained by its topics than a held-out background cell, averaged over restarts "
+    "fitted on the training cells. K is the number of topics with the largest contrast "
+    "(ties: fewer topics); alpha is the largest alpha at that K whose contrast is within "
+    f"{CONTRAST_TIE} of that K's largest. score = contrast where stable, else 0. "
+    "No labels are used."
 )
 
 
@@ -78,12 +79,15 @@ def selection_score(table):
 def apply_rule(table):
     """Index (position) of the row the rule (:data:`RULE`) picks in a selection table."""
     score = selection_score(table)
-    best = score.max()
-    candidates = np.flatnonzero(score >= best - CONTRAST_TIE)
     k = np.asarray(table["n_components"])
     a = np.asarray(table["alpha"], dtype=float)
-    order = sorted(candidates, key=lambda i: (k[i], a[i]))
-    return int(order[0])
+    best = score.max()
+    top = np.flatnonzero(score == best)
+    k_best = min(k[i] for i in top)
+    at_k = np.flatnonzero(k == k_best)
+    level = score[at_k].max()
+    candidates = [i for i in at_k if score[i] >= level - CONTRAST_TIE]
+    return int(max(candidates, key=lambda i: a[i]))
 
 
 @dataclass(frozen=True, repr=False)
