@@ -205,8 +205,7 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
         else "kullback-leibler"
     profile = None
     if loss != "frobenius":
-        col = np.asarray(_dense(x_tr).sum(axis=0)).ravel() + np.asarray(
-            _dense(y_tr).sum(axis=0)).ravel()
+        col = np.asarray(x_tr.sum(axis=0)).ravel() + np.asarray(y_tr.sum(axis=0)).ravel()
         profile = col / max(col.sum(), np.finfo(np.float64).tiny)
     rows = {"fit_target": [], "fit_background": [], "heldout_target": [],
             "heldout_background": [], "contrast": [], "n_iter": []}
@@ -416,8 +415,14 @@ def select_model(X, background, n_components=(2, 3, 5), alpha=(0.5, 1.0, 1.5, 2.
     for bad in ("n_components", "alpha", "random_state", "n_init", "consensus"):
         if bad in fit_params:
             raise TypeError(f"{bad} is set by select_model; do not pass it in fit_params.")
+    from .estimator import BCNMF
+
+    unknown = sorted(set(fit_params) - set(BCNMF().get_params()))
+    if unknown:
+        raise TypeError(f"select_model got unknown BCNMF parameters {unknown}; accepted: "
+                        f"{sorted(set(BCNMF().get_params()) - {'n_components', 'alpha'})}.")
     params = {"beta_loss": beta_loss, **fit_params}
-    check_params({k: v for k, v in params.items()}, owner="select_model")
+    check_params(params, owner="select_model")
     x_names = feature_names(X)
     Xc = check_matrix(X, "X", "select_model")
     Yc = check_matrix(background, "background", "select_model")
@@ -471,8 +476,6 @@ def select_model(X, background, n_components=(2, 3, 5), alpha=(0.5, 1.0, 1.5, 2.
             "alpha": float(table["alpha"].iloc[pick])}
     model = None
     if refit:
-        from .estimator import BCNMF
-
         model = BCNMF(best["n_components"], alpha=best["alpha"], n_init=int(n_restarts),
                       consensus=True, random_state=int(seeds[0]), **params)
         model.fit(X, background=background)
