@@ -152,6 +152,8 @@ def main(argv=None):
     ap.add_argument("--beta", type=float, default=8.0)
     ap.add_argument("--sim-genes", type=int, default=600)
     ap.add_argument("--sim-cells", type=int, default=300)
+    ap.add_argument("--ks", default=None, help="override the grid's K values, e.g. 2,3,5,8")
+    ap.add_argument("--alphas", default=None, help="override the grid's alphas")
     ap.add_argument("--csv-dir", default=None, help="also write every table as CSV here")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
@@ -160,6 +162,11 @@ def main(argv=None):
         args.seeds = args.seeds if "--seeds" in (argv or sys.argv) else "0"
         args.max_iter = min(args.max_iter, 300)
     seeds = [int(s) for s in args.seeds.split(",")]
+    for grids in (GRIDS, QUICK_GRIDS):
+        for name, (ks, alphas) in list(grids.items()):
+            grids[name] = ([int(k) for k in args.ks.split(",")] if args.ks else ks,
+                           [float(a) for a in args.alphas.split(",")] if args.alphas
+                           else alphas)
     summary = []
     for name in args.datasets.split(","):
         t0 = time.perf_counter()
