@@ -254,9 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid = sel.add_argument_group("grid and criteria")
     grid.add_argument("-k", "--n-components", type=_number_list(int), default=[2, 3, 5],
                       metavar="K,K,...", help="numbers of topics (default: 2,3,5)")
-    grid.add_argument("--alpha", type=_number_list(float), default=[0.5, 1.0, 1.5, 2.0],
+    grid.add_argument("--alpha", type=_number_list(float), default=[0.25, 0.5, 1.0, 1.5, 2.0],
                       metavar="A,A,...", help="contrast weights, relative scale (default: "
-                      "0.5,1,1.5,2)")
+                      "0.25,0.5,1,1.5,2)")
     grid.add_argument("--restarts", type=_positive_int, default=3, metavar="N",
                       help="fits per grid point (>= 2; default: 3)")
     grid.add_argument("--holdout", type=float, default=0.2, metavar="F",

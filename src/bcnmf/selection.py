@@ -338,9 +338,9 @@ class _Progress:
             self.bar.close()
 
 
-def select_model(X, background, n_components=(2, 3, 5), alpha=(0.5, 1.0, 1.5, 2.0), *,
-                 beta_loss="frobenius", n_restarts=3, holdout=0.2, n_jobs=1, random_state=0,
-                 progress=False, refit=True, max_cells=500, **fit_params) -> SelectionResult:
+def select_model(X, background, n_components=(2, 3, 5),
+                 alpha=(0.25, 0.5, 1.0, 1.5, 2.0), *, beta_loss="frobenius", n_restarts=3,
+                 holdout=0.2, n_jobs=1, random_state=0, progress=False, refit=True, max_cells=500, **fit_params) -> SelectionResult:
     """Choose ``(n_components, alpha)`` without labels.
 
     Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
@@ -355,7 +355,7 @@ def select_model(X, background, n_components=(2, 3, 5), alpha=(0.5, 1.0, 1.5, 2.
     background : array-like or sparse of shape (n_background, n_features)
         Background cells, same features.
     n_components : int or sequence of int, default=(2, 3, 5)
-    alpha : float or sequence of float, default=(0.5, 1.0, 1.5, 2.0)
+    alpha : float or sequence of float, default=(0.25, 0.5, 1.0, 1.5, 2.0)
         Contrast weights, on the scale of ``alpha_scale`` (relative by default).
     beta_loss : {"frobenius", "kullback-leibler", "poisson"}, default="frobenius"
     n_restarts : int, default=3
