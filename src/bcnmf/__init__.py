@@ -1,6 +1,8 @@
 """bcnmf: background-contrastive non-negative matrix factorisation.
 
 Public names: :class:`BCNMF`, :class:`MiniBatchBCNMF` (online),
+:class:`CombinedBCNMF` (shared + target-specific topics), :class:`MultiModalBCNMF`,
+:class:`MultiConditionBCNMF`,
 :func:`factorize`, :class:`FactorizationResult`,
 :func:`load` (saved models); model selection and topic statistics
 (:func:`select_model`, :class:`SelectionResult`, :func:`topic_enrichment`,
@@ -15,10 +17,14 @@ import importlib
 
 from ._version import __version__
 from .core.result import FactorizationResult
+from .combined import CombinedBCNMF
+from .conditions import MultiConditionBCNMF
 from .estimator import BCNMF, factorize
 from .minibatch import MiniBatchBCNMF
+from .multimodal import MultiModalBCNMF
 
-__all__ = ["BCNMF", "MiniBatchBCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
+__all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "MultiConditionBCNMF", "MultiModalBCNMF",
+           "factorize", "FactorizationResult", "load", "datasets", "exceptions",
            "io", "metrics", "pl", "report", "tl", "__version__",
            "select_model", "SelectionResult", "topic_enrichment", "top_features",
            "background_corrected", "match_topics", "consensus_basis"]

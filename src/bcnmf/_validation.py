@@ -77,6 +77,10 @@ PARAMETER_CONSTRAINTS = {
     "fresh_restarts": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "fresh_restarts_max_iter": (_int_at_least(1), "an int >= 1"),
     "max_no_improvement": (_none_or(_int_at_least(1)), "None or an int >= 1"),
+    "penalty": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
+    "weights": (lambda v: v is None or (v == "balanced" if isinstance(v, str)
+                                        else np.ndim(v) == 1),
+                "'balanced', None or one positive number per modality"),
 }
 
 

@@ -376,7 +376,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        basis = self.components_.astype(dtype, copy=False)
+        basis = self._transform_basis(as_background).astype(dtype, copy=False)
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
             offset = offset.astype(dtype)
@@ -384,6 +384,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                    self.transform_max_iter, self.tol,
                                    block_rows=getattr(self, "block_size", None))
         return codes
+
+    def _transform_basis(self, as_background):
+        return self.components_
 
     def save(self, path, *, feature_names=None):
         """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).

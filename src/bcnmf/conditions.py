@@ -1,0 +1,146 @@
+"""Several backgrounds, each with its own alpha, and several target conditions in one fit.
+
+With backgrounds ``Y_1..Y_B`` (one per treatment, say) and target conditions
+``X_1..X_T`` (one per dose) the objective is::
+
+    sum_t D(X_t | C_t W) - sum_b alpha_b D(Y_b | C_b W)
+
+Target conditions simply add up: they are fitted as one target whose codes are
+split back per condition.  A weighted background divergence is the
+divergence of scaled data (``a D(Y | P) = D(s Y | s P)`` with ``s = sqrt(a)``
+for the squared error and ``s = a`` for KL, the codes absorbing ``s``), so
+the backgrounds, each scaled by its own ``s_b``, form one background with
+weight 1 and every path of :class:`~bcnmf.BCNMF` applies unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._validation import check_matrix
+from .estimator import BCNMF
+
+_OWNER = "MultiConditionBCNMF"
+
+
+def _matrices(data, name):
+    mats = list(data) if isinstance(data, (list, tuple)) else [data]
+    if not mats:
+        raise ValueError(f"{name} is an empty list; pass at least one matrix.")
+    return [check_matrix(A, f"{name}[{i}]" if len(mats) > 1 else name, _OWNER)
+            for i, A in enumerate(mats)]
+
+
+def _energy(A, loss: str) -> float:
+    v = (A.data if sp.issparse(A) else A).astype(np.float64, copy=False).ravel()
+    return float(v @ v) if loss == "frobenius" else float(v.sum())
+
+
+def _stack(mats, scales=None):
+    if scales is not None:
+        mats = [A * A.dtype.type(s) for A, s in zip(mats, scales)]
+    if any(sp.issparse(A) for A in mats):
+        return sp.vstack([sp.csr_matrix(A) for A in mats], format="csr")
+    return np.vstack(mats)
+
+
+def _slices(mats):
+    bounds = np.cumsum([0] + [A.shape[0] for A in mats])
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class MultiConditionBCNMF(BCNMF):
+    """bcNMF with several backgrounds (each with its own alpha) and/or several
+    target conditions, one shared basis.
+
+    ``fit(X, background=[Y_1, ..., Y_B])``: ``X`` is a matrix or a list of
+    target matrices (conditions); ``background`` a matrix or a list.  Every
+    parameter of :class:`BCNMF` applies; ``alpha`` may be one value for all
+    backgrounds or one value per background, each interpreted on
+    ``alpha_scale`` as in :class:`BCNMF` (relative: ``alpha_b * S(X) /
+    S(Y_b)``, with X all target conditions together).
+
+    Attributes
+    ----------
+    alphas_raw_ : ndarray of shape (n_backgrounds,)
+        Weight applied to each background's divergence.
+    background_codes_ : list of ndarray
+        Codes of each background's cells, in its own units.
+    target_slices_ : list of slice
+        Rows of the codes returned by :meth:`fit_transform` that belong to each
+        target condition.
+    history_ : dict of ndarray
+        ``"background"`` holds ``sum_b alphas_raw_[b] D(Y_b | C_b W)`` and
+        ``"objective"`` = ``"target"`` - ``"background"``.
+    components_, n_iter_, objective_, ...
+        As in :class:`BCNMF`.
+
+    Notes
+    -----
+    Stable Poisson: the prediction offset of background cells (see
+    ``smoothing``) is computed from all backgrounds together (scaled by their
+    weights), not per background.
+    """
+
+    def fit(self, X, y=None, *, background=None):
+        """Fit on target condition(s) and background(s); returns self."""
+        self.fit_transform(X, background=background)
+        return self
+
+    def fit_transform(self, X, y=None, *, background=None):
+        """Fit and return the codes of all target cells, conditions stacked in
+        the order given (see ``target_slices_``)."""
+        if background is None:
+            raise ValueError(f"{_OWNER} needs at least one background: fit(X, "
+                             "background=[Y_1, ...]). Without one, use BCNMF.")
+        Xs, Ys = _matrices(X, "X"), _matrices(background, "background")
+        widths = [A.shape[1] for A in Xs + Ys]
+        if len(set(widths)) > 1:
+            raise ValueError(f"every target and background matrix must have the same "
+                             f"features; got feature counts {widths} (targets first).")
+        loss = "frobenius" if self.beta_loss == "frobenius" else "kullback-leibler"
+        alphas = np.asarray(self.alpha, dtype=np.float64).ravel()
+        if alphas.size == 1:
+            alphas = np.repeat(alphas, len(Ys))
+        if alphas.size != len(Ys) or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+            raise ValueError(f"alpha must be one finite positive number, or one per background "
+                             f"({len(Ys)}); got {self.alpha!r}.")
+        scale_x = sum(_energy(A, loss) for A in Xs)
+        relative = (self.alpha_scale or ("raw" if self.mode == "reference" else "relative")) \
+            == "relative"
+        raw = alphas.copy()
+        if relative:
+            ey = np.array([_energy(A, loss) for A in Ys])
+            if np.any(ey <= 0):
+                raise ValueError("A background is all zeros, so alpha_scale='relative' is "
+                                 "undefined; pass non-zero backgrounds or alpha_scale='raw'.")
+            raw = alphas * scale_x / ey
+        scales = np.sqrt(raw) if loss == "frobenius" else raw
+        params = self.get_params()
+        self.set_params(alpha=1.0, alpha_scale="raw")
+        try:
+            codes = super().fit_transform(_stack(Xs), background=_stack(Ys, scales))
+        finally:
+            self.set_params(alpha=params["alpha"], alpha_scale=params["alpha_scale"])
+        self.alphas_raw_ = raw
+        self._background_scales = scales
+        self.background_codes_ = [self.background_codes_[sl] / s
+                                  for sl, s in zip(_slices(Ys), scales)]
+        self.target_slices_ = _slices(Xs)
+        return codes
+
+    def transform(self, X, *, as_background=False):
+        """Codes of cells with the basis fixed.  ``as_background``: False
+        (target cells), or the index of the background whose model the cells
+        follow (True means background 0)."""
+        if as_background is False:
+            return super().transform(X)
+        b = int(as_background)
+        s = self._background_scales[b]
+        A = check_matrix(X, "X", _OWNER)
+        return super().transform(A * A.dtype.type(s), as_background=True) / s
+
+    def save(self, path, *, feature_names=None):
+        raise NotImplementedError("Saving MultiConditionBCNMF is not supported yet; keep "
+                                  "components_ and alphas_raw_ with numpy.save.")

@@ -1,0 +1,273 @@
+"""Combined-basis model (MODEL.md section 6): the target is explained by a
+shared plus a target-specific basis, the background by the shared basis only.
+
+With cells as rows, shared basis ``S`` and target basis ``T`` (K x F)::
+
+    min  D(X | C_X (S + T)) + D(Y | C_Y S) + lam * ||S T^T||_F^2
+
+over non-negative ``S, T, C_X, C_Y``.  Unlike the contrastive objective this
+is a plain (bounded) minimisation: the background is fitted, not subtracted,
+and the penalty keeps the target-specific rows out of the span of the shared
+rows.  The codes of the target (``C_X``) weigh topic ``k`` as the pair
+``s_k + t_k``.
+
+The sweep is the library's one kernel: target codes and parts with the basis
+``S + T``, background codes and parts with ``S``.  Both losses produce the
+same kind of parts, so one multiplicative step serves both (a joint
+majorisation of the data terms in ``(S, T)``; the penalty's gradient is
+non-negative and goes to the denominators):
+
+* squared error, ``G = C^T C`` and ``P = C^T A``::
+
+      S <- S * (P_X + P_Y) / (G_X (S + T) + G_Y S + lam (S T^T) T)
+      T <- T * P_X / (G_X (S + T) + lam (T S^T) S)
+
+  (numerator minus denominator is minus half the gradient, as in every
+  squared-error multiplicative step)
+
+* KL, ``P = C^T (A / pred)`` and ``g = colsum(C)``::
+
+      S <- S * (P_X + P_Y) / (g_X + g_Y + 2 lam (S T^T) T)
+      T <- T * P_X / (g_X + 2 lam (T S^T) S)
+
+Gauge: the scale of ``s_k + t_k`` trades with the codes, and the penalty is
+not invariant under that trade (the authors' version, with lam = 1e9, is
+therefore meaningless without a scale).  Here every row of ``S + T`` is
+rescaled to unit L1 norm after each step (scale moved into both code
+matrices), and the applied weight is ``lam = penalty * F * (D(X|0) +
+D(Y|0))``: for two topics spread evenly over the F features a complete
+overlap of a shared and a target row costs ``penalty`` times the data's
+total energy (squared norm, or total count for KL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .solver import SolverOptions, _finite, _sweep_all, _unit_rows, refine_codes
+from .updates import FROBENIUS, mu_step, sweep_block, view_basis
+
+
+@dataclass
+class CombinedOutput:
+    shared: np.ndarray
+    target: np.ndarray
+    history: dict
+    n_iter: int = 0
+    converged: bool = False
+    diverged: bool = False
+
+
+def penalty_weight(penalty: float, n_features: int, scale_x: float, scale_y: float) -> float:
+    """Weight applied to ``||S T^T||_F^2`` (see the module docstring)."""
+    return float(penalty) * n_features * (scale_x + scale_y)
+
+
+def overlap(shared: np.ndarray, target: np.ndarray) -> float:
+    """``||S T^T||_F^2``."""
+    m = shared @ target.T
+    return float(np.sum(m * m))
+
+
+def split_basis(basis: np.ndarray, rng: np.random.Generator):
+    """Split a starting basis entry-wise at uniform random fractions into
+    shared and target parts that sum to it."""
+    u = rng.random(basis.shape).astype(basis.dtype, copy=False)
+    shared = basis * u
+    return shared, basis - shared
+
+
+def normalize_pair(shared, target, code_blocks, floor: float) -> None:
+    """Gauge fix in place: rows of ``shared + target`` to unit L1 norm, the
+    scale moved into the codes."""
+    scale = shared.sum(axis=1) + target.sum(axis=1)
+    scale[~(scale > 0)] = 1.0
+    shared /= scale[:, None]
+    target /= scale[:, None]
+    if floor > 0:
+        np.maximum(shared, floor, out=shared)
+        np.maximum(target, floor, out=target)
+    for codes in code_blocks:
+        codes *= scale
+
+
+def combined_step(shared, target, px, py, lam: float, loss: str, policy) -> None:
+    """One joint multiplicative step of both bases from the summed parts
+    (both numerators and denominators are formed before either moves)."""
+    if loss == FROBENIUS:
+        common = px.second @ (shared + target)
+        den_s = common + py.second @ shared
+    else:
+        common = np.broadcast_to(px.second[:, None], shared.shape)
+        den_s = common + py.second[:, None]
+    num_s = px.cross + py.cross
+    num_t = px.cross
+    den_t = common.copy()
+    if lam > 0:
+        # the squared-error parts are half the gradient of ||A - C B||^2, so
+        # the penalty enters with half its gradient too
+        w = lam if loss == FROBENIUS else 2.0 * lam
+        m = shared @ target.T
+        den_s = den_s + w * (m @ target)
+        den_t += w * (m.T @ shared)
+    mu_step(shared, num_s, den_s, policy, policy.basis_floor)
+    mu_step(target, num_t, den_t, policy, policy.basis_floor)
+
+
+def _views(shared, target, loss):
+    return view_basis(shared + target, loss), view_basis(shared, loss)
+
+
+def evaluate(target_pairs, background_pairs, shared, target, opts: SolverOptions):
+    """``(D_X, D_Y)`` at the current state, no updates."""
+    vx, vy = _views(shared, target, opts.loss)
+    dx = sum(sweep_block(b, c, vx, opts.loss, opts.policy, update=False,
+                         want_parts=False)[0] for b, c in target_pairs)
+    dy = sum(sweep_block(b, c, vy, opts.loss, opts.policy, update=False,
+                         want_parts=False)[0] for b, c in background_pairs)
+    return float(dx), float(dy)
+
+
+def solve_combined(target_pairs, background_pairs, shared, target, opts: SolverOptions,
+                   lam: float, callback=None) -> CombinedOutput:
+    """Run the combined-basis engine in place on ``shared``, ``target`` and
+    the code arrays in the pairs.  Same sweep order, stopping rule
+    (``opts.tol`` on the change of the unit-L1 rows of both bases),
+    recording schedule (``opts.eval_every``), divergence handling (return
+    the last finite state) and final code refinement as :func:`solve`."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        return _solve(target_pairs, background_pairs, shared, target, opts, lam, callback)
+
+
+def _record(hist, sweep, dx, dy, pen):
+    hist["iteration"].append(sweep)
+    hist["target"].append(dx)
+    hist["background"].append(dy)
+    hist["penalty"].append(pen)
+    hist["objective"].append(dx + dy + pen)
+
+
+def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback):
+    hist = {"iteration": [], "target": [], "background": [], "penalty": [], "objective": []}
+    all_codes = [c for _, c in target_pairs] + [c for _, c in background_pairs]
+    out = CombinedOutput(shared, target, hist)
+    good = None
+    recent = []
+    for it in range(opts.max_iter):
+        entering = (shared.copy(), target.copy(), [c.copy() for c in all_codes])
+        vx, vy = _views(shared, target, opts.loss)
+        want_div = it % opts.eval_every == 0
+        dx, px = _sweep_all(target_pairs, vx, opts, want_div)
+        dy, py = _sweep_all(background_pairs, vy, opts, want_div)
+        pen = lam * overlap(*entering[:2])
+        recorded = dx is not None and dy is not None
+        if not (_finite(px) and _finite(py) and np.isfinite(pen)
+                and (not recorded or np.isfinite(dx + dy))):
+            out.diverged = True
+            if good is not None:
+                _restore(shared, target, all_codes, good, hist, out)
+            break
+        good = (it, entering)
+        if recorded:
+            _record(hist, it, dx, dy, pen)
+            if callback is not None:
+                callback(it, (shared, target), {k: v[-1] for k, v in hist.items()})
+        combined_step(shared, target, px, py, lam, opts.loss, opts.policy)
+        normalize_pair(shared, target, all_codes, opts.policy.basis_floor)
+        out.n_iter = it + 1
+        if opts.tol > 0:
+            recent.append(_unit_rows(np.vstack([shared, target])))
+            if len(recent) > opts.window:
+                past = recent.pop(0)
+                if np.abs(recent[-1] - past).sum(axis=1).max() / opts.window <= opts.tol:
+                    out.converged = True
+                    break
+    if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
+        vx, vy = _views(shared, target, opts.loss)
+        refine_codes(target_pairs, vx, opts.loss, opts.policy, opts.polish_iter, opts.tol)
+        refine_codes(background_pairs, vy, opts.loss, opts.policy, opts.polish_iter, opts.tol)
+    dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts)
+    if not np.isfinite(dx + dy) and good is not None:
+        out.diverged = True
+        _restore(shared, target, all_codes, good, hist, out)
+        dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts)
+    if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
+        for values in hist.values():
+            values.pop()
+    _record(hist, out.n_iter, dx, dy, lam * overlap(shared, target))
+    out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
+                   for k, v in hist.items()}
+    return out
+
+
+def _restore(shared, target, all_codes, good, hist, out) -> None:
+    sweep, (s, t, codes) = good
+    shared[...] = s
+    target[...] = t
+    for c, saved in zip(all_codes, codes):
+        c[...] = saved
+    if hist["iteration"] and hist["iteration"][-1] == sweep:
+        for values in hist.values():
+            values.pop()
+    out.n_iter = sweep
+
+
+@dataclass(frozen=True)
+class CombinedResult:
+    shared: np.ndarray
+    target: np.ndarray
+    codes: np.ndarray
+    background_codes: np.ndarray
+    history: dict
+    n_iter: int
+    converged: bool
+    diverged: bool
+    penalty_raw: float
+    restart_objectives: np.ndarray
+    best_restart: int
+    policy: object
+
+    @property
+    def objective(self) -> float:
+        return float(self.history["objective"][-1])
+
+
+def fit_combined(X, Y, s, penalty: float, random_state=None, block_rows=None,
+                 callback=None) -> CombinedResult:
+    """Fit the combined-basis model with ``s.n_init`` restarts (the lowest
+    final objective wins: the objective is bounded below, so it does not
+    reward degeneracy).  ``s`` is a :class:`~bcnmf.core.fit.FitSettings`
+    (its contrast fields are unused); ``X`` and ``Y`` are validated matrices
+    or out-of-core sources, swept by blocks as in :func:`fit_factors`."""
+    from .fit import _options, _pairs, _restart_seeds, _scanned, step_policy
+    from .init import initial_factors
+    from .source import make_blocks
+
+    source_x, info_x = _scanned(X, "X", s.loss, block_rows)
+    dtype = info_x.dtype
+    source_y, info_y = _scanned(Y, "background", s.loss, block_rows, dtype)
+    policy = step_policy(info_x, s)
+    opts = _options(s, 0.0, policy)
+    lam = penalty_weight(penalty, info_x.shape[1], info_x.scale(s.loss), info_y.scale(s.loss))
+    blocks_x = make_blocks(source_x, info_x, s.loss)
+    blocks_y = make_blocks(source_y, info_y, s.loss)
+    runs = []
+    for seed in _restart_seeds(random_state, s.n_init):
+        rng = np.random.default_rng(seed)
+        basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init, rng, dtype)
+        shared, target = split_basis(basis, rng)
+        with np.errstate(over="ignore", invalid="ignore"):
+            normalize_pair(shared, target, [cx, cy], policy.basis_floor)
+        out = solve_combined(_pairs(blocks_x, info_x, cx), _pairs(blocks_y, info_y, cy),
+                             shared, target, opts, lam, callback)
+        runs.append((out, cx, cy))
+    objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
+    finite = np.where(np.isfinite(objectives), objectives, np.inf)
+    best = int(np.argmin(finite))
+    out, cx, cy = runs[best]
+    return CombinedResult(shared=out.shared, target=out.target, codes=cx, background_codes=cy,
+                          history=out.history, n_iter=out.n_iter, converged=out.converged,
+                          diverged=out.diverged, penalty_raw=lam,
+                          restart_objectives=objectives, best_restart=best, policy=policy)
