@@ -154,6 +154,9 @@ def main(argv=None):
     ap.add_argument("--sim-cells", type=int, default=300)
     ap.add_argument("--ks", default=None, help="override the grid's K values, e.g. 2,3,5,8")
     ap.add_argument("--alphas", default=None, help="override the grid's alphas")
+    ap.add_argument("--from-csv", default=None, metavar="DIR",
+                    help="reprint the tables and the summary of runs saved with --csv-dir, "
+                         "applying the current rule (no fitting)")
     ap.add_argument("--csv-dir", default=None, help="also write every table as CSV here")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
@@ -168,6 +171,23 @@ def main(argv=None):
                            [float(a) for a in args.alphas.split(",")] if args.alphas
                            else alphas)
     summary = []
+    if args.from_csv:
+        import pandas as pd
+
+        from bcnmf.selection import apply_rule, selection_score
+
+        for path in sorted(Path(args.from_csv).glob("*_seed*.csv")):
+            name, seed = path.stem.split("_seed")
+            table = pd.read_csv(path)
+            table["score"] = selection_score(table)
+            pick = apply_rule(table)
+            ks = sorted(set(table["n_components"]))
+            print(f"\n### {name}, selection seed {seed} (K in {ks})\n")
+            print(fmt_table(table, pick))
+            summary.append((name, int(seed), table["n_components"].iloc[pick],
+                            table["alpha"].iloc[pick], verdict(table, pick)))
+        _print_summary(summary)
+        return
     for name in args.datasets.split(","):
         t0 = time.perf_counter()
         ari = grid_ari(name, args)
@@ -185,6 +205,10 @@ def main(argv=None):
             summary.append((name, seed, table["n_components"].iloc[pick],
                             table["alpha"].iloc[pick], v))
             sys.stdout.flush()
+    _print_summary(summary)
+
+
+def _print_summary(summary):
     print("\n### Summary: is the recommended model within 10% of the grid's best ARI?\n")
     print("| dataset | seed | chosen K | chosen alpha | ARI raw (best) | within 10% | "
           "ARI norm (best) | within 10% |")

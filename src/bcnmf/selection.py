@@ -49,7 +49,7 @@ import numpy as np
 __all__ = ["select_model", "SelectionResult", "RULE", "selection_score"]
 
 #: grid points whose restarts agree less than this (mean matched cosine) are not chosen
-MIN_STABILITY = 0.8
+MIN_STABILITY = 0.9
 #: contrasts within this of the best stable contrast are tied
 CONTRAST_TIE = 0.005
 
