@@ -18,6 +18,8 @@ labels:
     the topics explain both alike (plain NMF of data with the same shared structure, or a
     collapsed fit), 1 means every target cell is explained better than every background cell.
     It is scale-free, so it does not reward small or large alpha by itself.
+    ``contrast_sd`` is its spread over restarts, ``contrast_se`` its standard error from the
+    finite held-out sample (Hanley and McNeil 1982): differences below it are noise.
 ``stability``
     Mean, over pairs of restarts, of the mean cosine similarity of Hungarian-matched topics
     (:func:`bcnmf.matching.restart_agreement`); ``stability_min`` is the least stable topic's
@@ -175,6 +177,16 @@ def _auc(a, b):
     return float(u / (a.size * b.size))
 
 
+def _auc_se(auc, n_a, n_b):
+    """Standard error of an AUC estimate (Hanley and McNeil 1982)."""
+    if not np.isfinite(auc) or n_a < 1 or n_b < 1:
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc ** 2 / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_a - 1) * (q1 - auc ** 2) + (n_b - 1) * (q2 - auc ** 2)) \
+        / (n_a * n_b)
+    return float(np.sqrt(max(var, 0.0)))
+
+
 def _dispersion(assignments):
     """Dispersion coefficient of the consensus matrix of several partitions (rows)."""
     labels = np.asarray(assignments)
@@ -186,6 +198,10 @@ def _dispersion(assignments):
         m += row[:, None] == row[None, :]
     m /= n_runs
     return float(np.mean(4.0 * (m - 0.5) ** 2))
+
+
+def _rows_count(A):
+    return int(A.shape[0])
 
 
 def _explained(d, d0):
@@ -244,6 +260,7 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
     out = {key: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
            for key, v in ((kk, np.asarray(vv, dtype=float)) for kk, vv in rows.items())}
     out["contrast_sd"] = float(np.nanstd(rows["contrast"])) if len(seeds) > 1 else 0.0
+    out["contrast_se"] = _auc_se(out["contrast"], _rows_count(x_ho), _rows_count(y_ho))
     if len(bases) > 1:
         agreement = restart_agreement(bases)
         out["stability"] = float(agreement.mean())
@@ -465,7 +482,8 @@ def select_model(X, background, n_components=(2, 3, 5),
         bar.close()
     table = pd.DataFrame([{"n_components": int(k), "alpha": float(a), **res}
                           for (k, a), res in zip(grid, results)])
-    columns = ["n_components", "alpha", "score", "contrast", "contrast_sd", "stability",
+    columns = ["n_components", "alpha", "score", "contrast", "contrast_sd", "contrast_se",
+               "stability",
                "stability_min", "consensus", "heldout_target", "heldout_background",
                "fit_target", "fit_background", "n_iter", "n_warnings", "seconds"]
     table["score"] = selection_score(table)
