@@ -1,8 +1,8 @@
 """Choosing the number of topics K and the contrast weight alpha without labels.
 
-:func:`select_model` fits every point of a ``(K, alpha)`` grid several times, each restart on
-its own random training split of the target and background cells, and measures, per grid
-point, criteria that need no labels:
+:func:`select_model` fits every point of a ``(K, alpha)`` grid several times on a training
+split of the target and background cells and measures, per grid point, criteria that need no
+labels:
 
 ``heldout_target``, ``heldout_background``
     Fraction of the held-out cells' divergence explained by the model,
@@ -32,8 +32,8 @@ point, criteria that need no labels:
 ``score``
     The rule's score: the contrast of the stable grid points (below).
 
-Each per-restart criterion is averaged over the restarts (``n_restarts``), and so over as
-many held-out sets, which makes the rule less sensitive to one unlucky fit or split.
+Each per-restart criterion is averaged over the restarts (``n_restarts``), which makes the
+rule less sensitive to one unlucky fit.
 
 The rule (:data:`RULE`) is written down in ``SelectionResult.rule`` and
 ``docs/selection.md``.  Labels are never used.
@@ -360,9 +360,9 @@ def select_model(X, background, n_components=(2, 3, 5),
                  holdout=0.2, n_jobs=1, random_state=0, progress=False, refit=True, max_cells=500, **fit_params) -> SelectionResult:
     """Choose ``(n_components, alpha)`` without labels.
 
-    Every grid point is fitted ``n_restarts`` times, restart ``r`` with seed ``r`` on its own
-    random ``1 - holdout`` of the target and background cells (splits and seeds shared by all
-    grid points); the held-out cells are encoded with the basis frozen.  The criteria (see :mod:`bcnmf.selection`) are averaged over the
+    Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
+    random ``1 - holdout`` of the target and background cells; the held-out cells are encoded
+    with the basis frozen.  The criteria (see :mod:`bcnmf.selection`) are averaged over the
     restarts and the documented rule (:data:`RULE`) picks one grid point.
 
     Parameters
