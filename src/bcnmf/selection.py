@@ -131,6 +131,10 @@ class SelectionResult:
 # criteria
 # ------------------------------------------------------------------------------------------
 
+def _rows(A, idx):
+    return A[idx]
+
+
 def _dense(A):
     import scipy.sparse as sp
 
@@ -196,24 +200,29 @@ def _dispersion(assignments):
     return float(np.mean(4.0 * (m - 0.5) ** 2))
 
 
+def _rows_count(A):
+    return int(A.shape[0])
+
+
 def _explained(d, d0):
     total = d0.sum()
     return float(1.0 - d.sum() / total) if total > 0 else float("nan")
 
 
-def _evaluate(k, alpha, data, seeds, params, cells):
-    """Fit one grid point once per restart, each on its own training split; its criteria.
-
-    ``data = (X, Y, splits)`` with ``splits[r] = (train_x, heldout_x, train_y, heldout_y)``
-    row indices for restart ``r``; ``cells`` are the target cells of the consensus matrix."""
+def _evaluate(k, alpha, data, seeds, params, consensus_cells):
+    """Fit one grid point ``len(seeds)`` times on the training cells; its criteria."""
     from threadpoolctl import threadpool_limits
 
     from .estimator import BCNMF
     from .matching import restart_agreement
 
-    X, Y, splits = data
+    x_tr, y_tr, x_ho, y_ho = data
     loss = "frobenius" if params.get("beta_loss", "frobenius") == "frobenius" \
         else "kullback-leibler"
+    profile = None
+    if loss != "frobenius":
+        col = np.asarray(x_tr.sum(axis=0)).ravel() + np.asarray(y_tr.sum(axis=0)).ravel()
+        profile = col / max(col.sum(), np.finfo(np.float64).tiny)
     rows = {"fit_target": [], "fit_background": [], "heldout_target": [],
             "heldout_background": [], "contrast": [], "n_iter": []}
     bases, assign = [], []
@@ -221,13 +230,7 @@ def _evaluate(k, alpha, data, seeds, params, cells):
     t0 = time.perf_counter()
     with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for seed, (tr_x, ho_x, tr_y, ho_y) in zip(seeds, splits):
-            x_tr, y_tr, x_ho, y_ho = X[tr_x], Y[tr_y], X[ho_x], Y[ho_y]
-            profile = None
-            if loss != "frobenius":
-                col = np.asarray(x_tr.sum(axis=0)).ravel() + \
-                    np.asarray(y_tr.sum(axis=0)).ravel()
-                profile = col / max(col.sum(), np.finfo(np.float64).tiny)
+        for seed in seeds:
             model = BCNMF(int(k), alpha=float(alpha), random_state=int(seed), **params)
             codes_tr = model.fit_transform(x_tr, background=y_tr)
             cx = model.transform(x_ho)
@@ -251,16 +254,13 @@ def _evaluate(k, alpha, data, seeds, params, cells):
             rows["fit_background"].append(float(hist["background"][-1]))
             rows["n_iter"].append(int(model.n_iter_))
             bases.append(basis)
-            all_codes = np.empty((X.shape[0], codes_tr.shape[1]))
-            all_codes[tr_x], all_codes[ho_x] = codes_tr, cx
-            assign.append(np.argmax(all_codes[cells], axis=1))
+            all_codes = np.vstack([codes_tr, cx])[consensus_cells]
+            assign.append(np.argmax(all_codes, axis=1))
     n_warnings = len(caught)
     out = {key: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
            for key, v in ((kk, np.asarray(vv, dtype=float)) for kk, vv in rows.items())}
     out["contrast_sd"] = float(np.nanstd(rows["contrast"])) if len(seeds) > 1 else 0.0
-    # one split's standard error over the square root of the number of splits
-    ho_x, ho_y = splits[0][1], splits[0][3]
-    out["contrast_se"] = _auc_se(out["contrast"], ho_x.size, ho_y.size) / np.sqrt(len(splits))
+    out["contrast_se"] = _auc_se(out["contrast"], _rows_count(x_ho), _rows_count(y_ho))
     if len(bases) > 1:
         agreement = restart_agreement(bases)
         out["stability"] = float(agreement.mean())
@@ -451,26 +451,28 @@ def select_model(X, background, n_components=(2, 3, 5),
         raise ValueError(f"n_components {too_big} exceed the number of features "
                          f"({Xc.shape[1]}).")
     rng, seeds = _seeds(random_state, int(n_restarts))
-    splits = []
-    for _ in range(int(n_restarts)):
-        tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X")
-        tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background")
-        splits.append((tr_x, ho_x, tr_y, ho_y))
-    data = (Xc, Yc, splits)
+    tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X")
+    tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background")
+    data = (_rows(Xc, tr_x), _rows(Yc, tr_y), _rows(Xc, ho_x), _rows(Yc, ho_y))
     n_all = Xc.shape[0]
     cells = np.sort(rng.permutation(n_all)[:max_cells]) if n_all > max_cells \
         else np.arange(n_all)
+    # positions of the chosen cells in vstack([train, held-out]) order
+    order = np.concatenate([tr_x, ho_x])
+    where = np.empty(n_all, dtype=np.intp)
+    where[order] = np.arange(n_all)
+    consensus_cells = np.sort(where[cells])
     grid = [(k, a) for k in ks for a in alphas]
     bar = _Progress(progress, len(grid))
     try:
         if n_jobs == 1:
             results = []
             for k, a in grid:
-                results.append(_evaluate(k, a, data, seeds, params, cells))
+                results.append(_evaluate(k, a, data, seeds, params, consensus_cells))
                 bar.update(f"K={k}, alpha={a:g}")
         else:
             jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_evaluate)(k, a, data, seeds, params, cells)
+                delayed(_evaluate)(k, a, data, seeds, params, consensus_cells)
                 for k, a in grid)
             results = []
             for (k, a), res in zip(grid, jobs):
