@@ -6,8 +6,9 @@ uses (``n_init = n_restarts`` restarts, consensus of the restarts, seed = select
 scored by the fixed protocol (KMeans on the target codes, ARI against the labels; raw and
 per-cell L1-normalised codes), averaged over ``--ari-seeds`` fitting seeds (MODEL.md section 8
 reports means over fitting seeds; one fit's ARI on the mouse data varies from 0.1 to 0.8 with
-the seed, so a single fit would make "the best ARI on the grid" a maximum of noise).  Reported per grid point: the criteria, the ARI, and whether
-the recommended point's ARI is within 10% of the best ARI on the grid.
+the seed, so a single fit would make "the best ARI on the grid" a maximum of noise).
+Reported per grid point: the criteria, the ARI, and whether the recommended point's ARI is
+within 10% of the best ARI on the grid.
 
 Datasets
 --------
@@ -195,7 +196,6 @@ def main(argv=None):
               f"{time.perf_counter() - t0:.0f} s)")
         for seed in seeds:
             table, pick, t_sel = run(name, seed, args, ari)
-            t_all = t_sel
             v = verdict(table, pick)
             if args.csv_dir:
                 Path(args.csv_dir).mkdir(parents=True, exist_ok=True)

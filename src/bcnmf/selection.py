@@ -357,7 +357,8 @@ class _Progress:
 
 def select_model(X, background, n_components=(2, 3, 5),
                  alpha=(0.25, 0.5, 1.0, 1.5, 2.0), *, beta_loss="frobenius", n_restarts=3,
-                 holdout=0.2, n_jobs=1, random_state=0, progress=False, refit=True, max_cells=500, **fit_params) -> SelectionResult:
+                 holdout=0.2, n_jobs=1, random_state=0, progress=False, refit=True,
+                 max_cells=500, **fit_params) -> SelectionResult:
     """Choose ``(n_components, alpha)`` without labels.
 
     Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
