@@ -71,6 +71,7 @@ PARAMETER_CONSTRAINTS = {
     "max_iter": (_int_at_least(1), "an int >= 1"),
     "tol": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
     "n_init": (_int_at_least(1), "an int >= 1"),
+    "consensus": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "random_state": (_random_state, "None, an int, a numpy RandomState or Generator"),
     "transform_max_iter": (_int_at_least(1), "an int >= 1"),
     "verbose": (_int_at_least(0), "an int >= 0"),

@@ -266,6 +266,12 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         no refinement.
     n_init : int, default=1
         Number of restarts from different random initialisations.
+    consensus : bool, default=False
+        With ``n_init > 1``: return the consensus of the restarts instead of
+        one of them.  Topics of every restart are matched to the medoid
+        restart (Hungarian matching on cosine similarity), matched topics are
+        averaged, and the codes are refined with that basis fixed.  See
+        ``topic_stability_`` and :func:`bcnmf.matching.consensus_basis`.
     random_state : int, RandomState, Generator or None, default=None
         Seeds the initialisations (drawn on the host with numpy).
     transform_max_iter : int, default=1000
@@ -311,6 +317,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     restart_objectives_, restart_agreement_ : ndarray of shape (n_init,)
         Final objective and mean matched cosine similarity to the other
         restarts, for every restart.
+    topic_stability_ : ndarray of shape (n_components,) or None
+        With ``n_init > 1``: per topic, the mean cosine similarity of the
+        matching topic (Hungarian matching) of every other restart; values
+        near 1 mean every restart found the topic.  None for ``n_init=1``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string column names.
 
@@ -332,8 +342,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
-                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None, device=None):
+                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
+                 random_state=None, transform_max_iter=1000, block_size=None, device=None):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -345,6 +355,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
+        self.consensus = consensus
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
         self.block_size = block_size
@@ -423,6 +434,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                            s.n_components)
         result, diag = fit_factors(X, Y, s, self.random_state, init,
                                    block_rows=self.block_size,
+                                   consensus=bool(getattr(self, "consensus", False)),
                                    **_checkpointing(checkpoint, checkpoint_every, resume))
         _report(diag, s, result)
         self.components_ = result.components
@@ -433,6 +445,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.objective_ = result.objective
         self.restart_objectives_ = result.restart_objectives
         self.restart_agreement_ = result.restart_agreement
+        self.topic_stability_ = result.topic_stability
         self._n_features_out = s.n_components
         self._policy = diag["policy"]
         self._settings = s
@@ -523,8 +536,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
-              smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-              transform_max_iter=1000, block_size=None,
+              smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
+              random_state=None, transform_max_iter=1000, block_size=None,
               init_factors=None, device=None, mask=None, background_mask=None,
               checkpoint=None, checkpoint_every=10, resume=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
@@ -555,7 +568,8 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     """
     p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
              damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
-             transform_max_iter=transform_max_iter, block_size=block_size)
+             consensus=consensus, transform_max_iter=transform_max_iter,
+             block_size=block_size)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
     check_orientation(X, Y, "factorize")
@@ -574,6 +588,7 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
     result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size,
+                               consensus=consensus,
                                **_checkpointing(checkpoint, checkpoint_every, resume))
     _report(diag, s, result, "factorize")
     return result

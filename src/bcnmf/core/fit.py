@@ -8,15 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import linear_sum_assignment
 
+from ..matching import consensus_basis, restart_agreement  # noqa: F401 (re-exported)
 from . import guard, masked
 from .backend import asarray_like, is_torch, namespace, to_numpy
+from .checkpoint import FitCheckpoint
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
-from .checkpoint import FitCheckpoint
-from .solver import SolveOutput, SolverOptions, normalize_basis, refine_codes, solve
+from .solver import SolveOutput, SolverOptions, evaluate, normalize_basis, refine_codes, solve
 from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
@@ -123,25 +122,6 @@ def _restart_seeds(random_state, n_init):
     return rs.randint(0, 2**31 - 1, size=n_init)
 
 
-def restart_agreement(bases) -> np.ndarray:
-    """Mean, over the other restarts, of the mean cosine similarity of
-    Hungarian-matched basis rows."""
-    n = len(bases)
-    if n == 1:
-        return np.ones(1)
-    unit = []
-    for b in bases:
-        norms = np.linalg.norm(b, axis=1, keepdims=True)
-        unit.append(b / np.where(norms > 0, norms, 1.0))
-    sim = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            c = unit[i] @ unit[j].T
-            r, q = linear_sum_assignment(-c)
-            sim[i, j] = sim[j, i] = c[r, q].mean()
-    return sim.sum(axis=1) / (n - 1)
-
-
 def _select(objectives, agreement, mode) -> int:
     """Reference: lowest final objective (the authors' rule).  Stable: the
     medoid restart, the one agreeing best with the others (ties, e.g. two
@@ -179,7 +159,7 @@ def _pairs(blocks, info: Scan, codes):
 
 def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 callback=None, block_rows=None, mask=None, background_mask=None,
-                checkpoint=None, checkpoint_every=10, resume=None):
+                checkpoint=None, checkpoint_every=10, resume=None, consensus=False):
     """Run ``n_init`` restarts; return ``(FactorizationResult, diagnostics)``.
 
     ``X`` and ``Y`` are validated in-memory matrices or out-of-core row
@@ -198,7 +178,16 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     ``checkpoint`` (a path) receives the solver state every
     ``checkpoint_every`` sweeps and on KeyboardInterrupt; ``resume`` (a path)
     continues such a state to exactly the uninterrupted result
-    (:mod:`bcnmf.core.checkpoint`)."""
+    (:mod:`bcnmf.core.checkpoint`).
+
+    With ``n_init > 1`` the per-topic stability of the selected restart (mean
+    Hungarian-matched cosine similarity of its topics with the other
+    restarts) is returned as ``topic_stability``.  ``consensus=True`` (and
+    ``n_init > 1``) returns the consensus instead of one run: every restart is
+    matched to the medoid restart, matched topics are averaged
+    (:func:`bcnmf.matching.consensus_basis`), and the codes are refined with
+    that basis fixed (:func:`refine_codes`, from the medoid's codes); the last
+    record of ``history`` then describes the consensus state."""
     mask_x, mask_y = masked.observed(X, mask), masked.observed(Y, background_mask)
     # resource guard: whole-matrix copies that do not fit switch to blocks of cells
     rows_x = guard.block_rows_for(X, "X", block_rows, None, mask_x is not None)
@@ -263,11 +252,20 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
     agreement = restart_agreement([to_numpy(o.basis) for o, _, _ in runs])
     best = _select(objectives, agreement, s.mode)
+    stability = None
+    if len(runs) > 1 and consensus:
+        best = int(np.argmax(agreement))  # the medoid is the reference
     out, cx, cy = runs[best]
+    if len(runs) > 1:
+        bases = [to_numpy(o.basis) for o, _, _ in runs]
+        merged, stability, _ = consensus_basis(bases, reference=best)
+        if consensus:
+            _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s)
     result = FactorizationResult(
         components=out.basis, codes=cx, background_codes=cy, history=out.history,
         n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
-        restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
+        restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
+        topic_stability=stability)
     runaway = None
     if Y is not None and s.loss != FROBENIUS and alpha_raw > 0:
         total = info_y.total
@@ -276,6 +274,27 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
             runaway = per_count
     return result, {"diverged": out.diverged, "converged": out.converged,
                     "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy}
+
+
+def _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s):
+    """Replace the reference run's basis by the consensus basis (in place) and refine the
+    codes with it fixed; the final record of ``out.history`` is replaced by the new state."""
+    out.basis[...] = asarray_like(merged, out.basis)
+    if opts.normalize:
+        normalize_basis(out.basis, [c for c in (cx, cy) if c is not None],
+                        opts.policy.basis_floor)
+    target = _pairs(blocks_x, info_x, cx)
+    background = _pairs(blocks_y, info_y, cy) if cy is not None else []
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        refine_codes(target + background, view_basis(out.basis, s.loss), s.loss, opts.policy,
+                     s.code_max_iter, s.tol if s.tol > 0 else 1e-4)
+        dx, dy = evaluate(target, background, out.basis, opts)
+    alpha = opts.alpha if background else 0.0
+    history = {k: np.array(v, copy=True) for k, v in out.history.items()}
+    history["target"][-1] = dx
+    history["background"][-1] = dy
+    history["objective"][-1] = dx - alpha * dy
+    out.history = history
 
 
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
