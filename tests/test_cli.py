@@ -249,3 +249,52 @@ def test_subprocess_exit_codes(files, tmp_path):
     proc = _run("fit", tmp_path / "missing.h5ad", "-o", tmp_path / "x")
     assert proc.returncode == 1 and proc.stderr.startswith("bcnmf: error:")
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# topic statistics and model selection (issue 3)
+# ---------------------------------------------------------------------------------------------
+
+def test_fit_writes_the_enrichment_table(files, tmp_path, capsys):
+    d, X, Y = files
+    out = tmp_path / "run"
+    code = main(["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+                 "--background-rows", "features", *K, "--alpha", "1", "--n-permutations",
+                 "200", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert str(out / "enrichment.csv") in captured.out
+    table = pd.read_csv(out / "enrichment.csv", index_col=0)
+    model = bcnmf.load(out / "model.npz")
+    expected = bcnmf.topic_enrichment(model, X, background=Y, n_permutations=200,
+                                      random_state=0)
+    np.testing.assert_allclose(table["p_value"].to_numpy(), expected["p_value"].to_numpy())
+    assert list(table.index) == list(expected.index)
+    assert main(["report", str(out), "-q"]) == 0
+    assert "Topics, enriched first" in (out / "report.html").read_text()
+
+
+def test_select_writes_table_and_choice(files, tmp_path, capsys):
+    d, X, Y = files
+    out = tmp_path / "sel"
+    argv = ["select", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+            "--background-rows", "features", "-k", "2,3", "--alpha", "0.5,1.5",
+            "--restarts", "2", "--max-iter", "100", "--tol", "0", "-o", str(out)]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert str(out / "selection.csv") in captured.out
+    table = pd.read_csv(out / "selection.csv")
+    assert len(table) == 4 and {"contrast", "stability", "score"} <= set(table.columns)
+    record = json.loads((out / "selection.json").read_text())
+    assert set(record["best"]) == {"n_components", "alpha"} and "contrast" in record["rule"]
+    library = bcnmf.select_model(X, Y, [2, 3], [0.5, 1.5], n_restarts=2, max_iter=100, tol=0,
+                                 random_state=0, refit=False)
+    assert record["best"] == library.best
+    np.testing.assert_allclose(table["contrast"], library.table["contrast"])
+
+
+def test_select_usage_errors(files, capsys):
+    d, _, _ = files
+    assert main(["select", str(d / "target.csv"), "--restarts", "1", "-o", "x"]) == 2
+    assert "restarts" in capsys.readouterr().err

@@ -116,6 +116,7 @@ def test_reference_mode_and_restarts_equal_in_memory(client, loss):
     _assert_same(local, dist)
     assert dist.best_restart == local.best_restart
     assert_allclose(dist.restart_objectives, local.restart_objectives, rtol=1e-9)
+    assert_allclose(dist.topic_stability, local.topic_stability, rtol=1e-9)
 
 
 def test_estimator_dask_in_dask_out_and_transform(client):
@@ -160,6 +161,15 @@ def test_engine_parameter_is_checked():
         BCNMF(K, engine="spark").fit(X.toarray())
     with pytest.raises(ValueError, match="engine='local' cannot fit dask arrays"):
         BCNMF(K, engine="local").fit(_chunked(X.toarray()))
+    Xd = _chunked(X.toarray())
+    with pytest.raises(ValueError, match="checkpoint= is not supported by the Dask engine"):
+        BCNMF(K).fit(Xd, checkpoint="ckpt.npz")
+    with pytest.raises(ValueError, match="mask= is not supported by the Dask engine"):
+        BCNMF(K).fit(Xd, mask=np.ones(X.shape, dtype=bool))
+    with pytest.raises(ValueError, match="consensus=True is not supported"):
+        BCNMF(K, consensus=True, n_init=2).fit(Xd)
+    with pytest.raises(ValueError, match="device='cpu' and the Dask engine"):
+        BCNMF(K, device="cpu").fit(Xd)
 
 
 def test_worker_killed_mid_fit_gives_the_same_result(client):

@@ -128,31 +128,75 @@ def with_values(a, cells, value):
 
 
 # --------------------------------------------------------------------------------------------
-# rejected: non-finite and negative values, with counts and positions
+# missing values (NaN): fitted around in dense input, refused in sparse input
 # --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("container", ["dense", "csr"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["X", "background"])
-def test_nan_is_reported_with_count_and_position(loss, container, where):
+def test_nan_is_a_missing_value_in_dense_input(loss, mode, where):
+    """Accepted: NaN marks a missing entry, left out of the fit (tests/test_masked.py checks
+    the numerics); outputs finite and non-negative, inputs unchanged (NaN still there)."""
     base = X0 if where == "X" else Y0
-    bad = dense_or(container, with_values(base, [(4, 1), (2, 3), (4, 4)], np.nan))
+    X, Y = place(with_values(base, [(4, 1), (2, 3), (4, 4)], np.nan), where)
+    with warnings.catch_warnings():
+        if mode == "reference" and loss == "kullback-leibler":
+            warnings.filterwarnings("ignore", ".*the Poisson contrast is running away",
+                                    DivergenceWarning)
+        fit_both(X, Y, beta_loss=loss, mode=mode)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("where", ["X", "background"])
+def test_nan_in_sparse_input_is_refused_with_the_alternative(loss, where):
+    base = X0 if where == "X" else Y0
+    bad = sp.csr_matrix(with_values(base, [(4, 1), (2, 3), (4, 4)], np.nan))
     X, Y = place(bad, where)
     raises_both(ValueError,
-                rf"Input {where} contains NaN: 3 NaN value\(s\), the first at row 2, column 3\."
-                r" \w+ does not support missing values yet; impute them, or drop the affected "
-                r"cells or features", X, Y, beta_loss=loss)
+                rf"Input {where} is sparse and contains NaN: 3 NaN value\(s\), the first at "
+                r"row 2, column 3\. \w+ fits around missing values \(NaN\) in dense input "
+                rf"only; pass a dense array \({where}\.toarray\(\), NaN marking the missing "
+                r"entries\) if it fits in memory, or impute them", X, Y, beta_loss=loss)
 
 
-@pytest.mark.parametrize("container", ["dense", "csr"])
 @pytest.mark.parametrize("where", ["X", "background"])
-def test_all_nan_rows_and_columns_are_counted(container, where):
+def test_all_nan_rows_and_columns(where):
+    """Accepted (documented): a cell with no observed entry gets codes at the code floor
+    (about 0); a feature missing from one matrix is fitted from the other; a feature missing
+    from both gets basis weights at the basis floor (stable mode)."""
     base = np.array(X0 if where == "X" else Y0, copy=True)
     base[1, :] = np.nan       # a cell entirely missing
     base[:, 3] = np.nan       # a feature entirely missing
-    X, Y = place(dense_or(container, base), where)
-    raises_both(ValueError, r"1 row\(s\) and 1 column\(s\) are entirely missing", X, Y)
+    X, Y = place(base, where)
+    model, res = fit_both(X, Y, max_iter=30)
+    codes = res.codes if where == "X" else res.background_codes
+    assert codes[1].max() <= 1e-9 * codes.max()
+    _, both = fit_both(np.where(np.arange(5) == 3, np.nan, X), np.where(np.arange(5) == 3,
+                                                                         np.nan, Y), max_iter=30)
+    assert both.components[:, 3].max() <= 1e-9
+    # transform of the empty cell: zero codes, not NaN
+    assert model.transform(X if where == "X" else Y)[1].max() <= 1e-9
+
+
+@pytest.mark.parametrize("where", ["X", "background"])
+def test_entirely_missing_matrix_is_refused(where):
+    X, Y = place(np.full((4, 5), np.nan), where)
+    raises_both(ValueError, rf"Input {where} has no observed values: all 20 entries are "
+                            r"missing \(NaN or masked\)", X, Y)
+
+
+def test_minibatch_refuses_missing_values():
+    from bcnmf import MiniBatchBCNMF
+    with pytest.raises(ValueError, match=r"Input X contains NaN: 1 NaN value\(s\), the first "
+                                         r"at row 0, column 4\. MiniBatchBCNMF does not "
+                                         r"support missing values; impute them"):
+        MiniBatchBCNMF(2, random_state=0).fit(with_values(X0, [(0, 4)], np.nan))
+
+
+# --------------------------------------------------------------------------------------------
+# rejected: non-finite and negative values, with counts and positions
+# --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -181,19 +225,21 @@ def test_negative_is_reported_with_count_and_smallest(loss, container, where):
                 X, Y, beta_loss=loss)
 
 
-def test_missing_values_in_transform_are_reported():
+def test_missing_values_in_transform_are_solved_around():
     model = BCNMF(2, **FAST).fit(X0)
-    with pytest.raises(ValueError, match=r"Input X contains NaN: 1 NaN value\(s\), the first "
-                                         r"at row 0, column 4\. BCNMF does not support"):
-        model.transform(with_values(X0, [(0, 4)], np.nan))
+    codes = model.transform(with_values(X0, [(0, 4)], np.nan))
+    assert_sane(codes)
+    with pytest.raises(ValueError, match=r"Input X is sparse and contains NaN"):
+        model.transform(sp.csr_matrix(with_values(X0, [(0, 4)], np.nan)))
 
 
-def test_pandas_missing_values_are_reported():
-    """Nullable integer columns with pd.NA arrive as NaN: the same message."""
+def test_pandas_missing_values_are_missing():
+    """Nullable integer columns with pd.NA arrive as NaN: the same fit as a NaN array."""
     frame = pd.DataFrame(X0.astype(int), columns=[f"g{j}" for j in range(5)]).astype("Int64")
     frame.iloc[2, 1] = pd.NA
-    raises_both(ValueError, r"Input X contains NaN: 1 NaN value\(s\), the first at row 2, "
-                            r"column 1", frame, None)
+    _, res = fit_both(frame, None)
+    assert_array_equal(res.codes, factorize(with_values(X0, [(2, 1)], np.nan), None, 2,
+                                            **FAST).codes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,8 +258,9 @@ def test_numeric_object_array_is_converted_like_float():
 def test_object_array_with_none_is_a_missing_value():
     bad = X0.astype(object)
     bad[3, 2] = None
-    raises_both(ValueError, r"Input X contains NaN: 1 NaN value\(s\), the first at row 3, "
-                            r"column 2", bad, Y0)
+    _, res = fit_both(bad, Y0)
+    assert_array_equal(res.codes, factorize(with_values(X0, [(3, 2)], np.nan), Y0, 2,
+                                            **FAST).codes)
 
 
 def test_object_array_with_huge_python_int():
@@ -414,14 +461,12 @@ def test_scale_checked_in_transform():
         model.transform(X0 * 1e200)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: stable mode is not scale-equivariant for small data. StepPolicy.eps is "
-    "absolute (1e-10 squared error, 1e-16 KL) and added to every denominator / prediction, "
-    "so data around 1e-8 (squared error) or 1e-14 (KL) collapse to the code floor: the "
-    "returned factorisation reconstructs (near) zero, silently. Fix in core: an eps relative "
-    "to the data's scale in stable mode."))
-@pytest.mark.parametrize("loss,scale", [("frobenius", 1e-8), ("kullback-leibler", 1e-14)])
+@pytest.mark.parametrize("loss,scale", [("frobenius", 1e-8), ("kullback-leibler", 1e-14),
+                                        ("frobenius", 1e6), ("kullback-leibler", 1e8)])
 def test_stable_mode_is_scale_equivariant(loss, scale):
+    """Was a core bug: StepPolicy.eps was absolute, so data around 1e-8 (squared error) or
+    1e-14 (KL) collapsed to the code floor.  Stable mode's epsilons now act as on the data
+    divided by their mean (core/fit.py step_policy)."""
     kw = dict(beta_loss=loss, max_iter=100, tol=0, alpha=1.0, random_state=0)
     ref = factorize(X0, Y0, 2, **kw)
     small = factorize(X0 * scale, Y0 * scale, 2, **kw)
@@ -495,15 +540,90 @@ def test_log_transformed_data_to_frobenius_does_not_warn():
     fit_both(logged, logged[::-1], beta_loss="frobenius")
 
 
-@pytest.mark.xfail(strict=True, raises=(FloatingPointError, RuntimeWarning), reason=(
-    "core bug (core/init.py, init='random', the stable default): an all-zero target with a "
-    "non-zero background in float32. The target scale is floored at float64's tiny "
-    "(avg = sqrt(2.2e-308 / K) ~ 1e-154, which is 0 in float32) and the background codes are "
-    "scaled by 1 / avg ~ 1e154, which overflows float32: a RuntimeWarning 'overflow "
-    "encountered in cast', then FloatingPointError blaming the data's scale. float64 and "
-    "init='uniform' are fine. Found by tests/test_properties.py (long profile)."))
 @pytest.mark.parametrize("loss", LOSSES)
-def test_all_zero_target_with_background_float32(loss):
-    X, Y = np.zeros((3, 4), np.float32), np.ones((2, 4), np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_zero_target_with_background(loss, dtype):
+    """Was a core bug (found by the long hypothesis profile): init='random' floored the
+    target's scale at float64's tiny (0 in float32) and scaled the background codes by its
+    inverse, which overflowed float32.  The scale now floors at the working dtype's tiny and
+    an all-zero target takes its scale from the background."""
+    X, Y = np.zeros((3, 4), dtype), np.ones((2, 4), dtype)
     res = factorize(X, Y, 2, beta_loss=loss, max_iter=5, tol=0, random_state=0)
     assert_sane(res.codes, res.components, res.background_codes)
+
+
+def test_reference_mode_keeps_the_authors_absolute_eps():
+    """Only stable mode rescales its epsilons; reference mode reproduces the authors'."""
+    from bcnmf.core.fit import EPS, FitSettings, step_policy
+    from bcnmf.core.source import RowSource, scan
+    for loss in LOSSES:
+        for scale in (1e-8, 1.0, 1e6):
+            s = FitSettings(2, loss, 1.0, "raw", "reference", "uniform", None, 0.1, 5, 0.0, 1)
+            info = scan(RowSource(X0 * scale), loss, None)
+            policy = step_policy(info, s)
+            assert policy.eps == EPS[loss] and policy.basis_eps is None
+
+
+# --------------------------------------------------------------------------------------------
+# resource guard: dense intermediates beyond a share of available memory
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_memory(monkeypatch):
+    """1000 bytes available and memory_fraction=0.2: a 200-byte limit (5 cells of 5 float64)."""
+    from bcnmf.core import guard
+    monkeypatch.setattr(guard, "available_memory", lambda: 1000)
+    with guard.config_context(memory_fraction=0.2):
+        yield guard
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("layout", ["fortran", "int", "c-float"])
+def test_guard_switches_to_blocks(tiny_memory, loss, layout):
+    """A whole-matrix copy (memory order or dtype conversion, 480 bytes) above the limit is
+    replaced by blocks of cells that fit: the same fit up to rounding.  C-ordered float data
+    are read in place and are not affected."""
+    kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0)
+    with tiny_memory.config_context(memory_fraction=1.0):
+        ref = factorize(X0, Y0, 2, **kw)
+        ref_blocks = factorize(X0, Y0, 2, block_size=5, **kw)
+    data = {"fortran": np.asfortranarray(X0), "int": X0.astype(np.int64), "c-float": X0}
+    assert tiny_memory.block_rows_for(data[layout], "X", None, np.float64) == (
+        None if layout == "c-float" else 5)
+    res = factorize(data[layout], np.asfortranarray(Y0), 2, **kw)
+    assert_allclose(res.components, ref.components, rtol=1e-9, atol=1e-15)
+    assert_allclose(res.codes, ref_blocks.codes, rtol=1e-9, atol=1e-15)
+    model = BCNMF(2, **kw).fit(np.asfortranarray(X0))
+    assert_sane(model.transform(np.asfortranarray(X0)))
+
+
+def test_guard_stops_with_how_to_proceed(tiny_memory):
+    from bcnmf.core.guard import MemoryLimitError
+    with pytest.raises(MemoryLimitError, match=r"X has missing values: the masked fit's "
+                                               r"zero-filled copy and mask would need a dense "
+                                               r"array of 540 bytes, more than "
+                                               r"memory_fraction=0.2 of the 1000 bytes "
+                                               r"available\. Impute or drop the missing values"
+                                               r".*bcnmf\.set_config\(memory_fraction=\.\.\.\)"):
+        factorize(with_values(X0, [(0, 0)], np.nan), Y0, 2, **FAST)
+    wide = np.asfortranarray(counts(2, (4, 40)))
+    with pytest.raises(MemoryLimitError, match=r"One cell of X \(40 features\) would need a "
+                                               r"dense array of 320 bytes.* Select fewer "
+                                               r"features, or pass sparse input"):
+        BCNMF(2, **FAST).fit(wide)
+
+
+def test_guard_configuration(monkeypatch):
+    import bcnmf
+    from bcnmf.core import guard
+    assert guard.available_memory() > 0
+    assert bcnmf.get_config() == {"memory_fraction": 0.5}
+    monkeypatch.setenv("BCNMF_MEMORY_FRACTION", "0.25")
+    assert bcnmf.get_config()["memory_fraction"] == 0.25
+    with guard.config_context(memory_fraction=0.1):
+        assert bcnmf.get_config()["memory_fraction"] == 0.1
+    assert bcnmf.get_config()["memory_fraction"] == 0.25
+    for bad in (0, 1.5, "half", True):
+        with pytest.raises(ValueError, match=r"memory_fraction must be a real in \(0, 1\]"):
+            bcnmf.set_config(memory_fraction=bad)

@@ -28,6 +28,7 @@ def _loaded_after(code):
     "import bcnmf",
     "import bcnmf; bcnmf.tl; bcnmf.pl; bcnmf.io; bcnmf.report; bcnmf.load",
     "import bcnmf.cli; bcnmf.cli.build_parser()",
+    "import bcnmf; bcnmf.select_model; bcnmf.topic_enrichment; bcnmf.match_topics",
 ])
 def test_import_loads_no_heavy_library(code):
     assert _loaded_after(code) == []

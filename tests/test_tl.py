@@ -305,3 +305,36 @@ def test_scanpy_embedding_plots_the_codes():
     ax = sc.pl.embedding(adata, basis="bcnmf", color="condition", show=False)
     assert ax.get_xlabel() == "bcnmf1" and ax.get_ylabel() == "bcnmf2"
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# topic statistics (issue 3)
+# ---------------------------------------------------------------------------------------------
+
+def test_enrichment_table_in_uns_equals_topic_enrichment(tmp_path):
+    X, Y = _counts()
+    adata = _one_object(X, Y, dtype=np.float64)
+    bcnmf.tl.bcnmf(adata, "condition", "control", n_permutations=200, **FIT)
+    table = adata.uns["bcnmf"]["enrichment"]
+    model = BCNMF(2, alpha=1.0, max_iter=200, tol=0.0, random_state=0).fit(X, background=Y)
+    expected = bcnmf.topic_enrichment(model, X, background=Y, n_permutations=200,
+                                      random_state=0)
+    assert list(table.index) == ["topic 1", "topic 2"]
+    pd.testing.assert_frame_equal(table, expected, check_names=False)
+    adata.write_h5ad(tmp_path / "e.h5ad")
+    back = ad.read_h5ad(tmp_path / "e.h5ad").uns["bcnmf"]["enrichment"]
+    np.testing.assert_allclose(back["q_value"].to_numpy(), table["q_value"].to_numpy())
+    plain = _one_object(X, Y, dtype=np.float64)
+    bcnmf.tl.bcnmf(plain, "condition", "control", enrichment=False, **FIT)
+    assert "enrichment" not in plain.uns["bcnmf"]
+
+
+def test_two_objects_both_get_the_enrichment_table():
+    X, Y = _counts()
+    genes = [f"g{j}" for j in range(X.shape[1])]
+    target, background = _named(X, genes, "t"), _named(Y, genes, "b")
+    bcnmf.tl.bcnmf(target, background=background, n_permutations=50, **FIT)
+    t = target.uns["bcnmf"]["enrichment"]
+    b = background.uns["bcnmf"]["enrichment"]
+    pd.testing.assert_frame_equal(t, b)
+    assert {"p_value", "q_value", "effect_size", "enriched"} <= set(t.columns)

@@ -4,7 +4,10 @@ Public names: :class:`BCNMF`, :class:`MiniBatchBCNMF` (online),
 :class:`CombinedBCNMF` (shared + target-specific topics), :class:`MultiModalBCNMF`,
 :class:`MultiConditionBCNMF`,
 :func:`factorize`, :class:`FactorizationResult`,
-:func:`load` (saved models); submodules ``tl`` (AnnData tools), ``pl`` (plots),
+:func:`load` (saved models); model selection and topic statistics
+(:func:`select_model`, :class:`SelectionResult`, :func:`topic_enrichment`,
+:func:`top_features`, :func:`background_corrected`, :func:`match_topics`,
+:func:`consensus_basis`, loaded on first use); submodules ``tl`` (AnnData tools), ``pl`` (plots),
 ``io`` (file readers), ``report``, ``datasets``, ``metrics`` and ``exceptions``
 are loaded on first access, so ``import bcnmf`` imports none of anndata,
 scanpy or matplotlib.
@@ -13,6 +16,7 @@ scanpy or matplotlib.
 import importlib
 
 from ._version import __version__
+from .core.guard import get_config, set_config
 from .core.result import FactorizationResult
 from .combined import CombinedBCNMF
 from .conditions import MultiConditionBCNMF
@@ -20,10 +24,20 @@ from .estimator import BCNMF, factorize
 from .minibatch import MiniBatchBCNMF
 from .multimodal import MultiModalBCNMF
 
-__all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "MultiConditionBCNMF", "MultiModalBCNMF", "factorize", "FactorizationResult", "load", "datasets", "exceptions",
-           "io", "metrics", "pl", "report", "tl", "__version__"]
+__all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "MultiConditionBCNMF", "MultiModalBCNMF",
+           "factorize", "FactorizationResult", "load", "datasets", "exceptions",
+           "get_config", "set_config",
+           "io", "metrics", "pl", "report", "tl", "__version__",
+           "select_model", "SelectionResult", "topic_enrichment", "top_features",
+           "background_corrected", "match_topics", "consensus_basis"]
 
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}
+#: public functions and classes loaded from their module on first access
+_LAZY_NAMES = {
+    "select_model": "selection", "SelectionResult": "selection",
+    "topic_enrichment": "topics", "top_features": "topics", "background_corrected": "topics",
+    "match_topics": "matching", "consensus_basis": "matching",
+}
 
 
 def load(path, *, device=None):
@@ -36,4 +50,6 @@ def load(path, *, device=None):
 def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'bcnmf' has no attribute {name!r}")

@@ -71,6 +71,7 @@ PARAMETER_CONSTRAINTS = {
     "max_iter": (_int_at_least(1), "an int >= 1"),
     "tol": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
     "n_init": (_int_at_least(1), "an int >= 1"),
+    "consensus": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "random_state": (_random_state, "None, an int, a numpy RandomState or Generator"),
     "transform_max_iter": (_int_at_least(1), "an int >= 1"),
     "verbose": (_int_at_least(0), "an int >= 0"),
@@ -139,12 +140,15 @@ def _positions(A, flat):
     return np.unravel_index(flat, A.shape)
 
 
-def check_finite(A, name: str, owner: str = "BCNMF") -> None:
+def check_finite(A, name: str, owner: str = "BCNMF", allow_nan: bool = False) -> None:
     """NaN and Inf are rejected with their count and first position.
 
-    Missing values are not supported yet (masked fitting is planned, issue 7):
-    the message says so and says how many there are, where, and how many
-    rows (cells) and columns (features) are entirely missing.
+    With ``allow_nan`` (dense input to :class:`~bcnmf.BCNMF` and
+    :func:`~bcnmf.factorize`, which fit around missing values), NaN marks a
+    missing entry and only Inf is rejected; sparse input with NaN is refused
+    with the alternatives, and so is a matrix without any observed entry.
+    Elsewhere the NaN message says how many there are, where, how many rows
+    (cells) and columns (features) are entirely missing, and what to do.
     """
     values = A.data if sp.issparse(A) else A
     with np.errstate(over="ignore", invalid="ignore"):
@@ -158,6 +162,17 @@ def check_finite(A, name: str, owner: str = "BCNMF") -> None:
         rows, cols = _positions(A, flat)
         where = (f"{flat.size} {what} value(s), the first at row {rows[0]}, column "
                  f"{cols[0]}")
+        if what == "NaN" and allow_nan:
+            if sp.issparse(A):
+                raise ValueError(
+                    f"Input {name} is sparse and contains NaN: {where}. {owner} fits around "
+                    "missing values (NaN) in dense input only; pass a dense array "
+                    f"({name}.toarray(), NaN marking the missing entries) if it fits in "
+                    "memory, or impute them, or drop the affected cells or features.")
+            if flat.size == values.size:
+                raise ValueError(f"Input {name} has no observed values: all {flat.size} "
+                                 "entries are missing (NaN or masked).")
+            continue
         if what == "NaN":
             full_rows = int(np.sum(np.bincount(rows, minlength=A.shape[0]) == A.shape[1]))
             full_cols = int(np.sum(np.bincount(cols, minlength=A.shape[1]) == A.shape[0]))
@@ -166,17 +181,37 @@ def check_finite(A, name: str, owner: str = "BCNMF") -> None:
                           "missing")
             raise ValueError(
                 f"Input {name} contains NaN: {where}. {owner} does not support missing "
-                "values yet; impute them, or drop the affected cells or features.")
+                "values; impute them, or drop the affected cells or features (BCNMF and "
+                "factorize fit around NaN in dense input).")
         raise ValueError(
             f"Input {name} contains infinity: {where}. {owner} needs finite, non-negative "
             "values.")
 
 
-def check_matrix(A, name: str, owner: str = "BCNMF"):
+def check_mask(mask, A, name: str, owner: str = "BCNMF") -> np.ndarray:
+    """An observation mask (True = observed) of ``A``'s shape, as a bool array."""
+    mname = "mask" if name == "X" else f"{name}_mask"
+    m = np.asarray(mask)
+    if m.shape != A.shape:
+        raise ValueError(f"{mname} must have the shape of {name}, {A.shape}; got {m.shape}.")
+    if m.dtype != np.bool_:
+        raise ValueError(f"{mname} must be a boolean array (True = observed, False = "
+                         f"missing); got dtype {m.dtype}.")
+    if sp.issparse(A):
+        raise ValueError(f"{mname} was given with a sparse {name}; {owner} fits around missing "
+                         f"values in dense input only: pass {name}.toarray() if it fits in "
+                         "memory, or impute the missing entries.")
+    return m
+
+
+def check_matrix(A, name: str, owner: str = "BCNMF", allow_nan: bool = False, mask=None):
     """Validate one data matrix; return a float32/float64 ndarray or canonical CSR.
 
     Integer and boolean inputs become float64; float16 becomes float32.  Sparse
-    input of any format becomes CSR; duplicates are summed on a copy.
+    input of any format becomes CSR; duplicates are summed on a copy.  With
+    ``allow_nan``, NaN marks missing entries of dense input; ``mask`` (True =
+    observed) marks more, on a copy with NaN there (values under a False
+    mask are ignored, whatever they are).
     """
     reject_unsupported(A, name)
     A = as_supported_float(A)
@@ -184,6 +219,8 @@ def check_matrix(A, name: str, owner: str = "BCNMF"):
         A, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32], input_name=name,
         estimator=owner, ensure_min_samples=1, ensure_min_features=1,
         ensure_all_finite=False))
+    if mask is not None:
+        A = np.where(check_mask(mask, A, name, owner), A, np.nan).astype(A.dtype, copy=False)
     if sp.issparse(A):
         A = sp.csr_matrix(A)  # no copy when already CSR
         if not A.has_canonical_format:
@@ -192,8 +229,8 @@ def check_matrix(A, name: str, owner: str = "BCNMF"):
         values = A.data
     else:
         values = A
-    check_finite(A, name, owner)
-    if values.size and np.min(values) < 0:
+    check_finite(A, name, owner, allow_nan)
+    if values.size and np.nanmin(values) < 0:
         flat = np.flatnonzero(values < 0)
         low = flat[np.argmin(values.ravel()[flat])]
         rows, cols = _positions(A, np.array([low]))
@@ -392,6 +429,9 @@ def check_for_loss(A, name: str, loss: str, owner: str = "BCNMF") -> None:
 
     if is_torch(A):   # checked on a host copy
         A = to_numpy(A)
+
+    if isinstance(A, np.ndarray) and np.isnan(A).any():   # missing: checked as zeros
+        A = np.where(np.isnan(A), 0, A)
     check_data_scale(A, name, loss, owner)
     if loss == "kullback-leibler" and looks_log_transformed(A):
         warnings.warn(

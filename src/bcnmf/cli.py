@@ -30,6 +30,7 @@ Typical use:
   bcnmf fit target.h5ad --groupby condition --background-value control -k 10 -o run1
   bcnmf fit target.csv --background background.csv -k 5 --alpha 1.5 -o run2
   bcnmf transform run1/model.npz new_cells.h5ad -o new_codes.csv
+  bcnmf select target.csv --background background.csv -k 2,3,5 --alpha 0.5,1,1.5 -o sel
   bcnmf report run1
   bcnmf demo --out bcnmf-demo
 """
@@ -129,6 +130,18 @@ def _non_negative_float(text):
     return value
 
 
+def _number_list(kind):
+    def parse(text):
+        values = []
+        for part in str(text).split(","):
+            if part.strip():
+                values.append(kind(part.strip()))
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return values
+    return parse
+
+
 def _fill(text):
     import textwrap
 
@@ -174,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=_fill(
             "Fit bcNMF to TARGET against a background: another file (--background) or the "
             "cells of an .h5ad whose --groupby column has a --background-value. Writes "
-            "model.npz, components.csv, target_codes.csv, background_codes.csv, history.csv "
-            "and params.json into OUTDIR."),
+            "model.npz, components.csv, target_codes.csv, background_codes.csv, history.csv, "
+            "params.json and (with a background) enrichment.csv, the topic enrichment "
+            "statistics, into OUTDIR."),
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("target", metavar="TARGET", help="target data (or all cells, with "
                      "--groupby)")
@@ -215,7 +229,56 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
     fit.add_argument("--report", action="store_true",
                      help="also write OUTDIR/report.html (needs matplotlib)")
+    fit.add_argument("--n-permutations", type=_positive_int, default=1000, metavar="N",
+                     help="permutations of the topic enrichment test (default: 1000)")
     fit.set_defaults(handler=_cmd_fit, subparser=fit)
+
+    sel = sub.add_parser(
+        "select", parents=[common], help="choose K and alpha without labels",
+        description=_fill(
+            "Fit a grid of (K, alpha) on a training split of TARGET and the background, "
+            "measure held-out fit, contrast, restart stability and consensus per grid point, "
+            "and choose one by the documented rule (bcnmf.select_model). Writes "
+            "selection.csv (one row per grid point) and selection.json ({best, rule}) into "
+            "OUTDIR."),
+        epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sel.add_argument("target", metavar="TARGET", help="target data (or all cells, with "
+                     "--groupby)")
+    source = sel.add_argument_group("background (one of)")
+    source.add_argument("--background", metavar="BG",
+                        help="background data file; features are matched by name")
+    source.add_argument("--groupby", metavar="COL",
+                        help=".h5ad TARGET: obs column that marks background cells")
+    source.add_argument("--background-value", metavar="V", action="extend", nargs="+",
+                        help="value(s) of --groupby that are background (the rest is target)")
+    grid = sel.add_argument_group("grid and criteria")
+    grid.add_argument("-k", "--n-components", type=_number_list(int), default=[2, 3, 5],
+                      metavar="K,K,...", help="numbers of topics (default: 2,3,5)")
+    grid.add_argument("--alpha", type=_number_list(float), default=[0.25, 0.5, 1.0, 1.5, 2.0],
+                      metavar="A,A,...", help="contrast weights, relative scale (default: "
+                      "0.25,0.5,1,1.5,2)")
+    grid.add_argument("--restarts", type=_positive_int, default=3, metavar="N",
+                      help="fits per grid point (>= 2; default: 3)")
+    grid.add_argument("--holdout", type=float, default=0.2, metavar="F",
+                      help="fraction of cells held out (default: 0.2)")
+    grid.add_argument("--n-jobs", type=int, default=1, metavar="N",
+                      help="grid points fitted in parallel (default: 1; -1: all cores)")
+    grid.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
+                      help="frobenius (default) or poisson")
+    grid.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
+                      help="maximum number of sweeps per fit (default: 500)")
+    grid.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
+                      help="stopping tolerance (default: 1e-4)")
+    grid.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    data = sel.add_argument_group("input")
+    _input_options(data)
+    data.add_argument("--background-rows", choices=("samples", "features"), default=None,
+                      help="what the rows of the --background file are (default: as --rows)")
+    data.add_argument("--min-overlap", type=float, default=0.5, metavar="F",
+                      help="with --background: smallest accepted fraction of shared feature "
+                           "names (default: 0.5)")
+    sel.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
+    sel.set_defaults(handler=_cmd_select, subparser=sel)
 
     tr = sub.add_parser(
         "transform", parents=[common], help="codes of new cells under a saved model",
@@ -386,6 +449,15 @@ def _cmd_fit(args, progress, out):
     with progress.step(f"writing {args.out}"):
         files = write_run(args.out, model, codes, target_names=x_names, background_names=y_names,
                           feature_names=features, inputs=inputs, warnings=notes)
+    if Y is not None:
+        from .topics import topic_enrichment
+
+        with progress.step("topic enrichment statistics"):
+            table = topic_enrichment(model, X, background=Y,
+                                     n_permutations=args.n_permutations,
+                                     random_state=args.seed)
+            files["enrichment"] = Path(args.out) / "enrichment.csv"
+            table.to_csv(files["enrichment"])
     if args.report:
         from .report import write_report
 
@@ -394,6 +466,43 @@ def _cmd_fit(args, progress, out):
     out.summary(f"fitted {model.n_iter_} sweeps; alpha_raw_ = {model.alpha_raw_:.6g}; "
                 f"objective_ = {model.objective_:.6g}")
     out.files(files.values())
+    return EXIT_OK
+
+
+def _cmd_select(args, progress, out):
+    import json
+
+    from .selection import select_model
+
+    _check_fit_args(args)
+    if args.restarts < 2:
+        raise _UsageError("--restarts must be at least 2 (stability needs several fits)")
+    if not 0 < args.holdout < 1:
+        raise _UsageError("--holdout must be a fraction in (0, 1)")
+    ks = args.n_components
+    args.n_components = max(ks)  # feature alignment needs at least this many features
+    X, Y, *_ = _fit_inputs(args, progress, out)
+    if Y is None:
+        raise _UsageError("select needs a background (--background or --groupby)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = select_model(X, Y, ks, args.alpha, beta_loss=args.loss,
+                              n_restarts=args.restarts, holdout=args.holdout,
+                              n_jobs=args.n_jobs, random_state=args.seed,
+                              progress=progress.enabled, refit=False,
+                              max_iter=args.max_iter, tol=args.tol)
+    for line in _warning_lines(caught):
+        out.warn(line)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    table_path, json_path = folder / "selection.csv", folder / "selection.json"
+    result.table.to_csv(table_path, index=False)
+    json_path.write_text(json.dumps({"best": result.best, "rule": result.rule,
+                                     "settings": result.settings}, indent=1),
+                         encoding="utf-8")
+    out.summary(f"chosen: n_components = {result.best['n_components']}, "
+                f"alpha = {result.best['alpha']:g}")
+    out.files([table_path, json_path])
     return EXIT_OK
 
 

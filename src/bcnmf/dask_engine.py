@@ -406,7 +406,9 @@ def _initial_codes(x: _Side, y: _Side | None, s: FitSettings, seed, dtype):
     state at the chunk's first draw.  Returns ``(basis, _Codes)``."""
     rng = np.random.default_rng(seed)
     k, nf = s.n_components, x.info.shape[1]
-    tiny = np.finfo(np.float64).tiny
+    # the scales of initial_factors: floored at the working dtype's tiny, and an all-zero
+    # target takes its scale from the background
+    tiny = float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).tiny)
     bitgen = type(rng.bit_generator)
 
     def chunk_tasks(side, factor):
@@ -425,7 +427,10 @@ def _initial_codes(x: _Side, y: _Side | None, s: FitSettings, seed, dtype):
         cx = chunk_tasks(x, 1.0)
         cy = chunk_tasks(y, 1.0) if y is not None else []
     else:
-        avg = np.sqrt(max(x.info.mean_entry, tiny) / k)
+        mean_x = x.info.mean_entry
+        if not mean_x > 0 and y is not None:
+            mean_x = y.info.mean_entry
+        avg = np.sqrt(max(mean_x, tiny) / k)
         basis = avg * np.abs(rng.standard_normal((k, nf)))
         cx = chunk_tasks(x, avg)
         cy = chunk_tasks(y, max(y.info.mean_entry, tiny) / (k * avg)) if y is not None else []
@@ -666,6 +671,11 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     objectives = np.array([o.history["objective"][-1] for o, _ in runs])
     agreement = restart_agreement([o.basis for o, _ in runs])
     best = _select(objectives, agreement, s.mode)
+    stability = None
+    if len(runs) > 1:   # per-topic agreement with the other restarts, as fit_factors
+        from .matching import consensus_basis
+
+        _, stability, _ = consensus_basis([o.basis for o, _ in runs], reference=best)
     out, state = runs[best]
     del runs
     k = s.n_components
@@ -674,7 +684,8 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     result = FactorizationResult(
         components=out.basis, codes=codes, background_codes=bg_codes, history=out.history,
         n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
-        restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
+        restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
+        topic_stability=stability)
     runaway = None
     if y is not None and s.loss != FROBENIUS and alpha_raw > 0:
         total = y.info.total

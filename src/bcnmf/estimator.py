@@ -51,7 +51,7 @@ def _check_out_of_core(A, name, owner="BCNMF"):
     return A
 
 
-def _check_background(background, X, x_names, owner="BCNMF"):
+def _check_background(background, X, x_names, owner="BCNMF", mask=None, allow_nan=False):
     if background is None:
         return None
     if is_torch(background) or is_torch(X):
@@ -61,11 +61,14 @@ def _check_background(background, X, x_names, owner="BCNMF"):
                             else feature_names(background), owner)
         return Y
     if is_out_of_core(background) or is_out_of_core(X):
+        if mask is not None:
+            raise ValueError("background_mask was given with out-of-core data; missing values "
+                             "are fitted around in in-memory dense input only.")
         Y = (_check_out_of_core(background, "background", owner) if is_out_of_core(background)
              else check_matrix(background, "background", owner))
         check_same_features(X, Y, x_names, None, owner)
         return Y
-    Y = check_matrix(background, "background", owner)
+    Y = check_matrix(background, "background", owner, allow_nan=allow_nan, mask=mask)
     check_same_features(X, Y, x_names, feature_names(background), owner)
     if Y.dtype != X.dtype:
         Y = Y.astype(X.dtype)
@@ -127,6 +130,17 @@ def _use_dask(engine, *arrays) -> bool:
     return dask_in
 
 
+def _checkpointing(checkpoint, checkpoint_every, resume) -> dict:
+    """Keyword arguments of :func:`fit_factors` for checkpoints (none when unused)."""
+    if checkpoint is None and resume is None:
+        return {}
+    if not isinstance(checkpoint_every, (int, np.integer)) or isinstance(checkpoint_every, bool) \
+            or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be an int >= 1; got {checkpoint_every!r}.")
+    return {"checkpoint": checkpoint, "checkpoint_every": int(checkpoint_every),
+            "resume": resume}
+
+
 def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
     """Turn the engine's diagnostics into warnings (or an error when nothing finite exists)."""
     finite = all(all_finite(a) for a in
@@ -172,7 +186,7 @@ def on_device(X, Y, device):
     return X, Y
 
 
-def _validate_target(estimator, X, reset: bool):
+def _validate_target(estimator, X, reset: bool, mask=None, allow_nan=None):
     """Validate X through scikit-learn (feature names, n_features_in_) and then
     through bcnmf's own checks, with bcnmf's messages for non-matrices.
     Out-of-core matrices are checked for shape and dtype only, and streamed;
@@ -182,6 +196,9 @@ def _validate_target(estimator, X, reset: bool):
             f"{type(estimator).__name__} fits numpy arrays and scipy.sparse matrices; torch "
             "tensors are supported by the estimators with a device parameter (BCNMF, "
             "factorize). Pass tensor.cpu().numpy().")
+    if (is_out_of_core(X) or is_torch(X)) and mask is not None:
+        raise ValueError("mask was given with an out-of-core or torch X; missing values are "
+                         "fitted around in in-memory dense numpy input only: load X, or impute.")
     if is_out_of_core(X) or is_torch(X):
         X = (check_torch_matrix(X, "X", type(estimator).__name__) if is_torch(X)
              else _check_out_of_core(X, "X"))
@@ -199,7 +216,10 @@ def _validate_target(estimator, X, reset: bool):
     X = converting("X", lambda: validate_data(
         estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
         reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
-    return check_matrix(X, "X")
+    if allow_nan is None:   # fitting around missing values: classes that declare it (BCNMF)
+        allow_nan = vars(type(estimator)).get("_fits_missing", False)
+    return check_matrix(X, "X", type(estimator).__name__ if not allow_nan else "BCNMF",
+                        allow_nan=allow_nan, mask=mask)
 
 
 class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -278,6 +298,12 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         no refinement.
     n_init : int, default=1
         Number of restarts from different random initialisations.
+    consensus : bool, default=False
+        With ``n_init > 1``: return the consensus of the restarts instead of
+        one of them.  Topics of every restart are matched to the medoid
+        restart (Hungarian matching on cosine similarity), matched topics are
+        averaged, and the codes are refined with that basis fixed.  See
+        ``topic_stability_`` and :func:`bcnmf.matching.consensus_basis`.
     random_state : int, RandomState, Generator or None, default=None
         Seeds the initialisations (drawn on the host with numpy).
     transform_max_iter : int, default=1000
@@ -336,6 +362,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     restart_objectives_, restart_agreement_ : ndarray of shape (n_init,)
         Final objective and mean matched cosine similarity to the other
         restarts, for every restart.
+    topic_stability_ : ndarray of shape (n_components,) or None
+        With ``n_init > 1``: per topic, the mean cosine similarity of the
+        matching topic (Hungarian matching) of every other restart; values
+        near 1 mean every restart found the topic.  None for ``n_init=1``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string column names.
 
@@ -353,10 +383,13 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ((50, 2), (2, 12))
     """
 
+    _fits_missing = True   # NaN / masks in fit (core/masked.py)
+
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
-                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None, device=None, engine=None):
+                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
+                 random_state=None, transform_max_iter=1000, block_size=None, device=None,
+                 engine=None):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -368,6 +401,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
+        self.consensus = consensus
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
         self.block_size = block_size
@@ -378,18 +412,25 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         tags.input_tags.sparse = True
+        # NaN = missing in dense numpy input (see fit); the torch backend refuses NaN
+        tags.input_tags.allow_nan = getattr(self, "device", None) is None
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
     def fit(self, X, y=None, *, background=None, init_components=None, init_codes=None,
-            init_background_codes=None):
+            init_background_codes=None, mask=None, background_mask=None, checkpoint=None,
+            checkpoint_every=10, resume=None):
         """Fit the model; returns self.  See :meth:`fit_transform`."""
         self.fit_transform(X, background=background, init_components=init_components,
-                           init_codes=init_codes, init_background_codes=init_background_codes)
+                           init_codes=init_codes, init_background_codes=init_background_codes,
+                           mask=mask, background_mask=background_mask, checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every, resume=resume)
         return self
 
     def fit_transform(self, X, y=None, *, background=None, init_components=None,
-                      init_codes=None, init_background_codes=None):
+                      init_codes=None, init_background_codes=None, mask=None,
+                      background_mask=None, checkpoint=None, checkpoint_every=10,
+                      resume=None):
         """Fit the model and return the target codes.
 
         Parameters
@@ -401,6 +442,22 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             Background cells, same features in the same order.
         init_components, init_codes, init_background_codes : ndarray, optional
             Starting factors (all or none); used for every restart.
+        mask, background_mask : bool ndarray of the shape of X / background, optional
+            Observation masks, **True = observed** (the opposite of
+            ``numpy.ma``): entries where the mask is False are missing and
+            are left out of the fit, whatever value they hold.  NaN entries of
+            dense X and background are missing too, with or without a mask.
+            The fit uses weighted multiplicative updates over the observed
+            entries (:mod:`bcnmf.core.masked`).  Dense input only.
+        checkpoint : str or path-like, optional
+            Write the solver state to this file every ``checkpoint_every``
+            sweeps (atomically, with a checksum; :mod:`bcnmf.core.checkpoint`),
+            and when the fit is interrupted (KeyboardInterrupt).
+        checkpoint_every : int, default=10
+            Sweeps between checkpoints.
+        resume : str or path-like, optional
+            Continue from a checkpoint written by a fit with the same data and
+            parameters; the result is identical to an uninterrupted fit.
 
         Returns
         -------
@@ -413,12 +470,25 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if getattr(self, "device", None) is not None:
                 raise ValueError(f"device={self.device!r} and the Dask engine cannot be "
                                  "combined; the Dask engine runs numpy on the workers.")
+            unsupported = {"mask": mask, "background_mask": background_mask,
+                           "checkpoint": checkpoint, "resume": resume}
+            for name, value in unsupported.items():
+                if value is not None:
+                    raise ValueError(f"{name}= is not supported by the Dask engine (dask "
+                                     "arrays, or engine='dask'); fit in process, or resume "
+                                     "from a saved basis with init_components.")
+            if getattr(self, "consensus", False):
+                raise ValueError("consensus=True is not supported by the Dask engine; use "
+                                 "consensus=False (restarts still report topic_stability_).")
             return self._fit_dask(X, background, params,
                                   (init_components, init_codes, init_background_codes))
         check_orientation(X, background)
         device = resolve_device(getattr(self, "device", None))
-        X = _validate_target(self, X, reset=True)
-        Y = _check_background(background, X, getattr(self, "feature_names_in_", None))
+        # missing values: numpy backend of the classes that declare it (BCNMF)
+        missing_ok = vars(type(self)).get("_fits_missing", False) and device is None
+        X = _validate_target(self, X, reset=True, mask=mask, allow_nan=missing_ok)
+        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
+                              mask=background_mask, allow_nan=missing_ok)
         X, Y = on_device(X, Y, device)
         s = _settings(self.n_components, X.shape[1], params)
         for A, name in ((X, "X"), (Y, "background")):
@@ -427,7 +497,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         init = _check_init((init_components, init_codes, init_background_codes), X, Y,
                            s.n_components)
         result, diag = fit_factors(X, Y, s, self.random_state, init,
-                                   block_rows=self.block_size)
+                                   block_rows=self.block_size,
+                                   consensus=bool(getattr(self, "consensus", False)),
+                                   **_checkpointing(checkpoint, checkpoint_every, resume))
         _report(diag, s, result)
         self.components_ = result.components
         self.background_codes_ = result.background_codes
@@ -437,6 +509,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.objective_ = result.objective
         self.restart_objectives_ = result.restart_objectives
         self.restart_agreement_ = result.restart_agreement
+        self.topic_stability_ = result.topic_stability
         self._n_features_out = s.n_components
         self._policy = diag["policy"]
         self._settings = s
@@ -476,6 +549,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.objective_ = result.objective
         self.restart_objectives_ = result.restart_objectives
         self.restart_agreement_ = result.restart_agreement
+        self.topic_stability_ = result.topic_stability
         self._n_features_out = s.n_components
         self._policy = diag["policy"]
         self._settings = s
@@ -483,7 +557,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._dask_run = diag["dask"]
         return codes
 
-    def transform(self, X, *, as_background=False):
+    def transform(self, X, *, as_background=False, mask=None):
         """Codes of cells (target or background) with the basis fixed.
 
         Parameters
@@ -494,6 +568,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             target's.  The two differ only for the stable Poisson contrast,
             whose predictions carry a per-feature offset fitted to each
             dataset (see ``smoothing``).
+        mask : bool ndarray of the shape of X, optional
+            True = observed; missing entries (mask False, or NaN) are left out
+            and each cell's codes are solved on its observed entries.
 
         Returns
         -------
@@ -501,8 +578,12 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if _is_dask(X):
+            if mask is not None:
+                raise ValueError("mask is not supported for dask arrays; the Dask engine "
+                                 "fits and transforms fully observed data.")
             return self._transform_dask(X, as_background)
-        X = _validate_target(self, X, reset=False)
+        X = _validate_target(self, X, reset=False, mask=mask,
+                             allow_nan=getattr(self, "device", None) is None)
         X, _ = on_device(X, None, resolve_device(getattr(self, "device", None)))
         if not is_out_of_core(X):
             check_for_loss(X, "X", self._settings.loss)
@@ -581,16 +662,19 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
-              smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-              transform_max_iter=1000, block_size=None,
-              init_factors=None, device=None) -> FactorizationResult:
+              smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
+              random_state=None, transform_max_iter=1000, block_size=None,
+              init_factors=None, device=None, mask=None, background_mask=None,
+              checkpoint=None, checkpoint_every=10, resume=None) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
     background (cells x features).  ``init_factors`` is an optional tuple
     ``(components, codes, background_codes)``.  ``device`` as in
     :class:`BCNMF`: torch inputs, or any input with a device, give a result
-    of torch tensors on that device.
+    of torch tensors on that device.  ``mask``, ``background_mask`` (True =
+    observed; NaN is missing too), ``checkpoint``, ``checkpoint_every`` and
+    ``resume`` are those of :meth:`BCNMF.fit`.
 
     Returns
     -------
@@ -610,7 +694,8 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     """
     p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
              damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
-             transform_max_iter=transform_max_iter, block_size=block_size)
+             consensus=consensus, transform_max_iter=transform_max_iter,
+             block_size=block_size)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
     check_orientation(X, Y, "factorize")
@@ -618,8 +703,9 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     device = resolve_device(device)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
          else check_torch_matrix(X, "X", "factorize") if is_torch(X)
-         else check_matrix(X, "X", "factorize"))
-    Y = _check_background(Y, X, x_names, "factorize")
+         else check_matrix(X, "X", "factorize", allow_nan=device is None, mask=mask))
+    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask,
+                          allow_nan=device is None)
     X, Y = on_device(X, Y, device)
     s = _settings(n_components, X.shape[1], p, owner="factorize")
     for A, name in ((X, "X"), (Y, "background")):
@@ -627,6 +713,8 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
             check_for_loss(A, name, s.loss, "factorize")
     init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
                        s.n_components)
-    result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size)
+    result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size,
+                               consensus=consensus,
+                               **_checkpointing(checkpoint, checkpoint_every, resume))
     _report(diag, s, result, "factorize")
     return result

@@ -87,6 +87,8 @@ def _collect(model, feature_names=None):
         arrays[f"history_{key}"] = np.asarray(values)
     arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
     arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
+    if getattr(model, "topic_stability_", None) is not None:
+        arrays["topic_stability_"] = np.asarray(model.topic_stability_)
     for which, offset in zip(("target", "background"), model._offsets):
         if offset is not None:
             arrays[f"offset_{which}"] = np.asarray(offset)
@@ -273,6 +275,7 @@ def load_model(path, *, device=None):
     model.history_ = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
     model.restart_objectives_ = arrays["restart_objectives_"]
     model.restart_agreement_ = arrays["restart_agreement_"]
+    model.topic_stability_ = arrays.get("topic_stability_")
     for key, value in meta["attributes"].items():
         setattr(model, key, value)
     if meta["feature_names"] is not None and meta.get("feature_names_in", True):

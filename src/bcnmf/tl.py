@@ -127,7 +127,8 @@ def _write(adata, key, codes, loadings_rows, components, record):
 
 def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
           beta_loss="frobenius", layer=None, use_raw=False, mask_var=None, min_overlap=0.5,
-          key_added=None, random_state=0, copy=False, **kwargs):
+          key_added=None, random_state=0, enrichment=True, n_permutations=1000, copy=False,
+          **kwargs):
     r"""Background-contrastive NMF of an AnnData object.
 
     Two forms:
@@ -148,8 +149,10 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     - ``varm["k"]`` (n_vars, n_components): loadings (``components_`` transposed), zero for
       genes not used (outside ``mask_var`` or dropped by the alignment);
     - ``uns["k"]``: parameters, applied ``alpha_raw``, ``n_iter``, final ``objective``,
-      ``history`` (target and background divergences and objective per sweep) and how the
-      cells were split.
+      ``history`` (target and background divergences and objective per sweep), how the
+      cells were split and, with ``enrichment=True``, ``uns["k"]["enrichment"]``: the
+      :func:`bcnmf.topic_enrichment` table (one row per topic: usage in target and
+      background, effect size, permutation p-value and BH q-value, ``enriched``).
 
     In the two-object form both objects are annotated (the background with its own codes and
     loadings over its own genes); with ``copy=True`` a ``(target, background)`` pair of copies
@@ -186,6 +189,11 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
         Key of the results (default ``"bcnmf"``).
     random_state : int, RandomState, Generator or None, default=0
         Seed of the initialisation (0 by default, so results are reproducible, as in scanpy).
+    enrichment : bool, default=True
+        Also compute the topic enrichment statistics (:func:`bcnmf.topic_enrichment`, cells
+        shuffled between target and background) into ``uns[key]["enrichment"]``.
+    n_permutations : int, default=1000
+        Permutations of the enrichment test.
     copy : bool, default=False
         Return annotated copies instead of writing into the input(s).
     **kwargs
@@ -226,7 +234,8 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     if two_objects:
         return _fit_two(adata, background, model, groupby=groupby, layer=layer,
                         use_raw=use_raw, mask_var=mask_var, min_overlap=min_overlap, key=key,
-                        poisson=poisson, copy=copy)
+                        poisson=poisson, copy=copy,
+                        enrichment=(enrichment, n_permutations, random_state))
     is_bg, values = _background_mask(adata, groupby, background)
     cols = _mask_var(adata, mask_var)
     M, source, log1p = _anndata_matrix(adata, layer, use_raw)
@@ -241,15 +250,30 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     codes = np.empty((adata.n_obs, codes_t.shape[1]), dtype=codes_t.dtype)
     codes[~is_bg] = codes_t
     codes[is_bg] = model.background_codes_
+    table = _enrichment(model, Xt, Xb, enrichment, n_permutations, random_state)
     record = _record(model, source=source,
                      n_target=Xt.shape[0], n_background=Xb.shape[0], n_features=cols.size,
-                     extra={"groupby": groupby, "background": values, "form": "groupby"})
+                     extra={"groupby": groupby, "background": values, "form": "groupby",
+                            "enrichment": table})
     _write(adata, key, codes, cols, model.components_, record)
     return adata if copy else None
 
 
+def _enrichment(model, Xt, Xb, enabled, n_permutations, random_state):
+    """The topic enrichment table (a DataFrame h5ad can store), or None."""
+    if not enabled:
+        return None
+    from .topics import topic_enrichment
+
+    seed = random_state if isinstance(random_state, (int, np.integer)) else 0
+    table = topic_enrichment(model, Xt, background=Xb, n_permutations=n_permutations,
+                             random_state=seed)
+    table.index = table.index.astype(str)
+    return table
+
+
 def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_overlap, key,
-             poisson, copy):
+             poisson, copy, enrichment=(True, 1000, 0)):
     if groupby is not None:
         raise TypeError("With a background AnnData, leave groupby=None (groupby splits one "
                         "object into target and background).")
@@ -275,8 +299,12 @@ def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_over
         adata, bdata = adata.copy(), bdata.copy()
     common = dict(source=source_t, n_target=Xt.shape[0], n_background=Xb.shape[0],
                   n_features=t_idx.size)
+    table = _enrichment(model, Xt, Xb, *enrichment)
     _write(adata, key, codes_t, t_idx, model.components_,
-           _record(model, **common, extra={"form": "two objects", "role": "target"}))
+           _record(model, **common, extra={"form": "two objects", "role": "target",
+                                           "enrichment": table}))
     _write(bdata, key, model.background_codes_, b_idx, model.components_,
-           _record(model, **common, extra={"form": "two objects", "role": "background"}))
+           _record(model, **common, extra={"form": "two objects", "role": "background",
+                                           "enrichment": None if table is None
+                                           else table.copy()}))
     return (adata, bdata) if copy else None

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import linear_sum_assignment
 
+from ..matching import consensus_basis, restart_agreement  # noqa: F401 (re-exported)
+from . import guard, masked
 from .backend import asarray_like, is_torch, namespace, to_numpy
+from .checkpoint import FitCheckpoint
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
-from .solver import SolverOptions, normalize_basis, refine_codes, solve
+from .solver import SolveOutput, SolverOptions, evaluate, normalize_basis, refine_codes, solve
 from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
@@ -73,9 +74,19 @@ def step_policy(x: Scan, s: FitSettings) -> StepPolicy:
     if s.mode == "reference":
         return StepPolicy(eps=EPS[s.loss], gamma=gamma)
     total = x.total / max(x.shape[0], 1)
-    return StepPolicy(eps=EPS[s.loss], gamma=gamma,
+    # stable mode is scale-equivariant: the epsilons act as on the data divided by their
+    # mean entry m (basis rows have unit L1 norm, codes carry the scale): squared-error code
+    # denominators scale as m, its basis denominators as m^2, KL predictions and basis
+    # denominators as m.  KL code denominators are basis row sums (about 1) and share the
+    # kernel's eps, so for KL the scaling stops at m = 1 (above it an absolute 1e-16 is
+    # already negligible).  Floored at the dtype's tiny so that they never vanish.
+    m = x.mean_entry if x.mean_entry > 0 else 1.0
+    tiny = float(np.finfo(np.float32 if "float32" in str(x.dtype) else np.float64).tiny)
+    eps = max(EPS[s.loss] * (m if s.loss == FROBENIUS else min(m, 1.0)), tiny)
+    basis_eps = max(EPS[s.loss] * m * m, tiny) if s.loss == FROBENIUS else eps
+    return StepPolicy(eps=eps, gamma=gamma,
                       code_floor=CODE_FLOOR_REL * max(total, float(np.finfo(np.float32).tiny)),
-                      basis_floor=BASIS_FLOOR)
+                      basis_floor=BASIS_FLOOR, basis_eps=basis_eps)
 
 
 def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
@@ -111,25 +122,6 @@ def _restart_seeds(random_state, n_init):
     return rs.randint(0, 2**31 - 1, size=n_init)
 
 
-def restart_agreement(bases) -> np.ndarray:
-    """Mean, over the other restarts, of the mean cosine similarity of
-    Hungarian-matched basis rows."""
-    n = len(bases)
-    if n == 1:
-        return np.ones(1)
-    unit = []
-    for b in bases:
-        norms = np.linalg.norm(b, axis=1, keepdims=True)
-        unit.append(b / np.where(norms > 0, norms, 1.0))
-    sim = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            c = unit[i] @ unit[j].T
-            r, q = linear_sum_assignment(-c)
-            sim[i, j] = sim[j, i] = c[r, q].mean()
-    return sim.sum(axis=1) / (n - 1)
-
-
 def _select(objectives, agreement, mode) -> int:
     """Reference: lowest final objective (the authors' rule).  Stable: the
     medoid restart, the one agreeing best with the others (ties, e.g. two
@@ -149,12 +141,25 @@ def _scanned(A, name, loss, block_rows, dtype=None):
     return source, scan(source, loss, rows)
 
 
+def _fingerprint(s: FitSettings, info_x: Scan, info_y, alpha_raw, mask_x, mask_y) -> dict:
+    """What identifies a fit for :mod:`bcnmf.core.checkpoint` (the data by their
+    shapes, dtype, totals and missing entries; the settings)."""
+    fp = {"settings": repr(s), "alpha_raw": alpha_raw, "dtype": str(info_x.dtype),
+          "blocks": [len(info_x.bounds), 0 if info_y is None else len(info_y.bounds)]}
+    for name, info, m in (("X", info_x, mask_x), ("background", info_y, mask_y)):
+        if info is not None:
+            fp[name] = [list(info.shape), info.total, info.sumsq,
+                        None if m is None else int(m.sum())]
+    return fp
+
+
 def _pairs(blocks, info: Scan, codes):
     return [(b, codes[lo:hi]) for b, (lo, hi) in zip(blocks, info.bounds)]
 
 
 def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
-                callback=None, block_rows=None):
+                callback=None, block_rows=None, mask=None, background_mask=None,
+                checkpoint=None, checkpoint_every=10, resume=None, consensus=False):
     """Run ``n_init`` restarts; return ``(FactorizationResult, diagnostics)``.
 
     ``X`` and ``Y`` are validated in-memory matrices or out-of-core row
@@ -164,20 +169,66 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     flags the caller turns into warnings: ``diverged`` (non-finite values
     met), ``converged``, and ``runaway`` (KL background divergence per count
     when it exceeds ``RUNAWAY_NATS_PER_COUNT``, else None), plus the
-    ``policy`` and the prediction ``offsets`` that ``transform`` reuses."""
-    source_x, info_x = _scanned(X, "X", s.loss, block_rows)
+    ``policy`` and the prediction ``offsets`` that ``transform`` reuses.
+
+    Missing values (dense input): NaN entries of ``X`` and ``Y``, and the
+    entries where ``mask`` / ``background_mask`` (True = observed) are False,
+    are left out of every sum (:mod:`bcnmf.core.masked`).
+
+    ``checkpoint`` (a path) receives the solver state every
+    ``checkpoint_every`` sweeps and on KeyboardInterrupt; ``resume`` (a path)
+    continues such a state to exactly the uninterrupted result
+    (:mod:`bcnmf.core.checkpoint`).
+
+    With ``n_init > 1`` the per-topic stability of the selected restart (mean
+    Hungarian-matched cosine similarity of its topics with the other
+    restarts) is returned as ``topic_stability``.  ``consensus=True`` (and
+    ``n_init > 1``) returns the consensus instead of one run: every restart is
+    matched to the medoid restart, matched topics are averaged
+    (:func:`bcnmf.matching.consensus_basis`), and the codes are refined with
+    that basis fixed (:func:`refine_codes`, from the medoid's codes); the last
+    record of ``history`` then describes the consensus state."""
+    mask_x, mask_y = masked.observed(X, mask), masked.observed(Y, background_mask)
+    # resource guard: whole-matrix copies that do not fit switch to blocks of cells
+    rows_x = guard.block_rows_for(X, "X", block_rows, None, mask_x is not None)
+    rows_y = (guard.block_rows_for(Y, "background", block_rows, None, mask_y is not None)
+              if Y is not None else None)
+    X = X if mask_x is None else masked.filled(X, mask_x)
+    Y = Y if mask_y is None else masked.filled(Y, mask_y)
+    source_x, info_x = _scanned(X, "X", s.loss, rows_x)
     dtype = info_x.dtype
-    source_y, info_y = (_scanned(Y, "background", s.loss, block_rows, dtype) if Y is not None
+    source_y, info_y = (_scanned(Y, "background", s.loss, rows_y, dtype) if Y is not None
                         else (None, None))
+    for info, m in ((info_x, mask_x), (info_y, mask_y)):
+        if m is not None:   # per-feature means over the observed entries
+            info.colsum = masked.observed_colsum(info.colsum, m)
     alpha_raw = raw_alpha(info_x, info_y, s)
     policy = step_policy(info_x, s)
     opts = _options(s, alpha_raw, policy)
     offset_x, offset_y = contrast_offsets(info_x, info_y, s)
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
     blocks_y = make_blocks(source_y, info_y, s.loss, offset_y) if Y is not None else []
+    if mask_x is not None:
+        blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x)
+    if mask_y is not None:
+        blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y)
     runs = []
     seeds = _restart_seeds(random_state, s.n_init)
-    for seed in seeds:
+    ckpt = None
+    if checkpoint is not None or resume is not None:
+        if is_torch(X):
+            raise ValueError("checkpoint= and resume= need the numpy backend; fit without a "
+                             "torch device, or without checkpoints.")
+        ckpt = FitCheckpoint(checkpoint, checkpoint_every, resume,
+                             _fingerprint(s, info_x, info_y, alpha_raw, mask_x, mask_y), seeds)
+        seeds = ckpt.seeds
+    for r, seed in enumerate(seeds):
+        if ckpt is not None and r < len(ckpt.runs):   # finished before the checkpoint
+            saved = ckpt.runs[r]
+            runs.append((SolveOutput(saved["basis"], saved["history"], saved["n_iter"],
+                                     saved["converged"], saved["diverged"]),
+                         saved["cx"], saved["cy"]))
+            continue
         if init_factors is not None:
             basis, cx, cy = (None if a is None else np.array(to_numpy(a), dtype=dtype,
                                                              order="C")
@@ -193,16 +244,28 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 policy.basis_floor)
         background = _pairs(blocks_y, info_y, cy) if Y is not None else []
-        out = solve(_pairs(blocks_x, info_x, cx), background, basis, opts, callback=callback)
+        out = solve(_pairs(blocks_x, info_x, cx), background, basis, opts, callback=callback,
+                    checkpoint=None if ckpt is None else ckpt.solver())
         runs.append((out, cx, cy))
+        if ckpt is not None:
+            ckpt.finished(out, cx, cy)
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
     agreement = restart_agreement([to_numpy(o.basis) for o, _, _ in runs])
     best = _select(objectives, agreement, s.mode)
+    stability = None
+    if len(runs) > 1 and consensus:
+        best = int(np.argmax(agreement))  # the medoid is the reference
     out, cx, cy = runs[best]
+    if len(runs) > 1:
+        bases = [to_numpy(o.basis) for o, _, _ in runs]
+        merged, stability, _ = consensus_basis(bases, reference=best)
+        if consensus:
+            _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s)
     result = FactorizationResult(
         components=out.basis, codes=cx, background_codes=cy, history=out.history,
         n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
-        restart_objectives=objectives, restart_agreement=agreement, best_restart=best)
+        restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
+        topic_stability=stability)
     runaway = None
     if Y is not None and s.loss != FROBENIUS and alpha_raw > 0:
         total = info_y.total
@@ -213,14 +276,40 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                     "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy}
 
 
+def _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s):
+    """Replace the reference run's basis by the consensus basis (in place) and refine the
+    codes with it fixed; the final record of ``out.history`` is replaced by the new state."""
+    out.basis[...] = asarray_like(merged, out.basis)
+    if opts.normalize:
+        normalize_basis(out.basis, [c for c in (cx, cy) if c is not None],
+                        opts.policy.basis_floor)
+    target = _pairs(blocks_x, info_x, cx)
+    background = _pairs(blocks_y, info_y, cy) if cy is not None else []
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        refine_codes(target + background, view_basis(out.basis, s.loss), s.loss, opts.policy,
+                     s.code_max_iter, s.tol if s.tol > 0 else 1e-4)
+        dx, dy = evaluate(target, background, out.basis, opts)
+    alpha = opts.alpha if background else 0.0
+    history = {k: np.array(v, copy=True) for k, v in out.history.items()}
+    history["target"][-1] = dx
+    history["background"][-1] = dy
+    history["objective"][-1] = dx - alpha * dy
+    out.history = history
+
+
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
-                    tol: float, block_rows=None):
+                    tol: float, block_rows=None, mask=None):
     """Codes of new cells with the basis fixed (a convex problem per cell),
     from a deterministic start, with the prediction offset of the model they
     belong to (stable Poisson with a background; else None).  ``A`` is an
     in-memory matrix or an out-of-core source, swept by blocks as in
     :func:`fit_factors`.  Stops when the relative L1 change of the codes is at
-    most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``."""
+    most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``.
+    Missing entries (NaN, or ``mask`` False) are left out: codes are solved
+    on the observed entries."""
+    obs = masked.observed(A, mask)
+    block_rows = guard.block_rows_for(A, "X", block_rows, basis.dtype, obs is not None)
+    A = A if obs is None else masked.filled(A, obs)
     source = RowSource(A, "X")
     rows = default_block_rows(source) if block_rows is None else block_rows
     if offset is None and s.loss != FROBENIUS:
@@ -235,6 +324,9 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
         codes[lo:hi] = codes_for_basis(data, basis)
         block = (Block(data, 0.0, offset) if rows is None
                  else StreamBlock(source, lo, hi, 0.0, offset))
+        if obs is not None:
+            block = masked.MaskedBlock(block, np.ascontiguousarray(obs[lo:hi]))
+            codes[lo:hi] = masked.start_codes(data, obs[lo:hi], basis)
         pairs.append((block, codes[lo:hi]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         n_iter = refine_codes(pairs, view_basis(basis, s.loss), s.loss, policy, max_iter, tol)

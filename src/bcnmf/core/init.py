@@ -35,12 +35,18 @@ def initial_factors(X, Y, n_components: int, method: str, rng: np.random.Generat
         cx = rng.random((X.shape[0], k))
         cy = rng.random((Y.shape[0], k)) if Y is not None else None
     elif method == "random":
-        avg = np.sqrt(max(_mean(X), np.finfo(np.float64).tiny) / k)
+        # floors at the working dtype's tiny (float64's is 0 in float32); an
+        # all-zero target takes its scale from the background
+        tiny = float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).tiny)
+        mean_x = _mean(X)
+        if not mean_x > 0 and Y is not None:
+            mean_x = _mean(Y)
+        avg = np.sqrt(max(mean_x, tiny) / k)
         basis = avg * np.abs(rng.standard_normal((k, n_features)))
         cx = avg * np.abs(rng.standard_normal((X.shape[0], k)))
         cy = None
         if Y is not None:
-            avg_y = max(_mean(Y), np.finfo(np.float64).tiny) / (k * avg)
+            avg_y = max(_mean(Y), tiny) / (k * avg)
             cy = avg_y * np.abs(rng.standard_normal((Y.shape[0], k)))
     else:  # pragma: no cover - validated at the boundary
         raise ValueError(f"unknown init {method!r}")

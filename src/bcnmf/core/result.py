@@ -34,7 +34,11 @@ class FactorizationResult:
         Final objective of every restart and its mean matched cosine
         similarity with the other restarts.
     best_restart : int
-        Index of the selected restart.
+        Index of the selected restart (the reference of the consensus).
+    topic_stability : ndarray of shape (n_components,) or None
+        With ``n_init > 1``: per topic, the mean cosine similarity of its
+        Hungarian-matched topics in the other restarts (1 = found by every
+        restart); None for a single run.
     """
 
     components: np.ndarray
@@ -47,6 +51,7 @@ class FactorizationResult:
     restart_objectives: np.ndarray
     restart_agreement: np.ndarray
     best_restart: int
+    topic_stability: np.ndarray | None = None
 
     @property
     def objective(self) -> float:

@@ -142,16 +142,26 @@ def _restore(basis, all_codes, good, hist, out) -> None:
 
 def solve(target: list[tuple[Block, np.ndarray]],
           background: list[tuple[Block, np.ndarray]],
-          basis: np.ndarray, opts: SolverOptions, callback=None) -> SolveOutput:
+          basis: np.ndarray, opts: SolverOptions, callback=None,
+          checkpoint=None) -> SolveOutput:
     """Run the engine in place on ``basis`` and the code arrays in the pairs.
 
     ``callback(iteration, basis, record)`` is called after every recorded
     sweep with the record of the state that entered it.  Floating-point
     warnings are silenced inside: overflow is detected on the objective and
     the basis parts, and handled by returning the last finite state.
+    ``checkpoint`` (:mod:`bcnmf.core.checkpoint`) resumes a saved state, saves
+    the state entering sweeps, and saves the last complete state on
+    KeyboardInterrupt.
     """
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _solve(target, background, basis, opts, callback)
+        if checkpoint is None:
+            return _solve(target, background, basis, opts, callback)
+        try:
+            return _solve(target, background, basis, opts, callback, checkpoint)
+        except KeyboardInterrupt:
+            checkpoint.interrupted()
+            raise
 
 
 def _record(hist, sweep, dx, dy, alpha):
@@ -161,15 +171,21 @@ def _record(hist, sweep, dx, dy, alpha):
     hist["objective"].append(dx - alpha * dy)
 
 
-def _solve(target, background, basis, opts, callback):
+def _solve(target, background, basis, opts, callback, checkpoint=None):
     hist = {"iteration": [], "target": [], "background": [], "objective": []}
     alpha = opts.alpha if background else 0.0
     all_codes = [c for _, c in target] + [c for _, c in background]
     out = SolveOutput(basis)
     last_good = None
     recent = []
-    for it in range(opts.max_iter):
+    start = 0
+    resumed = checkpoint.resume_into(basis, all_codes, hist, out) if checkpoint else None
+    if resumed is not None:
+        start, last_good, recent = resumed
+    for it in range(start, opts.max_iter):
         entering = (copy(basis), [copy(c) for c in all_codes])
+        if checkpoint is not None:
+            checkpoint.at(it, entering, hist, recent, last_good)
         view = view_basis(basis, opts.loss)
         want_div = it % opts.eval_every == 0
         dx, px = _sweep_all(target, view, opts, want_div)

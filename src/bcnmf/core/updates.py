@@ -30,7 +30,7 @@ background).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -55,12 +55,15 @@ class StepPolicy:
     ``eps`` is added to every denominator (and to KL predictions), ``gamma``
     is the damping exponent applied as ``max(r, eps) ** gamma``, and the
     floors are lower bounds applied after each step (0 means none).
+    ``basis_eps``, when set, replaces ``eps`` in the basis step (stable mode
+    scales the two differently with the data, see ``core.fit.step_policy``).
     """
 
     eps: float
     gamma: float = 1.0
     code_floor: float = 0.0
     basis_floor: float = 0.0
+    basis_eps: float | None = None
 
 
 @dataclass
@@ -155,6 +158,9 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
     The divergence is ``None`` when ``want_div`` is False and it is not free
     (KL: its logarithms cost as much as the rest of the sweep).
     """
+    if getattr(block, "mask", None) is not None:   # missing values: core/masked.py
+        from .masked import sweep_masked
+        return sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
     if sp.issparse(block.data) or is_torch_sparse(block.data):
         return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div)
@@ -282,6 +288,9 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
 def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
                 alpha: float, loss: str):
     """Numerator and denominator of the multiplicative basis step."""
+    if hasattr(target, "mask_parts") or hasattr(background, "mask_parts"):
+        from .masked import basis_terms as masked_terms
+        return masked_terms(basis, target, background, alpha, loss)
     if loss == FROBENIUS:
         numer = copy(target.cross)
         denom = target.second @ basis
@@ -301,4 +310,6 @@ def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
                alpha: float, loss: str, policy: StepPolicy) -> None:
     """In-place multiplicative basis step from the summed parts."""
     numer, denom = basis_terms(basis, target, background, alpha, loss)
+    if policy.basis_eps is not None:
+        policy = replace(policy, eps=policy.basis_eps)
     mu_step(basis, numer, denom, policy, policy.basis_floor)

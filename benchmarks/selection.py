@@ -1,0 +1,224 @@
+"""Validation of the label-free model-selection rule (issue 3).
+
+For every dataset and selection seed: ``bcnmf.select_model`` runs on the grid (labels never
+seen), then every grid point is fitted on all cells with the procedure the recommended model
+uses (``n_init = n_restarts`` restarts, consensus of the restarts, seed = selection seed) and
+scored by the fixed protocol (KMeans on the target codes, ARI against the labels; raw and
+per-cell L1-normalised codes), averaged over ``--ari-seeds`` fitting seeds (MODEL.md section 8
+reports means over fitting seeds; one fit's ARI on the mouse data varies from 0.1 to 0.8 with
+the seed, so a single fit would make "the best ARI on the grid" a maximum of noise).
+Reported per grid point: the criteria, the ARI, and whether the recommended point's ARI is
+within 10% of the best ARI on the grid.
+
+Datasets
+--------
+- ``sim``: the beta-series simulation (``make_contrastive_counts``), log-CP10k, at a reduced
+  size (``--sim-genes`` genes, ``--sim-cells`` target and background cells; blocks scale with
+  the genes) so that a grid fits on a loaded 2-core machine;
+- ``mice``: ``bcnmf.datasets.load_mice_protein()`` as shipped;
+- ``mnist``: ``mnist_daisy_demo`` from /work/shared/data (``load_shared_dataset``), as shipped.
+
+Usage::
+
+    python benchmarks/selection.py --quick          # one seed, small grid
+    python benchmarks/selection.py --seeds 0,1 --n-jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+import _protocol as P  # noqa: E402
+
+GRIDS = {
+    "sim": ([2, 3, 5], [0.5, 1.0, 1.5, 2.0, 3.0]),
+    "mice": ([2, 3, 5], [0.25, 0.5, 1.0, 1.5, 2.0]),
+    "mnist": ([2, 3, 5], [0.25, 0.5, 1.0, 1.5, 2.0]),
+}
+QUICK_GRIDS = {
+    "sim": ([2, 4], [0.5, 1.5, 3.0]),
+    "mice": ([2, 5], [0.25, 0.5, 1.0, 2.0]),
+    "mnist": ([2, 4], [0.25, 0.5, 1.0, 2.0]),
+}
+
+
+def load(name, args):
+    from bcnmf.datasets import (load_mice_protein, load_shared_dataset,
+                                make_contrastive_counts, normalize_log1p)
+
+    if name == "sim":
+        sim = make_contrastive_counts(args.beta, n_genes=args.sim_genes,
+                                      n_target=args.sim_cells, n_background=args.sim_cells,
+                                      random_state=0)
+        return (np.asarray(normalize_log1p(sim.X)), np.asarray(normalize_log1p(sim.Y)),
+                np.asarray(sim.labels))
+    d = load_mice_protein() if name == "mice" else load_shared_dataset("mnist_daisy_demo")
+    return np.asarray(d.X, dtype=np.float64), np.asarray(d.Y, dtype=np.float64), \
+        np.asarray(d.labels)
+
+
+def _grid_ari(X, Y, labels, k, a, seed, n_restarts, params):
+    from threadpoolctl import threadpool_limits
+
+    from bcnmf import BCNMF
+
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BCNMF(k, alpha=a, n_init=n_restarts, consensus=True, random_state=seed,
+                      **params)
+        codes = model.fit_transform(X, background=Y)
+        return (P.cluster_ari(codes, labels), P.cluster_ari(codes, labels, normalise=True))
+
+
+def grid_ari(name, args):
+    """Mean ARI (raw, normalised) of every grid point over the fitting seeds."""
+    from joblib import Parallel, delayed
+
+    X, Y, labels = load(name, args)
+    ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
+    params = {"max_iter": args.max_iter}
+    grid = [(k, a) for k in ks for a in alphas]
+    jobs = [(k, a, s) for k, a in grid for s in range(args.ari_seeds)]
+    out = Parallel(n_jobs=args.n_jobs)(
+        delayed(_grid_ari)(X, Y, labels, int(k), float(a), s, args.restarts, params)
+        for k, a, s in jobs)
+    res = np.asarray(out, dtype=float).reshape(len(grid), args.ari_seeds, 2)
+    return grid, res.mean(axis=1), res.std(axis=1)
+
+
+def run(name, seed, args, ari):
+    from bcnmf import select_model
+    from bcnmf.selection import apply_rule
+
+    X, Y, labels = load(name, args)
+    ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
+    params = {"max_iter": args.max_iter}
+    t0 = time.perf_counter()
+    res = select_model(X, Y, ks, alphas, n_restarts=args.restarts, n_jobs=args.n_jobs,
+                       random_state=seed, refit=False, **params)
+    t_sel = time.perf_counter() - t0
+    grid, mean, sd = ari
+    assert grid == list(zip(res.table["n_components"], res.table["alpha"]))
+    table = res.table.copy()
+    table["ari_raw"], table["ari_norm"] = mean[:, 0], mean[:, 1]
+    table["ari_raw_sd"], table["ari_norm_sd"] = sd[:, 0], sd[:, 1]
+    pick = apply_rule(table)
+    return table, pick, t_sel
+
+
+def fmt_table(table, pick):
+    cols = ["n_components", "alpha", "score", "contrast", "stability", "consensus",
+            "heldout_target", "heldout_background", "ari_raw", "ari_norm"]
+    head = "| K | alpha | score | contrast | stability | consensus | held-out target | " \
+           "held-out bg | ARI raw | ARI norm |"
+    lines = [head, "|" + "---|" * len(cols)]
+    for i, row in table[cols].iterrows():
+        mark = " **<-**" if i == pick else ""
+        cells = [f"{int(row.n_components)}", f"{row.alpha:g}"] + \
+            [f"{row[c]:.3f}" for c in cols[2:]]
+        cells[-1] += mark
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict(table, pick):
+    out = {}
+    for col in ("ari_raw", "ari_norm"):
+        best = float(np.nanmax(table[col]))
+        got = float(table[col].iloc[pick])
+        out[col] = (got, best, got >= 0.9 * best)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="sim,mice,mnist")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--restarts", type=int, default=3)
+    ap.add_argument("--ari-seeds", type=int, default=3,
+                    help="fitting seeds averaged for the ARI of every grid point")
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--max-iter", type=int, default=500)
+    ap.add_argument("--beta", type=float, default=8.0)
+    ap.add_argument("--sim-genes", type=int, default=600)
+    ap.add_argument("--sim-cells", type=int, default=300)
+    ap.add_argument("--ks", default=None, help="override the grid's K values, e.g. 2,3,5,8")
+    ap.add_argument("--alphas", default=None, help="override the grid's alphas")
+    ap.add_argument("--from-csv", default=None, metavar="DIR",
+                    help="reprint the tables and the summary of runs saved with --csv-dir, "
+                         "applying the current rule (no fitting)")
+    ap.add_argument("--csv-dir", default=None, help="also write every table as CSV here")
+    ap.add_argument("--quick", action="store_true",
+                    help="one seed, small grids, 300 sweeps at most")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds = args.seeds if "--seeds" in (argv or sys.argv) else "0"
+        args.max_iter = min(args.max_iter, 300)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for grids in (GRIDS, QUICK_GRIDS):
+        for name, (ks, alphas) in list(grids.items()):
+            grids[name] = ([int(k) for k in args.ks.split(",")] if args.ks else ks,
+                           [float(a) for a in args.alphas.split(",")] if args.alphas
+                           else alphas)
+    summary = []
+    if args.from_csv:
+        import pandas as pd
+
+        from bcnmf.selection import apply_rule, selection_score
+
+        for path in sorted(Path(args.from_csv).glob("*_seed*.csv")):
+            name, seed = path.stem.split("_seed")
+            table = pd.read_csv(path)
+            table["score"] = selection_score(table)
+            pick = apply_rule(table)
+            ks = sorted(set(table["n_components"]))
+            print(f"\n### {name}, selection seed {seed} (K in {ks})\n")
+            print(fmt_table(table, pick))
+            summary.append((name, int(seed), table["n_components"].iloc[pick],
+                            table["alpha"].iloc[pick], verdict(table, pick)))
+        _print_summary(summary)
+        return
+    for name in args.datasets.split(","):
+        t0 = time.perf_counter()
+        ari = grid_ari(name, args)
+        print(f"\n({name}: grid ARIs over {args.ari_seeds} fitting seeds in "
+              f"{time.perf_counter() - t0:.0f} s)")
+        for seed in seeds:
+            table, pick, t_sel = run(name, seed, args, ari)
+            v = verdict(table, pick)
+            if args.csv_dir:
+                Path(args.csv_dir).mkdir(parents=True, exist_ok=True)
+                table.to_csv(Path(args.csv_dir) / f"{name}_seed{seed}.csv", index=False)
+            print(f"\n### {name}, selection seed {seed} (selection {t_sel:.0f} s)\n")
+            print(fmt_table(table, pick))
+            summary.append((name, seed, table["n_components"].iloc[pick],
+                            table["alpha"].iloc[pick], v))
+            sys.stdout.flush()
+    _print_summary(summary)
+
+
+def _print_summary(summary):
+    print("\n### Summary: is the recommended model within 10% of the grid's best ARI?\n")
+    print("| dataset | seed | chosen K | chosen alpha | ARI raw (best) | within 10% | "
+          "ARI norm (best) | within 10% |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, seed, k, a, v in summary:
+        r, n = v["ari_raw"], v["ari_norm"]
+        print(f"| {name} | {seed} | {k} | {a:g} | {r[0]:.3f} ({r[1]:.3f}) | "
+              f"{'yes' if r[2] else 'no'} | {n[0]:.3f} ({n[1]:.3f}) | "
+              f"{'yes' if n[2] else 'no'} |")
+
+
+if __name__ == "__main__":
+    main()

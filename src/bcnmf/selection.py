@@ -1,0 +1,505 @@
+"""Choosing the number of topics K and the contrast weight alpha without labels.
+
+:func:`select_model` fits every point of a ``(K, alpha)`` grid several times on a training
+split of the target and background cells and measures, per grid point, criteria that need no
+labels:
+
+``heldout_target``, ``heldout_background``
+    Fraction of the held-out cells' divergence explained by the model,
+    ``1 - D(A | prediction) / D(A | null)``, with the codes of held-out cells solved with the
+    basis frozen (:meth:`bcnmf.BCNMF.transform`; background cells under the background's
+    model).  The null is the zero prediction (squared error) or each cell's total spread over
+    the features in proportion to the training mean profile (KL).  Held-out fit alone always
+    prefers a small alpha (``MODEL.md`` section 4.3), so it is reported, not maximised.
+``contrast``
+    The contrast criterion: the probability that a held-out target cell is better explained
+    (per-cell explained fraction) than a held-out background cell, i.e. the area under the ROC
+    curve separating target from background by how well the topics explain them.  0.5 means
+    the topics explain both alike (plain NMF of data with the same shared structure, or a
+    collapsed fit), 1 means every target cell is explained better than every background cell.
+    It is scale-free, so it does not reward small or large alpha by itself.
+    ``contrast_sd`` is its spread over restarts, ``contrast_se`` its standard error from the
+    finite held-out sample (Hanley and McNeil 1982): differences below it are noise.
+``stability``
+    Mean, over pairs of restarts, of the mean cosine similarity of Hungarian-matched topics
+    (:func:`bcnmf.matching.restart_agreement`); ``stability_min`` is the least stable topic's
+    mean matched similarity.
+``consensus``
+    Dispersion coefficient of the consensus matrix (Brunet et al. 2004): cells are assigned
+    to their largest topic in every restart, ``M_ij`` is the fraction of restarts that put
+    cells i and j together, and the dispersion ``mean(4 (M_ij - 1/2)^2)`` is 1 when all
+    restarts agree on the partition.
+``score``
+    The rule's score: the contrast of the stable grid points (below).
+
+Each per-restart criterion is averaged over the restarts (``n_restarts``), which makes the
+rule less sensitive to one unlucky fit.
+
+The rule (:data:`RULE`) is written down in ``SelectionResult.rule`` and
+``docs/selection.md``.  Labels are never used.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["select_model", "SelectionResult", "RULE", "selection_score"]
+
+#: grid points whose restarts agree less than this (mean matched cosine) are not chosen
+MIN_STABILITY = 0.9
+#: contrasts within this of the best stable contrast are tied
+CONTRAST_TIE = 0.005
+
+RULE = (
+    f"Only grid points whose restarts agree count (stability >= {MIN_STABILITY}: mean "
+    "Hungarian-matched cosine similarity of topics across restarts; if none does, all "
+    "count). The contrast of a grid point is the probability that a held-out target cell is "
+    "better explained by its topics than a held-out background cell, averaged over restarts "
+    "fitted on the training cells. K is the number of topics with the largest contrast "
+    "(ties: fewer topics); alpha is the largest alpha at that K whose contrast is within "
+    f"{CONTRAST_TIE} of that K's largest. score = contrast where stable, else 0. "
+    "No labels are used."
+)
+
+
+def selection_score(table):
+    """The rule's score for every row of a selection table: ``contrast`` where
+    ``stability >= MIN_STABILITY`` (0 elsewhere; when no row is stable, ``contrast``)."""
+    contrast = np.nan_to_num(np.asarray(table["contrast"], dtype=float), nan=0.0)
+    stable = np.nan_to_num(np.asarray(table["stability"], dtype=float), nan=1.0) \
+        >= MIN_STABILITY
+    if not stable.any():
+        return contrast
+    return np.where(stable, contrast, 0.0)
+
+
+def apply_rule(table):
+    """Index (position) of the row the rule (:data:`RULE`) picks in a selection table."""
+    score = selection_score(table)
+    k = np.asarray(table["n_components"])
+    a = np.asarray(table["alpha"], dtype=float)
+    best = score.max()
+    top = np.flatnonzero(score == best)
+    k_best = min(k[i] for i in top)
+    at_k = np.flatnonzero(k == k_best)
+    level = score[at_k].max()
+    candidates = [i for i in at_k if score[i] >= level - CONTRAST_TIE]
+    return int(max(candidates, key=lambda i: a[i]))
+
+
+@dataclass(frozen=True, repr=False)
+class SelectionResult:
+    """Result of :func:`select_model`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per grid point: ``n_components``, ``alpha``, every criterion (see
+        :mod:`bcnmf.selection`), ``score`` and ``chosen``.
+    best : dict
+        ``{"n_components": K, "alpha": a}`` chosen by the rule.
+    best_model : BCNMF or None
+        The chosen model refitted on all cells (None with ``refit=False``).
+    rule : str
+        The rule, in words.
+    """
+
+    table: object
+    best: dict
+    best_model: object = None
+    rule: str = RULE
+    settings: dict = field(default_factory=dict)
+
+    def plot(self, value="score", ax=None):
+        """Heatmap of one column of ``table`` over the grid, the chosen point outlined
+        (:func:`bcnmf.pl.selection_grid`; needs matplotlib).  Returns the Axes."""
+        from . import pl
+
+        return pl.selection_grid(self.table, value=value, best=self.best, ax=ax)
+
+    def __repr__(self):
+        return (f"SelectionResult(best={self.best}, grid={len(self.table)} points, "
+                f"columns={list(self.table.columns)})")
+
+
+# ------------------------------------------------------------------------------------------
+# criteria
+# ------------------------------------------------------------------------------------------
+
+def _rows(A, idx):
+    return A[idx]
+
+
+def _dense(A):
+    import scipy.sparse as sp
+
+    return A.toarray() if sp.issparse(A) else np.asarray(A)
+
+
+def _per_cell_divergence(A, pred, loss):
+    """(divergence, null divergence) per cell."""
+    A = _dense(A).astype(np.float64, copy=False)
+    pred = np.asarray(pred, dtype=np.float64)
+    if loss == "frobenius":
+        return ((A - pred) ** 2).sum(axis=1), (A ** 2).sum(axis=1)
+    tiny = np.finfo(np.float64).tiny
+    pred = np.maximum(pred, tiny)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(A > 0, A * np.log(np.maximum(A, tiny) / pred), 0.0)
+    return (term - A + pred).sum(axis=1), None
+
+
+def _kl_null(A, profile):
+    A = _dense(A).astype(np.float64, copy=False)
+    pred = np.maximum(A.sum(axis=1, keepdims=True) * profile[None, :],
+                      np.finfo(np.float64).tiny)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(A > 0, A * np.log(np.maximum(A, np.finfo(np.float64).tiny) / pred), 0.0)
+    return (term - A + pred).sum(axis=1)
+
+
+def _auc(a, b):
+    """P(a > b) + P(a = b) / 2 for independent draws of the two samples."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([a, b]))
+    u = ranks[: a.size].sum() - a.size * (a.size + 1) / 2.0
+    return float(u / (a.size * b.size))
+
+
+def _auc_se(auc, n_a, n_b):
+    """Standard error of an AUC estimate (Hanley and McNeil 1982)."""
+    if not np.isfinite(auc) or n_a < 1 or n_b < 1:
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc ** 2 / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_a - 1) * (q1 - auc ** 2) + (n_b - 1) * (q2 - auc ** 2)) \
+        / (n_a * n_b)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def _dispersion(assignments):
+    """Dispersion coefficient of the consensus matrix of several partitions (rows)."""
+    labels = np.asarray(assignments)
+    n_runs, n = labels.shape
+    if n < 2:
+        return float("nan")
+    m = np.zeros((n, n))
+    for row in labels:
+        m += row[:, None] == row[None, :]
+    m /= n_runs
+    return float(np.mean(4.0 * (m - 0.5) ** 2))
+
+
+def _rows_count(A):
+    return int(A.shape[0])
+
+
+def _explained(d, d0):
+    total = d0.sum()
+    return float(1.0 - d.sum() / total) if total > 0 else float("nan")
+
+
+def _evaluate(k, alpha, data, seeds, params, consensus_cells):
+    """Fit one grid point ``len(seeds)`` times on the training cells; its criteria."""
+    from threadpoolctl import threadpool_limits
+
+    from .estimator import BCNMF
+    from .matching import restart_agreement
+
+    x_tr, y_tr, x_ho, y_ho = data
+    loss = "frobenius" if params.get("beta_loss", "frobenius") == "frobenius" \
+        else "kullback-leibler"
+    profile = None
+    if loss != "frobenius":
+        col = np.asarray(x_tr.sum(axis=0)).ravel() + np.asarray(y_tr.sum(axis=0)).ravel()
+        profile = col / max(col.sum(), np.finfo(np.float64).tiny)
+    rows = {"fit_target": [], "fit_background": [], "heldout_target": [],
+            "heldout_background": [], "contrast": [], "n_iter": []}
+    bases, assign = [], []
+    n_warnings = 0
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for seed in seeds:
+            model = BCNMF(int(k), alpha=float(alpha), random_state=int(seed), **params)
+            codes_tr = model.fit_transform(x_tr, background=y_tr)
+            cx = model.transform(x_ho)
+            cy = model.transform(y_ho, as_background=True)
+            off_x, off_y = model._offsets
+            basis = np.asarray(model.components_, dtype=np.float64)
+            px = cx @ basis + (0.0 if off_x is None else off_x)
+            py = cy @ basis + (0.0 if off_y is None else off_y)
+            dx, nx = _per_cell_divergence(x_ho, px, loss)
+            dy, ny = _per_cell_divergence(y_ho, py, loss)
+            if loss != "frobenius":
+                nx, ny = _kl_null(x_ho, profile), _kl_null(y_ho, profile)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ex = np.where(nx > 0, 1.0 - dx / nx, np.nan)
+                ey = np.where(ny > 0, 1.0 - dy / ny, np.nan)
+            rows["heldout_target"].append(_explained(dx, nx))
+            rows["heldout_background"].append(_explained(dy, ny))
+            rows["contrast"].append(_auc(ex, ey))
+            hist = model.history_
+            rows["fit_target"].append(float(hist["target"][-1]))
+            rows["fit_background"].append(float(hist["background"][-1]))
+            rows["n_iter"].append(int(model.n_iter_))
+            bases.append(basis)
+            all_codes = np.vstack([codes_tr, cx])[consensus_cells]
+            assign.append(np.argmax(all_codes, axis=1))
+    n_warnings = len(caught)
+    out = {key: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+           for key, v in ((kk, np.asarray(vv, dtype=float)) for kk, vv in rows.items())}
+    out["contrast_sd"] = float(np.nanstd(rows["contrast"])) if len(seeds) > 1 else 0.0
+    out["contrast_se"] = _auc_se(out["contrast"], _rows_count(x_ho), _rows_count(y_ho))
+    if len(bases) > 1:
+        agreement = restart_agreement(bases)
+        out["stability"] = float(agreement.mean())
+        from .matching import consensus_basis
+
+        _, per_topic, _ = consensus_basis(bases)
+        out["stability_min"] = float(per_topic.min())
+        out["consensus"] = _dispersion(assign) if int(k) > 1 else 1.0
+    else:
+        out["stability"] = out["stability_min"] = out["consensus"] = float("nan")
+    out["n_warnings"] = n_warnings
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# driver
+# ------------------------------------------------------------------------------------------
+
+def _as_list(values, name, kind):
+    if np.ndim(values) == 0:
+        values = [values]
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must list at least one value.")
+    for v in values:
+        if kind == "int":
+            ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+        else:
+            ok = isinstance(v, (int, float, np.integer, np.floating)) and \
+                not isinstance(v, bool) and np.isfinite(v) and v >= 0
+        if not ok:
+            accepted = "ints >= 1" if kind == "int" else "finite reals >= 0"
+            raise ValueError(f"{name} must hold {accepted}; got {v!r}.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has repeated values: {values}.")
+    return values
+
+
+def _seeds(random_state, n):
+    if isinstance(random_state, np.random.Generator):
+        root = int(random_state.integers(0, 2**31 - 1))
+    elif isinstance(random_state, np.random.RandomState):
+        root = int(random_state.randint(0, 2**31 - 1))
+    elif random_state is None:
+        root = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
+    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        root = int(random_state)
+    else:
+        raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; "
+                         f"got {random_state!r}.")
+    rng = np.random.default_rng(root)
+    return rng, rng.integers(0, 2**31 - 1, size=n)
+
+
+def _split(n, holdout, rng, name):
+    n_ho = int(round(holdout * n))
+    if n_ho < 2 or n - n_ho < 2:
+        raise ValueError(f"holdout={holdout} leaves {n - n_ho} training and {n_ho} held-out "
+                         f"cells of {name} ({n}); each needs at least 2.")
+    perm = rng.permutation(n)
+    return np.sort(perm[n_ho:]), np.sort(perm[:n_ho])
+
+
+class _Progress:
+    def __init__(self, enabled, total):
+        self.bar = None
+        self.enabled = bool(enabled)
+        self.total = total
+        self.done = 0
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc="select_model", unit="grid point")
+
+    def update(self, label):
+        if not self.enabled:
+            return
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(label)
+        else:
+            sys.stderr.write(f"select_model: {self.done}/{self.total} grid points ({label})\n")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def select_model(X, background, n_components=(2, 3, 5),
+                 alpha=(0.25, 0.5, 1.0, 1.5, 2.0), *, beta_loss="frobenius", n_restarts=3,
+                 holdout=0.2, n_jobs=1, random_state=0, progress=False, refit=True,
+                 max_cells=500, **fit_params) -> SelectionResult:
+    """Choose ``(n_components, alpha)`` without labels.
+
+    Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
+    random ``1 - holdout`` of the target and background cells; the held-out cells are encoded
+    with the basis frozen.  The criteria (see :mod:`bcnmf.selection`) are averaged over the
+    restarts and the documented rule (:data:`RULE`) picks one grid point.
+
+    Parameters
+    ----------
+    X : array-like or sparse of shape (n_target, n_features)
+        Target cells.
+    background : array-like or sparse of shape (n_background, n_features)
+        Background cells, same features.
+    n_components : int or sequence of int, default=(2, 3, 5)
+    alpha : float or sequence of float, default=(0.25, 0.5, 1.0, 1.5, 2.0)
+        Contrast weights, on the scale of ``alpha_scale`` (relative by default).
+    beta_loss : {"frobenius", "kullback-leibler", "poisson"}, default="frobenius"
+    n_restarts : int, default=3
+        Fits per grid point (>= 2: stability and consensus need several).
+    holdout : float in (0, 1), default=0.2
+        Fraction of the cells (of each dataset) held out.
+    n_jobs : int, default=1
+        Grid points evaluated in parallel with joblib (-1: all cores).  Each fit runs with one
+        BLAS thread, so results do not depend on ``n_jobs``.
+    random_state : int, RandomState, Generator or None, default=0
+        Seeds the split and the restarts; a fixed int gives the same table every time.
+    progress : bool, default=False
+        Show progress on stderr (a tqdm bar when tqdm is installed, else one line per grid
+        point).
+    refit : bool, default=True
+        Refit the chosen grid point on all cells (``best_model``, with
+        ``n_init=n_restarts`` and the consensus of the restarts).
+    max_cells : int, default=500
+        Target cells (a fixed random subset) used for the consensus matrix.
+    **fit_params
+        Further :class:`bcnmf.BCNMF` parameters (``mode``, ``max_iter``, ``tol``,
+        ``alpha_scale``, ``smoothing``...).
+
+    Returns
+    -------
+    SelectionResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf import select_model
+    >>> rng = np.random.default_rng(0)
+    >>> Y = rng.poisson(2.0, size=(80, 15)).astype(float)
+    >>> X = rng.poisson(2.0, size=(80, 15)).astype(float)
+    >>> X[:40, :3] += 6.0
+    >>> X[40:, 3:6] += 6.0
+    >>> res = select_model(X, Y, n_components=[2, 3], alpha=[0.5, 1.0], n_restarts=2,
+    ...                    max_iter=300, tol=1e-3)
+    >>> sorted(res.best), len(res.table)
+    (['alpha', 'n_components'], 4)
+    """
+    import pandas as pd
+    from joblib import Parallel, delayed
+
+    from ._validation import check_matrix, check_params, check_same_features, feature_names
+
+    ks = _as_list(n_components, "n_components", "int")
+    alphas = _as_list(alpha, "alpha", "real")
+    if not (isinstance(n_restarts, (int, np.integer)) and n_restarts >= 2):
+        raise ValueError(f"n_restarts must be an int >= 2 (stability needs several fits); "
+                         f"got {n_restarts!r}.")
+    if not (isinstance(holdout, (float, int)) and 0 < holdout < 1):
+        raise ValueError(f"holdout must be a fraction in (0, 1); got {holdout!r}.")
+    if background is None:
+        raise ValueError("select_model needs background= (the background cells): the "
+                         "criteria contrast the target against it.")
+    for bad in ("n_components", "alpha", "random_state", "n_init", "consensus"):
+        if bad in fit_params:
+            raise TypeError(f"{bad} is set by select_model; do not pass it in fit_params.")
+    from .estimator import BCNMF
+
+    unknown = sorted(set(fit_params) - set(BCNMF().get_params()))
+    if unknown:
+        raise TypeError(f"select_model got unknown BCNMF parameters {unknown}; accepted: "
+                        f"{sorted(set(BCNMF().get_params()) - {'n_components', 'alpha'})}.")
+    params = {"beta_loss": beta_loss, **fit_params}
+    check_params(params, owner="select_model")
+    x_names = feature_names(X)
+    Xc = check_matrix(X, "X", "select_model")
+    Yc = check_matrix(background, "background", "select_model")
+    check_same_features(Xc, Yc, x_names, feature_names(background), "select_model")
+    if Yc.dtype != Xc.dtype:
+        Yc = Yc.astype(Xc.dtype)
+    too_big = [k for k in ks if k > Xc.shape[1]]
+    if too_big:
+        raise ValueError(f"n_components {too_big} exceed the number of features "
+                         f"({Xc.shape[1]}).")
+    rng, seeds = _seeds(random_state, int(n_restarts))
+    tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X")
+    tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background")
+    data = (_rows(Xc, tr_x), _rows(Yc, tr_y), _rows(Xc, ho_x), _rows(Yc, ho_y))
+    n_all = Xc.shape[0]
+    cells = np.sort(rng.permutation(n_all)[:max_cells]) if n_all > max_cells \
+        else np.arange(n_all)
+    # positions of the chosen cells in vstack([train, held-out]) order
+    order = np.concatenate([tr_x, ho_x])
+    where = np.empty(n_all, dtype=np.intp)
+    where[order] = np.arange(n_all)
+    consensus_cells = np.sort(where[cells])
+    grid = [(k, a) for k in ks for a in alphas]
+    bar = _Progress(progress, len(grid))
+    try:
+        if n_jobs == 1:
+            results = []
+            for k, a in grid:
+                results.append(_evaluate(k, a, data, seeds, params, consensus_cells))
+                bar.update(f"K={k}, alpha={a:g}")
+        else:
+            jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_evaluate)(k, a, data, seeds, params, consensus_cells)
+                for k, a in grid)
+            results = []
+            for (k, a), res in zip(grid, jobs):
+                results.append(res)
+                bar.update(f"K={k}, alpha={a:g}")
+    finally:
+        bar.close()
+    table = pd.DataFrame([{"n_components": int(k), "alpha": float(a), **res}
+                          for (k, a), res in zip(grid, results)])
+    columns = ["n_components", "alpha", "score", "contrast", "contrast_sd", "contrast_se",
+               "stability",
+               "stability_min", "consensus", "heldout_target", "heldout_background",
+               "fit_target", "fit_background", "n_iter", "n_warnings", "seconds"]
+    table["score"] = selection_score(table)
+    table = table[columns]
+    pick = apply_rule(table)
+    table["chosen"] = np.arange(len(table)) == pick
+    best = {"n_components": int(table["n_components"].iloc[pick]),
+            "alpha": float(table["alpha"].iloc[pick])}
+    model = None
+    if refit:
+        model = BCNMF(best["n_components"], alpha=best["alpha"], n_init=int(n_restarts),
+                      consensus=True, random_state=int(seeds[0]), **params)
+        model.fit(X, background=background)
+    settings = {"n_restarts": int(n_restarts), "holdout": float(holdout),
+                "random_state": random_state if isinstance(random_state, (int, type(None)))
+                else "generator", "seeds": [int(s) for s in seeds], **params}
+    return SelectionResult(table=table, best=best, best_model=model, rule=RULE,
+                           settings=settings)

@@ -1,0 +1,249 @@
+"""Missing values (issue 7, item 1): weighted multiplicative updates over the observed
+entries (core/masked.py), NaN or ``mask=`` (True = observed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.optimize import linear_sum_assignment
+
+from bcnmf import BCNMF, factorize
+from bcnmf.core import masked
+from bcnmf.core.fit import FitSettings, fit_factors, transform_codes
+from bcnmf.core.updates import (FROBENIUS, KL, StepPolicy, basis_step, basis_terms, make_block,
+                                sweep_block, view_basis)
+
+LOSSES = [FROBENIUS, KL]
+RNG = np.random.default_rng(0)
+X = RNG.poisson(3.0, (40, 12)).astype(np.float64)
+Y = RNG.poisson(3.0, (30, 12)).astype(np.float64)
+
+
+def settings(loss, mode="stable", max_iter=40, tol=0.0, n_init=1):
+    return FitSettings(n_components=3, loss=loss, alpha=1.0,
+                       alpha_scale="raw" if mode == "reference" else "relative", mode=mode,
+                       init="uniform" if mode == "reference" else "random", damping=None,
+                       smoothing=0.1, max_iter=max_iter, tol=tol, n_init=n_init)
+
+
+def random_mask(shape, frac, seed):
+    return np.random.default_rng(seed).random(shape) >= frac
+
+
+# --------------------------------------------------------------------------------------------
+# the kernel: an all-True mask is the unmasked sweep
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("gamma", [1.0, 0.5])
+def test_all_true_mask_sweep_equals_unmasked(loss, gamma):
+    rng = np.random.default_rng(1)
+    basis = rng.random((3, 12)) + 0.1
+    policy = StepPolicy(eps=1e-12, gamma=gamma, code_floor=1e-14)
+    offset = rng.random(12) * 0.1 if loss == KL else None
+    c0 = rng.random((40, 3)) + 0.1
+    c1 = c0.copy()
+    plain = make_block(X, loss, offset)
+    mblock = masked.MaskedBlock(plain, np.ones(X.shape, bool))
+    view = view_basis(basis, loss)
+    d0, p0 = sweep_block(plain, c0, view, loss, policy)
+    d1, p1 = sweep_block(mblock, c1, view, loss, policy)
+    assert isinstance(p1, masked.MaskedParts)
+    assert_allclose(d1, d0, rtol=1e-12)
+    assert_allclose(c1, c0, rtol=1e-12)
+    assert_allclose(p1.cross, p0.cross, rtol=1e-12)
+    n0, e0 = basis_terms(basis, p0, p0, 0.7, loss)
+    n1, e1 = basis_terms(basis, p1, p0, 0.7, loss)     # a masked target, a plain background
+    assert_allclose(n1, n0, rtol=1e-12)
+    assert_allclose(e1, e0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("mode", ["stable", "reference"])
+@pytest.mark.parametrize("block_rows", [None, 7])
+def test_all_true_mask_fit_equals_unmasked_fit(loss, mode, block_rows):
+    s = settings(loss, mode)
+    ref, _ = fit_factors(X, Y, s, 0, block_rows=block_rows)
+    res, _ = fit_factors(X, Y, s, 0, block_rows=block_rows, mask=np.ones(X.shape, bool),
+                         background_mask=np.ones(Y.shape, bool))
+    assert_allclose(res.components, ref.components, rtol=1e-9, atol=1e-14)
+    assert_allclose(res.codes, ref.codes, rtol=1e-9, atol=1e-12 * ref.codes.max())
+    assert_allclose(res.history["objective"], ref.history["objective"], rtol=1e-9)
+
+
+def test_no_missing_value_runs_the_unmasked_engine_bit_for_bit():
+    model = BCNMF(3, max_iter=30, tol=0, random_state=0)
+    a = model.fit_transform(X, background=Y, mask=np.ones(X.shape, bool))
+    assert_array_equal(a, factorize(X, Y, 3, max_iter=30, tol=0, random_state=0).codes)
+
+
+# --------------------------------------------------------------------------------------------
+# properties of the masked steps
+# --------------------------------------------------------------------------------------------
+
+
+def masked_divergence(A, M, P, loss):
+    if loss == FROBENIUS:
+        return float(np.sum(M * (A - P) ** 2))
+    pos = M & (A > 0)
+    return float(np.sum(A[pos] * np.log(A[pos] / P[pos])) - np.sum(A[M]) + np.sum(P[M]))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("seed", range(4))
+def test_masked_steps_are_monotone_and_report_the_masked_divergence(loss, seed):
+    """Code steps (basis fixed) and basis steps (codes fixed, alpha = 0) never increase the
+    divergence over the observed entries, and the sweep reports exactly that divergence."""
+    rng = np.random.default_rng(seed)
+    A = rng.gamma(1.0, 2.0, (25, 10))
+    M = rng.random(A.shape) > 0.3
+    A0 = np.where(M, A, 0.0)
+    basis, codes = rng.random((3, 10)) + 0.05, rng.random((25, 3)) + 0.05
+    policy = StepPolicy(eps=1e-16)
+    block = masked.MaskedBlock(make_block(A0, loss), M)
+    prev = np.inf
+    for _ in range(15):
+        view = view_basis(basis, loss)
+        before = masked_divergence(A, M, codes @ basis, loss)
+        div, parts = sweep_block(block, codes, view, loss, policy)
+        assert_allclose(div, before, rtol=1e-10)
+        after_codes = masked_divergence(A, M, codes @ basis, loss)
+        assert after_codes <= before * (1 + 1e-12)
+        basis_step(basis, parts, None, 0.0, loss, policy)
+        after_basis = masked_divergence(A, M, codes @ basis, loss)
+        assert after_basis <= after_codes * (1 + 1e-12)
+        assert after_basis <= prev * (1 + 1e-12)
+        prev = after_basis
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_values_under_a_false_mask_are_ignored(loss):
+    """NaN, a mask, or any value (even negative or infinite) under a False mask: the same
+    fit, bit for bit; the caller's arrays are not modified."""
+    M = random_mask(X.shape, 0.2, 3)
+    as_nan = np.where(M, X, np.nan)
+    junk = np.where(M, X, -7.0)
+    junk[~M & (np.arange(12) % 2 == 0)] = np.inf
+    before = junk.copy()
+    kw = dict(beta_loss=loss, max_iter=25, tol=0, random_state=0)
+    ref = factorize(as_nan, Y, 3, **kw)
+    assert_array_equal(factorize(junk, Y, 3, mask=M, **kw).codes, ref.codes)
+    assert_array_equal(factorize(X, Y, 3, mask=M, **kw).components, ref.components)
+    assert_array_equal(junk, before)
+    both = factorize(as_nan, Y, 3, mask=random_mask(X.shape, 0.1, 4), **kw)   # NaN and mask
+    assert np.all(np.isfinite(both.codes))
+
+
+def test_transform_solves_codes_on_the_observed_entries():
+    """A cell's codes with missing features are the codes of the same cell restricted to its
+    observed features under the restricted basis (the same convex problem)."""
+    model = BCNMF(3, max_iter=60, tol=0, random_state=0).fit(X, background=Y)
+    cell = X[:1].copy()
+    miss = np.array([1, 4, 5])
+    cell[0, miss] = np.nan
+    got = model.transform(cell)
+    keep = np.setdiff1d(np.arange(12), miss)
+    want, _ = transform_codes(X[:1, keep], np.ascontiguousarray(model.components_[:, keep]),
+                              model._settings, model._policy, None, model.transform_max_iter,
+                              model.tol)
+    assert_allclose(got, want, rtol=1e-10)
+    assert_array_equal(model.transform(X[:1], mask=~np.isnan(cell)), got)
+
+
+# --------------------------------------------------------------------------------------------
+# planted data: missing entries do not bias the basis; zero-filling does
+# --------------------------------------------------------------------------------------------
+
+
+def matched_cosine(a, b):
+    ua = a / np.linalg.norm(a, axis=1, keepdims=True)
+    ub = b / np.linalg.norm(b, axis=1, keepdims=True)
+    c = ua @ ub.T
+    r, q = linear_sum_assignment(-c)
+    return c[r, q], q
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_planted_basis_is_recovered_despite_missing_entries(loss):
+    """Exact low-rank data; features 0-5 (topic 0's block) are missing in 60% of cells.
+    The masked fit finds the planted topics, gives the partly missing features the weight a
+    fit of the complete data gives them, and predicts the missing entries; zero-filling
+    shrinks those weights (it fits the zeros) and predicts about zero there."""
+    rng = np.random.default_rng(7)
+    k, f, n = 3, 18, 300
+    W = np.zeros((k, f))
+    for t in range(k):
+        W[t, 6 * t:6 * t + 6] = 1.0 + rng.random(6)
+    H = rng.gamma(2.0, 1.0, (n, k))
+    A = H @ W * (50.0 if loss == KL else 1.0)
+    M = np.ones(A.shape, bool)
+    M[:, :6] = rng.random((n, 6)) > 0.6
+    kw = dict(beta_loss=loss, max_iter=500, tol=0, random_state=0)
+    full = factorize(A, None, k, **kw)
+    fit = factorize(np.where(M, A, np.nan), None, k, **kw)
+    zero = factorize(np.where(M, A, 0.0), None, k, **kw)
+    truth = W / W.sum(axis=1, keepdims=True)
+    mass = {}
+    for name, res in (("full", full), ("masked", fit), ("zero", zero)):
+        cos, q = matched_cosine(truth, res.components)
+        assert cos.min() > (0.99 if name != "zero" else 0.9)
+        mass[name] = res.components[q[0], :6].sum()   # topic 0 on its partly missing block
+    assert abs(mass["masked"] / mass["full"] - 1) < 0.05
+    assert mass["zero"] / mass["full"] < 0.93          # zero-filling: biased toward the zeros
+    assert abs(mass["masked"] - mass["full"]) < abs(mass["zero"] - mass["full"]) / 3
+    # the missing entries are predicted, not zeros
+    err = {name: np.abs((res.codes @ res.components)[~M] - A[~M]).mean() / A.mean()
+           for name, res in (("masked", fit), ("zero", zero))}
+    assert err["masked"] < 0.25 and err["zero"] > 0.5
+
+
+def test_planted_contrast_with_missing_background_entries():
+    """With a background, missing background entries are left out of the contrast term: the
+    target-specific topic is still found."""
+    rng = np.random.default_rng(3)
+    f, n = 12, 200
+    shared = np.zeros((2, f))
+    shared[0, :4], shared[1, 4:8] = 1.0, 1.0
+    specific = np.zeros(f)
+    specific[8:] = 1.0
+    hx = rng.gamma(2.0, 1.0, (n, 2))
+    label = rng.random(n) < 0.5
+    Xp = hx @ shared + np.outer(label * 3.0, specific) + 0.01
+    Yp = rng.gamma(2.0, 1.0, (n, 2)) @ shared + 0.01
+    My = rng.random(Yp.shape) > 0.3
+    res = factorize(Xp, np.where(My, Yp, np.nan), 2, alpha=1.0, max_iter=300, tol=0,
+                    random_state=0)
+    top = res.components.argmax(axis=0)[8:]
+    topic = np.bincount(top).argmax()
+    score = res.codes[:, topic]
+    assert score[label].mean() > 3 * score[~label].mean()
+
+
+# --------------------------------------------------------------------------------------------
+# boundary: masks are validated
+# --------------------------------------------------------------------------------------------
+
+
+def test_mask_errors():
+    with pytest.raises(ValueError, match=r"mask must have the shape of X, \(40, 12\); got "
+                                         r"\(40, 11\)"):
+        factorize(X, Y, 2, mask=np.ones((40, 11), bool))
+    with pytest.raises(ValueError, match=r"background_mask must be a boolean array \(True = "
+                                         r"observed, False = missing\); got dtype float64"):
+        factorize(X, Y, 2, background_mask=np.ones(Y.shape))
+    with pytest.raises(ValueError, match=r"mask was given with a sparse X; .* dense input "
+                                         r"only: pass X\.toarray\(\)"):
+        BCNMF(2).fit(sp.csr_matrix(X), mask=np.ones(X.shape, bool))
+    with pytest.raises(ValueError, match=r"Input X has no observed values"):
+        factorize(X, Y, 2, mask=np.zeros(X.shape, bool))
+
+
+def test_masked_data_keep_their_dtype_and_are_not_modified():
+    X32 = np.where(random_mask(X.shape, 0.2, 5), X, np.nan).astype(np.float32)
+    before = X32.copy()
+    res = factorize(X32, Y.astype(np.float32), 3, max_iter=20, tol=0, random_state=0)
+    assert res.codes.dtype == np.float32 and np.all(np.isfinite(res.codes))
+    assert_array_equal(X32, before)

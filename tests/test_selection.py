@@ -1,0 +1,155 @@
+"""Label-free model selection: reproducibility, n_jobs equivalence, table, rule, plot."""
+
+import numpy as np
+import pytest
+
+from bcnmf import BCNMF, SelectionResult, select_model
+from bcnmf.selection import CONTRAST_TIE, MIN_STABILITY, RULE, apply_rule, selection_score
+
+GRID = dict(n_components=[2, 3], alpha=[0.5, 1.5])
+FIT = dict(n_restarts=2, max_iter=300, tol=1e-3, refit=False)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    Y = rng.poisson(2.0, size=(80, 15)).astype(float)
+    X = rng.poisson(2.0, size=(80, 15)).astype(float)
+    X[:40, :3] += 6.0
+    X[40:, 3:6] += 6.0
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def result(data):
+    X, Y = data
+    return select_model(X, Y, **GRID, **FIT, random_state=0)
+
+
+def _criteria(table):
+    return table.drop(columns=["seconds"])
+
+
+def test_table_columns_and_grid(result):
+    table = result.table
+    for col in ("n_components", "alpha", "score", "contrast", "stability", "stability_min",
+                "consensus", "heldout_target", "heldout_background", "chosen"):
+        assert col in table.columns
+    assert len(table) == 4
+    assert set(zip(table["n_components"], table["alpha"])) == {(2, 0.5), (2, 1.5), (3, 0.5),
+                                                               (3, 1.5)}
+    assert np.all((table["contrast"] >= 0) & (table["contrast"] <= 1))
+    assert np.all((table["stability"] > 0) & (table["stability"] <= 1 + 1e-12))
+    assert np.all((table["consensus"] >= 0) & (table["consensus"] <= 1 + 1e-12))
+    # held-out fit is a fraction of the null divergence, and it falls as alpha grows
+    assert np.all(table["heldout_target"] <= 1)
+    for _, rows in table.groupby("n_components"):
+        assert rows.sort_values("alpha")["heldout_target"].is_monotonic_decreasing
+
+
+def test_rule_picks_one_grid_point(result):
+    table = result.table
+    assert table["chosen"].sum() == 1
+    row = table[table["chosen"]].iloc[0]
+    assert result.best == {"n_components": int(row["n_components"]),
+                           "alpha": float(row["alpha"])}
+    assert apply_rule(table) == int(np.flatnonzero(table["chosen"])[0])
+    np.testing.assert_allclose(table["score"], selection_score(table))
+    stable = table["stability"] >= MIN_STABILITY
+    if stable.any():
+        assert row["stability"] >= MIN_STABILITY
+        same_k = stable & (table["n_components"] == row["n_components"])
+        assert row["contrast"] >= table.loc[same_k, "contrast"].max() - CONTRAST_TIE
+    assert result.rule == RULE and "contrast" in RULE
+    assert result.best_model is None
+    assert isinstance(result, SelectionResult)
+
+
+def test_rule_on_a_synthetic_table():
+    import pandas as pd
+
+    table = pd.DataFrame({"n_components": [2, 2, 3, 3], "alpha": [0.5, 1.0, 0.5, 1.0],
+                          "contrast": [0.7, 0.99, 0.9, 0.9], "stability": [1, 0.1, 1, 1]})
+    # the unstable point is not chosen; K = 3 has the best contrast; at K = 3 the contrasts
+    # tie, so the larger alpha wins
+    assert apply_rule(table) == 3
+    table["contrast"] = [0.7, 0.99, 0.95, 0.9]
+    assert apply_rule(table) == 2  # alpha 1.0 loses more than the tie allows
+    table["contrast"] = [0.95, 0.99, 0.95, 0.9]
+    assert apply_rule(table) == 0  # equal best contrasts: fewer topics
+    table["stability"] = [0.1, 0.1, 0.1, 0.1]
+    assert apply_rule(table) == 1  # nothing stable: stability is ignored
+
+
+def test_reproducible_for_a_fixed_random_state(data, result):
+    X, Y = data
+    again = select_model(X, Y, **GRID, **FIT, random_state=0)
+    assert _criteria(again.table).equals(_criteria(result.table))
+    other = select_model(X, Y, **GRID, **FIT, random_state=1)
+    assert not _criteria(other.table).equals(_criteria(result.table))
+
+
+def test_n_jobs_does_not_change_the_result(data, result):
+    X, Y = data
+    parallel = select_model(X, Y, **GRID, **FIT, random_state=0, n_jobs=2)
+    assert _criteria(parallel.table).equals(_criteria(result.table))
+    assert parallel.best == result.best
+
+
+def test_refit_returns_the_chosen_consensus_model(data):
+    X, Y = data
+    res = select_model(X, Y, n_components=[2], alpha=[0.5], n_restarts=2, max_iter=2000,
+                       tol=1e-5, random_state=0)
+    model = res.best_model
+    assert isinstance(model, BCNMF)
+    assert model.n_components == 2 and model.alpha == 0.5 and model.consensus
+    assert model.topic_stability_.shape == (2,)
+
+
+def test_inputs_untouched_and_progress_text(data, capsys):
+    X, Y = data
+    X0, Y0 = X.copy(), Y.copy()
+    select_model(X, Y, n_components=2, alpha=0.5, **FIT, progress=True)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
+    err = capsys.readouterr().err
+    assert "1/1" in err or "select_model" in err
+
+
+def test_plot_returns_axes(result):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    ax = result.plot()
+    assert isinstance(ax, Axes)
+    fig, ax2 = plt.subplots()
+    assert result.plot("contrast", ax=ax2) is ax2
+    plt.close("all")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_components=[0]), "n_components"),
+    (dict(alpha=[-1.0]), "alpha"),
+    (dict(alpha=[1.0, 1.0]), "repeated"),
+    (dict(n_restarts=1), "n_restarts"),
+    (dict(holdout=1.5), "holdout"),
+    (dict(holdout=0.001), "holdout"),
+])
+def test_bad_arguments_are_named(data, kwargs, match):
+    X, Y = data
+    args = dict(n_components=[2], alpha=[1.0], n_restarts=2, refit=False, max_iter=10)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        select_model(X, Y, **args)
+
+
+def test_background_required_and_reserved_params(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="background"):
+        select_model(X, None)
+    with pytest.raises(TypeError, match="n_init"):
+        select_model(X, X, n_init=3)
