@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import check_matrix
+from .core.updates import data_scale
 from .estimator import BCNMF
 
 _OWNER = "MultiConditionBCNMF"
@@ -30,11 +31,6 @@ def _matrices(data, name):
         raise ValueError(f"{name} is an empty list; pass at least one matrix.")
     return [check_matrix(A, f"{name}[{i}]" if len(mats) > 1 else name, _OWNER)
             for i, A in enumerate(mats)]
-
-
-def _energy(A, loss: str) -> float:
-    v = (A.data if sp.issparse(A) else A).astype(np.float64, copy=False).ravel()
-    return float(v @ v) if loss == "frobenius" else float(v.sum())
 
 
 def _stack(mats, scales=None):
@@ -106,12 +102,12 @@ class MultiConditionBCNMF(BCNMF):
         if alphas.size != len(Ys) or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(f"alpha must be one finite positive number, or one per background "
                              f"({len(Ys)}); got {self.alpha!r}.")
-        scale_x = sum(_energy(A, loss) for A in Xs)
+        scale_x = sum(data_scale(A, loss) for A in Xs)
         relative = (self.alpha_scale or ("raw" if self.mode == "reference" else "relative")) \
             == "relative"
         raw = alphas.copy()
         if relative:
-            ey = np.array([_energy(A, loss) for A in Ys])
+            ey = np.array([data_scale(A, loss) for A in Ys])
             if np.any(ey <= 0):
                 raise ValueError("A background is all zeros, so alpha_scale='relative' is "
                                  "undefined; pass non-zero backgrounds or alpha_scale='raw'.")

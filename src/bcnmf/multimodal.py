@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import check_matrix
+from .core.updates import data_scale
 from .estimator import BCNMF
 
 _OWNER = "MultiModalBCNMF"
@@ -31,11 +32,6 @@ def _as_list(data, name):
         raise TypeError(f"{name} must be a non-empty list of matrices, one per modality "
                         f"(cells x features of that modality); got {type(data).__name__}.")
     return [check_matrix(A, f"{name}[{m}]", _OWNER) for m, A in enumerate(data)]
-
-
-def _energy(A, loss: str) -> float:
-    v = (A.data if sp.issparse(A) else A).astype(np.float64, copy=False).ravel()
-    return float(v @ v) if loss == "frobenius" else float(v.sum())
 
 
 def _side_by_side(mats, scales):
@@ -95,7 +91,7 @@ class MultiModalBCNMF(BCNMF):
             if self.weights != "balanced":
                 raise ValueError(f"weights must be 'balanced', None or one positive number "
                                  f"per modality; got {self.weights!r}.")
-            energy = np.array([_energy(A, loss) for A in Xs])
+            energy = np.array([data_scale(A, loss) for A in Xs])
             if np.any(energy <= 0):
                 raise ValueError("weights='balanced' needs every target modality to have "
                                  "non-zero data; give explicit weights instead.")

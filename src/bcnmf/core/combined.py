@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .solver import SolverOptions, _finite, _sweep_all, _unit_rows, refine_codes
-from .updates import FROBENIUS, mu_step, sweep_block, view_basis
+from .updates import FROBENIUS, basis_policy, mu_step, sweep_block, view_basis
 
 
 @dataclass
@@ -112,6 +112,7 @@ def combined_step(shared, target, px, py, lam: float, loss: str, policy) -> None
         m = shared @ target.T
         den_s = den_s + w * (m @ target)
         den_t += w * (m.T @ shared)
+    policy = basis_policy(policy)
     mu_step(shared, num_s, den_s, policy, policy.basis_floor)
     mu_step(target, num_t, den_t, policy, policy.basis_floor)
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from .fit import FitSettings
 from .init import codes_for_basis
 from .solver import normalize_basis, refine_codes
-from .updates import FROBENIUS, StepPolicy, basis_terms, make_block, sweep_block, view_basis
+from .updates import (FROBENIUS, StepPolicy, basis_policy, basis_terms, data_scale, make_block,
+                      sweep_block, view_basis)
 
 
 @dataclass
@@ -61,19 +61,14 @@ class OnlineState:
                 s.smoothing * self.colsum_y / self.n_y)
 
 
-def _scale(A, loss) -> float:
-    v = (A.data if sp.issparse(A) else A).ravel().astype(np.float64, copy=False)
-    return float(v @ v) if loss == FROBENIUS else float(v.sum())
-
-
 def batch_alpha(s: FitSettings, X, Y) -> float:
     """Raw contrast weight for one batch (see :func:`bcnmf.core.fit.raw_alpha`)."""
     if Y is None:
         return 0.0
     if s.alpha_scale == "raw":
         return float(s.alpha)
-    sy = _scale(Y, s.loss)
-    return float(s.alpha) * _scale(X, s.loss) / sy if sy > 0 else 0.0
+    sy = data_scale(Y, s.loss)
+    return float(s.alpha) * data_scale(X, s.loss) / sy if sy > 0 else 0.0
 
 
 def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
@@ -110,7 +105,7 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
     state.numer += numer
     state.denom *= rho
     state.denom += denom
-    np.divide(state.numer, state.denom + policy.eps, out=basis)
+    np.divide(state.numer, state.denom + basis_policy(policy).eps, out=basis)
     if policy.basis_floor > 0:
         np.maximum(basis, policy.basis_floor, out=basis)
     if s.mode != "reference":

@@ -90,6 +90,13 @@ def block_const(values, loss: str) -> float:
     return float(xp.sum(pos * xp.log(pos)) - xp.sum(v))
 
 
+def data_scale(A, loss: str) -> float:
+    """``D(A | 0)`` of an in-memory matrix (dense or scipy.sparse), in float64:
+    the squared Frobenius norm (squared error) or the total (KL)."""
+    v = (A.data if sp.issparse(A) else np.asarray(A)).ravel().astype(np.float64, copy=False)
+    return float(v @ v) if loss == FROBENIUS else float(v.sum())
+
+
 def make_block(data, loss: str, offset=None) -> Block:
     """Wrap a validated block (ndarray or CSR) with its constants."""
     values = data.data if sp.issparse(data) or is_torch_sparse(data) else data
@@ -306,10 +313,14 @@ def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
     return numer, denom
 
 
+def basis_policy(policy: StepPolicy) -> StepPolicy:
+    """The policy of basis steps: ``basis_eps`` in place of ``eps`` when set."""
+    return policy if policy.basis_eps is None else replace(policy, eps=policy.basis_eps)
+
+
 def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
                alpha: float, loss: str, policy: StepPolicy) -> None:
     """In-place multiplicative basis step from the summed parts."""
     numer, denom = basis_terms(basis, target, background, alpha, loss)
-    if policy.basis_eps is not None:
-        policy = replace(policy, eps=policy.basis_eps)
+    policy = basis_policy(policy)
     mu_step(basis, numer, denom, policy, policy.basis_floor)
