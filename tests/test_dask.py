@@ -162,8 +162,6 @@ def test_engine_parameter_is_checked():
     with pytest.raises(ValueError, match="engine='local' cannot fit dask arrays"):
         BCNMF(K, engine="local").fit(_chunked(X.toarray()))
     Xd = _chunked(X.toarray())
-    with pytest.raises(ValueError, match="checkpoint= is not supported by the Dask engine"):
-        BCNMF(K).fit(Xd, checkpoint="ckpt.npz")
     with pytest.raises(ValueError, match="mask= is not supported by the Dask engine"):
         BCNMF(K).fit(Xd, mask=np.ones(X.shape, dtype=bool))
     with pytest.raises(ValueError, match="consensus=True is not supported"):
@@ -328,3 +326,31 @@ def test_tl_on_anndata_with_dask_x(client):
     assert isinstance(adata.X, da.Array)   # the data stay lazy
     assert_allclose(np.asarray(adata.obsm["X_bcnmf"]), memory.obsm["X_bcnmf"], rtol=1e-9,
                     atol=1e-12)
+
+
+def test_client_side_checkpoint_and_resume(client, tmp_path):
+    """The Dask engine writes basis checkpoints; a fit interrupted at the client
+    resumes from the last one (equal to starting from that basis) instead of
+    from scratch; a checkpoint of another problem is refused."""
+    from bcnmf.core.checkpoint import CheckpointError, read
+
+    X, Y = _data(8)
+    path = tmp_path / "basis.ckpt"
+    first = BCNMF(K, alpha=0.8, max_iter=9, tol=0, random_state=0, engine="dask")
+    first.fit(X, background=Y, checkpoint=path, checkpoint_every=4)
+    meta, arrays = read(path)
+    assert meta["kind"] == "basis" and meta["sweep"] == 8
+    resumed = BCNMF(K, alpha=0.8, max_iter=5, tol=0, random_state=0, engine="dask")
+    resumed.fit(X, background=Y, resume=path)
+    again = BCNMF(K, alpha=0.8, max_iter=5, tol=0, random_state=0, engine="dask")
+    again.fit(X, background=Y, init_components=arrays["basis"])
+    assert_allclose(resumed.components_, again.components_, rtol=1e-12)
+    fresh = BCNMF(K, alpha=0.8, max_iter=5, tol=0, random_state=0, engine="dask")
+    fresh.fit(X, background=Y)
+    # progress kept: the resumed fit starts where the first one was, not from a random start
+    assert resumed.history_["objective"][0] < fresh.history_["objective"][0]
+    with pytest.raises(CheckpointError, match="another problem"):
+        BCNMF(K + 1, alpha=0.8, max_iter=3, tol=0, engine="dask").fit(
+            X, background=Y, resume=path)
+    with pytest.raises(ValueError, match="n_init=1"):
+        BCNMF(K, n_init=2, engine="dask").fit(X, background=Y, checkpoint=path)

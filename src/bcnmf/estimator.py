@@ -130,6 +130,34 @@ def _use_dask(engine, *arrays) -> bool:
     return dask_in
 
 
+def _dask_checkpoints(s: FitSettings, X, Y, init, checkpoint, checkpoint_every, resume):
+    """Basis checkpoints of the Dask engine: ``(init, callback)``.  ``resume``
+    starts from the saved basis; ``checkpoint`` is written at recorded sweeps at
+    least ``checkpoint_every`` sweeps apart (and at the last one)."""
+    from .core.checkpoint import read_basis, write_basis
+
+    if s.n_init > 1:
+        raise ValueError("checkpoint= and resume= on the Dask engine need n_init=1 (a basis "
+                         "checkpoint belongs to one restart).")
+    fingerprint = {"n_features": int(X.shape[1]), "n_target": int(X.shape[0]),
+                   "n_background": None if Y is None else int(Y.shape[0]),
+                   "n_components": s.n_components, "loss": s.loss}
+    if resume is not None:
+        if init is not None:
+            raise ValueError("Pass either resume= or init_components=, not both.")
+        basis, _ = read_basis(resume, fingerprint)
+        init = (basis, None, None)
+    if checkpoint is None:
+        return init, None
+    last = [-checkpoint_every]
+
+    def callback(sweep, basis, record):
+        if sweep - last[0] >= checkpoint_every:
+            write_basis(checkpoint, basis, sweep, fingerprint)
+            last[0] = sweep
+    return init, callback
+
+
 def _checkpointing(checkpoint, checkpoint_every, resume) -> dict:
     """Keyword arguments of :func:`fit_factors` for checkpoints (none when unused)."""
     if checkpoint is None and resume is None:
@@ -458,6 +486,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         resume : str or path-like, optional
             Continue from a checkpoint written by a fit with the same data and
             parameters; the result is identical to an uninterrupted fit.
+            On the Dask engine (``n_init=1``) checkpoints hold the basis only
+            (the codes live on the workers): the resumed fit starts from the
+            saved basis with codes started as :meth:`transform` starts them,
+            so it continues from where the topics were, not bit for bit.
 
         Returns
         -------
@@ -470,18 +502,16 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if getattr(self, "device", None) is not None:
                 raise ValueError(f"device={self.device!r} and the Dask engine cannot be "
                                  "combined; the Dask engine runs numpy on the workers.")
-            unsupported = {"mask": mask, "background_mask": background_mask,
-                           "checkpoint": checkpoint, "resume": resume}
-            for name, value in unsupported.items():
+            for name, value in {"mask": mask, "background_mask": background_mask}.items():
                 if value is not None:
                     raise ValueError(f"{name}= is not supported by the Dask engine (dask "
-                                     "arrays, or engine='dask'); fit in process, or resume "
-                                     "from a saved basis with init_components.")
+                                     "arrays, or engine='dask'); fit in process.")
             if getattr(self, "consensus", False):
                 raise ValueError("consensus=True is not supported by the Dask engine; use "
                                  "consensus=False (restarts still report topic_stability_).")
             return self._fit_dask(X, background, params,
-                                  (init_components, init_codes, init_background_codes))
+                                  (init_components, init_codes, init_background_codes),
+                                  _checkpointing(checkpoint, checkpoint_every, resume))
         check_orientation(X, background)
         device = resolve_device(getattr(self, "device", None))
         # missing values: numpy backend of the classes that declare it (BCNMF)
@@ -516,8 +546,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._offsets = diag["offsets"]
         return result.codes
 
-    def _fit_dask(self, X, background, params, init):
-        """``fit_transform`` on the Dask engine (see ``engine``)."""
+    def _fit_dask(self, X, background, params, init, ckpt):
+        """``fit_transform`` on the Dask engine (see ``engine``).  ``ckpt``: the
+        checkpoint keywords; the engine checkpoints the basis (its codes live on
+        the workers) and resumes from it, codes restarted as ``transform`` starts."""
         from .dask_engine import as_cell_chunks, fit_factors_dask, is_dask_array
 
         dask_in = is_dask_array(X)
@@ -535,7 +567,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             del self.feature_names_in_
         s = _settings(self.n_components, X.shape[1], params)
         init = _check_init(init, X, Y, s.n_components, basis_only=True)
-        result, diag = fit_factors_dask(X, Y, s, self.random_state, init)
+        callback = None
+        if ckpt:
+            init, callback = _dask_checkpoints(s, X, Y, init, **ckpt)
+        result, diag = fit_factors_dask(X, Y, s, self.random_state, init, callback=callback)
         _report(diag, s, result)
         codes, bg = result.codes, result.background_codes
         if not dask_in:   # numpy/scipy in, numpy out

@@ -257,3 +257,28 @@ class _SolverHook:
             f"bcnmf fit interrupted in restart {owner.restart} after {snap[0]} complete sweeps; "
             f"the last complete state is saved in {owner.path}: continue with "
             f"fit(..., resume={str(owner.path)!r}).")
+
+
+#: the Dask engine keeps codes on the workers, so its checkpoints hold the basis only
+BASIS_KIND = "basis"
+
+
+def write_basis(path, basis, sweep: int, fingerprint: dict) -> Path:
+    """Atomically write a basis checkpoint (the Dask engine's: the codes live on
+    the workers and are rebuilt from the basis on resume)."""
+    meta = {"format": FORMAT, "version": VERSION, "kind": BASIS_KIND, "sweep": int(sweep),
+            "fingerprint": fingerprint}
+    return write(path, meta, {"basis": np.ascontiguousarray(basis)})
+
+
+def read_basis(path, fingerprint: dict) -> tuple[np.ndarray, int]:
+    """``(basis, sweep)`` of a basis checkpoint written for the same problem
+    (shapes, loss, K); :class:`CheckpointError` otherwise."""
+    meta, arrays = read(path)
+    if meta.get("kind") != BASIS_KIND:
+        raise CheckpointError(f"{path} holds a full in-process checkpoint, not a basis "
+                              "checkpoint of the Dask engine; resume it without engine='dask'.")
+    if meta.get("fingerprint") != fingerprint:
+        raise CheckpointError(f"{path} was written for another problem "
+                              f"({meta.get('fingerprint')}); this fit is {fingerprint}.")
+    return arrays["basis"], int(meta["sweep"])
