@@ -25,6 +25,7 @@ import numpy as np
 
 from . import pl
 from ._version import __version__
+from .core.backend import to_numpy
 
 __all__ = ["render_report", "read_run", "write_report", "REPORT_NAME"]
 
@@ -196,7 +197,8 @@ def render_report(*, params, history, components, feature_names, target_codes=No
     title : str
     n_top : int, default=10
     """
-    components = np.asarray(components)
+    components = np.asarray(to_numpy(components))  # torch tensors of device fits too
+    target_codes, background_codes = to_numpy(target_codes), to_numpy(background_codes)
     names = [str(n) for n in feature_names]
     esc = html.escape
     n_k = components.shape[0]
