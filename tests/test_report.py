@@ -29,13 +29,8 @@ SELECTION = pd.DataFrame({"n_components": [2, 2, 3, 3], "alpha": [0.5, 1.5, 0.5,
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    X = rng.poisson(2.0, size=(40, 12)).astype(float)
-    X[:20, :3] += 6
-    Y = rng.poisson(2.0, size=(30, 12)).astype(float)
-    model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0)
-    codes = model.fit_transform(X, background=Y)
+def run_dir(tmp_path_factory, contrast_fit):
+    X, Y, model, codes = contrast_fit
     out = tmp_path_factory.mktemp("run")
     write_run(out, model, codes, feature_names=[f"GENE<{j}>" for j in range(12)],
               inputs={"target": "cells & more.h5ad"}, warnings=["ConvergenceWarning: slow"])
@@ -95,6 +90,28 @@ def test_render_report_directly_and_missing_files(tmp_path, run_dir):
         write_report(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="params.json is missing"):
         write_report(tmp_path)
+
+
+def test_report_of_a_torch_fit(contrast_fit, tmp_path):
+    """A model fitted with device="cpu" (torch tensors) goes through write_run, the report
+    and render_report, and the folder holds the numpy values of its tensors."""
+    pytest.importorskip("torch")
+    from bcnmf.core.backend import to_numpy
+
+    X, Y, _, _ = contrast_fit
+    model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0, device="cpu")
+    codes = model.fit_transform(X, background=Y)
+    write_run(tmp_path / "run", model, codes)
+    kwargs = read_run(tmp_path / "run")
+    np.testing.assert_allclose(kwargs["components"], to_numpy(model.components_), rtol=1e-12)
+    np.testing.assert_allclose(kwargs["background_codes"], to_numpy(model.background_codes_),
+                               rtol=1e-12)
+    text = write_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert len(_images(text)) == 3 and '<table id="topics">' in text
+    direct = render_report(params=kwargs["params"], history=model.history_,
+                           components=model.components_, feature_names=kwargs["feature_names"],
+                           target_codes=codes, background_codes=model.background_codes_)
+    assert len(_images(direct)) == 3
 
 
 # ---------------------------------------------------------------------------------------------
