@@ -72,6 +72,17 @@ def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path):
     text = write_report(folder, tmp_path / "r.html", n_top=2).read_text(encoding="utf-8")
     assert len(_images(text)) == 5  # + volcano + selection grid
     assert '<table id="selection">' in text and "Chosen: n_components = 3" in text
+    # the run was fitted with K=3, alpha=1: not the chosen alpha, and that is said
+    assert 'id="selection-differs"' in text and "alpha = 1," in text
+    assert '<div class="wide"><table id="selection">' in text  # wide tables scroll
+    chosen = SELECTION.assign(alpha=[0.5, 1.0, 0.5, 1.0], chosen=[False, False, False, True])
+    chosen.to_csv(folder / "selection.csv", index=False)
+    (folder / "selection.json").write_text('{"best": {"n_components": 3, "alpha": 1.0}}')
+    again = write_report(folder, tmp_path / "r2.html").read_text(encoding="utf-8")
+    assert 'id="selection-differs"' not in again
+    table = again.split('<table id="selection">')[1].split("</table>")[0]
+    assert table.count('<tr class="chosen">') == 1
+    assert '<tr class="chosen"><td class="name">3</td><td>1</td>' in table
     topics = text.split('<table id="topics">')[1].split("</table>")[0]
     rows = re.findall(r"<tr( class=\"enriched\")?><td class=\"name\">(topic \d)</td>", topics)
     assert rows[0] == (' class="enriched"', "topic 3")  # the enriched topic comes first

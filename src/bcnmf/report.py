@@ -42,7 +42,8 @@ th { background: #f0f3f7; } td.name, th.name, td.text { text-align: left; }
 td.name { white-space: nowrap; }
 figure { margin: 0.5em 0; } img { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9em; } .warn { color: #8a4b00; }
-tr.enriched td { background: #fff4e5; }
+tr.enriched td { background: #fff4e5; } tr.chosen td { background: #e8f4e8; }
+div.wide { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -242,7 +243,18 @@ def render_report(*, params, history, components, feature_names, target_codes=No
         if selection_best:
             parts.append(f"<p>Chosen: n_components = {esc(_fmt(selection_best['n_components']))}"
                          f", alpha = {esc(_fmt(selection_best['alpha']))}.</p>")
-        parts.append(_frame_table(selection.set_index(selection.columns[0]), "selection"))
+            fitted = (params.get("n_components"), params.get("alpha"))
+            if None not in fitted and (
+                    int(fitted[0]) != int(selection_best["n_components"])
+                    or not np.isclose(float(fitted[1]), float(selection_best["alpha"]))):
+                parts.append(f'<p class="note warn" id="selection-differs">The model in this '
+                             f"report was fitted with n_components = {esc(_fmt(fitted[0]))}, "
+                             f"alpha = {esc(_fmt(fitted[1]))}, not the chosen values.</p>")
+        chosen = (selection["chosen"].to_numpy(bool) if "chosen" in selection.columns
+                  else None)
+        parts.append('<div class="wide">' + _frame_table(
+            selection.set_index(selection.columns[0]), "selection",
+            None if chosen is None else ["chosen" if c else "" for c in chosen]) + "</div>")
     parts.append(_comparison_section(comparison))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body>\n"
