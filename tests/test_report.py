@@ -101,6 +101,11 @@ def test_render_report_directly_and_missing_files(tmp_path, run_dir):
         write_report(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="params.json is missing"):
         write_report(tmp_path)
+    SELECTION.to_csv(tmp_path / "selection.csv", index=False)
+    (tmp_path / "selection.json").write_text('{"best": {"n_components": 3, "alpha": 1.5}}')
+    with pytest.raises(FileNotFoundError, match=r"holds a model selection but no fitted model.*"
+                                                r"-k 3 --alpha 1\.5"):
+        write_report(tmp_path)
 
 
 def test_report_of_a_torch_fit(contrast_fit, tmp_path):

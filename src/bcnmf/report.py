@@ -264,6 +264,17 @@ def render_report(*, params, history, components, feature_names, target_codes=No
 def _need(run_dir, name):
     path = Path(run_dir) / name
     if not path.is_file():
+        chosen = Path(run_dir) / "selection.json"
+        if chosen.is_file():  # written by `bcnmf select` alone
+            try:
+                best = json.loads(chosen.read_text(encoding="utf-8"))["best"]
+                values = f"-k {best['n_components']} --alpha {best['alpha']:g}"
+            except (ValueError, KeyError, TypeError):
+                values = "-k K --alpha A"
+            raise FileNotFoundError(
+                f"{run_dir} holds a model selection but no fitted model ({name} is missing): "
+                f"run `bcnmf fit TARGET ... {values} -o {run_dir}` with the chosen values, "
+                "then `bcnmf report` shows the fit and the selection table.")
         raise FileNotFoundError(f"{run_dir} is not a bcnmf run folder: {name} is missing "
                                 "(write one with `bcnmf fit ... -o DIR`).")
     return path
