@@ -3,6 +3,7 @@ browser (Debian's chromium): it loads without console errors, every figure decod
 screenshot is produced."""
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -208,3 +209,7 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
     assert console == []
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+    keep = os.environ.get("BCNMF_REPORT_SCREENSHOT")  # CI: where to keep the screenshot
+    if keep:
+        Path(keep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, keep)

@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
             "measure held-out fit, contrast, restart stability and consensus per grid point, "
             "and choose one by the documented rule (bcnmf.select_model). Writes "
             "selection.csv (one row per grid point) and selection.json ({best, rule}) into "
-            "OUTDIR."),
+            "OUTDIR; into the OUTDIR of a `bcnmf fit`, `bcnmf report` shows the selection."),
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_arguments(sel)
     grid = sel.add_argument_group("grid and criteria")
