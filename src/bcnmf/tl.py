@@ -204,7 +204,17 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
         Return annotated copies instead of writing into the input(s).
     **kwargs
         Further :class:`bcnmf.BCNMF` parameters (``mode``, ``max_iter``, ``tol``, ``n_init``,
-        ``alpha_scale``, ``smoothing``, ``damping``, ``init``, ``transform_max_iter``).
+        ``alpha_scale``, ``smoothing``, ``damping``, ``init``, ``transform_max_iter``,
+        ``device``). With ``device="cpu"``/``"cuda"`` the fit runs on torch; what is written
+        into the AnnData is numpy all the same.
+
+    Raises
+    ------
+    ValueError
+        For a backed AnnData (``read_h5ad(..., backed="r")``): the tool selects cells and
+        genes and writes into the object, so it needs ``adata.to_memory()``. Data too large
+        for memory can be streamed by the estimator itself:
+        ``BCNMF(...).fit(target.X, background=background.X)`` on two backed files.
 
     Returns
     -------
