@@ -180,6 +180,14 @@ def test_selection_grid_pivots_and_outlines_the_best():
     outline = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert len(outline) == 1 and outline[0].get_xy() == (0.5, 0.5)
     assert len(ax.texts) == 6
+    from bcnmf.selection import SelectionResult
+
+    result = SelectionResult(table=SELECTION, best={"n_components": 4, "alpha": 0.5},
+                             best_model=None, rule="", settings={})
+    ax = bcnmf.pl.selection_grid(result)  # its table, and its best outlined
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), grid)
+    outline = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(outline) == 1 and outline[0].get_xy() == (-0.5, 1.5)
     with pytest.raises(ValueError, match="not a candidate"):
         bcnmf.pl.selection_grid(SELECTION, best={"n_components": 9, "alpha": 1.5})
     with pytest.raises(KeyError, match="lacks column"):

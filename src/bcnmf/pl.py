@@ -387,9 +387,11 @@ def selection_grid(table, *, value="score", best=None, annotate=True, cmap="viri
 
     Parameters
     ----------
-    table : pandas.DataFrame
+    table : pandas.DataFrame or SelectionResult
         One row per candidate, e.g. ``select_model(...).table``: columns ``n_components``,
-        ``alpha`` and ``value`` (repeated candidates are averaged).
+        ``alpha`` and ``value`` (repeated candidates are averaged). A
+        :class:`~bcnmf.selection.SelectionResult` gives its ``table``, and its ``best``
+        when ``best`` is not given.
     value : str, default="score"
         Column to show.
     best : mapping, optional
@@ -404,6 +406,9 @@ def selection_grid(table, *, value="score", best=None, annotate=True, cmap="viri
     -------
     matplotlib.axes.Axes
     """
+    if hasattr(table, "table") and hasattr(table, "best"):  # a SelectionResult
+        best = table.best if best is None else best
+        table = table.table
     _need_columns(table, ["n_components", "alpha", value], "selection_grid")
     grid = table.pivot_table(index="n_components", columns="alpha", values=value,
                              aggfunc="mean").sort_index().sort_index(axis=1)
