@@ -320,8 +320,9 @@ def test_select_into_the_run_folder_puts_the_selection_in_the_report(files, tmp_
     best = json.loads((out / "selection.json").read_text())["best"]
     assert '<table id="selection">' in text and "<h2>Model selection</h2>" in text
     assert f"Chosen: n_components = {best['n_components']}" in text
-    rows = text.split('<table id="selection">')[1].split("</table>")[0].count("<tr>")
-    assert rows == 1 + 4  # header + one row per grid point
+    table = text.split('<table id="selection">')[1].split("</table>")[0]
+    assert table.count("<tr") == 1 + 4  # header + one row per grid point
+    assert table.count('<tr class="chosen">') == 1
 
 
 def test_select_progress_and_errors(files, tmp_path, capsys):

@@ -198,6 +198,19 @@ def _input_arguments(parser):
     parser.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
 
 
+def _solver_options(group):
+    """Loss, stopping rule and seed, shared by ``fit`` and ``select``."""
+    group.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
+                       help="frobenius for log-normalised data (default), poisson for raw "
+                            "counts")
+    group.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
+                       help="maximum number of sweeps per fit (default: 500)")
+    group.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
+                       help="stopping tolerance (default: 1e-4)")
+    group.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="random seed (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bcnmf`` command."""
     common = _common_options()
@@ -225,18 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="contrast weight (default: 1.5, relative scale)")
     model.add_argument("--alpha-scale", choices=("relative", "raw"), default=None,
                        help="relative (default in stable mode) or the paper's raw weight")
-    model.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
-                       help="frobenius for log-normalised data (default), poisson for raw "
-                            "counts")
     model.add_argument("--mode", choices=("stable", "reference"), default="stable",
                        help="stable (default) or the authors' reference algorithm")
-    model.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
-                       help="maximum number of sweeps (default: 500)")
-    model.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
-                       help="stopping tolerance (default: 1e-4)")
     model.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                        help="number of restarts (default: 1)")
-    model.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    _solver_options(model)
     _input_arguments(fit)
     fit.add_argument("--write-h5ad", action="store_true",
                      help=".h5ad TARGET: also write OUTDIR/annotated.h5ad, the input with "
@@ -270,13 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fraction of cells held out (default: 0.2)")
     grid.add_argument("--n-jobs", type=int, default=1, metavar="N",
                       help="grid points fitted in parallel (default: 1; -1: all cores)")
-    grid.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
-                      help="frobenius (default) or poisson")
-    grid.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
-                      help="maximum number of sweeps per fit (default: 500)")
-    grid.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
-                      help="stopping tolerance (default: 1e-4)")
-    grid.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    _solver_options(grid)
     _input_arguments(sel)
     sel.set_defaults(handler=_cmd_select, subparser=sel)
 
