@@ -11,6 +11,7 @@ with random search, for a local or nightly run::
 import os
 import warnings
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -30,3 +31,22 @@ with warnings.catch_warnings():
         import hypothesis.extra._patching  # noqa: F401
     except ImportError:  # libcst not installed: the plugin then skips the patch
         pass
+
+
+@pytest.fixture(scope="session")
+def contrast_fit():
+    """A small fitted contrast (shared by test_pl.py and test_report.py; read only):
+    ``(X, Y, model, codes)`` with 40 target and 30 background cells over 12 features, a
+    target-only program on the first 3 features of half the target cells, and a 3-topic
+    BCNMF fitted for 80 sweeps."""
+    import numpy as np
+
+    from bcnmf import BCNMF
+
+    rng = np.random.default_rng(0)
+    X = rng.poisson(2.0, size=(40, 12)).astype(float)
+    X[:20, :3] += 6
+    Y = rng.poisson(2.0, size=(30, 12)).astype(float)
+    model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0)
+    codes = model.fit_transform(X, background=Y)
+    return X, Y, model, codes

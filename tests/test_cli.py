@@ -148,6 +148,11 @@ def test_dropped_features_are_reported_and_recorded(files, tmp_path, capsys):
     (["fit", "t.csv", "--alpha", "-1", "-o", "x"], "number >= 0"),
     (["fit", "t.csv"], "required: -o/--out"),
     (["fit", "t.csv", "-o", "x", "--loss", "l1"], "invalid choice"),
+    (["fit", "t.csv", "-o", "x", "--write-h5ad"], "--write-h5ad needs an .h5ad TARGET"),
+    (["select", "t.csv", "-o", "x", "-k", "2,x"], "invalid"),
+    (["select", "t.csv", "-o", "x", "--holdout", "1.5"], "--holdout"),
+    (["select", "t.csv", "-o", "x", "--background", "b.csv", "--groupby", "g",
+      "--background-value", "v"], "either --background or --groupby"),
     (["frobnicate"], "invalid choice"),
     ([], "required: COMMAND"),
 ])
@@ -298,3 +303,114 @@ def test_select_usage_errors(files, capsys):
     d, _, _ = files
     assert main(["select", str(d / "target.csv"), "--restarts", "1", "-o", "x"]) == 2
     assert "restarts" in capsys.readouterr().err
+
+
+def test_select_into_the_run_folder_puts_the_selection_in_the_report(files, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    d, _, _ = files
+    out = tmp_path / "run"
+    data = [str(d / "target.csv"), "--background", str(d / "background.tsv"),
+            "--background-rows", "features"]
+    assert main(["fit", *data, *K, "--n-permutations", "50", "-o", str(out), "-q"]) == 0
+    assert main(["select", *data, "-k", "2,3", "--alpha", "0.5,1.5", "--restarts", "2",
+                 "--max-iter", "60", "--tol", "0", "-o", str(out), "-q"]) == 0
+    assert main(["report", str(out), "-q"]) == 0
+    capsys.readouterr()
+    text = (out / "report.html").read_text(encoding="utf-8")
+    best = json.loads((out / "selection.json").read_text())["best"]
+    assert '<table id="selection">' in text and "<h2>Model selection</h2>" in text
+    assert f"Chosen: n_components = {best['n_components']}" in text
+    table = text.split('<table id="selection">')[1].split("</table>")[0]
+    assert table.count("<tr") == 1 + 4  # header + one row per grid point
+    assert table.count('<tr class="chosen">') == 1
+
+
+def test_select_progress_and_errors(files, tmp_path, capsys):
+    """select: progress only when asked (stderr is not a terminal here), exit 1 with one line
+    for a runtime error, the traceback with --debug."""
+    d, _, _ = files
+    argv = ["select", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+            "--background-rows", "features", "-k", "2", "--alpha", "0.5,1", "--restarts",
+            "2", "--max-iter", "30", "--tol", "0"]
+    assert main([*argv, "-o", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().err == ""
+    assert main([*argv, "-o", str(tmp_path / "b"), "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "reading" in err and "select_model" in err and "2/2" in err
+    assert main([*argv, "-o", str(tmp_path / "c"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    missing = ["select", str(tmp_path / "missing.csv"), "--background", str(d / "target.csv"),
+               "-o", str(tmp_path / "d")]
+    assert main(missing) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bcnmf: error: No such file")
+    assert main([*missing, "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_subprocess_select_exit_codes(h5ad, tmp_path):
+    path, _, _ = h5ad
+    proc = _run("select", path, "--groupby", "condition", "--background-value", "nope",
+                "-o", tmp_path / "s")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("bcnmf: error: --background-value ['nope'] not found")
+    proc = _run("select", path, "--groupby", "condition", "-o", tmp_path / "s")
+    assert proc.returncode == 2 and "needs --background-value" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# --write-h5ad: the annotated AnnData
+# ---------------------------------------------------------------------------------------------
+
+def test_write_h5ad_equals_tl_bcnmf(h5ad, tmp_path, capsys):
+    """`bcnmf fit cells.h5ad --groupby ... --write-h5ad` writes what bcnmf.tl.bcnmf writes
+    into the same AnnData with the same settings (X, layers and obs kept)."""
+    ad = pytest.importorskip("anndata")
+    path, _, _ = h5ad
+    out = tmp_path / "run"
+    assert main(["fit", str(path), "--groupby", "condition", "--background-value", "control",
+                 "--loss", "poisson", "--layer", "counts", *K, "--n-permutations", "50",
+                 "-o", str(out), "--write-h5ad"]) == 0
+    assert str(out / "annotated.h5ad") in capsys.readouterr().out
+    written = ad.read_h5ad(out / "annotated.h5ad")
+    expected = ad.read_h5ad(path)
+    bcnmf.tl.bcnmf(expected, "condition", "control", n_components=2, beta_loss="poisson",
+                   layer="counts", max_iter=60, tol=0, n_permutations=50)
+    np.testing.assert_allclose(written.obsm["X_bcnmf"], expected.obsm["X_bcnmf"], rtol=1e-12)
+    np.testing.assert_allclose(written.varm["bcnmf"], expected.varm["bcnmf"], rtol=1e-12)
+    got, want = written.uns["bcnmf"], expected.uns["bcnmf"]
+    for key in ("alpha_raw", "n_iter", "objective", "n_target", "n_background",
+                "n_features_used", "groupby", "source", "form"):
+        assert np.all(got[key] == want[key]), key
+    assert list(got["background"]) == list(want["background"])
+    np.testing.assert_allclose(got["history"]["objective"], want["history"]["objective"])
+    pd.testing.assert_frame_equal(got["enrichment"], want["enrichment"], check_names=False)
+    assert got["params"]["beta_loss"] == "poisson" and got["params"]["n_components"] == 2
+    assert (written.layers["counts"] != expected.layers["counts"]).nnz == 0
+    assert list(written.obs["condition"]) == list(expected.obs["condition"])
+
+
+def test_write_h5ad_with_a_background_file(h5ad, files, tmp_path, capsys):
+    """Target .h5ad against a background file with fewer genes: the target's cells get
+    their codes and the genes missing from the background zero loadings."""
+    ad = pytest.importorskip("anndata")
+    path, _, _ = h5ad
+    d, X, Y = files
+    background = pd.DataFrame(Y[:, :8], index=[f"b{i}" for i in range(20)], columns=GENES[:8])
+    background.to_csv(tmp_path / "bg.csv")
+    out = tmp_path / "run"
+    assert main(["fit", str(path), "--layer", "counts", "--background",
+                 str(tmp_path / "bg.csv"), *K, "--n-permutations", "20", "-o", str(out),
+                 "--write-h5ad", "-q"]) == 0
+    capsys.readouterr()
+    written = ad.read_h5ad(out / "annotated.h5ad")
+    codes = pd.read_csv(out / "target_codes.csv", index_col=0)
+    np.testing.assert_allclose(written.obsm["X_bcnmf"], codes.to_numpy(), rtol=1e-12)
+    comps = pd.read_csv(out / "components.csv", index_col=0)
+    loadings = pd.DataFrame(written.varm["bcnmf"], index=written.var_names)
+    np.testing.assert_allclose(loadings.loc[GENES[:8]].to_numpy(), comps.to_numpy().T,
+                               rtol=1e-12)
+    assert not loadings.loc[GENES[8:]].to_numpy().any()
+    assert written.uns["bcnmf"]["form"] == "two objects"
+    assert written.uns["bcnmf"]["n_features_used"] == 8

@@ -27,13 +27,8 @@ def _close_figures():
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    rng = np.random.default_rng(0)
-    X = rng.poisson(2.0, size=(40, 12)).astype(float)
-    X[:20, :3] += 6
-    Y = rng.poisson(2.0, size=(30, 12)).astype(float)
-    model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0)
-    codes = model.fit_transform(X, background=Y)
+def fitted(contrast_fit):
+    X, Y, model, codes = contrast_fit
     obs = pd.DataFrame({"condition": ["treated"] * 40 + ["control"] * 30},
                        index=[f"c{i}" for i in range(70)])
     adata = ad.AnnData(np.vstack([X, Y]), obs=obs,
@@ -185,7 +180,36 @@ def test_selection_grid_pivots_and_outlines_the_best():
     outline = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert len(outline) == 1 and outline[0].get_xy() == (0.5, 0.5)
     assert len(ax.texts) == 6
+    from bcnmf.selection import SelectionResult
+
+    result = SelectionResult(table=SELECTION, best={"n_components": 4, "alpha": 0.5},
+                             best_model=None, rule="", settings={})
+    ax = bcnmf.pl.selection_grid(result)  # its table, and its best outlined
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), grid)
+    outline = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(outline) == 1 and outline[0].get_xy() == (-0.5, 1.5)
     with pytest.raises(ValueError, match="not a candidate"):
         bcnmf.pl.selection_grid(SELECTION, best={"n_components": 9, "alpha": 1.5})
     with pytest.raises(KeyError, match="lacks column"):
         bcnmf.pl.selection_grid(SELECTION, value="bic")
+
+
+def test_plots_of_a_torch_fit_equal_those_of_the_numpy_fit(contrast_fit):
+    """A model fitted with device="cpu" holds torch tensors; the plots take them (and the
+    codes) and draw what the numpy fit draws."""
+    pytest.importorskip("torch")
+    X, Y, model, codes = contrast_fit
+    on_torch = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0, device="cpu")
+    torch_codes = on_torch.fit_transform(X, background=Y)
+    assert type(on_torch.components_).__module__.startswith("torch")
+    np.testing.assert_allclose(bcnmf.pl.loadings(on_torch).get_images()[0].get_array(),
+                               bcnmf.pl.loadings(model).get_images()[0].get_array(),
+                               rtol=1e-6, atol=1e-9)
+    drawn = bcnmf.pl.loss_history(on_torch).get_lines()[0].get_ydata()
+    np.testing.assert_allclose(drawn, model.history_["objective"], rtol=1e-6)
+    ax = bcnmf.pl.topic_usage(torch_codes, background=on_torch.background_codes_, kind="box")
+    ref = bcnmf.pl.topic_usage(codes, background=model.background_codes_, kind="box")
+    assert len(ax.patches) == len(ref.patches) == 6
+    for drawn, expected in zip(ax.lines, ref.lines, strict=True):  # whiskers, caps, medians
+        np.testing.assert_allclose(drawn.get_ydata(), expected.get_ydata(), rtol=1e-6,
+                                   atol=1e-9)

@@ -3,6 +3,7 @@ browser (Debian's chromium): it loads without console errors, every figure decod
 screenshot is produced."""
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -29,13 +30,8 @@ SELECTION = pd.DataFrame({"n_components": [2, 2, 3, 3], "alpha": [0.5, 1.5, 0.5,
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    X = rng.poisson(2.0, size=(40, 12)).astype(float)
-    X[:20, :3] += 6
-    Y = rng.poisson(2.0, size=(30, 12)).astype(float)
-    model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0)
-    codes = model.fit_transform(X, background=Y)
+def run_dir(tmp_path_factory, contrast_fit):
+    X, Y, model, codes = contrast_fit
     out = tmp_path_factory.mktemp("run")
     write_run(out, model, codes, feature_names=[f"GENE<{j}>" for j in range(12)],
               inputs={"target": "cells & more.h5ad"}, warnings=["ConvergenceWarning: slow"])
@@ -77,6 +73,17 @@ def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path):
     text = write_report(folder, tmp_path / "r.html", n_top=2).read_text(encoding="utf-8")
     assert len(_images(text)) == 5  # + volcano + selection grid
     assert '<table id="selection">' in text and "Chosen: n_components = 3" in text
+    # the run was fitted with K=3, alpha=1: not the chosen alpha, and that is said
+    assert 'id="selection-differs"' in text and "alpha = 1," in text
+    assert '<div class="wide"><table id="selection">' in text  # wide tables scroll
+    chosen = SELECTION.assign(alpha=[0.5, 1.0, 0.5, 1.0], chosen=[False, False, False, True])
+    chosen.to_csv(folder / "selection.csv", index=False)
+    (folder / "selection.json").write_text('{"best": {"n_components": 3, "alpha": 1.0}}')
+    again = write_report(folder, tmp_path / "r2.html").read_text(encoding="utf-8")
+    assert 'id="selection-differs"' not in again
+    table = again.split('<table id="selection">')[1].split("</table>")[0]
+    assert table.count('<tr class="chosen">') == 1
+    assert '<tr class="chosen"><td class="name">3</td><td>1</td>' in table
     topics = text.split('<table id="topics">')[1].split("</table>")[0]
     rows = re.findall(r"<tr( class=\"enriched\")?><td class=\"name\">(topic \d)</td>", topics)
     assert rows[0] == (' class="enriched"', "topic 3")  # the enriched topic comes first
@@ -95,6 +102,33 @@ def test_render_report_directly_and_missing_files(tmp_path, run_dir):
         write_report(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="params.json is missing"):
         write_report(tmp_path)
+    SELECTION.to_csv(tmp_path / "selection.csv", index=False)
+    (tmp_path / "selection.json").write_text('{"best": {"n_components": 3, "alpha": 1.5}}')
+    with pytest.raises(FileNotFoundError, match=r"holds a model selection but no fitted model.*"
+                                                r"-k 3 --alpha 1\.5"):
+        write_report(tmp_path)
+
+
+def test_report_of_a_torch_fit(contrast_fit, tmp_path):
+    """A model fitted with device="cpu" (torch tensors) goes through write_run, the report
+    and render_report, and the folder holds the numpy values of its tensors."""
+    pytest.importorskip("torch")
+    from bcnmf.core.backend import to_numpy
+
+    X, Y, _, _ = contrast_fit
+    model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0, device="cpu")
+    codes = model.fit_transform(X, background=Y)
+    write_run(tmp_path / "run", model, codes)
+    kwargs = read_run(tmp_path / "run")
+    np.testing.assert_allclose(kwargs["components"], to_numpy(model.components_), rtol=1e-12)
+    np.testing.assert_allclose(kwargs["background_codes"], to_numpy(model.background_codes_),
+                               rtol=1e-12)
+    text = write_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert len(_images(text)) == 3 and '<table id="topics">' in text
+    direct = render_report(params=kwargs["params"], history=model.history_,
+                           components=model.components_, feature_names=kwargs["feature_names"],
+                           target_codes=codes, background_codes=model.background_codes_)
+    assert len(_images(direct)) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,3 +209,7 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
     assert console == []
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+    keep = os.environ.get("BCNMF_REPORT_SCREENSHOT")  # CI: where to keep the screenshot
+    if keep:
+        Path(keep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, keep)

@@ -44,6 +44,21 @@ def _named(M, genes, prefix):
 # conventions
 # ---------------------------------------------------------------------------------------------
 
+def _public_functions(module):
+    """Public functions defined in ``module`` (not imported into it)."""
+    return {name for name, f in inspect.getmembers(module, inspect.isfunction)
+            if not name.startswith("_") and f.__module__ == module.__name__}
+
+
+def test_every_public_tool_and_plot_is_exported_and_checked():
+    """Every public function of bcnmf.tl and bcnmf.pl is in __all__, so the convention tests
+    (here and in test_pl.py) see it."""
+    import bcnmf.pl
+
+    for module in (bcnmf.tl, bcnmf.pl):
+        assert _public_functions(module) == set(module.__all__), module.__name__
+
+
 def test_signature_conventions():
     """scanpy's rules for tools: adata first, few positionals, keyword-only options with
     key_added and copy=False; a new tool in __all__ is checked automatically."""
@@ -171,6 +186,57 @@ def test_bad_arguments(kwargs, error, match):
 def test_not_anndata():
     with pytest.raises(TypeError, match="AnnData"):
         bcnmf.tl.bcnmf(np.ones((3, 3)), "a", "b")
+
+
+def test_backed_anndata_is_refused_and_the_streaming_route_works(tmp_path):
+    """tl needs the data in memory (it selects cells and genes): a backed AnnData, in either
+    role, is refused with a message naming to_memory() and the estimator's streaming route,
+    and that route (BCNMF on the backed X of two files) fits the same model."""
+    X, Y = _counts()
+    _one_object(X, Y).write_h5ad(tmp_path / "one.h5ad")
+    backed = ad.read_h5ad(tmp_path / "one.h5ad", backed="r")
+    with pytest.raises(ValueError, match=r"backed.*to_memory\(\)"):
+        bcnmf.tl.bcnmf(backed, "condition", "control", **FIT)
+    genes = [f"g{j}" for j in range(X.shape[1])]
+    _named(X, genes, "t").write_h5ad(tmp_path / "t.h5ad")
+    _named(Y, genes, "b").write_h5ad(tmp_path / "b.h5ad")
+    t_backed = ad.read_h5ad(tmp_path / "t.h5ad", backed="r")
+    b_backed = ad.read_h5ad(tmp_path / "b.h5ad", backed="r")
+    with pytest.raises(ValueError, match="background is backed"):
+        bcnmf.tl.bcnmf(_named(X, genes, "t"), background=b_backed, **FIT)
+    with pytest.raises(ValueError, match=r"BCNMF\(\.\.\.\)\.fit\(target\.X"):
+        bcnmf.tl.bcnmf(t_backed, background=b_backed, **FIT)
+    streamed = BCNMF(2, alpha=1.0, max_iter=30, tol=0, random_state=0)
+    streamed.fit(t_backed.X, background=b_backed.X)
+    in_memory = BCNMF(2, alpha=1.0, max_iter=30, tol=0, random_state=0).fit(X, background=Y)
+    np.testing.assert_allclose(streamed.components_, in_memory.components_, rtol=1e-10)
+    t_backed.file.close()
+    b_backed.file.close()
+    backed.file.close()
+
+
+def test_torch_device_fit_writes_numpy_results_equal_to_the_numpy_fit(tmp_path):
+    """device="cpu" (torch backend): obsm/varm/uns hold numpy arrays (h5ad-writable,
+    scanpy-plottable) equal to the numpy fit's."""
+    pytest.importorskip("torch")
+    X, Y = _counts()
+    on_numpy, on_torch = _one_object(X, Y, np.float64), _one_object(X, Y, np.float64)
+    bcnmf.tl.bcnmf(on_numpy, "condition", "control", n_permutations=50, **FIT)
+    bcnmf.tl.bcnmf(on_torch, "condition", "control", n_permutations=50, device="cpu", **FIT)
+    for key, slot in (("X_bcnmf", on_torch.obsm), ("bcnmf", on_torch.varm)):
+        assert type(slot[key]) is np.ndarray and slot[key].dtype == np.float64, key
+    np.testing.assert_allclose(on_torch.obsm["X_bcnmf"], on_numpy.obsm["X_bcnmf"], rtol=1e-6,
+                               atol=1e-9)
+    np.testing.assert_allclose(on_torch.varm["bcnmf"], on_numpy.varm["bcnmf"], rtol=1e-6,
+                               atol=1e-9)
+    assert on_torch.uns["bcnmf"]["params"]["device"] == "cpu"
+    on_torch.write_h5ad(tmp_path / "torch.h5ad")
+    back = ad.read_h5ad(tmp_path / "torch.h5ad")
+    np.testing.assert_array_equal(back.obsm["X_bcnmf"], on_torch.obsm["X_bcnmf"])
+    genes = [f"g{j}" for j in range(X.shape[1])]
+    t, b = _named(X, genes, "t"), _named(Y, genes, "b")
+    bcnmf.tl.bcnmf(t, background=b, enrichment=False, device="cpu", **FIT)
+    assert type(b.obsm["X_bcnmf"]) is np.ndarray and b.obsm["X_bcnmf"].shape == (len(Y), 2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -173,6 +173,44 @@ def _input_options(parser):
                         help=".h5ad only: read .raw instead of X")
 
 
+def _data_arguments(parser):
+    """TARGET and the background options shared by ``fit`` and ``select``."""
+    parser.add_argument("target", metavar="TARGET", help="target data (or all cells, with "
+                        "--groupby)")
+    source = parser.add_argument_group("background (one of)")
+    source.add_argument("--background", metavar="BG",
+                        help="background data file; features are matched by name")
+    source.add_argument("--groupby", metavar="COL",
+                        help=".h5ad TARGET: obs column that marks background cells")
+    source.add_argument("--background-value", metavar="V", action="extend", nargs="+",
+                        help="value(s) of --groupby that are background (the rest is target)")
+
+
+def _input_arguments(parser):
+    """The input-reading options and -o OUTDIR shared by ``fit`` and ``select``."""
+    data = parser.add_argument_group("input")
+    _input_options(data)
+    data.add_argument("--background-rows", choices=("samples", "features"), default=None,
+                      help="what the rows of the --background file are (default: as --rows)")
+    data.add_argument("--min-overlap", type=float, default=0.5, metavar="F",
+                      help="with --background: smallest accepted fraction of shared feature "
+                           "names (default: 0.5)")
+    parser.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
+
+
+def _solver_options(group):
+    """Loss, stopping rule and seed, shared by ``fit`` and ``select``."""
+    group.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
+                       help="frobenius for log-normalised data (default), poisson for raw "
+                            "counts")
+    group.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
+                       help="maximum number of sweeps per fit (default: 500)")
+    group.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
+                       help="stopping tolerance (default: 1e-4)")
+    group.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="random seed (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bcnmf`` command."""
     common = _common_options()
@@ -189,17 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
             "cells of an .h5ad whose --groupby column has a --background-value. Writes "
             "model.npz, components.csv, target_codes.csv, background_codes.csv, history.csv, "
             "params.json and (with a background) enrichment.csv, the topic enrichment "
-            "statistics, into OUTDIR."),
+            "statistics, into OUTDIR; with --write-h5ad also annotated.h5ad. Run `bcnmf "
+            "select` into the same OUTDIR to add the model-selection table to the report."),
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    fit.add_argument("target", metavar="TARGET", help="target data (or all cells, with "
-                     "--groupby)")
-    source = fit.add_argument_group("background (one of)")
-    source.add_argument("--background", metavar="BG",
-                        help="background data file; features are matched by name")
-    source.add_argument("--groupby", metavar="COL",
-                        help=".h5ad TARGET: obs column that marks background cells")
-    source.add_argument("--background-value", metavar="V", action="extend", nargs="+",
-                        help="value(s) of --groupby that are background (the rest is target)")
+    _data_arguments(fit)
     model = fit.add_argument_group("model")
     model.add_argument("-k", "--n-components", type=_positive_int, default=10, metavar="K",
                        help="number of topics (default: 10)")
@@ -207,26 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="contrast weight (default: 1.5, relative scale)")
     model.add_argument("--alpha-scale", choices=("relative", "raw"), default=None,
                        help="relative (default in stable mode) or the paper's raw weight")
-    model.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
-                       help="frobenius for log-normalised data (default), poisson for raw "
-                            "counts")
     model.add_argument("--mode", choices=("stable", "reference"), default="stable",
                        help="stable (default) or the authors' reference algorithm")
-    model.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
-                       help="maximum number of sweeps (default: 500)")
-    model.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
-                       help="stopping tolerance (default: 1e-4)")
     model.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                        help="number of restarts (default: 1)")
-    model.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    data = fit.add_argument_group("input")
-    _input_options(data)
-    data.add_argument("--background-rows", choices=("samples", "features"), default=None,
-                      help="what the rows of the --background file are (default: as --rows)")
-    data.add_argument("--min-overlap", type=float, default=0.5, metavar="F",
-                      help="with --background: smallest accepted fraction of shared feature "
-                           "names (default: 0.5)")
-    fit.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
+    _solver_options(model)
+    _input_arguments(fit)
+    fit.add_argument("--write-h5ad", action="store_true",
+                     help=".h5ad TARGET: also write OUTDIR/annotated.h5ad, the input with "
+                          "the results where bcnmf.tl.bcnmf puts them (obsm['X_bcnmf'], "
+                          "varm['bcnmf'], uns['bcnmf'])")
     fit.add_argument("--report", action="store_true",
                      help="also write OUTDIR/report.html (needs matplotlib)")
     fit.add_argument("--n-permutations", type=_positive_int, default=1000, metavar="N",
@@ -240,17 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
             "measure held-out fit, contrast, restart stability and consensus per grid point, "
             "and choose one by the documented rule (bcnmf.select_model). Writes "
             "selection.csv (one row per grid point) and selection.json ({best, rule}) into "
-            "OUTDIR."),
+            "OUTDIR; into the OUTDIR of a `bcnmf fit`, `bcnmf report` shows the selection."),
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sel.add_argument("target", metavar="TARGET", help="target data (or all cells, with "
-                     "--groupby)")
-    source = sel.add_argument_group("background (one of)")
-    source.add_argument("--background", metavar="BG",
-                        help="background data file; features are matched by name")
-    source.add_argument("--groupby", metavar="COL",
-                        help=".h5ad TARGET: obs column that marks background cells")
-    source.add_argument("--background-value", metavar="V", action="extend", nargs="+",
-                        help="value(s) of --groupby that are background (the rest is target)")
+    _data_arguments(sel)
     grid = sel.add_argument_group("grid and criteria")
     grid.add_argument("-k", "--n-components", type=_number_list(int), default=[2, 3, 5],
                       metavar="K,K,...", help="numbers of topics (default: 2,3,5)")
@@ -263,21 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fraction of cells held out (default: 0.2)")
     grid.add_argument("--n-jobs", type=int, default=1, metavar="N",
                       help="grid points fitted in parallel (default: 1; -1: all cores)")
-    grid.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
-                      help="frobenius (default) or poisson")
-    grid.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
-                      help="maximum number of sweeps per fit (default: 500)")
-    grid.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
-                      help="stopping tolerance (default: 1e-4)")
-    grid.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    data = sel.add_argument_group("input")
-    _input_options(data)
-    data.add_argument("--background-rows", choices=("samples", "features"), default=None,
-                      help="what the rows of the --background file are (default: as --rows)")
-    data.add_argument("--min-overlap", type=float, default=0.5, metavar="F",
-                      help="with --background: smallest accepted fraction of shared feature "
-                           "names (default: 0.5)")
-    sel.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
+    _solver_options(grid)
+    _input_arguments(sel)
     sel.set_defaults(handler=_cmd_select, subparser=sel)
 
     tr = sub.add_parser(
@@ -325,12 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
 # commands
 # ---------------------------------------------------------------------------------------------
 
-def _read(path, args, progress, rows=None):
+def _read(path, args, progress, rows=None, background=False):
+    """Read an input; --layer/--use-raw apply to .h5ad files (a background file of another
+    format beside an .h5ad target is read as it is)."""
     from .io import read_table
 
+    h5ad = str(path).lower().endswith(".h5ad")
+    layer, use_raw = (args.layer, args.use_raw) if h5ad or not background else (None, False)
     with progress.step(f"reading {path}"):
-        return read_table(path, rows=rows or args.rows, layer=args.layer,
-                          use_raw=args.use_raw)
+        return read_table(path, rows=rows or args.rows, layer=layer, use_raw=use_raw)
 
 
 def _split(table, args):
@@ -399,7 +402,8 @@ def _fit_inputs(args, progress, out):
         inputs.update(groupby=args.groupby, background_values=", ".join(args.background_value))
         sources = [(X, args.target, target)]
     elif args.background:
-        background = _read(args.background, args, progress, rows=args.background_rows)
+        background = _read(args.background, args, progress, rows=args.background_rows,
+                           background=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             X, Y, features = _align(target, background, args)
@@ -431,6 +435,8 @@ def _cmd_fit(args, progress, out):
     from .io import write_run
 
     _check_fit_args(args)
+    if args.write_h5ad and not str(args.target).lower().endswith(".h5ad"):
+        raise _UsageError("--write-h5ad needs an .h5ad TARGET (the file that is annotated)")
     X, Y, x_names, y_names, features, inputs, notes = _fit_inputs(args, progress, out)
     for line in notes:
         out.warn(line)
@@ -449,6 +455,7 @@ def _cmd_fit(args, progress, out):
     with progress.step(f"writing {args.out}"):
         files = write_run(args.out, model, codes, target_names=x_names, background_names=y_names,
                           feature_names=features, inputs=inputs, warnings=notes)
+    table = None
     if Y is not None:
         from .topics import topic_enrichment
 
@@ -458,6 +465,9 @@ def _cmd_fit(args, progress, out):
                                      random_state=args.seed)
             files["enrichment"] = Path(args.out) / "enrichment.csv"
             table.to_csv(files["enrichment"])
+    if args.write_h5ad:
+        with progress.step(f"writing the annotated {Path(args.target).name}"):
+            files["h5ad"] = _write_annotated(args, model, codes, features, inputs, table)
     if args.report:
         from .report import write_report
 
@@ -467,6 +477,47 @@ def _cmd_fit(args, progress, out):
                 f"objective_ = {model.objective_:.6g}")
     out.files(files.values())
     return EXIT_OK
+
+
+ANNOTATED_NAME = "annotated.h5ad"
+
+
+def _write_annotated(args, model, codes, features, inputs, enrichment):
+    """OUTDIR/annotated.h5ad: the TARGET AnnData with the results in the slots that
+    :func:`bcnmf.tl.bcnmf` fills (codes in obsm, full-length loadings in varm, record in uns;
+    with --groupby the background cells get their background codes)."""
+    import anndata
+    import numpy as np
+
+    from .core.backend import to_numpy
+    from .tl import _DEFAULT_KEY, _record, _write
+
+    adata = anndata.read_h5ad(args.target)
+    codes = to_numpy(codes)
+    extra = {"enrichment": None}
+    if enrichment is not None:
+        extra["enrichment"] = enrichment.copy()
+        extra["enrichment"].index = extra["enrichment"].index.astype(str)
+    if args.groupby:
+        is_bg = adata.obs[args.groupby].astype(str).isin(args.background_value).to_numpy()
+        full = np.empty((adata.n_obs, codes.shape[1]), dtype=codes.dtype)
+        full[~is_bg] = codes
+        full[is_bg] = to_numpy(model.background_codes_)
+        codes = full
+        extra.update(groupby=args.groupby, background=list(args.background_value),
+                     form="groupby")
+    else:
+        extra.update(form="two objects" if args.background else "no background",
+                     role="target", background_file=args.background)
+    columns = adata.var_names.get_indexer(np.asarray(features, dtype=str))
+    source = (f"layers[{args.layer!r}]" if args.layer else "raw" if args.use_raw else "X")
+    record = _record(model, source=source, n_target=inputs["n_target"],
+                     n_background=inputs["n_background"], n_features=columns.size,
+                     extra=extra)
+    _write(adata, _DEFAULT_KEY, codes, columns, model.components_, record)
+    path = Path(args.out) / ANNOTATED_NAME
+    adata.write_h5ad(path)
+    return path
 
 
 def _cmd_select(args, progress, out):

@@ -245,9 +245,11 @@ def write_table(path, matrix, row_names, col_names, *, index_label="name") -> Pa
     ``.npz`` holds ``X``, ``obs_names`` (rows) and ``var_names`` (columns), readable by
     :func:`read_table`.
     """
+    from .core.backend import to_numpy
+
     path = Path(path)
     kind = _suffix(path)
-    matrix = np.asarray(matrix)
+    matrix = np.asarray(to_numpy(matrix))  # torch tensors (device fits) come to the host
     if kind == ".npz":
         np.savez_compressed(path, X=matrix, obs_names=np.asarray(row_names, dtype=str),
                             var_names=np.asarray(col_names, dtype=str))

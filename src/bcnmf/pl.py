@@ -20,6 +20,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .core.backend import to_numpy
+
 __all__ = ["loss_history", "loadings", "topic_usage", "enrichment_volcano", "selection_grid"]
 
 _TARGET_COLOUR, _BACKGROUND_COLOUR = "#1f77b4", "#ff7f0e"
@@ -71,12 +73,12 @@ def _components(data, key, feature_names):
         comps = np.asarray(data.varm[key]).T
         names = np.asarray(data.var_names)
     elif hasattr(data, "components_"):  # a fitted estimator
-        comps = np.asarray(data.components_)
+        comps = np.asarray(to_numpy(data.components_))  # torch fits (device=...) too
         names = getattr(data, "feature_names_in_", None)
     elif hasattr(data, "components"):  # a FactorizationResult
-        comps = np.asarray(data.components)
+        comps = np.asarray(to_numpy(data.components))
     else:
-        comps = np.asarray(data)
+        comps = np.asarray(to_numpy(data))
     if comps.ndim != 2:
         raise ValueError(f"Loadings must be 2-D (topics x features); got shape {comps.shape}.")
     if feature_names is not None:
@@ -155,7 +157,7 @@ def loss_history(data, *, key="bcnmf", terms=("objective", "target", "background
                          f"{list(terms)}.")
     ax = _new_ax(ax, (5.0, 3.2))
     for term in terms:
-        values = np.asarray(history[term], dtype=float)
+        values = np.asarray(to_numpy(history[term]), dtype=float)
         sweeps = np.asarray(history.get("iteration", np.arange(values.size)))
         ax.plot(sweeps, values, label=term, lw=1.5)
     if logy:
@@ -235,11 +237,11 @@ def _usage_codes(data, key, background, groupby):
         is_bg = data.obs[groupby].astype(str).isin(values).to_numpy()
         return codes[~is_bg], codes[is_bg]
     if hasattr(data, "codes") and hasattr(data, "background_codes"):
-        return np.asarray(data.codes), np.asarray(data.background_codes)
-    codes = np.asarray(data)
+        return np.asarray(to_numpy(data.codes)), np.asarray(to_numpy(data.background_codes))
+    codes = np.asarray(to_numpy(data))
     if background is None:
         raise ValueError("Pass the background codes as background= when data are codes.")
-    return codes, np.asarray(background)
+    return codes, np.asarray(to_numpy(background))
 
 
 def _draw_groups(ax, groups, positions, colour, kind):
@@ -385,9 +387,11 @@ def selection_grid(table, *, value="score", best=None, annotate=True, cmap="viri
 
     Parameters
     ----------
-    table : pandas.DataFrame
+    table : pandas.DataFrame or SelectionResult
         One row per candidate, e.g. ``select_model(...).table``: columns ``n_components``,
-        ``alpha`` and ``value`` (repeated candidates are averaged).
+        ``alpha`` and ``value`` (repeated candidates are averaged). A
+        :class:`~bcnmf.selection.SelectionResult` gives its ``table``, and its ``best``
+        when ``best`` is not given.
     value : str, default="score"
         Column to show.
     best : mapping, optional
@@ -402,6 +406,9 @@ def selection_grid(table, *, value="score", best=None, annotate=True, cmap="viri
     -------
     matplotlib.axes.Axes
     """
+    if hasattr(table, "table") and hasattr(table, "best"):  # a SelectionResult
+        best = table.best if best is None else best
+        table = table.table
     _need_columns(table, ["n_components", "alpha", value], "selection_grid")
     grid = table.pivot_table(index="n_components", columns="alpha", values=value,
                              aggfunc="mean").sort_index().sort_index(axis=1)

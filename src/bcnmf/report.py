@@ -25,6 +25,7 @@ import numpy as np
 
 from . import pl
 from ._version import __version__
+from .core.backend import to_numpy
 
 __all__ = ["render_report", "read_run", "write_report", "REPORT_NAME"]
 
@@ -41,7 +42,8 @@ th { background: #f0f3f7; } td.name, th.name, td.text { text-align: left; }
 td.name { white-space: nowrap; }
 figure { margin: 0.5em 0; } img { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9em; } .warn { color: #8a4b00; }
-tr.enriched td { background: #fff4e5; }
+tr.enriched td { background: #fff4e5; } tr.chosen td { background: #e8f4e8; }
+div.wide { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -196,7 +198,8 @@ def render_report(*, params, history, components, feature_names, target_codes=No
     title : str
     n_top : int, default=10
     """
-    components = np.asarray(components)
+    components = np.asarray(to_numpy(components))  # torch tensors of device fits too
+    target_codes, background_codes = to_numpy(target_codes), to_numpy(background_codes)
     names = [str(n) for n in feature_names]
     esc = html.escape
     n_k = components.shape[0]
@@ -240,7 +243,18 @@ def render_report(*, params, history, components, feature_names, target_codes=No
         if selection_best:
             parts.append(f"<p>Chosen: n_components = {esc(_fmt(selection_best['n_components']))}"
                          f", alpha = {esc(_fmt(selection_best['alpha']))}.</p>")
-        parts.append(_frame_table(selection.set_index(selection.columns[0]), "selection"))
+            fitted = (params.get("n_components"), params.get("alpha"))
+            if None not in fitted and (
+                    int(fitted[0]) != int(selection_best["n_components"])
+                    or not np.isclose(float(fitted[1]), float(selection_best["alpha"]))):
+                parts.append(f'<p class="note warn" id="selection-differs">The model in this '
+                             f"report was fitted with n_components = {esc(_fmt(fitted[0]))}, "
+                             f"alpha = {esc(_fmt(fitted[1]))}, not the chosen values.</p>")
+        chosen = (selection["chosen"].to_numpy(bool) if "chosen" in selection.columns
+                  else None)
+        parts.append('<div class="wide">' + _frame_table(
+            selection.set_index(selection.columns[0]), "selection",
+            None if chosen is None else ["chosen" if c else "" for c in chosen]) + "</div>")
     parts.append(_comparison_section(comparison))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body>\n"
@@ -250,6 +264,17 @@ def render_report(*, params, history, components, feature_names, target_codes=No
 def _need(run_dir, name):
     path = Path(run_dir) / name
     if not path.is_file():
+        chosen = Path(run_dir) / "selection.json"
+        if chosen.is_file():  # written by `bcnmf select` alone
+            try:
+                best = json.loads(chosen.read_text(encoding="utf-8"))["best"]
+                values = f"-k {best['n_components']} --alpha {best['alpha']:g}"
+            except (ValueError, KeyError, TypeError):
+                values = "-k K --alpha A"
+            raise FileNotFoundError(
+                f"{run_dir} holds a model selection but no fitted model ({name} is missing): "
+                f"run `bcnmf fit TARGET ... {values} -o {run_dir}` with the chosen values, "
+                "then `bcnmf report` shows the fit and the selection table.")
         raise FileNotFoundError(f"{run_dir} is not a bcnmf run folder: {name} is missing "
                                 "(write one with `bcnmf fit ... -o DIR`).")
     return path

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._prep import align_features, check_poisson_input, same_kind, take_columns
 from ._validation import LOSS_ALIASES
+from .core.backend import to_numpy
 from .estimator import BCNMF
 from .io import _anndata_matrix
 from .persistence import json_params
@@ -37,8 +38,12 @@ def _check_adata(adata, name):
     if not isinstance(adata, AnnData):
         raise TypeError(f"{name} must be an AnnData object; got {type(adata).__name__}.")
     if adata.isbacked:
-        raise ValueError(f"{name} is backed (opened in 'r' mode); load it into memory with "
-                         f"{name}.to_memory() first.")
+        raise ValueError(
+            f"{name} is backed (opened with backed='r'): bcnmf.tl.bcnmf selects cells and "
+            f"genes and writes its results into the object, so it needs the data in memory; "
+            f"load it with {name} = {name}.to_memory(). To stream data too large for memory, "
+            "fit bcnmf.BCNMF on the backed X of separate target and background files with "
+            "the same genes: BCNMF(...).fit(target.X, background=background.X).")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"{name} is empty ({adata.n_obs} cells x {adata.n_vars} genes).")
 
@@ -118,6 +123,7 @@ def _record(model, *, source, n_target, n_background, n_features, extra):
 
 
 def _write(adata, key, codes, loadings_rows, components, record):
+    codes, components = to_numpy(codes), to_numpy(components)  # torch fits: host numpy
     loadings = np.zeros((adata.n_vars, components.shape[0]), dtype=components.dtype)
     loadings[loadings_rows] = components.T
     adata.obsm[f"X_{key}"] = codes
@@ -198,7 +204,17 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
         Return annotated copies instead of writing into the input(s).
     **kwargs
         Further :class:`bcnmf.BCNMF` parameters (``mode``, ``max_iter``, ``tol``, ``n_init``,
-        ``alpha_scale``, ``smoothing``, ``damping``, ``init``, ``transform_max_iter``).
+        ``alpha_scale``, ``smoothing``, ``damping``, ``init``, ``transform_max_iter``,
+        ``device``). With ``device="cpu"``/``"cuda"`` the fit runs on torch; what is written
+        into the AnnData is numpy all the same.
+
+    Raises
+    ------
+    ValueError
+        For a backed AnnData (``read_h5ad(..., backed="r")``): the tool selects cells and
+        genes and writes into the object, so it needs ``adata.to_memory()``. Data too large
+        for memory can be streamed by the estimator itself:
+        ``BCNMF(...).fit(target.X, background=background.X)`` on two backed files.
 
     Returns
     -------
@@ -244,12 +260,12 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
         check_poisson_input(M, f"adata.{source}", log1p_recorded=log1p,
                             hint=_poisson_hint(adata, layer, use_raw))
     Xt, Xb = _rows(M, ~is_bg), _rows(M, is_bg)
-    codes_t = model.fit_transform(Xt, background=Xb)
+    codes_t = to_numpy(model.fit_transform(Xt, background=Xb))  # device=...: torch -> numpy
     if copy:
         adata = adata.copy()
     codes = np.empty((adata.n_obs, codes_t.shape[1]), dtype=codes_t.dtype)
     codes[~is_bg] = codes_t
-    codes[is_bg] = model.background_codes_
+    codes[is_bg] = to_numpy(model.background_codes_)
     table = _enrichment(model, Xt, Xb, enrichment, n_permutations, random_state)
     record = _record(model, source=source,
                      n_target=Xt.shape[0], n_background=Xb.shape[0], n_features=cols.size,
@@ -294,7 +310,7 @@ def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_over
         check_poisson_input(Xb, f"background.{source_b}", log1p_recorded=log1p_b,
                             hint=_poisson_hint(bdata, layer, use_raw))
     Xt, Xb = same_kind(Xt, Xb)
-    codes_t = model.fit_transform(Xt, background=Xb)
+    codes_t = to_numpy(model.fit_transform(Xt, background=Xb))
     if copy:
         adata, bdata = adata.copy(), bdata.copy()
     common = dict(source=source_t, n_target=Xt.shape[0], n_background=Xb.shape[0],
