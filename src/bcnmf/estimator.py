@@ -531,8 +531,13 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                    consensus=bool(getattr(self, "consensus", False)),
                                    **_checkpointing(checkpoint, checkpoint_every, resume))
         _report(diag, s, result)
+        self._store(result, result.background_codes, s, diag)
+        return result.codes
+
+    def _store(self, result, background_codes, s, diag):
+        """Set the fitted attributes from a fit's result."""
         self.components_ = result.components
-        self.background_codes_ = result.background_codes
+        self.background_codes_ = background_codes
         self.n_iter_ = result.n_iter
         self.history_ = result.history
         self.alpha_raw_ = result.alpha_raw
@@ -544,7 +549,6 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._policy = diag["policy"]
         self._settings = s
         self._offsets = diag["offsets"]
-        return result.codes
 
     def _fit_dask(self, X, background, params, init, ckpt):
         """``fit_transform`` on the Dask engine (see ``engine``).  ``ckpt``: the
@@ -576,19 +580,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if not dask_in:   # numpy/scipy in, numpy out
             codes = codes.compute()
             bg = bg.compute() if bg is not None else None
-        self.components_ = result.components
-        self.background_codes_ = bg
-        self.n_iter_ = result.n_iter
-        self.history_ = result.history
-        self.alpha_raw_ = result.alpha_raw
-        self.objective_ = result.objective
-        self.restart_objectives_ = result.restart_objectives
-        self.restart_agreement_ = result.restart_agreement
-        self.topic_stability_ = result.topic_stability
-        self._n_features_out = s.n_components
-        self._policy = diag["policy"]
-        self._settings = s
-        self._offsets = diag["offsets"]
+        self._store(result, bg, s, diag)
         self._dask_run = diag["dask"]
         return codes
 

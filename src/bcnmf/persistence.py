@@ -17,7 +17,6 @@ exactly the same output as the saved one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import numbers
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .core.checkpoint import _checksum
 from .core.backend import device_of, resolve_device, to_device, to_numpy
 from .exceptions import ModelFormatError
 
@@ -65,15 +65,6 @@ def json_params(model) -> dict:
     """``model.get_params()`` as JSON values (a RandomState/Generator ``random_state``, whose
     state is not portable, becomes None)."""
     return {k: _json_param(k, v) for k, v in model.get_params().items()}
-
-
-def _checksum(arrays: dict) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def _collect(model, feature_names=None):
