@@ -252,7 +252,7 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
         ab, quad = kernel(
             a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
             policy.eps, policy.gamma, policy.code_floor, update, want_parts,
-            cross, cgram, n_chunks)
+            cross, cgram, n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize))
         div = max(block.const - 2.0 * ab + quad, 0.0)
         parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
         return div, parts
@@ -281,7 +281,7 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
     loglik = kernel(
         a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum, offset,
         policy.eps, policy.gamma, policy.code_floor, update, want_parts, want_div, cross,
-        n_chunks)
+        n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize))
     return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
 
