@@ -365,6 +365,17 @@ def test_sparse_equals_dense(loss, mode, fmt):
         np.testing.assert_allclose(ms.history_[key], md.history_[key], rtol=1e-8)
 
 
+def test_view_basis_gram_on_one_blas_thread_is_the_same():
+    """The Gram product runs on one BLAS thread (no waiting for BLAS workers
+    after a parallel sweep); it equals the multithreaded product bit for bit."""
+    from threadpoolctl import threadpool_limits
+    basis = np.random.default_rng(3).random((20, 10_000))
+    with threadpool_limits(2, user_api="blas"):
+        expected = basis @ basis.T
+        view = updates.view_basis(basis, FROBENIUS)
+    np.testing.assert_array_equal(view.gram, expected)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("want_div", [False, True])
 def test_feature_tiles_change_no_bit(loss, want_div):
