@@ -20,8 +20,13 @@ is installed), then every configuration runs in a fresh subprocess:
 
 s/iteration is the slope between fits of ``--iters`` and 1 sweeps (``tol=0``),
 which removes the one-off scan and initialisation.  Peak RSS is the child's
-``ru_maxrss``; file pages of memory maps count towards it when touched.
-Threads are pinned to ``--threads``.
+``ru_maxrss``; file pages of memory maps count towards it when touched
+(the RSS at the end is split into file-backed pages, reclaimable page
+cache, and anonymous memory, what the process really holds).
+Threads are pinned to ``--threads``.  CPU s/iteration is the same slope of
+the child's CPU time (all its threads): on a shared machine, where the wall
+time depends on the other work, CPU / threads estimates the wall time on a
+quiet one.
 """
 
 from __future__ import annotations
@@ -97,16 +102,20 @@ def load(name):
 
 with threadpool_limits(cfg["threads"]):
     X, Y = load("x"), load("y")
-    times = {}
+    times, cpu = {}, {}
     for n in (1, 1, cfg["iters"]):   # the first run compiles the kernels
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             BCNMF(cfg["k"], alpha=1.0, beta_loss=cfg["loss"], tol=0, max_iter=n,
                   random_state=0, block_size=cfg["block"]).fit(X, background=Y)
-        times[n] = time.perf_counter() - t
+        times[n], cpu[n] = time.perf_counter() - t, time.process_time() - c
 slope = (times[cfg["iters"]] - times[1]) / (cfg["iters"] - 1)
-print(json.dumps({"s_per_iter": slope, "first": times[1],
+cpu_slope = (cpu[cfg["iters"]] - cpu[1]) / (cfg["iters"] - 1)
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+kib = lambda key: float(status.get(key, "0 kB").split()[0])  # noqa: E731
+print(json.dumps({"s_per_iter": slope, "cpu_per_iter": cpu_slope, "first": times[1],
+                  "file_mb": kib("RssFile") / 1024, "anon_mb": kib("RssAnon") / 1024,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -130,25 +139,29 @@ def main(argv=None) -> int:
           f"7% nonzero, {args.threads} threads (data ready in {time.perf_counter() - t:.0f} s)")
     size = sum(f.stat().st_size for f in directory.glob("*.npy")) / 2**20
     print(f"# CSR arrays on disk: {size:.0f} MiB\n")
-    print("| loss | source | s/iteration | first fit (1 sweep, incl. scan) s | peak RSS MiB |")
-    print("|---|---|---|---|---|")
+    print("| loss | source | s/iteration | CPU s/iteration (all threads) | first fit (1 sweep, "
+          "incl. scan) s | peak RSS MiB | RSS at end: file / anon MiB | load1 before-after |")
+    print("|---|---|---|---|---|---|---|---|")
     env = dict(os.environ, **{v: str(args.threads) for v in (
         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
     for loss in args.losses:
         for source in args.sources:
             if source == "h5ad" and not (directory / "x.h5ad").exists():
-                print(f"| {loss} | {source} | (anndata not installed) | | |")
+                print(f"| {loss} | {source} | (anndata not installed) | | | | | |")
                 continue
             block = args.block if source != "memory" else None
             cfg = dict(vars(args), dir=str(directory), source=source, loss=loss, block=block)
+            load0 = os.getloadavg()[0]
             out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], env=env,
                                  capture_output=True, text=True)
             if out.returncode != 0:
-                print(f"| {loss} | {source} | failed: {out.stderr.strip().splitlines()[-1]} | | |")
+                print(f"| {loss} | {source} | failed: {out.stderr.strip().splitlines()[-1]} | | | | | |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {loss} | {source} | {r['s_per_iter']:.2f} | {r['first']:.1f} | "
-                  f"{r['peak_rss_mb']:.0f} |", flush=True)
+            print(f"| {loss} | {source} | {r['s_per_iter']:.2f} | {r['cpu_per_iter']:.2f} | "
+                  f"{r['first']:.1f} | "
+                  f"{r['peak_rss_mb']:.0f} | {r['file_mb']:.0f} / {r['anon_mb']:.0f} | "
+                  f"{load0:.1f}-{os.getloadavg()[0]:.1f} |", flush=True)
     return 0
 
 

@@ -105,6 +105,27 @@ def test_memmap_default_block_size_streams(tmp_path, monkeypatch):
     _assert_same_fit(_fit(X, Y, "frobenius"), _fit(mx, my, "frobenius"))
 
 
+def test_sparse_default_block_size_counts_stored_entries(tmp_path, monkeypatch):
+    """Out-of-core CSR (scipy over memory-mapped arrays) is cut into blocks of
+    about BLOCK_ENTRIES stored entries, not dense entries, and still equals
+    the in-memory fit."""
+    X, Y = _data(6, density=0.25)
+    mapped = []
+    for name, a in (("x", X), ("y", Y)):
+        parts = []
+        for part in ("data", "indices", "indptr"):
+            np.save(tmp_path / f"{name}_{part}.npy", getattr(a, part))
+            parts.append(np.load(tmp_path / f"{name}_{part}.npy", mmap_mode="r"))
+        mapped.append(sp.csr_matrix(tuple(parts), shape=a.shape, copy=False))
+    monkeypatch.setattr(source_mod, "BLOCK_ENTRIES", 12 * 4)   # 4 dense cells
+    src = source_mod.RowSource(mapped[0])
+    assert source_mod.is_out_of_core(mapped[0])
+    rows = source_mod.default_block_rows(src)
+    assert rows == 12 * 4 * X.shape[0] // X.nnz > 4        # ~48 stored entries
+    assert rows < X.shape[0]
+    _assert_same_fit(_fit(X, Y, "kullback-leibler"), _fit(*mapped, "kullback-leibler"))
+
+
 def test_zarr_array_is_streamed(tmp_path):
     zarr = pytest.importorskip("zarr", reason="zarr is not installed")
     X, Y = (a.toarray() for a in _data(4))

@@ -365,6 +365,54 @@ def test_sparse_equals_dense(loss, mode, fmt):
         np.testing.assert_allclose(ms.history_[key], md.history_[key], rtol=1e-8)
 
 
+def test_view_basis_gram_on_one_blas_thread_is_the_same():
+    """The Gram product runs on one BLAS thread (no waiting for BLAS workers
+    after a parallel sweep); it equals the multithreaded product bit for bit."""
+    from threadpoolctl import threadpool_limits
+    basis = np.random.default_rng(3).random((20, 10_000))
+    with threadpool_limits(2, user_api="blas"):
+        expected = basis @ basis.T
+        view = updates.view_basis(basis, FROBENIUS)
+    np.testing.assert_array_equal(view.gram, expected)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("want_div", [False, True])
+def test_feature_tiles_change_no_bit(loss, want_div):
+    """The CSR kernels sweep features tile by tile (cache blocking); every
+    row's entries and every feature's rows are still summed in storage
+    order, so any tile width gives bit-identical codes, parts and divergence."""
+    from bcnmf.core import _csr_kernels
+    rng = np.random.default_rng(5)
+    k, f = 4, 700
+    a = sp.random(600, f, density=0.08, format="csr", random_state=rng) * 10
+    basis = rng.random((k, f)) + 0.1
+    codes0 = rng.random((a.shape[0], k)) + 0.1
+    view = updates.view_basis(basis, loss)
+    kernel = _csr_kernels.kernel(loss, False, 0)
+    results = []
+    for tile in (f, 1, 64, 333):
+        codes = codes0.copy()
+        cross = np.zeros((1, f, k))
+        if loss == FROBENIUS:
+            cgram = np.zeros((1, k, k))
+            div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.gram, 1e-10,
+                         0.5, 1e-9, True, True, cross, cgram, 1, tile)
+            div = np.array(div)
+        else:
+            div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
+                         rng.random(f) * 0 + 0.01, 1e-16, 0.5, 1e-9, True, True, want_div,
+                         cross, 1, tile)
+            div, cgram = np.array(div), None
+        results.append((div, codes, cross, cgram))
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            if x is not None:
+                np.testing.assert_array_equal(y, x)
+    assert _csr_kernels.tile_features(10_000, 20, 8) < 10_000   # large F is tiled
+    assert _csr_kernels.tile_features(300, 20, 8) == 300
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("k", [3, 5])
 def test_specialised_parallel_kernel_equals_generic_serial_kernel(loss, k):
@@ -380,18 +428,19 @@ def test_specialised_parallel_kernel_equals_generic_serial_kernel(loss, k):
     offset = rng.random(400) * 0.01
     view = updates.view_basis(basis, loss)
     results = []
-    for parallel, spec, chunks in [(False, 0, 1), (True, k, 2), (True, k, 3)]:
+    for parallel, spec, chunks, tile in [(False, 0, 1, 400), (True, k, 2, 64),
+                                         (True, k, 3, 150)]:
         kernel = _csr_kernels.kernel(loss, parallel, spec)
         codes = codes0.copy()
         cross = np.zeros((chunks, 400, k))
         if loss == FROBENIUS:
             cgram = np.zeros((chunks, k, k))
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.gram, 1e-10,
-                         1.0, 0.0, True, True, cross, cgram, chunks)
+                         1.0, 0.0, True, True, cross, cgram, chunks, tile)
             second = cgram.sum(axis=0)
         else:
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
-                         offset, 1e-16, 1.0, 0.0, True, True, True, cross, chunks)
+                         offset, 1e-16, 1.0, 0.0, True, True, True, cross, chunks, tile)
             second = None
         results.append((np.asarray(div), codes, cross.sum(axis=0), second))
     for other in results[1:]:

@@ -10,6 +10,16 @@ cells so that the sparse data are read only at their nonzeros:
 3. the row's contribution to the basis numerator/denominator parts, computed
    with the *updated* codes (the authors' order: codes first, then basis).
 
+Cache blocking: with many features the rows of ``basis_t`` and of the parts
+that the entries of a row touch do not stay in cache (K = 20, 10,000 features:
+2 x 1.6 MB per thread).  So a chunk is swept in groups of rows, and within a
+group features are visited tile by tile (``tile`` features, see
+:func:`tile_features`): the group's code numerators over all tiles, then the
+group's code updates, then its parts tile by tile.  Every row's entries and
+every feature's rows are still summed in storage order, so the results do not
+depend on ``tile`` (bit for bit); only the KL log-likelihood, one running sum
+over all entries, is computed untiled (``want_div``).
+
 Rows are split into ``n_chunks`` contiguous chunks processed in parallel; each
 chunk scatters into its own slice of the ``cross`` accumulator, which the
 caller sums, so there are no races.  The basis is passed transposed
@@ -73,49 +83,78 @@ def _dot(x, y, k):
 def _make_frobenius(K, parallel):
     @numba.njit(parallel=parallel, **_JIT)
     def frobenius_sweep_csr(data, indices, indptr, codes, basis_t, gram, eps, gamma,
-                            floor, update, want_parts, cross, cgram, n_chunks):
+                            floor, update, want_parts, cross, cgram, n_chunks, tile):
         """Squared-error sweep; returns (sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T)
         at the codes *before* the update.  ``gram`` is B B^T."""
         n = codes.shape[0]
         k = K if K > 0 else codes.shape[1]
+        n_features = basis_t.shape[0]
         ab_acc = np.zeros(n_chunks)
         quad_acc = np.zeros(n_chunks)
         step = (n + n_chunks - 1) // n_chunks
         for c in numba.prange(n_chunks):
-            num = np.empty(k)
+            num = np.empty((_GROUP, k))
             den = np.empty(k)
+            cursor = np.empty(_GROUP, dtype=indptr.dtype)
             cr = cross[c]
             cg = cgram[c]
             ab = 0.0
             quad = 0.0
-            for i in range(c * step, min(n, (c + 1) * step)):
-                ci = codes[i]
-                num[:] = 0.0
-                for p in range(indptr[i], indptr[i + 1]):
-                    a = data[p]
-                    bj = basis_t[indices[p]]
+            stop = min(n, (c + 1) * step)
+            for g0 in range(c * step, stop, _GROUP):
+                g1 = min(stop, g0 + _GROUP)
+                # code numerators: features tile by tile (each row's entries
+                # are still added in storage order)
+                num[:g1 - g0] = 0.0
+                for i in range(g0, g1):
+                    cursor[i - g0] = indptr[i]
+                for f1 in range(tile, n_features + tile, tile):
+                    for i in range(g0, g1):
+                        nu = num[i - g0]
+                        p = cursor[i - g0]
+                        end = indptr[i + 1]
+                        while p < end and indices[p] < f1:
+                            a = data[p]
+                            bj = basis_t[indices[p]]
+                            for q in range(k):
+                                nu[q] += a * bj[q]
+                            p += 1
+                        cursor[i - g0] = p
+                for i in range(g0, g1):
+                    ci = codes[i]
+                    nu = num[i - g0]
                     for q in range(k):
-                        num[q] += a * bj[q]
-                for q in range(k):
-                    s = 0.0
-                    for r in range(k):
-                        s += ci[r] * gram[r, q]
-                    den[q] = s
-                    ab += ci[q] * num[q]
-                    quad += ci[q] * s
-                if update:
-                    for q in range(k):
-                        ci[q] = _mu(ci[q], num[q], den[q], eps, gamma, floor)
-                if want_parts:
-                    for p in range(indptr[i], indptr[i + 1]):
-                        a = data[p]
-                        crj = cr[indices[p]]
-                        for q in range(k):
-                            crj[q] += a * ci[q]
-                    for q in range(k):
-                        cq = ci[q]
+                        s = 0.0
                         for r in range(k):
-                            cg[q, r] += cq * ci[r]
+                            s += ci[r] * gram[r, q]
+                        den[q] = s
+                        ab += ci[q] * nu[q]
+                        quad += ci[q] * s
+                    if update:
+                        for q in range(k):
+                            ci[q] = _mu(ci[q], nu[q], den[q], eps, gamma, floor)
+                    if want_parts:
+                        for q in range(k):
+                            cq = ci[q]
+                            for r in range(k):
+                                cg[q, r] += cq * ci[r]
+                if want_parts:
+                    # basis parts with the new codes, tile by tile (each
+                    # feature still receives the rows in order)
+                    for i in range(g0, g1):
+                        cursor[i - g0] = indptr[i]
+                    for f1 in range(tile, n_features + tile, tile):
+                        for i in range(g0, g1):
+                            ci = codes[i]
+                            p = cursor[i - g0]
+                            end = indptr[i + 1]
+                            while p < end and indices[p] < f1:
+                                a = data[p]
+                                crj = cr[indices[p]]
+                                for q in range(k):
+                                    crj[q] += a * ci[q]
+                                p += 1
+                            cursor[i - g0] = p
             ab_acc[c] = ab
             quad_acc[c] = quad
         return ab_acc.sum(), quad_acc.sum()
@@ -126,46 +165,86 @@ def _make_frobenius(K, parallel):
 def _make_kl(K, parallel):
     @numba.njit(parallel=parallel, **_JIT)
     def kl_sweep_csr(data, indices, indptr, codes, basis_t, basis_rowsum, offset, eps,
-                     gamma, floor, update, want_parts, want_div, cross, n_chunks):
+                     gamma, floor, update, want_parts, want_div, cross, n_chunks, tile):
         """Generalised-KL sweep; returns sum_ij a_ij log(pred_ij) at the codes
         *before* the update (0 unless ``want_div``), where
         pred = C B + offset (offset per feature)."""
         n = codes.shape[0]
         k = K if K > 0 else codes.shape[1]
+        n_features = basis_t.shape[0]
+        # the log-likelihood is one running sum in storage order: no tiles then
+        tile1 = n_features if want_div else tile
         ll_acc = np.zeros(n_chunks)
         step = (n + n_chunks - 1) // n_chunks
         for c in numba.prange(n_chunks):
-            num = np.empty(k)
+            num = np.empty((_GROUP, k))
+            cursor = np.empty(_GROUP, dtype=indptr.dtype)
             cr = cross[c]
             ll = 0.0
-            for i in range(c * step, min(n, (c + 1) * step)):
-                ci = codes[i]
-                num[:] = 0.0
-                for p in range(indptr[i], indptr[i + 1]):
-                    a = data[p]
-                    j = indices[p]
-                    bj = basis_t[j]
-                    pred = offset[j] + eps + _dot(ci, bj, k)
-                    if want_div:
-                        ll += a * np.log(pred)
-                    ratio = a / pred
-                    for q in range(k):
-                        num[q] += ratio * bj[q]
+            stop = min(n, (c + 1) * step)
+            for g0 in range(c * step, stop, _GROUP):
+                g1 = min(stop, g0 + _GROUP)
+                num[:g1 - g0] = 0.0
+                for i in range(g0, g1):
+                    cursor[i - g0] = indptr[i]
+                for f1 in range(tile1, n_features + tile1, tile1):
+                    for i in range(g0, g1):
+                        ci = codes[i]
+                        nu = num[i - g0]
+                        p = cursor[i - g0]
+                        end = indptr[i + 1]
+                        while p < end and indices[p] < f1:
+                            a = data[p]
+                            j = indices[p]
+                            bj = basis_t[j]
+                            pred = offset[j] + eps + _dot(ci, bj, k)
+                            if want_div:
+                                ll += a * np.log(pred)
+                            ratio = a / pred
+                            for q in range(k):
+                                nu[q] += ratio * bj[q]
+                            p += 1
+                        cursor[i - g0] = p
                 if update:
-                    for q in range(k):
-                        ci[q] = _mu(ci[q], num[q], basis_rowsum[q], eps, gamma, floor)
-                if want_parts:
-                    for p in range(indptr[i], indptr[i + 1]):
-                        j = indices[p]
-                        bj = basis_t[j]
-                        ratio = data[p] / (offset[j] + eps + _dot(ci, bj, k))
-                        crj = cr[j]
+                    for i in range(g0, g1):
+                        ci = codes[i]
+                        nu = num[i - g0]
                         for q in range(k):
-                            crj[q] += ratio * ci[q]
+                            ci[q] = _mu(ci[q], nu[q], basis_rowsum[q], eps, gamma, floor)
+                if want_parts:
+                    for i in range(g0, g1):
+                        cursor[i - g0] = indptr[i]
+                    for f1 in range(tile, n_features + tile, tile):
+                        for i in range(g0, g1):
+                            ci = codes[i]
+                            p = cursor[i - g0]
+                            end = indptr[i + 1]
+                            while p < end and indices[p] < f1:
+                                j = indices[p]
+                                bj = basis_t[j]
+                                ratio = data[p] / (offset[j] + eps + _dot(ci, bj, k))
+                                crj = cr[j]
+                                for q in range(k):
+                                    crj[q] += ratio * ci[q]
+                                p += 1
+                            cursor[i - g0] = p
             ll_acc[c] = ll
         return ll_acc.sum()
 
     return kl_sweep_csr
+
+
+#: rows whose code numerators are gathered together, feature tile by tile
+_GROUP = 256
+#: bytes of basis and basis parts per feature tile (about half a 1 MiB L2)
+_TILE_BYTES = 1 << 19
+
+
+def tile_features(n_features: int, n_components: int, itemsize: int) -> int:
+    """Features per tile: the basis rows and the part rows of one tile stay in
+    cache while a group of rows is swept.  Tiling changes no result: every
+    row's entries and every feature's rows are still summed in order."""
+    return max(64, min(n_features, _TILE_BYTES // max(1, 2 * n_components * itemsize)))
 
 
 _FACTORIES = {"frobenius": _make_frobenius, "kullback-leibler": _make_kl}

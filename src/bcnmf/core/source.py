@@ -165,10 +165,29 @@ class RowSource:
 
 def default_block_rows(source: RowSource) -> int | None:
     """Rows per block: ``None`` (one block) in memory; about
-    :data:`BLOCK_ENTRIES` entries per block for out-of-core sources."""
+    :data:`BLOCK_ENTRIES` entries per block for out-of-core sources (stored
+    entries for sparse ones, when their number is known: a dense-sized block
+    of 7%-dense cells is 14x smaller, and every block costs a kernel launch
+    and the allocation and sum of its basis parts)."""
     if not is_out_of_core(source.matrix):
         return None
-    return max(1, BLOCK_ENTRIES // source.shape[1])
+    rows = max(1, BLOCK_ENTRIES // source.shape[1])
+    nnz = _stored_entries(source.matrix) if source.sparse else None
+    if nnz:
+        rows = max(rows, int(BLOCK_ENTRIES * source.shape[0] // nnz))
+    return min(rows, source.shape[0])
+
+
+def _stored_entries(matrix) -> int | None:
+    """Number of stored entries of a sparse matrix (scipy, or AnnData's
+    backed CSR/CSC dataset), or None when it is not known cheaply."""
+    nnz = getattr(matrix, "nnz", None)
+    if nnz is None:
+        try:
+            nnz = matrix.group["data"].shape[0]
+        except Exception:   # noqa: BLE001 - any other backed layout: unknown
+            return None
+    return int(nnz)
 
 
 @dataclass
