@@ -391,7 +391,10 @@ def test_feature_tiles_change_no_bit(loss, want_div):
     view = updates.view_basis(basis, loss)
     kernel = _csr_kernels.kernel(loss, False, 0)
     results = []
-    for tile in (f, 1, 64, 333):
+    # (f, "rows"): the untiled KL flavour used when all features fit in one tile
+    for tile in (f, 1, 64, 333, (f, "rows")):
+        kernel = _csr_kernels.kernel(loss, False, 0, tiled=not isinstance(tile, tuple))
+        tile = tile[0] if isinstance(tile, tuple) else tile
         codes = codes0.copy()
         cross = np.zeros((1, f, k))
         if loss == FROBENIUS:

@@ -260,12 +260,12 @@ def _kl_divergence(block, n, csum_before, view, loglik):
     return max(block.const - loglik + total_pred, 0.0)
 
 
-def _kernel_for(loss, a, k):
+def _kernel_for(loss, a, k, tiled=True):
     """Kernel flavour and number of row chunks for a CSR block: large blocks
     run in parallel with a kernel specialised on ``k``."""
     parallel = a.nnz * k >= _PARALLEL_MIN_WORK
     n_chunks = max(1, min(numba.get_num_threads(), a.shape[0])) if parallel else 1
-    return _csr_kernels.kernel(loss, parallel, k if parallel else 0), n_chunks
+    return _csr_kernels.kernel(loss, parallel, k if parallel else 0, tiled), n_chunks
 
 
 def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
@@ -310,12 +310,13 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
                         want_parts, want_div)
     f = a.shape[1]
     k = codes.shape[1]
-    kernel, n_chunks = _kernel_for(KL, a, k)
+    tile = _csr_kernels.tile_features(f, k, codes.itemsize)
+    kernel, n_chunks = _kernel_for(KL, a, k, tiled=tile < f)
     cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
     loglik = kernel(
         a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum, offset,
         policy.eps, policy.gamma, policy.code_floor, update, want_parts, want_div, cross,
-        n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize))
+        n_chunks, tile)
     return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
 
