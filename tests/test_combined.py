@@ -158,3 +158,20 @@ def test_errors():
         CombinedBCNMF(2, penalty=-1.0).fit(X, background=Y)
     with pytest.raises(ValueError, match="features"):
         CombinedBCNMF(2).fit(X, background=Y[:, :5])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    from bcnmf import load
+
+    X, Y = _planted(3)
+    m = CombinedBCNMF(3, penalty=0.5, random_state=0, max_iter=100, tol=0)
+    m.fit(X, background=Y)
+    path = m.save(tmp_path / "combined.npz")
+    back = load(path)
+    assert type(back) is CombinedBCNMF and back.get_params() == m.get_params()
+    np.testing.assert_array_equal(back.components_shared_, m.components_shared_)
+    np.testing.assert_array_equal(back.components_target_, m.components_target_)
+    assert back.penalty_raw_ == m.penalty_raw_
+    np.testing.assert_array_equal(back.transform(X), m.transform(X))
+    np.testing.assert_array_equal(back.transform(Y, as_background=True),
+                                  m.transform(Y, as_background=True))

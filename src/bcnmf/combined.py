@@ -75,6 +75,10 @@ class CombinedBCNMF(BCNMF):
     (2, 12)
     """
 
+    # what persistence saves beyond BCNMF's fitted state
+    _saved_arrays = ("components_shared_", "components_target_")
+    _saved_scalars = ("penalty_raw_",)
+
     def __init__(self, n_components=None, *, penalty=1.0, beta_loss="frobenius", init=None,
                  max_iter=500, tol=1e-4, n_init=1, random_state=None,
                  transform_max_iter=1000, block_size=None):
@@ -148,10 +152,6 @@ class CombinedBCNMF(BCNMF):
     def _transform_basis(self, as_background):
         """Target cells are coded on ``W_s + W_t``, background cells on ``W_s``."""
         return self.components_shared_ if as_background else self.components_
-
-    def save(self, path, *, feature_names=None):
-        raise NotImplementedError("Saving CombinedBCNMF is not supported yet; keep "
-                                  "components_shared_ and components_target_ with numpy.save.")
 
     def target_fraction(self) -> np.ndarray:
         """Share of each topic's mass in its target-specific part,

@@ -41,9 +41,19 @@ _SCALARS = ("n_iter_", "alpha_raw_", "objective_", "n_features_in_", "_n_feature
 
 
 def _estimators():
+    from .combined import CombinedBCNMF
     from .estimator import BCNMF
 
-    return {"BCNMF": BCNMF}
+    return {"BCNMF": BCNMF, "CombinedBCNMF": CombinedBCNMF}
+
+
+#: fitted arrays and scalars a class keeps beyond BCNMF's (saved and restored as they are)
+def _extra_arrays(model):
+    return getattr(type(model), "_saved_arrays", ())
+
+
+def _extra_scalars(model):
+    return getattr(type(model), "_saved_scalars", ())
 
 
 def _json_param(name, value):
@@ -77,7 +87,10 @@ def _collect(model, feature_names=None):
     for key, values in model.history_.items():
         arrays[f"history_{key}"] = np.asarray(values)
     arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
-    arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
+    if getattr(model, "restart_agreement_", None) is not None:
+        arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
+    for name in _extra_arrays(model):
+        arrays[name] = to_numpy(getattr(model, name))
     if getattr(model, "topic_stability_", None) is not None:
         arrays["topic_stability_"] = np.asarray(model.topic_stability_)
     for which, offset in zip(("target", "background"), model._offsets):
@@ -97,7 +110,8 @@ def _collect(model, feature_names=None):
         "library_version": __version__,
         "estimator": type(model).__name__,
         "params": json_params(model),
-        "attributes": {k: getattr(model, k) for k in _SCALARS},
+        "attributes": {k: getattr(model, k) for k in _SCALARS + _extra_scalars(model)
+                       if hasattr(model, k)},
         "feature_names": None if names is None else [str(n) for n in names],
         "feature_names_in": names_in is not None,
         "settings": dataclasses.asdict(model._settings),
@@ -265,8 +279,12 @@ def load_model(path, *, device=None):
     model.background_codes_ = arrays.get("background_codes_")
     model.history_ = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
     model.restart_objectives_ = arrays["restart_objectives_"]
-    model.restart_agreement_ = arrays["restart_agreement_"]
-    model.topic_stability_ = arrays.get("topic_stability_")
+    if "restart_agreement_" in arrays:
+        model.restart_agreement_ = arrays["restart_agreement_"]
+    if "consensus" in valid:   # estimators with restart consensus report topic stability
+        model.topic_stability_ = arrays.get("topic_stability_")
+    for name in _extra_arrays(model):
+        setattr(model, name, arrays[name])
     for key, value in meta["attributes"].items():
         setattr(model, key, value)
     if meta["feature_names"] is not None and meta.get("feature_names_in", True):
