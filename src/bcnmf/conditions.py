@@ -113,18 +113,18 @@ class MultiConditionBCNMF(BCNMF):
                                  "undefined; pass non-zero backgrounds or alpha_scale='raw'.")
             raw = alphas * scale_x / ey
         scales = np.sqrt(raw) if loss == "frobenius" else raw
-        params = self.get_params()
-        self.set_params(alpha=1.0, alpha_scale="raw")
-        try:
-            codes = super().fit_transform(_stack(Xs), background=_stack(Ys, scales))
-        finally:
-            self.set_params(alpha=params["alpha"], alpha_scale=params["alpha_scale"])
+        codes = super().fit_transform(_stack(Xs), background=_stack(Ys, scales))
         self.alphas_raw_ = raw
         self._background_scales = scales
         self.background_codes_ = [self.background_codes_[sl] / s
                                   for sl, s in zip(_slices(Ys), scales)]
         self.target_slices_ = _slices(Xs)
         return codes
+
+    def _fit_params(self):
+        """The weights live in the scaled, stacked background (see
+        :meth:`fit_transform`): the base fit applies one raw weight of 1."""
+        return dict(self.get_params(), alpha=1.0, alpha_scale="raw")
 
     def transform(self, X, *, as_background=False):
         """Codes of cells with the basis fixed.  ``as_background``: False

@@ -43,9 +43,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .core.fit import (RUNAWAY_NATS_PER_COUNT, FitSettings, _options, _restart_seeds,
-                       _select, contrast_offsets, raw_alpha, restart_agreement, step_policy,
+from .core.fit import (FitSettings, _options, _restart_seeds, _select, contrast_offsets,
+                       raw_alpha, restart_agreement, runaway_per_count, step_policy,
                        transform_codes)
+from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
 from .core.result import FactorizationResult
 from .core.solver import SolveOutput, _finite, _record, _unit_rows, normalize_basis
@@ -686,12 +687,7 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
         n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
         restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
         topic_stability=stability)
-    runaway = None
-    if y is not None and s.loss != FROBENIUS and alpha_raw > 0:
-        total = y.info.total
-        per_count = out.history["background"][-1] / total if total > 0 else 0.0
-        if per_count > RUNAWAY_NATS_PER_COUNT:
-            runaway = per_count
+    runaway = runaway_per_count(out.history, info_y, s, alpha_raw)
     return result, {"diverged": out.diverged, "converged": out.converged,
                     "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy,
                     "dask": DaskRun(runner.round_trips, runner.bytes_fetched)}
@@ -711,3 +707,29 @@ def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol:
                            traverse=False)
     return X.map_blocks(_transform_chunk, payload, dtype=basis.dtype,
                         chunks=(X.chunks[0], (k,)), meta=np.empty((0, 0), dtype=basis.dtype))
+
+
+def checkpoint_hooks(s: FitSettings, X, Y, init, checkpoint, checkpoint_every, resume):
+    """Basis checkpoints of the Dask engine: ``(init, callback)``.  ``resume``
+    starts from the saved basis; ``checkpoint`` is written at recorded sweeps at
+    least ``checkpoint_every`` sweeps apart (and at the last one)."""
+    if s.n_init > 1:
+        raise ValueError("checkpoint= and resume= on the Dask engine need n_init=1 (a basis "
+                         "checkpoint belongs to one restart).")
+    fingerprint = {"n_features": int(X.shape[1]), "n_target": int(X.shape[0]),
+                   "n_background": None if Y is None else int(Y.shape[0]),
+                   "n_components": s.n_components, "loss": s.loss}
+    if resume is not None:
+        if init is not None:
+            raise ValueError("Pass either resume= or init_components=, not both.")
+        basis, _ = read_basis(resume, fingerprint)
+        init = (basis, None, None)
+    if checkpoint is None:
+        return init, None
+    last = [-checkpoint_every]
+
+    def callback(sweep, basis, record):
+        if sweep - last[0] >= checkpoint_every:
+            write_basis(checkpoint, basis, sweep, fingerprint)
+            last[0] = sweep
+    return init, callback

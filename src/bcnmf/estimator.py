@@ -130,34 +130,6 @@ def _use_dask(engine, *arrays) -> bool:
     return dask_in
 
 
-def _dask_checkpoints(s: FitSettings, X, Y, init, checkpoint, checkpoint_every, resume):
-    """Basis checkpoints of the Dask engine: ``(init, callback)``.  ``resume``
-    starts from the saved basis; ``checkpoint`` is written at recorded sweeps at
-    least ``checkpoint_every`` sweeps apart (and at the last one)."""
-    from .core.checkpoint import read_basis, write_basis
-
-    if s.n_init > 1:
-        raise ValueError("checkpoint= and resume= on the Dask engine need n_init=1 (a basis "
-                         "checkpoint belongs to one restart).")
-    fingerprint = {"n_features": int(X.shape[1]), "n_target": int(X.shape[0]),
-                   "n_background": None if Y is None else int(Y.shape[0]),
-                   "n_components": s.n_components, "loss": s.loss}
-    if resume is not None:
-        if init is not None:
-            raise ValueError("Pass either resume= or init_components=, not both.")
-        basis, _ = read_basis(resume, fingerprint)
-        init = (basis, None, None)
-    if checkpoint is None:
-        return init, None
-    last = [-checkpoint_every]
-
-    def callback(sweep, basis, record):
-        if sweep - last[0] >= checkpoint_every:
-            write_basis(checkpoint, basis, sweep, fingerprint)
-            last[0] = sweep
-    return init, callback
-
-
 def _checkpointing(checkpoint, checkpoint_every, resume) -> dict:
     """Keyword arguments of :func:`fit_factors` for checkpoints (none when unused)."""
     if checkpoint is None and resume is None:
@@ -495,7 +467,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         codes : ndarray of shape (n_target, n_components)
         """
-        params = self.get_params()
+        params = self._fit_params()
         engine = params.pop("engine", None)
         check_params({k: params[k] for k in params})
         if _use_dask(engine, X, background):
@@ -534,6 +506,11 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._store(result, result.background_codes, s, diag)
         return result.codes
 
+    def _fit_params(self):
+        """The parameters a fit runs with (subclasses that rewrite their data
+        also rewrite the parameters here, never the estimator's own)."""
+        return self.get_params()
+
     def _store(self, result, background_codes, s, diag):
         """Set the fitted attributes from a fit's result."""
         self.components_ = result.components
@@ -554,7 +531,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """``fit_transform`` on the Dask engine (see ``engine``).  ``ckpt``: the
         checkpoint keywords; the engine checkpoints the basis (its codes live on
         the workers) and resumes from it, codes restarted as ``transform`` starts."""
-        from .dask_engine import as_cell_chunks, fit_factors_dask, is_dask_array
+        from .dask_engine import as_cell_chunks, checkpoint_hooks, fit_factors_dask, is_dask_array
 
         dask_in = is_dask_array(X)
         for A, name in ((X, "X"), (background, "background")):
@@ -573,7 +550,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         init = _check_init(init, X, Y, s.n_components, basis_only=True)
         callback = None
         if ckpt:
-            init, callback = _dask_checkpoints(s, X, Y, init, **ckpt)
+            init, callback = checkpoint_hooks(s, X, Y, init, **ckpt)
         result, diag = fit_factors_dask(X, Y, s, self.random_state, init, callback=callback)
         _report(diag, s, result)
         codes, bg = result.codes, result.background_codes

@@ -266,14 +266,19 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
         restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
         topic_stability=stability)
-    runaway = None
-    if Y is not None and s.loss != FROBENIUS and alpha_raw > 0:
-        total = info_y.total
-        per_count = out.history["background"][-1] / total if total > 0 else 0.0
-        if per_count > RUNAWAY_NATS_PER_COUNT:
-            runaway = per_count
+    runaway = runaway_per_count(out.history, info_y, s, alpha_raw)
     return result, {"diverged": out.diverged, "converged": out.converged,
                     "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy}
+
+
+def runaway_per_count(history, info_y: Scan | None, s: FitSettings, alpha_raw: float):
+    """KL background divergence per background count when it exceeds
+    ``RUNAWAY_NATS_PER_COUNT`` (the contrast is running away), else None."""
+    if info_y is None or s.loss == FROBENIUS or alpha_raw <= 0:
+        return None
+    total = info_y.total
+    per_count = history["background"][-1] / total if total > 0 else 0.0
+    return per_count if per_count > RUNAWAY_NATS_PER_COUNT else None
 
 
 def _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s):
