@@ -209,9 +209,11 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
     blocks_y = make_blocks(source_y, info_y, s.loss, offset_y) if Y is not None else []
     if mask_x is not None:
-        blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x)
+        blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x,
+                                      masked.fit_prior(X, mask_x))
     if mask_y is not None:
-        blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y)
+        blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y,
+                                      masked.fit_prior(Y, mask_y))
     runs = []
     seeds = _restart_seeds(random_state, s.n_init)
     ckpt = None
