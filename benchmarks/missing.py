@@ -6,10 +6,16 @@ benchmark checks them against ``/work/shared/data/mice_protein`` when that folde
 Each row fits the same data with the missing entries
 
 - **zero-filled**: the zeros as shipped (what the paper had to do);
-- **masked**: NaN, left out of the fit (core/masked.py);
+- **masked**: NaN, the library's handling (core/masked.py): left out of the data fit, with the
+  variance-weighted prior at missing entries;
+- **masked, no prior**: NaN, only left out (the engine before the prior; ``masked.PRIOR`` off,
+  an ablation);
 - **mean-imputed**: the feature's mean over the observed entries (a neutral imputation);
 - **incomplete cells dropped**: cells with any missing entry removed from target and background
-  (ARI over the remaining target cells only; another set of cells, so not comparable row for row).
+  (ARI over the remaining target cells only; another set of cells, so not comparable row for row);
+- **... without mouse 3426's 3 near-empty cells**: the three target cells with 43 of 77 proteins
+  missing removed (ARI over the other 267 cells), zero-filled and masked: a check of how much
+  the zero-filled score rests on those three rows of zeros.
 
 Protocol (MODEL.md section 8, ``_protocol.py``): KMeans(n_clusters = 2, n_init = 20,
 random_state = 42) on the target codes, raw and per-cell L1-normalised, ARI against the
@@ -49,6 +55,7 @@ if str(_HERE) not in sys.path:
 import _protocol as P  # noqa: E402
 
 from bcnmf import factorize  # noqa: E402
+from bcnmf.core import masked  # noqa: E402
 from bcnmf.datasets import load_mice_protein  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mice_protein"
@@ -73,14 +80,18 @@ def load():
     return data, source
 
 
-def fit_codes(X, Y, seed, setting, quick):
+def fit_codes(X, Y, seed, setting, quick, prior=True):
     kw = dict(SETTINGS[setting])
     if quick:
         kw["max_iter"] = min(kw["max_iter"], 300)
         kw["n_init"] = min(kw.get("n_init", 1), 2)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = factorize(X, Y, 5, random_state=seed, **kw)
+    masked.PRIOR = prior
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = factorize(X, Y, 5, random_state=seed, **kw)
+    finally:
+        masked.PRIOR = True
     return res.codes, len(caught)
 
 
@@ -89,12 +100,21 @@ def mean_imputed(A, missing):
     return np.where(missing, np.nan_to_num(mean)[None, :], A)
 
 
-def inputs_for(data, mx, my):
-    return {"zero-filled": (np.where(mx, 0.0, data.X), np.where(my, 0.0, data.Y), None),
-            "masked": (np.where(mx, np.nan, data.X), np.where(my, np.nan, data.Y), None),
-            "mean-imputed": (mean_imputed(data.X, mx), mean_imputed(data.Y, my), None),
-            "incomplete cells dropped": (data.X[~mx.any(1)], data.Y[~my.any(1)],
-                                         ~mx.any(1))}
+def inputs_for(data, mx, my, diagnostics=False):
+    """name -> (X, Y, target cells kept or None, prior on)."""
+    nan_x, nan_y = np.where(mx, np.nan, data.X), np.where(my, np.nan, data.Y)
+    out = {"zero-filled": (np.where(mx, 0.0, data.X), np.where(my, 0.0, data.Y), None, True),
+           "masked": (nan_x, nan_y, None, True),
+           "masked, no prior": (nan_x, nan_y, None, False),
+           "mean-imputed": (mean_imputed(data.X, mx), mean_imputed(data.Y, my), None, True),
+           "incomplete cells dropped": (data.X[~mx.any(1)], data.Y[~my.any(1)],
+                                        ~mx.any(1), True)}
+    if diagnostics:
+        keep = mx.sum(axis=1) <= mx.shape[1] // 2    # drops mouse 3426's 3 near-empty cells
+        out["zero-filled, without the 3 near-empty cells"] = (
+            np.where(mx, 0.0, data.X)[keep], np.where(my, 0.0, data.Y), keep, True)
+        out["masked, without the 3 near-empty cells"] = (nan_x[keep], nan_y, keep, True)
+    return out
 
 
 def held_out(data, seeds, quick):
@@ -111,13 +131,18 @@ def held_out(data, seeds, quick):
             mean = np.nanmean(np.where(mx, np.nan, data.X), axis=0)
             errs.setdefault("feature means (baseline)", []).append(
                 np.sqrt(np.mean((np.broadcast_to(mean, data.X.shape)[hide] - truth) ** 2)) / rms)
-            for name, (X, Y, _) in list(inputs_for(data, mx, data.Y_missing).items())[:3]:
+            for name, (X, Y, _, prior) in list(inputs_for(data, mx,
+                                                          data.Y_missing).items())[:4]:
                 kw = dict(SETTINGS["stable"], alpha=alpha)
                 if quick:
                     kw.update(max_iter=300, n_init=1)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = factorize(X, Y, 5, random_state=seed, **kw)
+                masked.PRIOR = prior
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        res = factorize(X, Y, 5, random_state=seed, **kw)
+                finally:
+                    masked.PRIOR = True
                 pred = (res.codes @ res.components)[hide]
                 errs.setdefault(name, []).append(np.sqrt(np.mean((pred - truth) ** 2)) / rms)
         for name, v in errs.items():
@@ -152,11 +177,12 @@ def main(argv=None):
             for seed in range(args.seeds):
                 mx = data.X_missing | extra_missing(data.X.shape, frac, seed)
                 my = data.Y_missing | extra_missing(data.Y.shape, frac, seed + 500)
-                for name, (X, Y, keep) in inputs_for(data, mx, my).items():
+                diag = setting == "stable" and frac == 0
+                for name, (X, Y, keep, prior) in inputs_for(data, mx, my, diag).items():
                     if keep is not None and frac > 0:
                         continue   # almost every cell is incomplete
                     lab = labels if keep is None else labels[keep]
-                    codes, n_warn = fit_codes(X, Y, seed, setting, args.quick)
+                    codes, n_warn = fit_codes(X, Y, seed, setting, args.quick, prior)
                     raw, norm, w = scores.get(name, ([], [], 0))
                     raw.append(P.cluster_ari(codes, lab))
                     norm.append(P.cluster_ari(codes, lab, normalise=True))
