@@ -167,11 +167,12 @@ def _prior_terms(block):
     return terms
 
 
-def prior_weights(block, codes, view):
+def prior_weights(block, codes, view, a_all=None):
     """``(mean * lambda, lambda)`` of a block at the current state (both F):
     the prior's pseudo-observation at a missing entry ``(i, j)`` is ``s_i m_j``
-    with weight ``lambda_j``."""
-    a_all = block.data
+    with weight ``lambda_j``.  ``a_all``: the block's data when already read."""
+    if a_all is None:
+        a_all = block.data
     if sp.issparse(a_all):
         a_all = a_all.toarray()
     n_obs = _prior_terms(block)[2]
@@ -220,7 +221,7 @@ def sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     k = codes.shape[1]
     lam = None
     if getattr(block, "prior", None) is not None and (update or want_parts):
-        mean_lam, lam = prior_weights(block, codes, view)
+        mean_lam, lam = prior_weights(block, codes, view, a_all)
         miss_all, smiss_all, _ = _prior_terms(block)
     step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
     div = 0.0
