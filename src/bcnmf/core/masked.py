@@ -38,8 +38,11 @@ with 20% of entries missing at random the clustering fell to ARI 0.
 ``lambda`` is recomputed from the state entering every sweep (no hidden
 state: restarts and checkpoints are unaffected), over the cells of the block
 being swept (one block for in-memory data); ``mu`` and ``tau`` come from the
-whole matrix.  ``transform`` (basis fixed, new cells) uses no prior: its
-codes are solved on the observed entries only.
+whole matrix.  ``transform`` reuses the fit's :class:`MissingPrior` of the
+matrix (kept on the model and saved with it; lambda then comes from the
+transformed cells' residuals), so that it gives the fit's codes; a model fitted
+on complete data has none, and its ``transform`` solves codes on the observed
+entries only.
 
 Dense data only: a masked block is a dense array (sparse input with missing
 values is refused at the boundary).
