@@ -324,12 +324,14 @@ def test_steps_with_the_prior_are_monotone_on_the_penalised_divergence(loss, see
         assert penalised(codes @ basis) <= after_codes * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("seed", [0, 2])
-def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, monkeypatch):
+def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, loss, monkeypatch):
     """Noisy Poisson data with a contrast; 6 cells miss 13 of 20 features.  Their code totals
     (gauge-free: unit-L1 basis) and the predictions at their missing entries stay near those
     of the fit of the complete data with the prior; without it (only left out) the codes of
-    those cells are ill-posed and drift (measured: 2-30x the error)."""
+    those cells are ill-posed and drift (measured over 6 seeds: total errors 0.06-0.53 with
+    the prior, up to 4.5 (squared error) and 29 (KL) without)."""
     rng = np.random.default_rng(seed)
     n, f, k = 80, 20, 3
     W = rng.gamma(0.5, 1.0, (k, f))
@@ -337,7 +339,7 @@ def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, monkeypatch):
     B = rng.poisson(rng.gamma(2.0, 1.0, (n, k - 1)) @ W[:k - 1] * 3).astype(float)
     M = np.ones(A.shape, bool)
     M[:6, :13] = False
-    kw = dict(alpha=1.0, max_iter=300, tol=0, random_state=0)
+    kw = dict(alpha=1.0, max_iter=300, tol=0, random_state=0, beta_loss=loss)
     full = factorize(A, B, k, **kw)
     err = {}
     for prior in (True, False):
@@ -346,7 +348,7 @@ def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, monkeypatch):
         totals = np.abs(res.codes[:6].sum(axis=1) / full.codes[:6].sum(axis=1) - 1).mean()
         pred = (res.codes @ res.components)[~M]
         err[prior] = totals, np.sqrt(np.mean((pred - A[~M]) ** 2) / np.mean(A[~M] ** 2))
-    assert err[True][0] < 0.3 and err[True][1] < 0.8
+    assert err[True][0] < 0.3 and err[True][1] < (0.8 if loss == FROBENIUS else 1.0)
     assert err[True][0] < err[False][0] and err[True][1] < err[False][1]
 
 
