@@ -526,6 +526,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._policy = diag["policy"]
         self._settings = s
         self._offsets = diag["offsets"]
+        self._missing_prior = diag.get("missing_prior", (None, None))
 
     def _fit_dask(self, X, background, params, init, ckpt):
         """``fit_transform`` on the Dask engine (see ``engine``).  ``ckpt``: the
@@ -600,9 +601,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         offset = self._offsets[1 if as_background else 0]
         if offset is not None:
             offset = to_numpy(offset).astype(dtype)
+        prior = getattr(self, "_missing_prior", (None, None))[1 if as_background else 0]
         codes, _ = transform_codes(X, basis, self._settings, self._policy, offset,
                                    self.transform_max_iter, self.tol,
-                                   block_rows=getattr(self, "block_size", None))
+                                   block_rows=getattr(self, "block_size", None), prior=prior)
         return codes
 
     def _transform_dask(self, X, as_background):

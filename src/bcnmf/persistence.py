@@ -28,6 +28,7 @@ import numpy as np
 
 from ._version import __version__
 from .core.checkpoint import _checksum
+from .core.masked import MissingPrior
 from .core.backend import device_of, resolve_device, to_device, to_numpy
 from .exceptions import ModelFormatError
 
@@ -96,6 +97,11 @@ def _collect(model, feature_names=None):
     for which, offset in zip(("target", "background"), model._offsets):
         if offset is not None:
             arrays[f"offset_{which}"] = np.asarray(offset)
+    for which, prior in zip(("target", "background"),
+                            getattr(model, "_missing_prior", (None, None))):
+        if prior is not None:   # the fit's prior at missing entries (core/masked.py)
+            arrays[f"missing_mean_{which}"] = np.asarray(prior.mean)
+            arrays[f"missing_tau2_{which}"] = np.asarray(prior.tau2)
     for name, a in arrays.items():
         if a.dtype.hasobject:
             raise TypeError(f"Cannot save {name}: object arrays are not portable.")
@@ -292,6 +298,9 @@ def load_model(path, *, device=None):
     model._settings = settings
     model._policy = policy
     model._offsets = (arrays.get("offset_target"), arrays.get("offset_background"))
+    model._missing_prior = tuple(
+        MissingPrior(arrays[f"missing_mean_{w}"], arrays[f"missing_tau2_{w}"])
+        if f"missing_mean_{w}" in arrays else None for w in ("target", "background"))
     if device is not None:
         dev = resolve_device(device)
         model.set_params(device=device)

@@ -169,7 +169,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     flags the caller turns into warnings: ``diverged`` (non-finite values
     met), ``converged``, and ``runaway`` (KL background divergence per count
     when it exceeds ``RUNAWAY_NATS_PER_COUNT``, else None), plus the
-    ``policy`` and the prediction ``offsets`` that ``transform`` reuses.
+    ``policy``, the prediction ``offsets`` and the ``missing_prior`` (target,
+    background; None for a matrix without missing entries) that ``transform``
+    reuses.
 
     Missing values (dense input): NaN entries of ``X`` and ``Y``, and the
     entries where ``mask`` / ``background_mask`` (True = observed) are False,
@@ -208,10 +210,12 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     offset_x, offset_y = contrast_offsets(info_x, info_y, s)
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
     blocks_y = make_blocks(source_y, info_y, s.loss, offset_y) if Y is not None else []
+    prior_x = masked.fit_prior(X, mask_x) if mask_x is not None else None
+    prior_y = masked.fit_prior(Y, mask_y) if mask_y is not None else None
     if mask_x is not None:
-        blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x)
+        blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x, prior_x)
     if mask_y is not None:
-        blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y)
+        blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y, prior_y)
     runs = []
     seeds = _restart_seeds(random_state, s.n_init)
     ckpt = None
@@ -268,7 +272,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         topic_stability=stability)
     runaway = runaway_per_count(out.history, info_y, s, alpha_raw)
     return result, {"diverged": out.diverged, "converged": out.converged,
-                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy}
+                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy,
+                    "missing_prior": (prior_x, prior_y)}
 
 
 def runaway_per_count(history, info_y: Scan | None, s: FitSettings, alpha_raw: float):
@@ -303,7 +308,7 @@ def _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, op
 
 
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
-                    tol: float, block_rows=None, mask=None):
+                    tol: float, block_rows=None, mask=None, prior=None):
     """Codes of new cells with the basis fixed (a convex problem per cell),
     from a deterministic start, with the prediction offset of the model they
     belong to (stable Poisson with a background; else None).  ``A`` is an
@@ -311,7 +316,8 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     :func:`fit_factors`.  Stops when the relative L1 change of the codes is at
     most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``.
     Missing entries (NaN, or ``mask`` False) are left out: codes are solved
-    on the observed entries."""
+    on the observed entries, with the fit's prior at missing entries when
+    ``prior`` (a :class:`~bcnmf.core.masked.MissingPrior`) is given."""
     obs = masked.observed(A, mask)
     block_rows = guard.block_rows_for(A, "X", block_rows, basis.dtype, obs is not None)
     A = A if obs is None else masked.filled(A, obs)
@@ -330,7 +336,7 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
         block = (Block(data, 0.0, offset) if rows is None
                  else StreamBlock(source, lo, hi, 0.0, offset))
         if obs is not None:
-            block = masked.MaskedBlock(block, np.ascontiguousarray(obs[lo:hi]))
+            block = masked.MaskedBlock(block, np.ascontiguousarray(obs[lo:hi]), prior)
             codes[lo:hi] = masked.start_codes(data, obs[lo:hi], basis)
         pairs.append((block, codes[lo:hi]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
