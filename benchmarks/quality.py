@@ -623,6 +623,11 @@ def parse_args(argv=None):
     p.add_argument("--no-mnist-poisson", dest="mnist_poisson", action="store_false",
                    help="drop the Poisson rows for mnist in (b)")
     p.add_argument("--n-jobs", type=int, default=2, help="parallel fits (default 2)")
+    p.add_argument("--k-mice", type=int, default=REAL_K["mice"],
+                   help=f"K for mice_protein in (b) and (c) (default {REAL_K['mice']})")
+    p.add_argument("--k-mnist", type=int, default=REAL_K["mnist"],
+                   help=f"K for mnist_daisy_demo in (b) and (c) (default {REAL_K['mnist']}, the "
+                        "paper's)")
     p.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     args = p.parse_args(argv)
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -635,6 +640,9 @@ def parse_args(argv=None):
         p.error(f"unknown section(s) {bad}; choose from a, b, c")
     if args.quick:
         args.seeds = 1
+    if min(args.k_mice, args.k_mnist) < 1:
+        p.error("--k-mice and --k-mnist must be >= 1")
+    REAL_K.update(mice=args.k_mice, mnist=args.k_mnist)
     if args.seeds < 1 or args.n_jobs < 1:
         p.error("--seeds and --n-jobs must be >= 1")
     return args

@@ -84,3 +84,21 @@ def test_errors():
         MultiConditionBCNMF(2, alpha=[1.0, 0.0]).fit(X, background=[Y1, Y2])
     with pytest.raises(ValueError, match="features"):
         MultiConditionBCNMF(2).fit(X, background=[Y1, Y2[:, :4]])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    import bcnmf
+
+    X, Y1, Y2 = _data()
+    model = MultiConditionBCNMF(3, alpha=[1.0, 0.5], **FIT).fit([X[:25], X[25:]],
+                                                               background=[Y1, Y2])
+    loaded = bcnmf.load(model.save(tmp_path / "mc.npz"))
+    assert type(loaded) is MultiConditionBCNMF
+    np.testing.assert_array_equal(loaded.alphas_raw_, model.alphas_raw_)
+    assert loaded.target_slices_ == model.target_slices_
+    assert len(loaded.background_codes_) == 2
+    for a, b in zip(loaded.background_codes_, model.background_codes_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    np.testing.assert_array_equal(loaded.transform(Y2, as_background=1),
+                                  model.transform(Y2, as_background=1))

@@ -113,3 +113,24 @@ def test_errors():
     m = MultiModalBCNMF(2, **FIT).fit(X, background=Y)
     with pytest.raises(ValueError, match="fitted with"):
         m.transform([X[0][:, :5], X[1]])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_save_and_load_round_trip(tmp_path, loss):
+    import bcnmf
+
+    X, Y = _planted(scale_b=100.0)
+    model = MultiModalBCNMF(3, beta_loss=loss, **FIT).fit(X, background=Y)
+    loaded = bcnmf.load(model.save(tmp_path / "mm.npz"))
+    assert type(loaded) is MultiModalBCNMF
+    np.testing.assert_array_equal(loaded.weights_, model.weights_)
+    for a, b in zip(loaded.modality_components_, model.modality_components_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    np.testing.assert_array_equal(loaded.transform(Y, as_background=True),
+                                  model.transform(Y, as_background=True))
+    codes = model.transform(X)
+    for a, b in zip(loaded.inverse_transform(codes), model.inverse_transform(codes)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="numpy only"):
+        bcnmf.load(tmp_path / "mm.npz", device="cpu")

@@ -137,6 +137,22 @@ class MultiConditionBCNMF(BCNMF):
         A = check_matrix(X, "X", _OWNER)
         return super().transform(A * A.dtype.type(s), as_background=True) / s
 
-    def save(self, path, *, feature_names=None):
-        raise NotImplementedError("Saving MultiConditionBCNMF is not supported yet; keep "
-                                  "components_ and alphas_raw_ with numpy.save.")
+    def _state(self):
+        """Fitted state beyond BCNMF's, as named arrays (for :mod:`bcnmf.persistence`)."""
+        codes = self.background_codes_
+        return {"alphas_raw": self.alphas_raw_,
+                "background_scales": np.asarray(self._background_scales),
+                "background_codes": np.vstack(codes),
+                "background_bounds": np.cumsum([0] + [len(c) for c in codes]),
+                "target_bounds": np.asarray([0] + [sl.stop for sl in self.target_slices_])}
+
+    def _set_state(self, arrays):
+        def slices(name):
+            b = arrays[name].tolist()
+            return [slice(lo, hi) for lo, hi in zip(b[:-1], b[1:])]
+
+        self.alphas_raw_ = arrays["alphas_raw"]
+        self._background_scales = arrays["background_scales"]
+        self.background_codes_ = [arrays["background_codes"][sl]
+                                  for sl in slices("background_bounds")]
+        self.target_slices_ = slices("target_bounds")

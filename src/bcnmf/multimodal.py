@@ -173,6 +173,15 @@ class MultiModalBCNMF(BCNMF):
         full = super().inverse_transform(X)
         return [full[:, sl] for sl in self.modality_slices_]
 
-    def save(self, path, *, feature_names=None):
-        raise NotImplementedError("Saving MultiModalBCNMF is not supported yet; keep "
-                                  "modality_components_ and weights_ with numpy.save.")
+    def _state(self):
+        """Fitted state beyond BCNMF's, as named arrays (for :mod:`bcnmf.persistence`)."""
+        bounds = [0] + [sl.stop for sl in self.modality_slices_]
+        return {"weights": self.weights_, "modality_bounds": np.asarray(bounds, np.int64),
+                "scaled_components": self._scaled_components}
+
+    def _set_state(self, arrays):
+        self.weights_ = arrays["weights"]
+        bounds = arrays["modality_bounds"].tolist()
+        self.modality_slices_ = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.modality_components_ = [self.components_[:, sl] for sl in self.modality_slices_]
+        self._scaled_components = arrays["scaled_components"]

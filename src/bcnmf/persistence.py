@@ -43,9 +43,12 @@ _SCALARS = ("n_iter_", "alpha_raw_", "objective_", "n_features_in_", "_n_feature
 
 def _estimators():
     from .combined import CombinedBCNMF
+    from .conditions import MultiConditionBCNMF
     from .estimator import BCNMF
+    from .multimodal import MultiModalBCNMF
 
-    return {"BCNMF": BCNMF, "CombinedBCNMF": CombinedBCNMF}
+    classes = (BCNMF, CombinedBCNMF, MultiConditionBCNMF, MultiModalBCNMF)
+    return {cls.__name__: cls for cls in classes}
 
 
 #: fitted arrays and scalars a class keeps beyond BCNMF's (saved and restored as they are)
@@ -65,6 +68,8 @@ def _json_param(name, value):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
+    if isinstance(value, (list, tuple, np.ndarray)):   # e.g. one alpha per background
+        return [_json_param(name, v) for v in value]
     if name == "random_state":
         return None  # a RandomState/Generator object: its state is not saved
     if name == "device":
@@ -83,8 +88,12 @@ def _collect(model, feature_names=None):
 
     check_is_fitted(model)
     arrays = {"components_": to_numpy(model.components_)}   # tensors are stored as numpy
-    if model.background_codes_ is not None:
+    if model.background_codes_ is not None and not isinstance(model.background_codes_, list):
         arrays["background_codes_"] = to_numpy(model.background_codes_)
+    # fitted state a class keeps in its own shape (lists, slices): `_state()` gives it as
+    # named arrays and `_set_state(arrays)` restores it
+    for name, a in (model._state() if hasattr(model, "_state") else {}).items():
+        arrays[f"state_{name}"] = np.asarray(a)
     for key, values in model.history_.items():
         arrays[f"history_{key}"] = np.asarray(values)
     arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
@@ -268,6 +277,9 @@ def load_model(path, *, device=None):
                                f"bcnmf ({__version__}) does not know; it knows "
                                f"{sorted(classes)}.")
     valid = cls().get_params()
+    if device is not None and "device" not in valid:
+        raise ValueError(f"{cls.__name__} runs on numpy only, so it cannot be loaded onto "
+                         f"device={device!r}; load it with device=None.")
     unknown = sorted(set(meta["params"]) - set(valid))
     if unknown:
         raise ModelFormatError(
@@ -298,6 +310,9 @@ def load_model(path, *, device=None):
     model._settings = settings
     model._policy = policy
     model._offsets = (arrays.get("offset_target"), arrays.get("offset_background"))
+    if hasattr(model, "_set_state"):
+        model._set_state({k[len("state_"):]: a for k, a in arrays.items()
+                          if k.startswith("state_")})
     model._missing_prior = tuple(
         MissingPrior(arrays[f"missing_mean_{w}"], arrays[f"missing_tau2_{w}"])
         if f"missing_mean_{w}" in arrays else None for w in ("target", "background"))
