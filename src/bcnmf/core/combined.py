@@ -38,6 +38,23 @@ matrices), and the applied weight is ``lam = penalty * F * (D(X|0) +
 D(Y|0))``: for two topics spread evenly over the F features a complete
 overlap of a shared and a target row costs ``penalty`` times the data's
 total energy (squared norm, or total count for KL).
+
+Untied form (``Layout(tied=False)``): ``K_s`` shared topics ``S`` and ``K_t``
+target topics ``T`` with separate codes, the target's basis is ``[S; T]``::
+
+    min  D(X | C_s S + C_t T) + D(Y | C_Y S) + lam * ||S T^T||_F^2
+
+The sweep is the same kernel (target codes ``[C_s, C_t]`` on ``[S; T]``,
+background codes on ``S``); the data terms of the basis step are the
+library's :func:`~bcnmf.core.updates.basis_terms` of each data set, summed
+over the data sets that use a row (``S``: target rows ``:K_s`` plus the
+background; ``T``: target rows ``K_s:``), and the penalty enters the
+denominators as above.  With ``C_s = C_t`` it is the tied step
+(``tests/test_combined.py``).  Gauge: every row of ``S`` and of ``T`` has unit
+L1 norm (scales into the matching code columns), and the applied weight is
+``lam = penalty * F^2 * (D(X|0) + D(Y|0))``: a shared and a target row spread
+evenly over the F features (entries 1/F, inner product 1/F) that overlap
+completely cost ``penalty`` times the data's total energy.
 """
 
 from __future__ import annotations
