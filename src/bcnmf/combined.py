@@ -70,7 +70,7 @@ class CombinedBCNMF(BCNMF):
         untied form with ``K_t`` target-specific topics.
     penalty : float or None, default=None
         Weight of the overlap penalty, scale-free; None means 1.0 (tied) or
-        0.3 (untied).  Rows of the bases have unit L1 norm (the scale lives
+        3.0 (untied).  Rows of the bases have unit L1 norm (the scale lives
         in the codes: rows of ``S + T`` in the tied form, rows of ``S`` and
         of ``T`` separately in the untied form).  The applied weight
         ``penalty_raw_`` is ``penalty * (D(X|0) + D(Y|0))`` (squared norms for
@@ -205,7 +205,7 @@ class CombinedBCNMF(BCNMF):
                        "damping": None, "smoothing": 0.0}, owner)
         self._check_own(params, s.n_components, owner)
         untied = self.n_target_components is not None
-        penalty = self.penalty if self.penalty is not None else (0.3 if untied else 1.0)
+        penalty = self.penalty if self.penalty is not None else (3.0 if untied else 1.0)
         for A, name in ((X, "X"), (Y, "background")):
             if not is_out_of_core(A):
                 check_for_loss(A, name, s.loss, owner)
