@@ -355,3 +355,13 @@ def test_untied_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(back.target_codes(X), m.target_codes(X))
     np.testing.assert_array_equal(back.transform(Y, as_background=True),
                                   m.transform(Y, as_background=True))
+
+
+def test_untied_blocks_equal_one_block():
+    """Cells swept in blocks give the fit of one block (sums in another order)."""
+    X, Y = _planted(4)
+    fits = [CombinedBCNMF(4, n_target_components=1, random_state=0, max_iter=50, tol=0,
+                          block_size=b).fit(X, background=Y) for b in (None, 30)]
+    np.testing.assert_allclose(fits[1].components_, fits[0].components_, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(fits[1].background_codes_, fits[0].background_codes_,
+                               rtol=1e-6, atol=1e-9)
