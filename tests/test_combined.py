@@ -315,6 +315,12 @@ def test_untied_estimator_contract():
     assert np.linalg.norm(new_y - rec_y) / np.linalg.norm(rec_y) < 1e-2
     again = CombinedBCNMF(4, n_target_components=2, random_state=3, max_iter=300, tol=1e-3)
     np.testing.assert_array_equal(again.fit_transform(X, background=Y), codes)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    before = X32.copy()
+    c32 = CombinedBCNMF(4, n_target_components=2, random_state=3, max_iter=50,
+                        tol=0).fit_transform(X32, background=Y32)
+    assert np.array_equal(X32, before)
+    assert c32.dtype == np.float32 and np.all(np.isfinite(c32)) and np.all(c32 >= 0)
 
 
 @pytest.mark.parametrize("shared_init", ["background", "random"])

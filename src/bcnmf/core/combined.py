@@ -64,7 +64,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .solver import SolverOptions, _finite, _sweep_all, _unit_rows, refine_codes
-from .updates import FROBENIUS, basis_policy, basis_terms, mu_step, sweep_block, view_basis
+from .updates import (FROBENIUS, basis_policy, basis_step, basis_terms, mu_step, sweep_block,
+                      view_basis)
 
 
 @dataclass
@@ -343,8 +344,6 @@ class CombinedResult:
 def _background_nmf(pairs, shared, opts, sweeps: int) -> None:
     """Plain NMF of the background alone (the library kernel, ``alpha = 0``)
     for a starting shared basis, in place on ``shared`` and the codes."""
-    from .updates import basis_step
-
     for _ in range(sweeps):
         _, py = _sweep_all(pairs, view_basis(shared, opts.loss), opts, False)
         basis_step(shared, py, None, 0.0, opts.loss, opts.policy)
