@@ -38,6 +38,23 @@ matrices), and the applied weight is ``lam = penalty * F * (D(X|0) +
 D(Y|0))``: for two topics spread evenly over the F features a complete
 overlap of a shared and a target row costs ``penalty`` times the data's
 total energy (squared norm, or total count for KL).
+
+Untied form (``Layout(tied=False)``): ``K_s`` shared topics ``S`` and ``K_t``
+target topics ``T`` with separate codes, the target's basis is ``[S; T]``::
+
+    min  D(X | C_s S + C_t T) + D(Y | C_Y S) + lam * ||S T^T||_F^2
+
+The sweep is the same kernel (target codes ``[C_s, C_t]`` on ``[S; T]``,
+background codes on ``S``); the data terms of the basis step are the
+library's :func:`~bcnmf.core.updates.basis_terms` of each data set, summed
+over the data sets that use a row (``S``: target rows ``:K_s`` plus the
+background; ``T``: target rows ``K_s:``), and the penalty enters the
+denominators as above.  With ``C_s = C_t`` it is the tied step
+(``tests/test_combined.py``).  Gauge: every row of ``S`` and of ``T`` has unit
+L1 norm (scales into the matching code columns), and the applied weight is
+``lam = penalty * F^2 * (D(X|0) + D(Y|0))``: a shared and a target row spread
+evenly over the F features (entries 1/F, inner product 1/F) that overlap
+completely cost ``penalty`` times the data's total energy.
 """
 
 from __future__ import annotations
@@ -47,7 +64,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .solver import SolverOptions, _finite, _sweep_all, _unit_rows, refine_codes
-from .updates import FROBENIUS, basis_policy, mu_step, sweep_block, view_basis
+from .updates import (FROBENIUS, basis_policy, basis_step, basis_terms, mu_step, sweep_block,
+                      view_basis)
 
 
 @dataclass
@@ -60,9 +78,16 @@ class CombinedOutput:
     diverged: bool = False
 
 
-def penalty_weight(penalty: float, n_features: int, scale_x: float, scale_y: float) -> float:
-    """Weight applied to ``||S T^T||_F^2`` (see the module docstring)."""
-    return float(penalty) * n_features * (scale_x + scale_y)
+def penalty_weight(penalty: float, n_features: int, scale_x: float, scale_y: float,
+                   norm: str | None = None) -> float:
+    """Weight applied to ``||S T^T||_F^2`` (see the module docstring).
+    ``norm=None``: the tied model's weight; ``"l1"`` / ``"l2"``: the untied
+    model's, for rows of that unit norm."""
+    if norm is None:
+        return float(penalty) * n_features * (scale_x + scale_y)
+    if norm == "l2":
+        return float(penalty) * (scale_x + scale_y)
+    return float(penalty) * n_features ** 2 * (scale_x + scale_y)
 
 
 def overlap(shared: np.ndarray, target: np.ndarray) -> float:
@@ -117,13 +142,92 @@ def combined_step(shared, target, px, py, lam: float, loss: str, policy) -> None
     mu_step(target, num_t, den_t, policy, policy.basis_floor)
 
 
-def _views(shared, target, loss):
-    return view_basis(shared + target, loss), view_basis(shared, loss)
+def untied_step(shared, target, px, py, lam: float, loss: str, policy) -> None:
+    """One joint multiplicative step of both bases of the untied model.
+
+    ``px`` are the target's parts for the stacked basis ``[S; T]`` (codes
+    ``[C_s, C_t]``), ``py`` the background's parts for ``S``.  The data
+    terms come from the library's :func:`~bcnmf.core.updates.basis_terms`
+    (plain NMF steps of each data set), summed over the data sets that use a
+    row; the penalty's gradient goes to the denominators as in
+    :func:`combined_step`."""
+    ks = shared.shape[0]
+    num_x, den_x = basis_terms(np.vstack([shared, target]), px, None, 0.0, loss)
+    num_y, den_y = basis_terms(shared, py, None, 0.0, loss)
+    num_s, den_s = num_x[:ks] + num_y, den_x[:ks] + den_y
+    num_t, den_t = num_x[ks:], den_x[ks:]
+    if lam > 0:
+        w = lam if loss == FROBENIUS else 2.0 * lam
+        m = shared @ target.T
+        den_s = den_s + w * (m @ target)
+        den_t = den_t + w * (m.T @ shared)
+    policy = basis_policy(policy)
+    mu_step(shared, num_s, den_s, policy, policy.basis_floor)
+    mu_step(target, num_t, den_t, policy, policy.basis_floor)
 
 
-def evaluate(target_pairs, background_pairs, shared, target, opts: SolverOptions):
+def _row_scale(rows, norm):
+    scale = np.sqrt(np.sum(rows * rows, axis=1)) if norm == "l2" else rows.sum(axis=1)
+    scale[~(scale > 0)] = 1.0
+    return scale
+
+
+def normalize_untied(shared, target, target_codes, background_codes, floor: float,
+                     norm: str = "l1") -> None:
+    """Gauge fix of the untied model in place: every row of ``S`` and of
+    ``T`` to unit norm (``"l1"`` or ``"l2"``), the scales moved into the
+    codes (target codes are ``[C_s, C_t]``, background codes ``C_Y``)."""
+    ks = shared.shape[0]
+    scale_s, scale_t = _row_scale(shared, norm), _row_scale(target, norm)
+    shared /= scale_s[:, None]
+    target /= scale_t[:, None]
+    if floor > 0:
+        np.maximum(shared, floor, out=shared)
+        np.maximum(target, floor, out=target)
+    for codes in target_codes:
+        codes[:, :ks] *= scale_s
+        codes[:, ks:] *= scale_t
+    for codes in background_codes:
+        codes *= scale_s
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the two bases explain the target: ``tied`` (topic ``k`` of a
+    target cell is ``s_k + t_k``, one code per topic) or untied (separate
+    codes for the ``K_s`` shared and ``K_t`` target topics, target basis
+    ``[S; T]``), and the norm of the gauge (``"l1"`` or ``"l2"`` rows)."""
+
+    tied: bool = True
+    norm: str = "l1"
+
+    def target_basis(self, shared, target):
+        return shared + target if self.tied else np.vstack([shared, target])
+
+    def views(self, shared, target, loss):
+        return view_basis(self.target_basis(shared, target), loss), view_basis(shared, loss)
+
+    def step(self, shared, target, px, py, lam, loss, policy):
+        (combined_step if self.tied else untied_step)(shared, target, px, py, lam, loss, policy)
+
+    def normalize(self, shared, target, target_codes, background_codes, floor):
+        if self.tied:
+            normalize_pair(shared, target, list(target_codes) + list(background_codes), floor)
+        else:
+            normalize_untied(shared, target, target_codes, background_codes, floor, self.norm)
+
+
+TIED = Layout()
+
+
+def _views(shared, target, loss, layout=TIED):
+    return layout.views(shared, target, loss)
+
+
+def evaluate(target_pairs, background_pairs, shared, target, opts: SolverOptions,
+             layout: Layout = TIED):
     """``(D_X, D_Y)`` at the current state, no updates."""
-    vx, vy = _views(shared, target, opts.loss)
+    vx, vy = _views(shared, target, opts.loss, layout)
     dx = sum(sweep_block(b, c, vx, opts.loss, opts.policy, update=False,
                          want_parts=False)[0] for b, c in target_pairs)
     dy = sum(sweep_block(b, c, vy, opts.loss, opts.policy, update=False,
@@ -132,14 +236,15 @@ def evaluate(target_pairs, background_pairs, shared, target, opts: SolverOptions
 
 
 def solve_combined(target_pairs, background_pairs, shared, target, opts: SolverOptions,
-                   lam: float, callback=None) -> CombinedOutput:
+                   lam: float, callback=None, layout: Layout = TIED) -> CombinedOutput:
     """Run the combined-basis engine in place on ``shared``, ``target`` and
     the code arrays in the pairs.  Same sweep order, stopping rule
     (``opts.tol`` on the change of the unit-L1 rows of both bases),
     recording schedule (``opts.eval_every``), divergence handling (return
     the last finite state) and final code refinement as :func:`solve`."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _solve(target_pairs, background_pairs, shared, target, opts, lam, callback)
+        return _solve(target_pairs, background_pairs, shared, target, opts, lam, callback,
+                      layout)
 
 
 def _record(hist, sweep, dx, dy, pen):
@@ -150,7 +255,7 @@ def _record(hist, sweep, dx, dy, pen):
     hist["objective"].append(dx + dy + pen)
 
 
-def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback):
+def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback, layout):
     hist = {"iteration": [], "target": [], "background": [], "penalty": [], "objective": []}
     all_codes = [c for _, c in target_pairs] + [c for _, c in background_pairs]
     out = CombinedOutput(shared, target, hist)
@@ -158,7 +263,7 @@ def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback):
     recent = []
     for it in range(opts.max_iter):
         entering = (shared.copy(), target.copy(), [c.copy() for c in all_codes])
-        vx, vy = _views(shared, target, opts.loss)
+        vx, vy = _views(shared, target, opts.loss, layout)
         want_div = it % opts.eval_every == 0
         dx, px = _sweep_all(target_pairs, vx, opts, want_div)
         dy, py = _sweep_all(background_pairs, vy, opts, want_div)
@@ -175,8 +280,9 @@ def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback):
             _record(hist, it, dx, dy, pen)
             if callback is not None:
                 callback(it, (shared, target), {k: v[-1] for k, v in hist.items()})
-        combined_step(shared, target, px, py, lam, opts.loss, opts.policy)
-        normalize_pair(shared, target, all_codes, opts.policy.basis_floor)
+        layout.step(shared, target, px, py, lam, opts.loss, opts.policy)
+        layout.normalize(shared, target, [c for _, c in target_pairs],
+                         [c for _, c in background_pairs], opts.policy.basis_floor)
         out.n_iter = it + 1
         if opts.tol > 0:
             recent.append(_unit_rows(np.vstack([shared, target])))
@@ -186,14 +292,14 @@ def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback):
                     out.converged = True
                     break
     if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
-        vx, vy = _views(shared, target, opts.loss)
+        vx, vy = _views(shared, target, opts.loss, layout)
         refine_codes(target_pairs, vx, opts.loss, opts.policy, opts.polish_iter, opts.tol)
         refine_codes(background_pairs, vy, opts.loss, opts.policy, opts.polish_iter, opts.tol)
-    dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts)
+    dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts, layout)
     if not np.isfinite(dx + dy) and good is not None:
         out.diverged = True
         _restore(shared, target, all_codes, good, hist, out)
-        dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts)
+        dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts, layout)
     if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
         for values in hist.values():
             values.pop()
@@ -235,13 +341,31 @@ class CombinedResult:
         return float(self.history["objective"][-1])
 
 
+def _background_nmf(pairs, shared, opts, sweeps: int) -> None:
+    """Plain NMF of the background alone (the library kernel, ``alpha = 0``)
+    for a starting shared basis, in place on ``shared`` and the codes."""
+    for _ in range(sweeps):
+        _, py = _sweep_all(pairs, view_basis(shared, opts.loss), opts, False)
+        basis_step(shared, py, None, 0.0, opts.loss, opts.policy)
+        normalize_untied(shared, shared[:0], [], [c for _, c in pairs],
+                         opts.policy.basis_floor, "l1")
+
+
 def fit_combined(X, Y, s, penalty: float, random_state=None, block_rows=None,
-                 callback=None) -> CombinedResult:
+                 callback=None, n_target=None, norm="l1", shared_init=None,
+                 init_sweeps=200) -> CombinedResult:
     """Fit the combined-basis model with ``s.n_init`` restarts (the lowest
     final objective wins: the objective is bounded below, so it does not
     reward degeneracy).  ``s`` is a :class:`~bcnmf.core.fit.FitSettings`
     (its contrast fields are unused); ``X`` and ``Y`` are validated matrices
-    or out-of-core sources, swept by blocks as in :func:`fit_factors`."""
+    or out-of-core sources, swept by blocks as in :func:`fit_factors`.
+
+    ``n_target=None`` fits the tied model (``s.n_components`` topics, each
+    with a shared and a target part); an integer ``K_t`` fits the untied
+    model with ``K_s = s.n_components - K_t`` shared and ``K_t`` target
+    topics (target codes ``[C_s, C_t]``, rows of each basis of unit ``norm``).
+    ``shared_init="background"`` (untied only) starts ``S`` from
+    ``init_sweeps`` sweeps of plain NMF of the background."""
     from .fit import _options, _pairs, _restart_seeds, _scanned, step_policy
     from .init import initial_factors
     from .source import make_blocks
@@ -251,18 +375,32 @@ def fit_combined(X, Y, s, penalty: float, random_state=None, block_rows=None,
     source_y, info_y = _scanned(Y, "background", s.loss, block_rows, dtype)
     policy = step_policy(info_x, s)
     opts = _options(s, 0.0, policy)
-    lam = penalty_weight(penalty, info_x.shape[1], info_x.scale(s.loss), info_y.scale(s.loss))
+    layout = TIED if n_target is None else Layout(tied=False, norm=norm)
+    lam = penalty_weight(penalty, info_x.shape[1], info_x.scale(s.loss), info_y.scale(s.loss),
+                         None if layout.tied else norm)
     blocks_x = make_blocks(source_x, info_x, s.loss)
     blocks_y = make_blocks(source_y, info_y, s.loss)
+    k = s.n_components
+    ks = k if n_target is None else k - int(n_target)
     runs = []
     for seed in _restart_seeds(random_state, s.n_init):
         rng = np.random.default_rng(seed)
-        basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init, rng, dtype)
-        shared, target = split_basis(basis, rng)
-        with np.errstate(over="ignore", invalid="ignore"):
-            normalize_pair(shared, target, [cx, cy], policy.basis_floor)
+        basis, cx, cy = initial_factors(info_x, info_y, k, s.init, rng, dtype)
+        if layout.tied:
+            shared, target = split_basis(basis, rng)
+            with np.errstate(over="ignore", invalid="ignore"):
+                normalize_pair(shared, target, [cx, cy], policy.basis_floor)
+        else:
+            shared, target = basis[:ks].copy(), basis[ks:].copy()
+            cy = np.ascontiguousarray(cy[:, :ks] * (k / ks))
+            pairs_y = _pairs(blocks_y, info_y, cy)
+            with np.errstate(over="ignore", invalid="ignore", under="ignore",
+                             divide="ignore"):
+                if shared_init == "background":
+                    _background_nmf(pairs_y, shared, opts, init_sweeps)
+                normalize_untied(shared, target, [cx], [cy], policy.basis_floor, norm)
         out = solve_combined(_pairs(blocks_x, info_x, cx), _pairs(blocks_y, info_y, cy),
-                             shared, target, opts, lam, callback)
+                             shared, target, opts, lam, callback, layout)
         runs.append((out, cx, cy))
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
     finite = np.where(np.isfinite(objectives), objectives, np.inf)
