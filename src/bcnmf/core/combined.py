@@ -35,9 +35,10 @@ not invariant under that trade (the authors' version, with lam = 1e9, is
 therefore meaningless without a scale).  Here every row of ``S + T`` is
 rescaled to unit L1 norm after each step (scale moved into both code
 matrices), and the applied weight is ``lam = penalty * F * (D(X|0) +
-D(Y|0))``: for two topics spread evenly over the F features a complete
-overlap of a shared and a target row costs ``penalty`` times the data's
-total energy (squared norm, or total count for KL).
+D(Y|0))`` (squared norm, or total count for KL), which makes ``penalty``
+independent of the data's scale.  (A complete overlap of a shared and a
+target part spread evenly over the F features costs ``penalty`` times the
+energy over ``16 F``.)
 
 Untied form (``Layout(tied=False)``): ``K_s`` shared topics ``S`` and ``K_t``
 target topics ``T`` with separate codes, the target's basis is ``[S; T]``::
