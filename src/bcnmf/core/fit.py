@@ -33,10 +33,7 @@ EVAL_EVERY = {FROBENIUS: 1, "kullback-leibler": 10}
 #: said to run away (a sound fit is near or below ~1 nat per count; the
 #: bounded stable contrast cannot exceed about log(1 / smoothing))
 RUNAWAY_NATS_PER_COUNT = 10.0
-#: stable Poisson with a background: default number of nuisance topics, the
-#: background's own KL NMF held fixed and used by both predictions
-NUISANCE_TOPICS = 10
-#: at most this many sweeps (basis-change rule with the fit's ``tol``) for them
+#: stable Poisson nuisance topics (see :func:`nuisance_basis`): at most this many sweeps (basis-change rule with the fit's ``tol``) for them
 NUISANCE_MAX_ITER = 200
 
 
@@ -56,7 +53,7 @@ class FitSettings:
     tol: float
     n_init: int
     code_max_iter: int = 1000
-    nuisance_topics: int | None = None
+    nuisance_topics: int = 0
 
 
 def raw_alpha(x: Scan, y: Scan | None, s: FitSettings) -> float:
@@ -111,14 +108,16 @@ def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
     return s.smoothing * x.colsum / x.shape[0], s.smoothing * y.colsum / y.shape[0]
 
 
-def nuisance_count(s: FitSettings, has_background: bool) -> int:
+def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
     """Number of fixed nuisance topics of a fit: stable Poisson with a
-    background and ``smoothing > 0`` gets ``s.nuisance_topics`` (``None``:
-    :data:`NUISANCE_TOPICS`); every other fit gets none."""
-    if (not has_background or s.loss == FROBENIUS or s.mode == "reference"
+    background and ``smoothing > 0`` gets ``s.nuisance_topics``, at most the
+    background's number of cells and a quarter of the features (with more, the
+    nuisance topics and the contrastive ones can trade places, and the fit
+    does not settle); every other fit gets none."""
+    if (info_y is None or s.loss == FROBENIUS or s.mode == "reference"
             or s.smoothing == 0):
         return 0
-    return NUISANCE_TOPICS if s.nuisance_topics is None else int(s.nuisance_topics)
+    return max(0, min(int(s.nuisance_topics), info_y.shape[0], info_y.shape[1] // 4))
 
 
 def nuisance_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
@@ -266,7 +265,7 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     alpha_raw = raw_alpha(info_x, info_y, s)
     policy = step_policy(info_x, s)
     k = s.n_components
-    n_nuisance = nuisance_count(s, Y is not None)
+    n_nuisance = nuisance_count(s, info_y)
     opts = _options(s, alpha_raw, policy, k if n_nuisance else None)
     offset_x, offset_y = contrast_offsets(info_x, info_y, s)
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
