@@ -111,13 +111,16 @@ def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
 def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
     """Number of fixed nuisance topics of a fit: stable Poisson with a
     background and ``smoothing > 0`` gets ``s.nuisance_topics``, at most the
-    background's number of cells and a quarter of the features (with more, the
-    nuisance topics and the contrastive ones can trade places, and the fit
-    does not settle); every other fit gets none."""
+    background's number of cells and an eighth of the features; every other
+    fit gets none.  The cap keeps the nuisance low-rank next to the features:
+    on small problems of low rank (12 planted features of rank 3, K = 3) two
+    or three nuisance topics already make the per-cell codes non-unique
+    (``transform`` then lands 3-8 % away from the fitted codes at any
+    tolerance), one does not."""
     if (info_y is None or s.loss == FROBENIUS or s.mode == "reference"
             or s.smoothing == 0):
         return 0
-    return max(0, min(int(s.nuisance_topics), info_y.shape[0], info_y.shape[1] // 4))
+    return max(0, min(int(s.nuisance_topics), info_y.shape[0], info_y.shape[1] // 8))
 
 
 def nuisance_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
@@ -229,7 +232,10 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     flags the caller turns into warnings: ``diverged`` (non-finite values
     met), ``converged``, and ``runaway`` (KL background divergence per count
     when it exceeds ``RUNAWAY_NATS_PER_COUNT``, else None), plus the
-    ``policy`` and the prediction ``offsets`` that ``transform`` reuses.
+    ``policy`` and the prediction ``offsets`` that ``transform`` reuses
+    (with nuisance topics, see :func:`nuisance_basis`, each offset is a
+    ``(1 + n, F)`` array: the floor, then the topics; ``nuisance_codes``
+    holds the target's and the background's codes on them, else None).
 
     Missing values (dense input): NaN entries of ``X`` and ``Y``, and the
     entries where ``mask`` / ``background_mask`` (True = observed) are False,
@@ -329,9 +335,10 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         merged, stability, _ = consensus_basis(bases, reference=best)
         if consensus:
             _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s)
-    components = out.basis
+    components, nuisance_codes = out.basis, None
     if nuisance is not None:   # the model's nuisance topics travel with its offsets
         offset_x, offset_y = (_stack_offset(o, nuisance[0]) for o in (offset_x, offset_y))
+        nuisance_codes = (copy(cx[:, k:]), copy(cy[:, k:]))
         components, cx, cy = (copy(a) for a in (out.basis[:k], cx[:, :k], cy[:, :k]))
     result = FactorizationResult(
         components=components, codes=cx, background_codes=cy, history=out.history,
@@ -340,7 +347,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         topic_stability=stability)
     runaway = runaway_per_count(out.history, info_y, s, alpha_raw)
     return result, {"diverged": out.diverged, "converged": out.converged,
-                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy}
+                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy,
+                    "nuisance_codes": nuisance_codes}
 
 
 def _stack_offset(offset, g):
