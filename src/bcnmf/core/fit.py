@@ -400,7 +400,7 @@ def _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, op
 
 
 def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_iter: int,
-                    tol: float, block_rows=None, mask=None):
+                    tol: float, block_rows=None, mask=None, full=False):
     """Codes of new cells with the basis fixed (a convex problem per cell),
     from a deterministic start, with the prediction offset of the model they
     belong to (stable Poisson with a background; else None).  ``A`` is an
@@ -408,7 +408,9 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     :func:`fit_factors`.  Stops when the relative L1 change of the codes is at
     most ``tol`` (see :func:`refine_codes`).  Returns ``(codes, n_iter)``.
     Missing entries (NaN, or ``mask`` False) are left out: codes are solved
-    on the observed entries."""
+    on the observed entries.  With nuisance topics in ``offset`` (see
+    :func:`split_offset`) their codes are solved too and dropped, unless
+    ``full`` (then the codes on the nuisance topics follow the others)."""
     obs = masked.observed(A, mask)
     block_rows = guard.block_rows_for(A, "X", block_rows, basis.dtype, obs is not None)
     A = A if obs is None else masked.filled(A, obs)
@@ -439,6 +441,6 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
         pairs.append((block, codes[lo:hi]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         n_iter = refine_codes(pairs, view_basis(basis, s.loss), s.loss, policy, max_iter, tol)
-    if nuisance is not None:
+    if nuisance is not None and not full:
         codes = copy(codes[:, :k])
     return codes, n_iter
