@@ -283,7 +283,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).
     smoothing : float, default=0.1
         Stable Poisson with a background only: target and background are
-        modelled as ``H W + mu`` with ``mu_j = smoothing * mean(A[:, j])``
+        modelled as ``H W + mu`` (plus the nuisance topics, see
+        ``nuisance_topics``) with ``mu_j = smoothing * mean(A[:, j])``
         of each dataset.  This bounds the objective below by
         ``-alpha_raw D(Y | mu_Y)`` (the authors' objective is unbounded: it
         drives basis entries of background features to zero); 0 restores the
