@@ -33,7 +33,8 @@ EVAL_EVERY = {FROBENIUS: 1, "kullback-leibler": 10}
 #: said to run away (a sound fit is near or below ~1 nat per count; the
 #: bounded stable contrast cannot exceed about log(1 / smoothing))
 RUNAWAY_NATS_PER_COUNT = 10.0
-#: stable Poisson nuisance topics (see :func:`nuisance_basis`): at most this many sweeps (basis-change rule with the fit's ``tol``) for them
+#: stable Poisson nuisance topics (see :func:`nuisance_basis`): at most this
+#: many sweeps of their background NMF (basis-change rule with the fit's ``tol``)
 NUISANCE_MAX_ITER = 200
 
 
