@@ -34,7 +34,8 @@ EVAL_EVERY = {FROBENIUS: 1, "kullback-leibler": 10}
 #: bounded stable contrast cannot exceed about log(1 / smoothing))
 RUNAWAY_NATS_PER_COUNT = 10.0
 #: stable Poisson nuisance topics (see :func:`nuisance_basis`): at most this
-#: many sweeps of their background NMF (basis-change rule with the fit's ``tol``)
+#: many sweeps of their background NMF (basis-change rule with the fit's ``tol``,
+#: 1e-4 when it is 0)
 NUISANCE_MAX_ITER = 200
 
 
