@@ -67,6 +67,7 @@ def _chunked(A, rows=32):
 
 def _settings_for(loss, mode="stable", **kw):
     kw.setdefault("transform_max_iter", 30)
+    kw.setdefault("nuisance_topics", 0)   # the Dask engine fits without nuisance topics
     p = BCNMF(K, alpha=0.8, beta_loss=loss, mode=mode, **kw).get_params()
     return _settings(K, 16, p)
 

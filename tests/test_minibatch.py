@@ -36,7 +36,9 @@ def test_full_batch_without_memory_equals_the_full_batch_fit(loss, mode, sparse)
         X[X < 0.3] = 0
         Y[Y < 0.3] = 0
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
-    full = BCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0, random_state=0)
+    # the online engine fits without nuisance topics
+    full = BCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0, random_state=0,
+                 nuisance_topics=0)
     codes = full.fit_transform(X, background=Y)
     online = MiniBatchBCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0,
                             batch_size=10_000, forget_factor=0.0, max_no_improvement=None,

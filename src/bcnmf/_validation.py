@@ -68,6 +68,7 @@ PARAMETER_CONSTRAINTS = {
     "init": (_none_or(_one_of(*INIT_METHODS)), "None, 'random' or 'uniform'"),
     "damping": (_none_or(_real_in(0, 1, lo_closed=False)), "None or a real in (0, 1]"),
     "smoothing": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
+    "nuisance_topics": (_int_at_least(0), "an int >= 0"),
     "max_iter": (_int_at_least(1), "an int >= 1"),
     "tol": (_real_in(0, np.inf, hi_closed=False), "a finite real >= 0"),
     "n_init": (_int_at_least(1), "an int >= 1"),

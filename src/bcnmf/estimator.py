@@ -34,7 +34,8 @@ def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
         max_iter=int(p["max_iter"]),
         tol=float(p["tol"]),
         n_init=int(p["n_init"]),
-        code_max_iter=int(p["transform_max_iter"]))
+        code_max_iter=int(p["transform_max_iter"]),
+        nuisance_topics=int(p.get("nuisance_topics", 0)))
 
 
 def _check_out_of_core(A, name, owner="BCNMF"):
@@ -282,11 +283,24 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).
     smoothing : float, default=0.1
         Stable Poisson with a background only: target and background are
-        modelled as ``H W + mu`` with ``mu_j = smoothing * mean(A[:, j])``
+        modelled as ``H W + mu`` (plus the nuisance topics, see
+        ``nuisance_topics``) with ``mu_j = smoothing * mean(A[:, j])``
         of each dataset.  This bounds the objective below by
         ``-alpha_raw D(Y | mu_Y)`` (the authors' objective is unbounded: it
         drives basis entries of background features to zero); 0 restores the
-        unbounded form.
+        unbounded form (and drops the nuisance topics).
+    nuisance_topics : int, default=10
+        Stable Poisson with a background (and ``smoothing > 0``) only, in-memory
+        engine: both predictions also carry this many fixed nuisance topics
+        ``G``, a KL NMF of the background alone, with free per-cell codes:
+        ``H W + D G + mu``.  The expression the background shares with the
+        target is then explained in target cells too, so it no longer drives
+        the contrastive codes; ``components_`` holds only the contrastive
+        topics ``W``, which stay penalised for what the background can still
+        use on top of ``G``.  :meth:`transform` solves both sets of codes and
+        returns the contrastive ones.  0 drops them (the engines
+        ``engine="dask"`` and :class:`MiniBatchBCNMF` always fit without
+        them).  See docs/design.md, "Stable mode".
     max_iter : int, default=500
         Maximum number of sweeps (exact number in reference mode).
     tol : float, default=1e-4
@@ -389,7 +403,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
                  random_state=None, transform_max_iter=1000, block_size=None, device=None,
-                 engine=None):
+                 engine=None, nuisance_topics=10):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -407,6 +421,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.block_size = block_size
         self.device = device
         self.engine = engine
+        self.nuisance_topics = nuisance_topics
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -671,7 +686,8 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
               random_state=None, transform_max_iter=1000, block_size=None,
               init_factors=None, device=None, mask=None, background_mask=None,
-              checkpoint=None, checkpoint_every=10, resume=None) -> FactorizationResult:
+              checkpoint=None, checkpoint_every=10, resume=None,
+              nuisance_topics=10) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
@@ -701,7 +717,7 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
              damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
              consensus=consensus, transform_max_iter=transform_max_iter,
-             block_size=block_size)
+             block_size=block_size, nuisance_topics=nuisance_topics)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
     check_orientation(X, Y, "factorize")

@@ -209,6 +209,23 @@ def _explained(d, d0):
     return float(1.0 - d.sum() / total) if total > 0 else float("nan")
 
 
+def _heldout(model, A, basis, as_background):
+    """Codes of held-out cells and the model's prediction of them (stable Poisson: the
+    prediction floor and, when the model has them, the nuisance topics included)."""
+    from .core.fit import split_offset, transform_codes
+
+    offset = model._offsets[1 if as_background else 0]
+    floor, nuisance = split_offset(offset)
+    if nuisance is None:
+        codes = model.transform(A, as_background=as_background)
+        return codes, codes @ basis + (0.0 if floor is None else floor)
+    A = A.astype(np.float64) if A.dtype != np.float64 else A   # the basis's dtype
+    full, _ = transform_codes(A, basis, model._settings, model._policy, offset,
+                              model.transform_max_iter, model.tol, full=True)
+    k = basis.shape[0]
+    return full[:, :k], full @ np.vstack([basis, nuisance]) + floor
+
+
 def _evaluate(k, alpha, data, seeds, params, consensus_cells):
     """Fit one grid point ``len(seeds)`` times on the training cells; its criteria."""
     from threadpoolctl import threadpool_limits
@@ -233,12 +250,9 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
         for seed in seeds:
             model = BCNMF(int(k), alpha=float(alpha), random_state=int(seed), **params)
             codes_tr = model.fit_transform(x_tr, background=y_tr)
-            cx = model.transform(x_ho)
-            cy = model.transform(y_ho, as_background=True)
-            off_x, off_y = model._offsets
             basis = np.asarray(model.components_, dtype=np.float64)
-            px = cx @ basis + (0.0 if off_x is None else off_x)
-            py = cy @ basis + (0.0 if off_y is None else off_y)
+            cx, px = _heldout(model, x_ho, basis, False)
+            cy, py = _heldout(model, y_ho, basis, True)
             dx, nx = _per_cell_divergence(x_ho, px, loss)
             dy, ny = _per_cell_divergence(y_ho, py, loss)
             if loss != "frobenius":

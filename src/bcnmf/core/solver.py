@@ -35,7 +35,10 @@ class SolverOptions:
     scale into the codes.  ``polish_iter > 0`` (with ``tol > 0``) refines all
     codes with the final basis fixed (:func:`refine_codes`) before the final
     evaluation, so that returned codes are the solution for the returned
-    basis, as :meth:`transform` computes it.  The objective is recorded for
+    basis, as :meth:`transform` computes it.  ``n_free`` (KL only): only the
+    first ``n_free`` basis rows are updated and normalised; the rows after
+    them are fixed nuisance topics whose codes are fitted with the others
+    (``None``: every row is free).  The objective is recorded for
     the state entering every ``eval_every``-th sweep (and the final state);
     non-finite states are detected at every sweep from the basis parts.
     """
@@ -49,6 +52,7 @@ class SolverOptions:
     window: int = 10
     polish_iter: int = 0
     eval_every: int = 1
+    n_free: int | None = None
 
 
 @dataclass
@@ -204,9 +208,17 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
             if callback is not None:
                 callback(it, basis, {"target": dx, "background": dy,
                                      "objective": dx - alpha * dy})
-        basis_step(basis, px, py, alpha, opts.loss, opts.policy)
-        if opts.normalize:
-            normalize_basis(basis, all_codes, opts.policy.basis_floor)
+        if opts.n_free is None:
+            basis_step(basis, px, py, alpha, opts.loss, opts.policy)
+            if opts.normalize:
+                normalize_basis(basis, all_codes, opts.policy.basis_floor)
+        else:   # fixed nuisance rows after the first n_free: only the head moves
+            k = opts.n_free
+            basis_step(basis[:k], px.head(k), None if py is None else py.head(k), alpha,
+                       opts.loss, opts.policy)
+            if opts.normalize:
+                normalize_basis(basis[:k], [c[:, :k] for c in all_codes],
+                                opts.policy.basis_floor)
         out.n_iter = it + 1
         if opts.tol > 0:
             recent.append(_unit_rows(basis))

@@ -23,9 +23,11 @@ denominator swapped and weighted by ``alpha``:
 
       B <- B * (Px + alpha sy 1^T) / (sx 1^T + alpha Py)
 
-``offset`` is a per-feature constant added to the prediction of a block (zero
-for the target; the smoothing of the stable Poisson contrast for the
-background).
+``offset`` is a per-feature constant added to the prediction of a block (the
+smoothing floor of the stable Poisson contrast, zero otherwise).  Stable
+Poisson also appends fixed nuisance topics to the basis (and their free codes
+to every cell's codes): the kernel sweeps them like any topic, and the basis
+step updates only the leading, contrastive rows (:meth:`Parts.head`).
 """
 
 from __future__ import annotations
@@ -167,6 +169,11 @@ class Parts:
         self.cross += other.cross
         self.second += other.second
         return self
+
+    def head(self, k: int) -> "Parts":
+        """The parts of the first ``k`` basis rows (generalised KL, whose
+        ``second`` has one entry, or one row, per basis row)."""
+        return type(self)(self.cross[:k], self.second[:k])
 
 
 def mu_step(x: np.ndarray, num: np.ndarray, den: np.ndarray, policy: StepPolicy,
