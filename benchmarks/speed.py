@@ -189,7 +189,7 @@ def _input_bytes(M) -> int:
     return int(M.nbytes)
 
 
-def _make_estimator(method, loss, max_iter):
+def _make_estimator(method, loss, max_iter, nuisance=None):
     if method == "sklearn_mu":
         from sklearn.decomposition import NMF
 
@@ -211,13 +211,14 @@ def _make_estimator(method, loss, max_iter):
         max_iter=max_iter,
         tol=0,
         random_state=0,
+        **({} if nuisance is None else {"nuisance_topics": nuisance}),
     )
 
 
-def _fit_once(method, loss, max_iter, X, Y):
+def _fit_once(method, loss, max_iter, X, Y, nuisance=None):
     import warnings
 
-    est = _make_estimator(method, loss, max_iter)
+    est = _make_estimator(method, loss, max_iter, nuisance)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
@@ -329,15 +330,16 @@ def _child_fit(cfg):
         res["hwm_reset"] = _reset_hwm()
 
         # Untimed warm-up on the real data, then timed fits.
-        _fit_once(method, loss, 1, X, Y)
+        nuisance = cfg.get("nuisance_topics")
+        _fit_once(method, loss, 1, X, Y, nuisance)
         import resource
 
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         res["loadavg_start"] = os.getloadavg()[0]
         runs = []
         for _ in range(cfg["repeats"]):
-            ta, na = _fit_once(method, loss, a, X, Y)
-            tb, nb = _fit_once(method, loss, b, X, Y)
+            ta, na = _fit_once(method, loss, a, X, Y, nuisance)
+            tb, nb = _fit_once(method, loss, b, X, Y, nuisance)
             runs.append({"ta": ta, "na": na, "tb": tb, "nb": nb})
         res["runs"] = runs
         res["peak_rss"] = _maxrss_bytes()
@@ -640,6 +642,9 @@ def main(argv=None):
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     p.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--nuisance-topics", type=int, default=None,
+                   help="BCNMF nuisance_topics (stable Poisson with a background; default: "
+                        "the estimator's)")
     p.add_argument("--child-timeout", type=float, default=1800.0,
                    help="seconds per configuration subprocess")
     args = p.parse_args(argv)
@@ -668,7 +673,8 @@ def main(argv=None):
                 cfg = {"kind": "fit", "format": fmt, "loss": loss, "method": method,
                        "threads": args.threads, "repeats": args.repeats,
                        "iters": list(args.iters), "n_target": args.n_target,
-                       "n_background": args.n_background}
+                       "n_background": args.n_background,
+                       "nuisance_topics": args.nuisance_topics}
                 t0 = time.perf_counter()
                 print(f"running {fmt:5s} {loss:16s} {method:12s} ...", end=" ",
                       file=sys.stderr, flush=True)

@@ -339,7 +339,9 @@ def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, loss, monkeypa
     B = rng.poisson(rng.gamma(2.0, 1.0, (n, k - 1)) @ W[:k - 1] * 3).astype(float)
     M = np.ones(A.shape, bool)
     M[:6, :13] = False
-    kw = dict(alpha=1.0, max_iter=300, tol=0, random_state=0, beta_loss=loss)
+    # nuisance_topics=0: the predictions below are codes @ components (no nuisance part)
+    kw = dict(alpha=1.0, max_iter=300, tol=0, random_state=0, beta_loss=loss,
+              nuisance_topics=0)
     full = factorize(A, B, k, **kw)
     err = {}
     for prior in (True, False):

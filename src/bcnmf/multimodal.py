@@ -75,12 +75,12 @@ class MultiModalBCNMF(BCNMF):
     def __init__(self, n_components=None, *, weights="balanced", alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None):
+                 transform_max_iter=1000, block_size=None, nuisance_topics=10):
         super().__init__(n_components, alpha=alpha, alpha_scale=alpha_scale,
                          beta_loss=beta_loss, mode=mode, init=init, damping=damping,
                          smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
                          random_state=random_state, transform_max_iter=transform_max_iter,
-                         block_size=block_size)
+                         block_size=block_size, nuisance_topics=nuisance_topics)
         self.weights = weights
 
     def _resolve_weights(self, Xs, loss):
