@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -169,6 +170,17 @@ def test_engine_parameter_is_checked():
         BCNMF(K, consensus=True, n_init=2).fit(Xd)
     with pytest.raises(ValueError, match="device='cpu' and the Dask engine"):
         BCNMF(K, device="cpu").fit(Xd)
+
+
+def test_dask_engine_says_it_fits_poisson_without_nuisance_topics(client):
+    X, Y = _data(3)
+    kw = dict(beta_loss="kullback-leibler", max_iter=3, tol=0, random_state=0, engine="dask")
+    with pytest.warns(UserWarning, match="nuisance_topics=10 is ignored"):
+        BCNMF(K, **kw).fit(X, background=Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BCNMF(K, nuisance_topics=0, **kw).fit(X, background=Y)   # the same model, no warning
+        BCNMF(K, **dict(kw, beta_loss="frobenius")).fit(X, background=Y)
 
 
 def test_worker_killed_mid_fit_gives_the_same_result(client):

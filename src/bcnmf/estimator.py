@@ -496,6 +496,14 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if getattr(self, "consensus", False):
                 raise ValueError("consensus=True is not supported by the Dask engine; use "
                                  "consensus=False (restarts still report topic_stability_).")
+            if (background is not None and params.get("nuisance_topics", 0) > 0
+                    and params["mode"] == "stable" and params["beta_loss"] != "frobenius"
+                    and params["smoothing"] > 0):
+                warnings.warn("The Dask engine fits stable Poisson without nuisance topics "
+                              f"(nuisance_topics={params['nuisance_topics']} is ignored), so "
+                              "its codes differ from an in-process fit; pass "
+                              "nuisance_topics=0 to fit the same model without this warning, "
+                              "or fit in process.", UserWarning, stacklevel=2)
             return self._fit_dask(X, background, params,
                                   (init_components, init_codes, init_background_codes),
                                   _checkpointing(checkpoint, checkpoint_every, resume))
