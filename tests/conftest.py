@@ -11,6 +11,7 @@ with random search, for a local or nightly run::
 import os
 import warnings
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -50,3 +51,22 @@ def contrast_fit():
     model = BCNMF(3, alpha=1.0, random_state=0, max_iter=80, tol=0)
     codes = model.fit_transform(X, background=Y)
     return X, Y, model, codes
+
+
+def _central_gradient(f, x, rel_step=1e-6):
+    """Central finite differences of the scalar ``f`` at ``x`` (steps relative to
+    ``max(1, |x|)``)."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        h = rel_step * max(1.0, abs(x[idx]))
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        grad[idx] = (f(xp) - f(xm)) / (2 * h)
+    return grad
+
+
+@pytest.fixture
+def central_gradient():
+    """The finite-difference gradient used by every gradient-split test."""
+    return _central_gradient

@@ -34,7 +34,7 @@ def _ratios(X, Y, cx, cy, S, T, lam, loss):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_step_is_a_gradient_split(loss):
+def test_step_is_a_gradient_split(loss, central_gradient):
     """The multiplicative step is x <- x * num / den with den - num equal to
     the gradient of the objective (finite differences; half of it for the
     squared error, whose data terms are halved by convention)."""
@@ -46,17 +46,10 @@ def test_step_is_a_gradient_split(loss):
     ratios = _ratios(X, Y, cx, cy, S, T, lam, loss)
     px, py = _parts(X, cx, S + T, loss), _parts(Y, cy, S, loss)
     dens = _denominators(px, py, S, T, lam, loss)
-    h = 1e-6
+    objective = {"S": lambda b: _objective(X, Y, cx, cy, b, T, lam, loss),
+                 "T": lambda b: _objective(X, Y, cx, cy, S, b, lam, loss)}
     for which, base in (("S", S), ("T", T)):
-        grad = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            up, dn = base.copy(), base.copy()
-            up[idx] += h
-            dn[idx] -= h
-            args = (up, T) if which == "S" else (S, up)
-            args_dn = (dn, T) if which == "S" else (S, dn)
-            grad[idx] = (_objective(X, Y, cx, cy, *args, lam, loss)
-                         - _objective(X, Y, cx, cy, *args_dn, lam, loss)) / (2 * h)
+        grad = central_gradient(objective[which], base)
         half = 0.5 if loss == "frobenius" else 1.0
         den = dens[which]
         np.testing.assert_allclose(den - ratios[which] * den, half * grad, rtol=1e-5,
@@ -195,7 +188,7 @@ def _untied_state(rng, ks=2, kt=3):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_untied_step_is_a_gradient_split(loss):
+def test_untied_step_is_a_gradient_split(loss, central_gradient):
     """x <- x * num / den with den - num equal to (half, for squared error)
     the finite-difference gradient of the untied objective, for both bases;
     num and den are recovered from two steps that differ only in eps."""
@@ -210,21 +203,14 @@ def test_untied_step_is_a_gradient_split(loss):
         s, t = S.copy(), T.copy()
         untied_step(s, t, px, py, lam, loss, StepPolicy(eps=eps))
         steps.append((s / S, t / T))
-    h = 1e-6
     half = 0.5 if loss == "frobenius" else 1.0
+    objective = {"S": lambda b: _untied_objective(X, Y, cx, cy, b, T, lam, loss),
+                 "T": lambda b: _untied_objective(X, Y, cx, cy, S, b, lam, loss)}
     for i, (which, base) in enumerate((("S", S), ("T", T))):
         r0, r1 = steps[0][i], steps[1][i]
         den = r1 / (r0 - r1)
         num = r0 * den
-        grad = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            up, dn = base.copy(), base.copy()
-            up[idx] += h
-            dn[idx] -= h
-            pair_up = (up, T) if which == "S" else (S, up)
-            pair_dn = (dn, T) if which == "S" else (S, dn)
-            grad[idx] = (_untied_objective(X, Y, cx, cy, *pair_up, lam, loss)
-                         - _untied_objective(X, Y, cx, cy, *pair_dn, lam, loss)) / (2 * h)
+        grad = central_gradient(objective[which], base)
         np.testing.assert_allclose(den - num, half * grad, rtol=1e-5, atol=1e-7)
 
 

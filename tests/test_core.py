@@ -186,17 +186,6 @@ def split_spy(monkeypatch):
     return calls
 
 
-def central_gradient(f, x, rel_step=1e-6):
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        h = rel_step * max(1.0, abs(x[idx]))
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        grad[idx] = (f(xp) - f(xm)) / (2 * h)
-    return grad
-
-
 def assert_gradient(analytic, numeric):
     scale = np.max(np.abs(numeric))
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6 * scale)
@@ -218,7 +207,7 @@ LOSS_OFFSET = [(FROBENIUS, False), (KL, False), (KL, True)]
 
 
 @pytest.mark.parametrize("loss,with_offset", LOSS_OFFSET)
-def test_code_split_is_gradient_of_block_divergence(loss, with_offset):
+def test_code_split_is_gradient_of_block_divergence(loss, with_offset, central_gradient):
     X, Y, basis, cx, cy, off_x, off_y = tiny_problem(2)
     policy = StepPolicy(eps=AUTHORS_EPS[loss])
     view = view_basis(basis, loss)
@@ -244,7 +233,8 @@ def test_code_split_is_gradient_of_block_divergence(loss, with_offset):
 
 @pytest.mark.parametrize("loss,with_offset", LOSS_OFFSET)
 @pytest.mark.parametrize("alpha", [0.0, 0.7, 3.0])
-def test_basis_split_is_gradient_of_contrast(loss, with_offset, alpha, split_spy):
+def test_basis_split_is_gradient_of_contrast(loss, with_offset, alpha, split_spy,
+                                             central_gradient):
     X, Y, basis, cx, cy, off_x, off_y = tiny_problem(3)
     policy = StepPolicy(eps=AUTHORS_EPS[loss])
     ox, oy = (off_x, off_y) if with_offset else (None, None)

@@ -44,11 +44,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .core.fit import (FitSettings, _options, _restart_seeds, _select, contrast_offsets,
-                       raw_alpha, restart_agreement, runaway_per_count, step_policy,
-                       transform_codes)
+                       finish, raw_alpha, restart_agreement, step_policy, transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
-from .core.result import FactorizationResult
 from .core.solver import SolveOutput, _finite, _record, _unit_rows, normalize_basis
 from .core.source import RowSource, Scan
 from .core.updates import FROBENIUS, Block, Parts, basis_step, block_const, sweep_block, view_basis
@@ -682,15 +680,10 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     k = s.n_components
     codes = _as_array(runner, x, state.x, state.scales, k, dtype)
     bg_codes = _as_array(runner, y, state.y, state.scales, k, dtype) if y is not None else None
-    result = FactorizationResult(
-        components=out.basis, codes=codes, background_codes=bg_codes, history=out.history,
-        n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
-        restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
-        topic_stability=stability)
-    runaway = runaway_per_count(out.history, info_y, s, alpha_raw)
-    return result, {"diverged": out.diverged, "converged": out.converged,
-                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy,
-                    "dask": DaskRun(runner.round_trips, runner.bytes_fetched)}
+    return finish(out, out.basis, codes, bg_codes, alpha_raw,
+                  (objectives, agreement, best, stability), info_y, s,
+                  offsets=(offset_x, offset_y), policy=policy,
+                  dask=DaskRun(runner.round_trips, runner.bytes_fetched))
 
 
 def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float):

@@ -345,15 +345,25 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         offset_x, offset_y = (_stack_offset(o, nuisance[0]) for o in (offset_x, offset_y))
         nuisance_codes = (copy(cx[:, k:]), copy(cy[:, k:]))
         components, cx, cy = (copy(a) for a in (out.basis[:k], cx[:, :k], cy[:, :k]))
+    return finish(out, components, cx, cy, alpha_raw, (objectives, agreement, best, stability),
+                  info_y, s, offsets=(offset_x, offset_y), policy=policy,
+                  missing_prior=(prior_x, prior_y), nuisance_codes=nuisance_codes)
+
+
+def finish(out, components, codes, background_codes, alpha_raw, restarts, info_y, s, **diag):
+    """``(FactorizationResult, diagnostics)`` of the selected run ``out`` (a
+    :class:`~bcnmf.core.solver.SolveOutput`), for every engine.  ``restarts``:
+    ``(objectives, agreement, best, stability)``; ``diag``: the engine's extra
+    diagnostics (offsets, policy, ...)."""
+    objectives, agreement, best, stability = restarts
     result = FactorizationResult(
-        components=components, codes=cx, background_codes=cy, history=out.history,
-        n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
+        components=components, codes=codes, background_codes=background_codes,
+        history=out.history, n_iter=out.n_iter, alpha_raw=alpha_raw, converged=out.converged,
         restart_objectives=objectives, restart_agreement=agreement, best_restart=best,
         topic_stability=stability)
     runaway = runaway_per_count(out.history, info_y, s, alpha_raw)
     return result, {"diverged": out.diverged, "converged": out.converged,
-                    "runaway": runaway, "offsets": (offset_x, offset_y), "policy": policy,
-                    "missing_prior": (prior_x, prior_y), "nuisance_codes": nuisance_codes}
+                    "runaway": runaway, **diag}
 
 
 def _stack_offset(offset, g):
