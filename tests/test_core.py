@@ -366,16 +366,18 @@ def test_view_basis_gram_on_one_blas_thread_is_the_same():
     np.testing.assert_array_equal(view.gram, expected)
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss, per_entry", [(FROBENIUS, False), (KL, False), (KL, True)])
 @pytest.mark.parametrize("want_div", [False, True])
-def test_feature_tiles_change_no_bit(loss, want_div):
+def test_feature_tiles_change_no_bit(loss, want_div, per_entry):
     """The CSR kernels sweep features tile by tile (cache blocking); every
     row's entries and every feature's rows are still summed in storage
-    order, so any tile width gives bit-identical codes, parts and divergence."""
+    order, so any tile width gives bit-identical codes, parts and divergence
+    (with and without a per-entry prediction offset)."""
     from bcnmf.core import _csr_kernels
     rng = np.random.default_rng(5)
     k, f = 4, 700
     a = sp.random(600, f, density=0.08, format="csr", random_state=rng) * 10
+    entry = rng.random(a.nnz) if per_entry else np.empty(0)
     basis = rng.random((k, f)) + 0.1
     codes0 = rng.random((a.shape[0], k)) + 0.1
     view = updates.view_basis(basis, loss)
@@ -394,8 +396,8 @@ def test_feature_tiles_change_no_bit(loss, want_div):
             div = np.array(div)
         else:
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
-                         rng.random(f) * 0 + 0.01, 1e-16, 0.5, 1e-9, True, True, want_div,
-                         cross, 1, tile)
+                         np.full(f, 0.01), 1e-16, 0.5, 1e-9, True, True, want_div,
+                         cross, 1, tile, entry)
             div, cgram = np.array(div), None
         results.append((div, codes, cross, cgram))
     for other in results[1:]:
@@ -433,7 +435,8 @@ def test_specialised_parallel_kernel_equals_generic_serial_kernel(loss, k):
             second = cgram.sum(axis=0)
         else:
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
-                         offset, 1e-16, 1.0, 0.0, True, True, True, cross, chunks, tile)
+                         offset, 1e-16, 1.0, 0.0, True, True, True, cross, chunks, tile,
+                         np.empty(0))
             second = None
         results.append((np.asarray(div), codes, cross.sum(axis=0), second))
     for other in results[1:]:

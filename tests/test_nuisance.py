@@ -102,6 +102,92 @@ def test_solver_moves_only_the_contrastive_rows():
     assert np.all(np.isfinite(out.history["objective"]))
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_held_sweep_is_the_block_coordinate_step(sparse):
+    """A sweep that holds the nuisance codes: the prediction of the fixed rows at the
+    stored entries is an entry offset, the free codes take one multiplicative step of
+    the full model and the parts are those of the free rows with the new codes."""
+    k = 2
+    X, _, basis, cx, _, ox, _ = tiny(4, k, kb=3)
+    policy = StepPolicy(eps=1e-16)
+    block = make_block(sp.csr_matrix(X) if sparse else X, KL, ox)
+    codes = cx.copy()
+    entries = updates.entry_predictions(block, codes, k, np.ascontiguousarray(basis[k:].T))
+    _, parts = sweep_block(block, codes, view_basis(basis[:k], KL), KL, policy,
+                           want_div=False, entry_offset=entries)
+    b, g, d = basis[:k], basis[k:], cx[:, k:]
+    ratio = np.where(X > 0, X / (cx[:, :k] @ b + d @ g + ox + policy.eps), 0.0)
+    new = cx[:, :k] * (ratio @ b.T) / (b.sum(axis=1) + policy.eps)
+    assert_allclose(codes[:, :k], new, rtol=1e-12)
+    assert_array_equal(codes[:, k:], d)
+    ratio = np.where(X > 0, X / (new @ b + d @ g + ox + policy.eps), 0.0)
+    assert_allclose(parts.cross, new.T @ ratio, rtol=1e-12)
+    assert_allclose(parts.second, new.sum(axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match="divergence of a sweep with an entry offset"):
+        sweep_block(block, codes, view_basis(b, KL), KL, policy, entry_offset=entries)
+
+
+def test_nuisance_codes_move_only_every_nuisance_every_sweeps(monkeypatch):
+    """The schedule: full sweeps at multiples of ``nuisance_every`` and at evaluations,
+    held sweeps (free codes only) in between."""
+    from bcnmf.core import solver as solver_module
+    k = 2
+    X, Y, basis, cx, cy, ox, oy = tiny(5, k)
+    basis[k:] /= basis[k:].sum(axis=1, keepdims=True)
+    seen = []
+    original = solver_module.sweep_block
+
+    def spy(block, codes, view, *args, entry_offset=None, **kw):
+        before = codes[:, k:].copy()
+        out = original(block, codes, view, *args, entry_offset=entry_offset, **kw)
+        seen.append((entry_offset is not None, view.basis.shape[0],
+                     np.array_equal(codes[:, k:], before)))
+        return out
+
+    monkeypatch.setattr(solver_module, "sweep_block", spy)
+    opts = SolverOptions(loss=KL, alpha=0.8, policy=StepPolicy(eps=1e-16, basis_floor=1e-12),
+                         normalize=True, max_iter=12, tol=0.0, n_free=k, eval_every=4,
+                         nuisance_every=3)
+    solve([(make_block(X, KL, ox), cx)], [(make_block(Y, KL, oy), cy)], basis, opts)
+    sweeps = [seen[2 * i:2 * i + 2] for i in range(12)]   # target, background per sweep
+    full = {0, 3, 4, 6, 8, 9}
+    for it, calls in enumerate(sweeps):
+        for held, rows, unchanged in calls:
+            assert held == (it not in full), it
+            assert rows == (k if held else basis.shape[0])
+            assert unchanged == held, it
+
+
+def test_resume_at_a_held_sweep_is_bit_identical(tmp_path, monkeypatch):
+    """Interrupted inside a stretch of held sweeps, the fit resumes (recomputing the
+    entry predictions from the saved codes) to the uninterrupted result."""
+    from bcnmf.core import solver as solver_module
+    from bcnmf.core.fit import fit_factors
+    from bcnmf.estimator import _settings
+
+    _, X, Y = small_sim()
+    s = _settings(2, X.shape[1], BCNMF(2, beta_loss="poisson", nuisance_topics=4,
+                                        max_iter=25, tol=0, n_init=1).get_params())
+    ref, _ = fit_factors(X, Y, s, 0)
+    path = tmp_path / "fit.ckpt.npz"
+    calls = []
+    original = solver_module._sweep_held
+
+    def interrupting(*args):
+        calls.append(1)
+        if len(calls) == 2 * 12 + 1:   # the target half of sweep 14 (held: 1-9, 11-13)
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(solver_module, "_sweep_held", interrupting)
+    with pytest.raises(KeyboardInterrupt, match="after 14 complete sweeps"):
+        fit_factors(X, Y, s, 0, checkpoint=path)
+    monkeypatch.setattr(solver_module, "_sweep_held", original)
+    res, _ = fit_factors(X, Y, s, 0, resume=path)
+    for name in ("components", "codes", "background_codes"):
+        assert_array_equal(getattr(res, name), getattr(ref, name), err_msg=name)
+
+
 def small_sim(beta=8.0, seed=0):
     sim = make_contrastive_counts(beta, n_genes=240, n_target=80, n_background=80,
                                   random_state=seed)

@@ -165,12 +165,16 @@ def _make_frobenius(K, parallel):
 def _make_kl(K, parallel):
     @numba.njit(parallel=parallel, **_JIT)
     def kl_sweep_csr(data, indices, indptr, codes, basis_t, basis_rowsum, offset, eps,
-                     gamma, floor, update, want_parts, want_div, cross, n_chunks, tile):
+                     gamma, floor, update, want_parts, want_div, cross, n_chunks, tile,
+                     entry_offset):
         """Generalised-KL sweep; returns sum_ij a_ij log(pred_ij) at the codes
         *before* the update (0 unless ``want_div``), where
-        pred = C B + offset (offset per feature)."""
+        pred = C B + offset (offset per feature) + entry_offset (per stored
+        entry, when it is not empty).  Only the first ``basis_t.shape[1]``
+        columns of ``codes`` are read and updated."""
         n = codes.shape[0]
-        k = K if K > 0 else codes.shape[1]
+        k = K if K > 0 else basis_t.shape[1]
+        per_entry = entry_offset.shape[0] > 0
         n_features = basis_t.shape[0]
         # the log-likelihood is one running sum in storage order: no tiles then
         tile1 = n_features if want_div else tile
@@ -198,6 +202,8 @@ def _make_kl(K, parallel):
                             j = indices[p]
                             bj = basis_t[j]
                             pred = offset[j] + eps + _dot(ci, bj, k)
+                            if per_entry:
+                                pred += entry_offset[p]
                             if want_div:
                                 ll += a * np.log(pred)
                             ratio = a / pred
@@ -222,7 +228,10 @@ def _make_kl(K, parallel):
                             while p < end and indices[p] < f1:
                                 j = indices[p]
                                 bj = basis_t[j]
-                                ratio = data[p] / (offset[j] + eps + _dot(ci, bj, k))
+                                pred = offset[j] + eps + _dot(ci, bj, k)
+                                if per_entry:
+                                    pred += entry_offset[p]
+                                ratio = data[p] / pred
                                 crj = cr[j]
                                 for q in range(k):
                                     crj[q] += ratio * ci[q]
@@ -241,9 +250,11 @@ def _make_kl_rows(K, parallel):
     same order, so the same bits (tested)."""
     @numba.njit(parallel=parallel, **_JIT)
     def kl_sweep_csr_rows(data, indices, indptr, codes, basis_t, basis_rowsum, offset, eps,
-                          gamma, floor, update, want_parts, want_div, cross, n_chunks, tile):
+                          gamma, floor, update, want_parts, want_div, cross, n_chunks, tile,
+                          entry_offset):
         n = codes.shape[0]
-        k = K if K > 0 else codes.shape[1]
+        k = K if K > 0 else basis_t.shape[1]
+        per_entry = entry_offset.shape[0] > 0
         ll_acc = np.zeros(n_chunks)
         step = (n + n_chunks - 1) // n_chunks
         for c in numba.prange(n_chunks):
@@ -258,6 +269,8 @@ def _make_kl_rows(K, parallel):
                     j = indices[p]
                     bj = basis_t[j]
                     pred = offset[j] + eps + _dot(ci, bj, k)
+                    if per_entry:
+                        pred += entry_offset[p]
                     if want_div:
                         ll += a * np.log(pred)
                     ratio = a / pred
@@ -270,7 +283,10 @@ def _make_kl_rows(K, parallel):
                     for p in range(indptr[i], indptr[i + 1]):
                         j = indices[p]
                         bj = basis_t[j]
-                        ratio = data[p] / (offset[j] + eps + _dot(ci, bj, k))
+                        pred = offset[j] + eps + _dot(ci, bj, k)
+                        if per_entry:
+                            pred += entry_offset[p]
+                        ratio = data[p] / pred
                         crj = cr[j]
                         for q in range(k):
                             crj[q] += ratio * ci[q]
@@ -278,6 +294,19 @@ def _make_kl_rows(K, parallel):
         return ll_acc.sum()
 
     return kl_sweep_csr_rows
+
+
+@numba.njit(parallel=True, **_JIT)
+def entry_dots(indices, indptr, codes, first, basis_t, out):
+    """``out[p] = codes[i, first:] . basis_t[j]`` for every stored entry ``p``
+    of row ``i``, column ``j``: the prediction of some of the topics (the
+    columns of ``codes`` from ``first`` on) at the stored entries only."""
+    n = indptr.shape[0] - 1
+    k = basis_t.shape[1]
+    for i in numba.prange(n):
+        ci = codes[i, first:]
+        for p in range(indptr[i], indptr[i + 1]):
+            out[p] = _dot(ci, basis_t[indices[p]], k)
 
 
 #: rows whose code numerators are gathered together, feature tile by tile

@@ -206,24 +206,32 @@ def _predict(a: TorchCSR, codes, basis_t, shift):
 
 
 def kl_sweep(a: TorchCSR, offset, codes, basis_t, rowsum, policy, update, want_parts,
-             want_div):
+             want_div, entry_offset=None):
     """Generalised KL with ``pred = C B + offset + eps`` at stored entries:
     returns ``(sum a log pred, cross)`` at the codes before the update (the
     first is 0 unless ``want_div``), ``cross = C^T (A / pred)`` (K x F) with
-    the updated codes (None unless ``want_parts``); codes updated in place."""
+    the updated codes (None unless ``want_parts``); codes updated in place.
+    With ``entry_offset`` (one value per stored entry) it is added to the
+    prediction, and only the first ``basis_t.shape[1]`` columns of ``codes``
+    are used and updated."""
     torch = torch_module()
     shift = offset + policy.eps
+    head = codes[:, :basis_t.shape[1]]
     loglik = 0.0
     if update or want_div:
-        pred = _predict(a, codes, basis_t, shift)
+        pred = _predict(a, head, basis_t, shift)
+        if entry_offset is not None:
+            pred = pred + entry_offset
         if want_div:
             loglik = float((a.data.to(torch.float64) * torch.log(pred).to(torch.float64))
                            .sum())
         if update:
             num = a._csr(a.data / pred) @ basis_t
-            _mu(codes, num, rowsum[None, :], policy, policy.code_floor)
+            _mu(head, num, rowsum[None, :], policy, policy.code_floor)
     cross = None
     if want_parts:
-        pred = _predict(a, codes, basis_t, shift)
-        cross = (a._csr(a.data / pred, transposed=True) @ codes).T.contiguous()
+        pred = _predict(a, head, basis_t, shift)
+        if entry_offset is not None:
+            pred = pred + entry_offset
+        cross = (a._csr(a.data / pred, transposed=True) @ head).T.contiguous()
     return loglik, cross

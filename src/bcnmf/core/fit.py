@@ -37,6 +37,10 @@ RUNAWAY_NATS_PER_COUNT = 10.0
 #: many sweeps of their background NMF (basis-change rule with the fit's ``tol``,
 #: 1e-4 when it is 0)
 NUISANCE_MAX_ITER = 200
+#: the codes on the nuisance topics are updated every this many sweeps (and at
+#: every evaluation) and held fixed in between, when the sweeps visit only the
+#: contrastive topics (``SolverOptions.nuisance_every``)
+NUISANCE_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,8 @@ def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy,
                          normalize=not reference, max_iter=s.max_iter,
                          tol=0.0 if reference else s.tol,
                          polish_iter=0 if reference else s.code_max_iter,
-                         eval_every=EVAL_EVERY[s.loss], n_free=n_free)
+                         eval_every=EVAL_EVERY[s.loss], n_free=n_free,
+                         nuisance_every=1 if n_free is None else NUISANCE_EVERY)
 
 
 def _restart_seeds(random_state, n_init):

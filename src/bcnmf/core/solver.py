@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import all_finite, copy, maximum_, namespace
-from .updates import Block, StepPolicy, basis_step, sweep_block, view_basis
+from .backend import all_finite, contiguous, copy, maximum_, namespace
+from .updates import (Block, StepPolicy, basis_step, entry_predictions, sweep_block,
+                      view_basis)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,12 @@ class SolverOptions:
     basis, as :meth:`transform` computes it.  ``n_free`` (KL only): only the
     first ``n_free`` basis rows are updated and normalised; the rows after
     them are fixed nuisance topics whose codes are fitted with the others
-    (``None``: every row is free).  The objective is recorded for
+    (``None``: every row is free).  ``nuisance_every`` (with ``n_free``):
+    the codes on the fixed rows are updated only every ``nuisance_every``-th
+    sweep (and at every evaluation); in between they are held fixed, so that
+    their prediction at the stored entries is computed once and the sweeps
+    only visit the free rows (:func:`_sweep_held`).  Each sweep remains a
+    multiplicative step of a block coordinate descent.  The objective is recorded for
     the state entering every ``eval_every``-th sweep (and the final state);
     non-finite states are detected at every sweep from the basis parts.
     """
@@ -53,6 +59,7 @@ class SolverOptions:
     polish_iter: int = 0
     eval_every: int = 1
     n_free: int | None = None
+    nuisance_every: int = 1
 
 
 @dataclass
@@ -85,6 +92,38 @@ def _sweep_all(pairs, view, opts, want_div):
         else:
             parts += p
     return div, parts
+
+
+def _holds_nuisance(pairs, opts, it: int, want_div: bool) -> bool:
+    """Whether sweep ``it`` holds the codes on the fixed rows fixed."""
+    return (opts.n_free is not None and opts.nuisance_every > 1 and not want_div
+            and it % opts.nuisance_every != 0
+            and all(getattr(b, "mask", None) is None for b, _ in pairs))
+
+
+def _sweep_held(pairs, view, opts, tail_t, cache):
+    """:func:`_sweep_all` with the codes on the fixed rows (after the first
+    ``n_free``) held: their prediction at the stored entries is an entry
+    offset (cached in ``cache`` by pair index for blocks held in memory,
+    recomputed from a single read for streamed blocks), and ``view`` holds
+    the free rows only."""
+    k = opts.n_free
+    parts = None
+    for i, (block, codes) in enumerate(pairs):
+        if not isinstance(block, Block):   # streamed: read once for both uses
+            block = Block(block.data, block.const, block.offset)
+            entries = entry_predictions(block, codes, k, tail_t)
+        else:
+            entries = cache.get(i)
+            if entries is None:
+                entries = cache[i] = entry_predictions(block, codes, k, tail_t)
+        _, p = sweep_block(block, codes, view, opts.loss, opts.policy, want_div=False,
+                           entry_offset=entries)
+        if parts is None:
+            parts = p
+        else:
+            parts += p
+    return None, parts
 
 
 def refine_codes(pairs, view, loss, policy, max_iter: int, tol: float) -> int:
@@ -186,14 +225,24 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
     resumed = checkpoint.resume_into(basis, all_codes, hist, out) if checkpoint else None
     if resumed is not None:
         start, last_good, recent = resumed
+    held = ({}, {})   # entry predictions of the fixed rows while their codes are held
+    tail_t = None if opts.n_free is None else contiguous(basis[opts.n_free:].T)
     for it in range(start, opts.max_iter):
         entering = (copy(basis), [copy(c) for c in all_codes])
         if checkpoint is not None:
             checkpoint.at(it, entering, hist, recent, last_good)
-        view = view_basis(basis, opts.loss)
         want_div = it % opts.eval_every == 0
-        dx, px = _sweep_all(target, view, opts, want_div)
-        dy, py = _sweep_all(background, view, opts, want_div) if background else (0.0, None)
+        if _holds_nuisance(target + background, opts, it, want_div):
+            view = view_basis(basis[:opts.n_free], opts.loss)
+            dx, px = _sweep_held(target, view, opts, tail_t, held[0])
+            dy, py = (_sweep_held(background, view, opts, tail_t, held[1])
+                      if background else (0.0, None))
+        else:
+            for cache in held:
+                cache.clear()
+            view = view_basis(basis, opts.loss)
+            dx, px = _sweep_all(target, view, opts, want_div)
+            dy, py = _sweep_all(background, view, opts, want_div) if background else (0.0, None)
         recorded = dx is not None and dy is not None
         if not (_finite(px) and _finite(py)
                 and (not recorded or np.isfinite(dx - alpha * dy))):

@@ -191,23 +191,63 @@ def mu_step(x: np.ndarray, num: np.ndarray, den: np.ndarray, policy: StepPolicy,
 
 def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
                 policy: StepPolicy, *, update: bool = True, want_parts: bool = True,
-                want_div: bool = True):
+                want_div: bool = True, entry_offset=None):
     """One sweep over one block: returns ``(divergence_before, parts)``.
 
     ``codes`` (n x K, C-contiguous, same dtype as the data) is updated in
     place when ``update``.  ``parts`` is ``None`` unless ``want_parts``.
     The divergence is ``None`` when ``want_div`` is False and it is not free
     (KL: its logarithms cost as much as the rest of the sweep).
+
+    ``entry_offset`` (KL, unmasked blocks): the prediction of topics held
+    fixed for this sweep at the block's stored entries
+    (:func:`entry_predictions`).  The view then holds only the leading
+    ``k`` basis rows: only the first ``k`` columns of ``codes`` are updated,
+    the parts are those of the ``k`` rows, and ``want_div`` must be False.
     """
     if getattr(block, "mask", None) is not None:   # missing values: core/masked.py
         from .masked import sweep_masked
         return sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
+    if entry_offset is not None and want_div:
+        raise ValueError("the divergence of a sweep with an entry offset is not computed")
     if sp.issparse(block.data) or is_torch_sparse(block.data):
-        return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div)
+        return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div,
+                          entry_offset)
     if loss == FROBENIUS:
         return _sweep_dense_frobenius(block, codes, view, policy, update, want_parts)
-    return _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div)
+    return _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div,
+                           entry_offset)
+
+
+def entry_predictions(block: Block, codes, first: int, basis_t):
+    """``(C[:, first:] B[first:])`` at the stored entries of a KL block, in
+    the order the KL kernel visits them: one array for a CSR block, a list
+    of arrays (one per row chunk) for a dense block.  ``basis_t`` is
+    ``B[first:].T`` (C-contiguous).  The ``entry_offset`` of a sweep that
+    holds the topics from ``first`` on fixed (:func:`sweep_block`)."""
+    a = block.data
+    if not (sp.issparse(a) or is_torch_sparse(a)):
+        n, f = a.shape
+        step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
+        to_csr = _dense_chunk_csr(a)
+        return [entry_predictions(Block(to_csr(a[lo:lo + step]), 0.0), codes[lo:lo + step],
+                                  first, basis_t) for lo in range(0, n, step)]
+    if is_torch(a):
+        from ._torch_sparse import _predict
+
+        return _predict(a, codes[:, first:], basis_t, basis_t.new_zeros(basis_t.shape[0]))
+    out = np.empty(a.nnz, dtype=codes.dtype)
+    _csr_kernels.entry_dots(a.indices, a.indptr, codes, first, basis_t, out)
+    return out
+
+
+def _dense_chunk_csr(a):
+    if is_torch(a):
+        from ._torch_sparse import dense_to_csr
+
+        return dense_to_csr
+    return sp.csr_matrix
 
 
 def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
@@ -226,31 +266,30 @@ def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
     return max(div, 0.0), parts
 
 
-def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div):
+def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div,
+                    entry_offset=None):
     """Dense KL blocks go through the CSR kernel one row chunk at a time: the
     Poisson ratio only matters at nonzero entries, and the chunk's CSR copy
     bounds the extra memory."""
     a = block.data
     n, f = a.shape
+    k = view.basis.shape[0]
     step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
     xp = namespace(codes)
     csum_before = xp.sum(codes, axis=0, dtype=xp.float64)
     loglik = 0.0
-    cross = xp.zeros((codes.shape[1], f), dtype=codes.dtype,
+    cross = xp.zeros((k, f), dtype=codes.dtype,
                      device=_device(codes)) if want_parts else None
-    if is_torch(a):
-        from ._torch_sparse import dense_to_csr as to_csr
-    else:
-        to_csr = sp.csr_matrix
-    for lo in range(0, n, step):
+    to_csr = _dense_chunk_csr(a)
+    for c, lo in enumerate(range(0, n, step)):
         ll, cr = _kl_csr_pass(to_csr(a[lo:lo + step]), block.offset,
                               codes[lo:lo + step], view, policy, update, want_parts,
-                              want_div)
+                              want_div, None if entry_offset is None else entry_offset[c])
         loglik += ll
         if want_parts:
             cross += cr
     div = _kl_divergence(block, n, csum_before, view, loglik) if want_div else None
-    parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
+    parts = Parts(cross, xp.sum(codes[:, :k], axis=0)) if want_parts else None
     return div, parts
 
 
@@ -275,7 +314,8 @@ def _kernel_for(loss, a, k, tiled=True):
     return _csr_kernels.kernel(loss, parallel, k if parallel else 0, tiled), n_chunks
 
 
-def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
+def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div,
+               entry_offset=None):
     a = block.data
     n, f = a.shape
     k = codes.shape[1]
@@ -300,30 +340,38 @@ def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div):
     xp = namespace(codes)
     csum_before = xp.sum(codes, axis=0, dtype=xp.float64)
     loglik, cross = _kl_csr_pass(a, block.offset, codes, view, policy, update, want_parts,
-                                 want_div)
+                                 want_div, entry_offset)
     div = _kl_divergence(block, n, csum_before, view, loglik) if want_div else None
-    parts = Parts(cross, codes.sum(axis=0)) if want_parts else None
+    parts = Parts(cross, xp.sum(codes[:, :view.basis.shape[0]], axis=0)) if want_parts \
+        else None
     return div, parts
 
 
-def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div):
+_NO_ENTRY_OFFSET = {}   # an empty array per dtype: the kernels' "no entry offset"
+
+
+def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div,
+                 entry_offset=None):
     """KL kernel on one CSR matrix: returns ``(sum a log pred, C^T (A / pred))``
     (the first is 0 unless ``want_div``, the second None unless
-    ``want_parts``); updates ``codes`` in place."""
+    ``want_parts``); updates ``codes`` in place (its first ``k`` columns, ``k``
+    the view's number of basis rows)."""
     if is_torch(a):
         from ._torch_sparse import kl_sweep
 
         return kl_sweep(a, offset, codes, view.basis_t, view.rowsum, policy, update,
-                        want_parts, want_div)
+                        want_parts, want_div, entry_offset)
     f = a.shape[1]
-    k = codes.shape[1]
+    k = view.basis_t.shape[1]
+    if entry_offset is None:
+        entry_offset = _NO_ENTRY_OFFSET.setdefault(codes.dtype, np.empty(0, codes.dtype))
     tile = _csr_kernels.tile_features(f, k, codes.itemsize)
     kernel, n_chunks = _kernel_for(KL, a, k, tiled=tile < f)
     cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
     loglik = kernel(
         a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum, offset,
         policy.eps, policy.gamma, policy.code_floor, update, want_parts, want_div, cross,
-        n_chunks, tile)
+        n_chunks, tile, entry_offset)
     return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
 
