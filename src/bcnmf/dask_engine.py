@@ -47,14 +47,13 @@ from .core.fit import (FitSettings, _options, _restart_seeds, _select, contrast_
                        finish, raw_alpha, restart_agreement, step_policy, transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
-from .core.solver import SolveOutput, _finite, _record, _unit_rows, normalize_basis
+from .core.solver import (SolveOutput, _finite, _record, _unit_rows, normalize_basis,
+                          refine_block)
 from .core.source import RowSource, Scan
 from .core.updates import FROBENIUS, Block, Parts, basis_step, block_const, sweep_block, view_basis
 
 #: number of partial results combined by one task of the tree reductions
 FAN_IN = 8
-#: code-only sweeps per round trip of the final code refinement
-REFINE_PER_TRIP = 10
 #: default rows per chunk when a numpy/scipy input is sent to the Dask engine
 #: (about this many matrix entries per chunk)
 CHUNK_ENTRIES = 1 << 24
@@ -169,7 +168,7 @@ def _add_scans(*parts):
 
 def _codes_of(state):
     """The codes of a chunk from what its last task returned: the codes, or
-    the ``(codes, statistics)`` pair of a sweep or refinement task (persisted
+    the ``(codes, statistics)`` pair of a sweep task (persisted
     as it is, so that no task per chunk is spent taking the codes out)."""
     return state[0] if isinstance(state, tuple) else state
 
@@ -202,24 +201,14 @@ def _eval_task(block, codes, scales, const, payload):
                            policy, update=False, want_parts=False)[0]
 
 
-def _refine_task(block, codes, scales, payload, n_sweeps):
-    """``n_sweeps`` code-only sweeps (basis fixed) of one chunk: ``(new codes,
-    [worst relative L1 step of each sweep])``, the per-block part of
-    :func:`~bcnmf.core.solver.refine_codes`."""
+def _refine_task(block, codes, scales, payload, max_iter, tol):
+    """:func:`~bcnmf.core.solver.refine_block` on one chunk: its new codes."""
     basis, loss, policy, offset = payload
-    tiny = np.finfo(np.float64).tiny
-    view = view_basis(basis, loss)
-    worst = []
     with np.errstate(**_QUIET):
         codes = _scaled(codes, scales)
-        for _ in range(n_sweeps):
-            before = codes.copy()
-            sweep_block(Block(block, 0.0, offset), codes, view, loss, policy,
-                        want_parts=False, want_div=False)
-            step = np.abs(codes - before).sum(axis=1)
-            size = np.maximum(codes.sum(axis=1).astype(np.float64), tiny)
-            worst.append(float(np.max(step / size)) if step.size else 0.0)
-    return codes, worst
+        refine_block(Block(block, 0.0, offset), codes, view_basis(basis, loss), loss, policy,
+                     max_iter, tol)
+    return codes
 
 
 def _add_sweeps(*stats):
@@ -235,11 +224,6 @@ def _add_sweeps(*stats):
 
 def _add_floats(*values):
     return float(sum(values))
-
-
-def _max_lists(*lists):
-    """Elementwise maximum of equally long lists of floats."""
-    return [float(max(v)) for v in zip(*lists)]
 
 
 def _draw_codes(state, bitgen, rows, k, method, factor, dtype):
@@ -493,36 +477,18 @@ def _evaluate(runner, x, y, state: _Codes, basis, opts):
     return float(dx), float(dy)
 
 
-def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol, per_trip=REFINE_PER_TRIP):
-    """:func:`bcnmf.core.solver.refine_codes` on the cluster: code sweeps
-    until every cell of every chunk moved by at most ``tol`` in one sweep.
-
-    Each round trip runs ``per_trip`` sweeps and returns the worst step of
-    each; when the rule fires inside a round, the chunks are swept again
-    from the round's start up to that sweep (one more round trip), so the
-    result is the one of the sweep-by-sweep rule.  Returns the new ``_Codes``."""
+def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol):
+    """:func:`bcnmf.core.solver.refine_codes` on the cluster: every cell is
+    refined until it moved by at most ``tol`` in one sweep (cells are
+    independent, so each chunk runs to its end in one task).  Returns the
+    new ``_Codes``."""
     sides = [(x, "x")] + ([(y, "y")] if y is not None else [])
     payloads = {name: _payload(basis, opts.loss, opts.policy, side.offset)
                 for side, name in sides}
-
-    def trip(start, n):
-        new = [_delayed(_refine_task)(b, c, start.scales, payloads[name], n)
-               for side, name in sides for b, c in zip(side.chunks, getattr(start, name))]
-        kept, w = runner.run(new, _tree([r[1] for r in new], _max_lists))
-        return _Codes(kept[:len(x.chunks)], kept[len(x.chunks):]), w
-
-    done = 0
-    while done < max_iter:
-        n = min(per_trip, max_iter - done)
-        new, worst = trip(state, n)
-        hit = next((j for j, w in enumerate(worst) if w <= tol), None)
-        if hit is None:
-            state, done = new, done + n
-            continue
-        if hit < n - 1:
-            new, _ = trip(state, hit + 1)
-        return new
-    return state
+    new = [_delayed(_refine_task)(b, c, state.scales, payloads[name], max_iter, tol)
+           for side, name in sides for b, c in zip(side.chunks, getattr(state, name))]
+    kept, _ = runner.run(new)
+    return _Codes(kept[:len(x.chunks)], kept[len(x.chunks):])
 
 
 def _restore(basis, good, hist, out):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from .backend import all_finite, contiguous, copy, maximum_, namespace
 from .updates import (Block, StepPolicy, basis_step, entry_predictions, sweep_block,
@@ -126,26 +127,73 @@ def _sweep_held(pairs, view, opts, tail_t, cache):
     return None, parts
 
 
+#: the cells still moving are gathered into a smaller block once they are at
+#: most this fraction of the rows swept (see :func:`refine_block`)
+REGATHER = 0.8
+_TINY = np.finfo(np.float64).tiny
+
+
 def refine_codes(pairs, view, loss, policy, max_iter: int, tol: float) -> int:
-    """Code-only sweeps with the basis fixed (a convex problem per cell) until
-    every cell's codes moved by at most ``tol`` relative to their size,
-    ``max_i |c_i,t - c_i,t-1|_1 / |c_i,t|_1 <= tol``; returns the number of
+    """Code-only sweeps with the basis fixed (a convex problem per cell): every
+    cell is swept until its codes moved by at most ``tol`` relative to their
+    size in one sweep, ``|c_i,t - c_i,t-1|_1 / |c_i,t|_1 <= tol``, or
+    ``max_iter`` sweeps (:func:`refine_block`); returns the largest number
+    of sweeps a block ran."""
+    return max((refine_block(block, codes, view, loss, policy, max_iter, tol)
+                for block, codes in pairs), default=0)
+
+
+def refine_block(block, codes, view, loss, policy, max_iter: int, tol: float) -> int:
+    """:func:`refine_codes` for one block, in place on ``codes``.
+
+    Cells are independent problems: a cell that has met the criterion keeps
+    the codes of that sweep and is not updated again.  In in-memory numpy
+    blocks the cells still moving are gathered into a smaller block whenever
+    they have shrunk to ``REGATHER`` of the rows swept, so that finished
+    cells cost nothing (measured: 2,000 cells of the raw-count simulation
+    swept 1,000 times while 1-250 moved after the first 100 sweeps).  With
+    missing values the prior couples a block's cells: the block is swept
+    whole until every cell has met the criterion.  Returns the number of
     sweeps run."""
-    tiny = np.finfo(np.float64).tiny
+    xp = namespace(codes)
+    coupled = getattr(block, "mask", None) is not None
+    data = block.data if isinstance(block, Block) else None
+    gathers = not coupled and (isinstance(data, np.ndarray) or sp.issparse(data))
+    rows = None                    # rows of the block still swept (None: all)
+    sub_block, sub = block, codes  # their block and their codes
+    done = None                    # of those rows, the ones that have finished
     for it in range(max_iter):
-        worst = 0.0
-        for block, codes in pairs:
-            xp = namespace(codes)
-            before = copy(codes)
-            sweep_block(block, codes, view, loss, policy, want_parts=False,
-                        want_div=False)
-            step = xp.sum(xp.abs(codes - before), axis=1)
-            size = xp.clip(xp.astype(xp.sum(codes, axis=1), xp.float64), min=tiny)
-            if step.shape[0]:
-                worst = max(worst, float(xp.max(step / size)))
-        if worst <= tol:
+        before = copy(sub)
+        sweep_block(sub_block, sub, view, loss, policy, want_parts=False, want_div=False)
+        if sub.shape[0] == 0:
             return it + 1
-    return max_iter
+        if done is not None and bool(xp.any(done)):
+            sub[done] = before[done]          # finished cells keep their codes
+        step = xp.sum(xp.abs(sub - before), axis=1)
+        size = xp.clip(xp.astype(xp.sum(sub, axis=1), xp.float64), min=_TINY)
+        finished = xp.astype(step, xp.float64) / size <= tol   # NaN keeps moving
+        if coupled:
+            if bool(xp.all(finished)):
+                return it + 1
+            continue
+        done = finished if done is None else done | finished
+        n_moving = int(xp.sum(xp.astype(~done, xp.int64)))
+        if n_moving == 0:
+            break
+        if gathers and n_moving <= REGATHER * sub.shape[0]:
+            moving = np.flatnonzero(~done)
+            if rows is not None:
+                codes[rows] = sub
+            rows = moving if rows is None else rows[moving]
+            sub_block = Block(data[rows], 0.0, block.offset)
+            sub = np.ascontiguousarray(codes[rows])
+            done = None
+    else:
+        it = max_iter - 1
+    if rows is not None:
+        codes[rows] = sub
+    return it + 1
+
 
 
 def _unit_rows(basis: np.ndarray) -> np.ndarray:
