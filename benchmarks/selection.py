@@ -80,20 +80,44 @@ def _grid_ari(X, Y, labels, k, a, seed, n_restarts, params):
         return (P.cluster_ari(codes, labels), P.cluster_ari(codes, labels, normalise=True))
 
 
+def _saved_ari(name, directory):
+    """Grid ARIs saved with ``--csv-dir`` for this dataset: {(K, alpha): (mean, sd)}.  They do
+    not depend on the selection seed (every grid point is refitted on all cells)."""
+    import pandas as pd
+
+    if directory is None:
+        return {}
+    paths = sorted(Path(directory).glob(f"{name}_seed*.csv"))
+    if not paths:
+        return {}
+    t = pd.read_csv(paths[0])
+    return {(int(k), float(a)): (np.array([r, n]), np.array([rs, ns]))
+            for k, a, r, n, rs, ns in zip(t["n_components"], t["alpha"], t["ari_raw"],
+                                          t["ari_norm"], t["ari_raw_sd"], t["ari_norm_sd"])}
+
+
 def grid_ari(name, args):
-    """Mean ARI (raw, normalised) of every grid point over the fitting seeds."""
+    """Mean ARI (raw, normalised) of every grid point over the fitting seeds (grid points
+    found in ``--ari-from`` are taken from there, the others fitted)."""
     from joblib import Parallel, delayed
 
     X, Y, labels = load(name, args)
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
     params = {"max_iter": args.max_iter}
     grid = [(k, a) for k in ks for a in alphas]
-    jobs = [(k, a, s) for k, a in grid for s in range(args.ari_seeds)]
+    saved = _saved_ari(name, args.ari_from)
+    todo = [(k, a) for k, a in grid if (int(k), float(a)) not in saved]
+    jobs = [(k, a, s) for k, a in todo for s in range(args.ari_seeds)]
     out = Parallel(n_jobs=args.n_jobs)(
         delayed(_grid_ari)(X, Y, labels, int(k), float(a), s, args.restarts, params)
         for k, a, s in jobs)
-    res = np.asarray(out, dtype=float).reshape(len(grid), args.ari_seeds, 2)
-    return grid, res.mean(axis=1), res.std(axis=1)
+    res = np.asarray(out, dtype=float).reshape(len(todo), args.ari_seeds, 2)
+    fitted = {(int(k), float(a)): (res[i].mean(axis=0), res[i].std(axis=0))
+              for i, (k, a) in enumerate(todo)}
+    both = {**saved, **fitted}
+    mean = np.array([both[(int(k), float(a))][0] for k, a in grid])
+    sd = np.array([both[(int(k), float(a))][1] for k, a in grid])
+    return grid, mean, sd
 
 
 def run(name, seed, args, ari):
@@ -113,7 +137,20 @@ def run(name, seed, args, ari):
     table["ari_raw"], table["ari_norm"] = mean[:, 0], mean[:, 1]
     table["ari_raw_sd"], table["ari_norm_sd"] = sd[:, 0], sd[:, 1]
     pick = apply_rule(table)
-    return table, pick, t_sel
+    return table, pick, t_sel, res.placements
+
+
+def save_placements(path, placements):
+    """Held-out placements of every grid point (rows of the table, in order)."""
+    np.savez_compressed(path, target=np.array([p[0] for p in placements]),
+                        background=np.array([p[1] for p in placements]))
+
+
+def load_placements(path):
+    if not Path(path).exists():
+        return None
+    with np.load(path) as f:
+        return list(zip(f["target"], f["background"]))
 
 
 def fmt_table(table, pick):
@@ -158,7 +195,12 @@ def main(argv=None):
     ap.add_argument("--from-csv", default=None, metavar="DIR",
                     help="reprint the tables and the summary of runs saved with --csv-dir, "
                          "applying the current rule (no fitting)")
-    ap.add_argument("--csv-dir", default=None, help="also write every table as CSV here")
+    ap.add_argument("--csv-dir", default=None,
+                    help="also write every table as CSV here (and the held-out placements of "
+                         "every grid point as NAME_seedS_placements.npz)")
+    ap.add_argument("--ari-from", default=None, metavar="DIR",
+                    help="take the grid ARIs of the grid points found in CSVs saved there with "
+                         "--csv-dir (they do not depend on the selection seed); fit the others")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
     args = ap.parse_args(argv)
@@ -195,11 +237,13 @@ def main(argv=None):
         print(f"\n({name}: grid ARIs over {args.ari_seeds} fitting seeds in "
               f"{time.perf_counter() - t0:.0f} s)")
         for seed in seeds:
-            table, pick, t_sel = run(name, seed, args, ari)
+            table, pick, t_sel, placements = run(name, seed, args, ari)
             v = verdict(table, pick)
             if args.csv_dir:
                 Path(args.csv_dir).mkdir(parents=True, exist_ok=True)
                 table.to_csv(Path(args.csv_dir) / f"{name}_seed{seed}.csv", index=False)
+                save_placements(Path(args.csv_dir) / f"{name}_seed{seed}_placements.npz",
+                                placements)
             print(f"\n### {name}, selection seed {seed} (selection {t_sel:.0f} s)\n")
             print(fmt_table(table, pick))
             summary.append((name, seed, table["n_components"].iloc[pick],

@@ -114,6 +114,7 @@ class SelectionResult:
     best_model: object = None
     rule: str = RULE
     settings: dict = field(default_factory=dict)
+    placements: list = None
 
     def plot(self, value="score", ax=None):
         """Heatmap of one column of ``table`` over the grid, the chosen point outlined
@@ -175,6 +176,47 @@ def _auc(a, b):
     ranks = rankdata(np.concatenate([a, b]))
     u = ranks[: a.size].sum() - a.size * (a.size + 1) / 2.0
     return float(u / (a.size * b.size))
+
+
+def _placements(a, b):
+    """DeLong placement values of two samples: ``P(b < a_i) + P(b = a_i) / 2`` for every
+    ``a_i`` and ``P(a > b_j) + P(a = b_j) / 2`` for every ``b_j`` (NaN where the value is not
+    finite).  Their means are both the AUC :func:`_auc`."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    va = np.full(a.shape, np.nan)
+    vb = np.full(b.shape, np.nan)
+    na, nb = int(fa.sum()), int(fb.sum())
+    if na == 0 or nb == 0:
+        return va, vb
+    a_, b_ = a[fa], b[fb]
+    both = rankdata(np.concatenate([a_, b_]))
+    # rank among the pooled sample minus rank within its own sample = number of the other
+    # sample's values below it (ties counted half)
+    va[fa] = (both[:na] - rankdata(a_)) / nb
+    vb[fb] = 1.0 - (both[na:] - rankdata(b_)) / na
+    return va, vb
+
+
+def paired_contrast_se(first, second):
+    """Standard error of the difference of two grid points' contrasts measured on the same
+    held-out cells (DeLong, DeLong and Clarke-Pearson 1988).
+
+    ``first`` and ``second`` are ``(target placements, background placements)`` pairs (the
+    ``placements`` of a :class:`SelectionResult`).  Both contrasts are measured on the same
+    cells, so the sampling noise they share cancels in the difference; this is the noise
+    level against which the rule compares grid points.
+    """
+    (ta, ba), (tb, bb) = first, second
+    dt = np.asarray(ta, dtype=float) - np.asarray(tb, dtype=float)
+    db = np.asarray(ba, dtype=float) - np.asarray(bb, dtype=float)
+    dt, db = dt[np.isfinite(dt)], db[np.isfinite(db)]
+    if dt.size < 2 or db.size < 2:
+        return float("nan")
+    return float(np.sqrt(dt.var(ddof=1) / dt.size + db.var(ddof=1) / db.size))
 
 
 def _auc_se(auc, n_a, n_b):
@@ -243,6 +285,7 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
     rows = {"fit_target": [], "fit_background": [], "heldout_target": [],
             "heldout_background": [], "contrast": [], "n_iter": []}
     bases, assign = [], []
+    place_t, place_b = [], []
     n_warnings = 0
     t0 = time.perf_counter()
     with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
@@ -263,6 +306,9 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
             rows["heldout_target"].append(_explained(dx, nx))
             rows["heldout_background"].append(_explained(dy, ny))
             rows["contrast"].append(_auc(ex, ey))
+            vt, vb = _placements(ex, ey)
+            place_t.append(vt)
+            place_b.append(vb)
             hist = model.history_
             rows["fit_target"].append(float(hist["target"][-1]))
             rows["fit_background"].append(float(hist["background"][-1]))
@@ -285,6 +331,9 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
         out["consensus"] = _dispersion(assign) if int(k) > 1 else 1.0
     else:
         out["stability"] = out["stability_min"] = out["consensus"] = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN cells stay NaN
+        out["_placements"] = (np.nanmean(place_t, axis=0), np.nanmean(place_b, axis=0))
     out["n_warnings"] = n_warnings
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -495,6 +544,7 @@ def select_model(X, background, n_components=(2, 3, 5),
                 bar.update(f"K={k}, alpha={a:g}")
     finally:
         bar.close()
+    placements = [res.pop("_placements") for res in results]
     table = pd.DataFrame([{"n_components": int(k), "alpha": float(a), **res}
                           for (k, a), res in zip(grid, results)])
     columns = ["n_components", "alpha", "score", "contrast", "contrast_sd", "contrast_se",
@@ -516,4 +566,4 @@ def select_model(X, background, n_components=(2, 3, 5),
                 "random_state": random_state if isinstance(random_state, (int, type(None)))
                 else "generator", "seeds": [int(s) for s in seeds], **params}
     return SelectionResult(table=table, best=best, best_model=model, rule=RULE,
-                           settings=settings)
+                           settings=settings, placements=placements)
