@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["select_model", "SelectionResult", "RULE", "selection_score"]
+__all__ = ["select_model", "SelectionResult", "RULE", "selection_score", "paired_contrast_se"]
 
 #: grid points whose restarts agree less than this (mean matched cosine) are not chosen
 MIN_STABILITY = 0.9
@@ -90,6 +90,23 @@ def apply_rule(table):
     level = score[at_k].max()
     candidates = [i for i in at_k if score[i] >= level - CONTRAST_TIE]
     return int(max(candidates, key=lambda i: a[i]))
+
+
+def noise_columns(table, placements, pick):
+    """How far every grid point is from the chosen one, in units of the held-out noise.
+
+    Returns ``(contrast_gap, contrast_gap_se, within_noise)``: the chosen point's contrast
+    minus this point's, the standard error of that difference on the shared held-out cells
+    (:func:`paired_contrast_se`; 0 for the chosen point itself) and whether the gap is at most
+    one such standard error, i.e. whether the held-out cells cannot tell the two apart.
+    ``placements`` holds one ``(target, background)`` pair of DeLong placements per row.
+    """
+    contrast = np.asarray(table["contrast"], dtype=float)
+    gap = contrast[pick] - contrast
+    se = np.array([paired_contrast_se(placements[i], placements[pick]) if i != pick else 0.0
+                   for i in range(len(contrast))])
+    within = np.where(np.isfinite(se), gap <= se, False)
+    return gap, se, within
 
 
 @dataclass(frozen=True, repr=False)
@@ -555,6 +572,8 @@ def select_model(X, background, n_components=(2, 3, 5),
     table = table[columns]
     pick = apply_rule(table)
     table["chosen"] = np.arange(len(table)) == pick
+    table["contrast_gap"], table["contrast_gap_se"], table["within_noise"] = \
+        noise_columns(table, placements, pick)
     best = {"n_components": int(table["n_components"].iloc[pick]),
             "alpha": float(table["alpha"].iloc[pick])}
     model = None
