@@ -14,7 +14,8 @@ Datasets
 --------
 - ``sim``: the beta-series simulation (``make_contrastive_counts``), log-CP10k, at a reduced
   size (``--sim-genes`` genes, ``--sim-cells`` target and background cells; blocks scale with
-  the genes) so that a grid fits on a loaded 2-core machine;
+  the genes) so that a grid fits on a loaded 2-core machine (raw counts with a count
+  ``--loss``; ``--beta`` and ``--sim-seed`` choose the draw);
 - ``mice``: ``bcnmf.datasets.load_mice_protein()`` as shipped;
 - ``mnist``: ``mnist_daisy_demo`` from /work/shared/data (``load_shared_dataset``), as shipped.
 
@@ -59,7 +60,10 @@ def load(name, args):
     if name == "sim":
         sim = make_contrastive_counts(args.beta, n_genes=args.sim_genes,
                                       n_target=args.sim_cells, n_background=args.sim_cells,
-                                      random_state=0)
+                                      random_state=args.sim_seed)
+        if args.loss != "frobenius":   # a count loss models the raw counts
+            return (np.asarray(sim.X, dtype=np.float64), np.asarray(sim.Y, dtype=np.float64),
+                    np.asarray(sim.labels))
         return (np.asarray(normalize_log1p(sim.X)), np.asarray(normalize_log1p(sim.Y)),
                 np.asarray(sim.labels))
     d = load_mice_protein() if name == "mice" else load_shared_dataset("mnist_daisy_demo")
@@ -103,7 +107,7 @@ def grid_ari(name, args):
 
     X, Y, labels = load(name, args)
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
-    params = {"max_iter": args.max_iter}
+    params = {"max_iter": args.max_iter, "beta_loss": args.loss}
     grid = [(k, a) for k in ks for a in alphas]
     saved = _saved_ari(name, args.ari_from)
     todo = [(k, a) for k, a in grid if (int(k), float(a)) not in saved]
@@ -128,8 +132,8 @@ def run(name, seed, args, ari):
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
     params = {"max_iter": args.max_iter}
     t0 = time.perf_counter()
-    res = select_model(X, Y, ks, alphas, n_restarts=args.restarts, n_jobs=args.n_jobs,
-                       random_state=seed, refit=False, **params)
+    res = select_model(X, Y, ks, alphas, beta_loss=args.loss, n_restarts=args.restarts,
+                       n_jobs=args.n_jobs, random_state=seed, refit=False, **params)
     t_sel = time.perf_counter() - t0
     grid, mean, sd = ari
     assert grid == list(zip(res.table["n_components"], res.table["alpha"]))
@@ -190,6 +194,13 @@ def main(argv=None):
     ap.add_argument("--beta", type=float, default=8.0)
     ap.add_argument("--sim-genes", type=int, default=600)
     ap.add_argument("--sim-cells", type=int, default=300)
+    ap.add_argument("--sim-seed", type=int, default=0,
+                    help="random_state of the simulation (0 for the validated draw)")
+    ap.add_argument("--loss", default="frobenius",
+                    choices=["frobenius", "kullback-leibler", "poisson"],
+                    help="beta_loss of every fit; with a count loss the simulation is "
+                         "modelled on raw counts (estimator defaults otherwise, e.g. the "
+                         "stable mode's nuisance topics)")
     ap.add_argument("--ks", default=None, help="override the grid's K values, e.g. 2,3,5,8")
     ap.add_argument("--alphas", default=None, help="override the grid's alphas")
     ap.add_argument("--from-csv", default=None, metavar="DIR",
@@ -200,7 +211,8 @@ def main(argv=None):
                          "every grid point as NAME_seedS_placements.npz)")
     ap.add_argument("--ari-from", default=None, metavar="DIR",
                     help="take the grid ARIs of the grid points found in CSVs saved there with "
-                         "--csv-dir (they do not depend on the selection seed); fit the others")
+                         "--csv-dir (they do not depend on the selection seed; same data and "
+                         "settings assumed); fit the others")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
     args = ap.parse_args(argv)
