@@ -157,16 +157,34 @@ def load_placements(path):
         return list(zip(f["target"], f["background"]))
 
 
+def ks_within_noise(table):
+    """K values with a stable grid point whose contrast is within one paired standard error
+    of the chosen point's (the held-out cells cannot tell them from the choice)."""
+    if "within_noise" not in table:
+        return None
+    from bcnmf.selection import MIN_STABILITY
+
+    stable = np.nan_to_num(np.asarray(table["stability"], dtype=float), nan=1.0) \
+        >= MIN_STABILITY
+    ok = np.asarray(table["within_noise"], dtype=bool) & stable
+    return sorted({int(k) for k in table["n_components"][ok]})
+
+
 def fmt_table(table, pick):
     cols = ["n_components", "alpha", "score", "contrast", "stability", "consensus",
             "heldout_target", "heldout_background", "ari_raw", "ari_norm"]
     head = "| K | alpha | score | contrast | stability | consensus | held-out target | " \
            "held-out bg | ARI raw | ARI norm |"
-    lines = [head, "|" + "---|" * len(cols)]
-    for i, row in table[cols].iterrows():
+    gap = "contrast_gap_se" in table
+    if gap:
+        head = head.replace("| contrast |", "| contrast | gap (paired SE) |")
+    lines = [head, "|" + "---|" * (len(cols) + gap)]
+    for i, row in table.iterrows():
         mark = " **<-**" if i == pick else ""
         cells = [f"{int(row.n_components)}", f"{row.alpha:g}"] + \
             [f"{row[c]:.3f}" for c in cols[2:]]
+        if gap:
+            cells.insert(4, f"{row.contrast_gap:.4f} ({row.contrast_gap_se:.4f})")
         cells[-1] += mark
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -229,18 +247,26 @@ def main(argv=None):
     if args.from_csv:
         import pandas as pd
 
-        from bcnmf.selection import apply_rule, selection_score
+        from bcnmf.selection import apply_rule, noise_columns, selection_score
 
         for path in sorted(Path(args.from_csv).glob("*_seed*.csv")):
             name, seed = path.stem.split("_seed")
             table = pd.read_csv(path)
             table["score"] = selection_score(table)
             pick = apply_rule(table)
+            placements = load_placements(path.with_name(path.stem + "_placements.npz"))
+            if placements is not None:
+                table["contrast_gap"], table["contrast_gap_se"], table["within_noise"] = \
+                    noise_columns(table, placements, pick)
+            else:
+                table = table.drop(columns=["contrast_gap", "contrast_gap_se",
+                                            "within_noise"], errors="ignore")
             ks = sorted(set(table["n_components"]))
             print(f"\n### {name}, selection seed {seed} (K in {ks})\n")
             print(fmt_table(table, pick))
             summary.append((name, int(seed), table["n_components"].iloc[pick],
-                            table["alpha"].iloc[pick], verdict(table, pick)))
+                            table["alpha"].iloc[pick], verdict(table, pick),
+                            ks_within_noise(table)))
         _print_summary(summary)
         return
     for name in args.datasets.split(","):
@@ -259,7 +285,7 @@ def main(argv=None):
             print(f"\n### {name}, selection seed {seed} (selection {t_sel:.0f} s)\n")
             print(fmt_table(table, pick))
             summary.append((name, seed, table["n_components"].iloc[pick],
-                            table["alpha"].iloc[pick], v))
+                            table["alpha"].iloc[pick], v, ks_within_noise(table)))
             sys.stdout.flush()
     _print_summary(summary)
 
@@ -267,13 +293,14 @@ def main(argv=None):
 def _print_summary(summary):
     print("\n### Summary: is the recommended model within 10% of the grid's best ARI?\n")
     print("| dataset | seed | chosen K | chosen alpha | ARI raw (best) | within 10% | "
-          "ARI norm (best) | within 10% |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, seed, k, a, v in summary:
+          "ARI norm (best) | within 10% | K within noise |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, seed, k, a, v, tied in summary:
         r, n = v["ari_raw"], v["ari_norm"]
+        tied = "-" if tied is None else ", ".join(map(str, tied))
         print(f"| {name} | {seed} | {k} | {a:g} | {r[0]:.3f} ({r[1]:.3f}) | "
               f"{'yes' if r[2] else 'no'} | {n[0]:.3f} ({n[1]:.3f}) | "
-              f"{'yes' if n[2] else 'no'} |")
+              f"{'yes' if n[2] else 'no'} | {tied} |")
 
 
 if __name__ == "__main__":
