@@ -31,6 +31,13 @@ labels:
     restarts agree on the partition.
 ``score``
     The rule's score: the contrast of the stable grid points (below).
+``contrast_gap``, ``contrast_gap_se``, ``within_noise``
+    How far each grid point is from the chosen one: the chosen contrast minus this point's,
+    the standard error of that difference on the shared held-out cells
+    (:func:`paired_contrast_se`, DeLong's paired variance of two AUCs measured on the same
+    cells, from the restart-averaged placements in ``SelectionResult.placements``), and
+    whether the gap is at most one such standard error.  Grid points ``within_noise`` at
+    other K or alpha are ones the held-out cells cannot tell from the choice.
 
 Each per-restart criterion is averaged over the restarts (``n_restarts``), which makes the
 rule less sensitive to one unlucky fit.
@@ -124,6 +131,15 @@ class SelectionResult:
         The chosen model refitted on all cells (None with ``refit=False``).
     rule : str
         The rule, in words.
+    settings : dict
+        ``n_restarts``, ``holdout``, ``random_state``, the restart seeds and the fit
+        parameters.
+    placements : list of (ndarray, ndarray) or None
+        Per grid point (rows of ``table``), the DeLong placements of the held-out target and
+        background cells averaged over the restarts: for a target cell, the fraction of
+        held-out background cells it is better explained than (ties half), and for a
+        background cell, the fraction of target cells better explained than it.  Their means
+        are the ``contrast``; :func:`paired_contrast_se` compares two grid points with them.
     """
 
     table: object
