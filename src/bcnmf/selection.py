@@ -301,6 +301,23 @@ def _heldout(model, A, basis, as_background):
     return full[:, :k], full @ np.vstack([basis, nuisance]) + floor
 
 
+def _nuisance_null(model, A, as_background):
+    """Per-cell divergence of the nuisance-only prediction of held-out cells (stable Poisson
+    with nuisance topics: the floor plus the nuisance topics with their codes solved, no
+    contrastive topic), or None when the model has no nuisance topics."""
+    from .core.fit import split_offset, transform_codes
+
+    floor, nuisance = split_offset(model._offsets[1 if as_background else 0])
+    if nuisance is None:
+        return None
+    nuisance = np.asarray(nuisance, dtype=np.float64)
+    A = A.astype(np.float64) if A.dtype != np.float64 else A
+    codes, _ = transform_codes(A, nuisance, model._settings, model._policy, floor,
+                               model.transform_max_iter, model.tol)
+    pred = codes @ nuisance + (0.0 if floor is None else floor)
+    return _per_cell_divergence(A, pred, "kullback-leibler")[0]
+
+
 def _evaluate(k, alpha, data, seeds, params, consensus_cells):
     """Fit one grid point ``len(seeds)`` times on the training cells; its criteria."""
     from threadpoolctl import threadpool_limits
@@ -332,7 +349,13 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
             dx, nx = _per_cell_divergence(x_ho, px, loss)
             dy, ny = _per_cell_divergence(y_ho, py, loss)
             if loss != "frobenius":
-                nx, ny = _kl_null(x_ho, profile), _kl_null(y_ho, profile)
+                # the null: the nuisance-only prediction when the model has nuisance topics
+                # (they are shared by every grid point and explain most of both datasets),
+                # else each cell's total along the training mean profile
+                nx = _nuisance_null(model, x_ho, False)
+                ny = _nuisance_null(model, y_ho, True)
+                nx = _kl_null(x_ho, profile) if nx is None else nx
+                ny = _kl_null(y_ho, profile) if ny is None else ny
             with np.errstate(divide="ignore", invalid="ignore"):
                 ex = np.where(nx > 0, 1.0 - dx / nx, np.nan)
                 ey = np.where(ny > 0, 1.0 - dy / ny, np.nan)
