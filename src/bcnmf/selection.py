@@ -8,8 +8,10 @@ labels:
     Fraction of the held-out cells' divergence explained by the model,
     ``1 - D(A | prediction) / D(A | null)``, with the codes of held-out cells solved with the
     basis frozen (:meth:`bcnmf.BCNMF.transform`; background cells under the background's
-    model).  The null is the zero prediction (squared error) or each cell's total spread over
-    the features in proportion to the training mean profile (KL).  Held-out fit alone always
+    model).  The null is the zero prediction (squared error), or each cell's total spread over
+    the features in proportion to the training mean profile (KL), or, for stable Poisson with
+    nuisance topics, the nuisance-only prediction (the floor plus the nuisance topics, their
+    codes solved), which every grid point shares.  Held-out fit alone always
     prefers a small alpha (``MODEL.md`` section 4.3), so it is reported, not maximised.
 ``contrast``
     The contrast criterion: the probability that a held-out target cell is better explained
