@@ -14,7 +14,8 @@ Datasets
 --------
 - ``sim``: the beta-series simulation (``make_contrastive_counts``), log-CP10k, at a reduced
   size (``--sim-genes`` genes, ``--sim-cells`` target and background cells; blocks scale with
-  the genes) so that a grid fits on a loaded 2-core machine;
+  the genes) so that a grid fits on a loaded 2-core machine (raw counts with a count
+  ``--loss``; ``--beta`` and ``--sim-seed`` choose the draw);
 - ``mice``: ``bcnmf.datasets.load_mice_protein()`` as shipped;
 - ``mnist``: ``mnist_daisy_demo`` from /work/shared/data (``load_shared_dataset``), as shipped.
 
@@ -59,7 +60,10 @@ def load(name, args):
     if name == "sim":
         sim = make_contrastive_counts(args.beta, n_genes=args.sim_genes,
                                       n_target=args.sim_cells, n_background=args.sim_cells,
-                                      random_state=0)
+                                      random_state=args.sim_seed)
+        if args.loss != "frobenius":   # a count loss models the raw counts
+            return (np.asarray(sim.X, dtype=np.float64), np.asarray(sim.Y, dtype=np.float64),
+                    np.asarray(sim.labels))
         return (np.asarray(normalize_log1p(sim.X)), np.asarray(normalize_log1p(sim.Y)),
                 np.asarray(sim.labels))
     d = load_mice_protein() if name == "mice" else load_shared_dataset("mnist_daisy_demo")
@@ -80,20 +84,44 @@ def _grid_ari(X, Y, labels, k, a, seed, n_restarts, params):
         return (P.cluster_ari(codes, labels), P.cluster_ari(codes, labels, normalise=True))
 
 
+def _saved_ari(name, directory):
+    """Grid ARIs saved with ``--csv-dir`` for this dataset: {(K, alpha): (mean, sd)}.  They do
+    not depend on the selection seed (every grid point is refitted on all cells)."""
+    import pandas as pd
+
+    if directory is None:
+        return {}
+    paths = sorted(Path(directory).glob(f"{name}_seed*.csv"))
+    if not paths:
+        return {}
+    t = pd.read_csv(paths[0])
+    return {(int(k), float(a)): (np.array([r, n]), np.array([rs, ns]))
+            for k, a, r, n, rs, ns in zip(t["n_components"], t["alpha"], t["ari_raw"],
+                                          t["ari_norm"], t["ari_raw_sd"], t["ari_norm_sd"])}
+
+
 def grid_ari(name, args):
-    """Mean ARI (raw, normalised) of every grid point over the fitting seeds."""
+    """Mean ARI (raw, normalised) of every grid point over the fitting seeds (grid points
+    found in ``--ari-from`` are taken from there, the others fitted)."""
     from joblib import Parallel, delayed
 
     X, Y, labels = load(name, args)
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
-    params = {"max_iter": args.max_iter}
+    params = {"max_iter": args.max_iter, "beta_loss": args.loss}
     grid = [(k, a) for k in ks for a in alphas]
-    jobs = [(k, a, s) for k, a in grid for s in range(args.ari_seeds)]
+    saved = _saved_ari(name, args.ari_from)
+    todo = [(k, a) for k, a in grid if (int(k), float(a)) not in saved]
+    jobs = [(k, a, s) for k, a in todo for s in range(args.ari_seeds)]
     out = Parallel(n_jobs=args.n_jobs)(
         delayed(_grid_ari)(X, Y, labels, int(k), float(a), s, args.restarts, params)
         for k, a, s in jobs)
-    res = np.asarray(out, dtype=float).reshape(len(grid), args.ari_seeds, 2)
-    return grid, res.mean(axis=1), res.std(axis=1)
+    res = np.asarray(out, dtype=float).reshape(len(todo), args.ari_seeds, 2)
+    fitted = {(int(k), float(a)): (res[i].mean(axis=0), res[i].std(axis=0))
+              for i, (k, a) in enumerate(todo)}
+    both = {**saved, **fitted}
+    mean = np.array([both[(int(k), float(a))][0] for k, a in grid])
+    sd = np.array([both[(int(k), float(a))][1] for k, a in grid])
+    return grid, mean, sd
 
 
 def run(name, seed, args, ari):
@@ -104,8 +132,8 @@ def run(name, seed, args, ari):
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
     params = {"max_iter": args.max_iter}
     t0 = time.perf_counter()
-    res = select_model(X, Y, ks, alphas, n_restarts=args.restarts, n_jobs=args.n_jobs,
-                       random_state=seed, refit=False, **params)
+    res = select_model(X, Y, ks, alphas, beta_loss=args.loss, n_restarts=args.restarts,
+                       n_jobs=args.n_jobs, random_state=seed, refit=False, **params)
     t_sel = time.perf_counter() - t0
     grid, mean, sd = ari
     assert grid == list(zip(res.table["n_components"], res.table["alpha"]))
@@ -113,7 +141,33 @@ def run(name, seed, args, ari):
     table["ari_raw"], table["ari_norm"] = mean[:, 0], mean[:, 1]
     table["ari_raw_sd"], table["ari_norm_sd"] = sd[:, 0], sd[:, 1]
     pick = apply_rule(table)
-    return table, pick, t_sel
+    return table, pick, t_sel, res.placements
+
+
+def save_placements(path, placements):
+    """Held-out placements of every grid point (rows of the table, in order)."""
+    np.savez_compressed(path, target=np.array([p[0] for p in placements]),
+                        background=np.array([p[1] for p in placements]))
+
+
+def load_placements(path):
+    if not Path(path).exists():
+        return None
+    with np.load(path) as f:
+        return list(zip(f["target"], f["background"]))
+
+
+def ks_within_noise(table):
+    """K values with a stable grid point whose contrast is within one paired standard error
+    of the chosen point's (the held-out cells cannot tell them from the choice)."""
+    if "within_noise" not in table:
+        return None
+    from bcnmf.selection import MIN_STABILITY
+
+    stable = np.nan_to_num(np.asarray(table["stability"], dtype=float), nan=1.0) \
+        >= MIN_STABILITY
+    ok = np.asarray(table["within_noise"], dtype=bool) & stable
+    return sorted({int(k) for k in table["n_components"][ok]})
 
 
 def fmt_table(table, pick):
@@ -121,11 +175,16 @@ def fmt_table(table, pick):
             "heldout_target", "heldout_background", "ari_raw", "ari_norm"]
     head = "| K | alpha | score | contrast | stability | consensus | held-out target | " \
            "held-out bg | ARI raw | ARI norm |"
-    lines = [head, "|" + "---|" * len(cols)]
-    for i, row in table[cols].iterrows():
+    gap = "contrast_gap_se" in table
+    if gap:
+        head = head.replace("| contrast |", "| contrast | gap (paired SE) |")
+    lines = [head, "|" + "---|" * (len(cols) + gap)]
+    for i, row in table.iterrows():
         mark = " **<-**" if i == pick else ""
         cells = [f"{int(row.n_components)}", f"{row.alpha:g}"] + \
             [f"{row[c]:.3f}" for c in cols[2:]]
+        if gap:
+            cells.insert(4, f"{row.contrast_gap:.4f} ({row.contrast_gap_se:.4f})")
         cells[-1] += mark
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -153,12 +212,25 @@ def main(argv=None):
     ap.add_argument("--beta", type=float, default=8.0)
     ap.add_argument("--sim-genes", type=int, default=600)
     ap.add_argument("--sim-cells", type=int, default=300)
+    ap.add_argument("--sim-seed", type=int, default=0,
+                    help="random_state of the simulation (0 for the validated draw)")
+    ap.add_argument("--loss", default="frobenius",
+                    choices=["frobenius", "kullback-leibler", "poisson"],
+                    help="beta_loss of every fit; with a count loss the simulation is "
+                         "modelled on raw counts (estimator defaults otherwise, e.g. the "
+                         "stable mode's nuisance topics)")
     ap.add_argument("--ks", default=None, help="override the grid's K values, e.g. 2,3,5,8")
     ap.add_argument("--alphas", default=None, help="override the grid's alphas")
     ap.add_argument("--from-csv", default=None, metavar="DIR",
                     help="reprint the tables and the summary of runs saved with --csv-dir, "
                          "applying the current rule (no fitting)")
-    ap.add_argument("--csv-dir", default=None, help="also write every table as CSV here")
+    ap.add_argument("--csv-dir", default=None,
+                    help="also write every table as CSV here (and the held-out placements of "
+                         "every grid point as NAME_seedS_placements.npz)")
+    ap.add_argument("--ari-from", default=None, metavar="DIR",
+                    help="take the grid ARIs of the grid points found in CSVs saved there with "
+                         "--csv-dir (they do not depend on the selection seed; same data and "
+                         "settings assumed); fit the others")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
     args = ap.parse_args(argv)
@@ -175,18 +247,26 @@ def main(argv=None):
     if args.from_csv:
         import pandas as pd
 
-        from bcnmf.selection import apply_rule, selection_score
+        from bcnmf.selection import apply_rule, noise_columns, selection_score
 
         for path in sorted(Path(args.from_csv).glob("*_seed*.csv")):
             name, seed = path.stem.split("_seed")
             table = pd.read_csv(path)
             table["score"] = selection_score(table)
             pick = apply_rule(table)
+            placements = load_placements(path.with_name(path.stem + "_placements.npz"))
+            if placements is not None:
+                table["contrast_gap"], table["contrast_gap_se"], table["within_noise"] = \
+                    noise_columns(table, placements, pick)
+            else:
+                table = table.drop(columns=["contrast_gap", "contrast_gap_se",
+                                            "within_noise"], errors="ignore")
             ks = sorted(set(table["n_components"]))
             print(f"\n### {name}, selection seed {seed} (K in {ks})\n")
             print(fmt_table(table, pick))
             summary.append((name, int(seed), table["n_components"].iloc[pick],
-                            table["alpha"].iloc[pick], verdict(table, pick)))
+                            table["alpha"].iloc[pick], verdict(table, pick),
+                            ks_within_noise(table)))
         _print_summary(summary)
         return
     for name in args.datasets.split(","):
@@ -195,15 +275,17 @@ def main(argv=None):
         print(f"\n({name}: grid ARIs over {args.ari_seeds} fitting seeds in "
               f"{time.perf_counter() - t0:.0f} s)")
         for seed in seeds:
-            table, pick, t_sel = run(name, seed, args, ari)
+            table, pick, t_sel, placements = run(name, seed, args, ari)
             v = verdict(table, pick)
             if args.csv_dir:
                 Path(args.csv_dir).mkdir(parents=True, exist_ok=True)
                 table.to_csv(Path(args.csv_dir) / f"{name}_seed{seed}.csv", index=False)
+                save_placements(Path(args.csv_dir) / f"{name}_seed{seed}_placements.npz",
+                                placements)
             print(f"\n### {name}, selection seed {seed} (selection {t_sel:.0f} s)\n")
             print(fmt_table(table, pick))
             summary.append((name, seed, table["n_components"].iloc[pick],
-                            table["alpha"].iloc[pick], v))
+                            table["alpha"].iloc[pick], v, ks_within_noise(table)))
             sys.stdout.flush()
     _print_summary(summary)
 
@@ -211,13 +293,14 @@ def main(argv=None):
 def _print_summary(summary):
     print("\n### Summary: is the recommended model within 10% of the grid's best ARI?\n")
     print("| dataset | seed | chosen K | chosen alpha | ARI raw (best) | within 10% | "
-          "ARI norm (best) | within 10% |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, seed, k, a, v in summary:
+          "ARI norm (best) | within 10% | K within noise |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, seed, k, a, v, tied in summary:
         r, n = v["ari_raw"], v["ari_norm"]
+        tied = "-" if tied is None else ", ".join(map(str, tied))
         print(f"| {name} | {seed} | {k} | {a:g} | {r[0]:.3f} ({r[1]:.3f}) | "
               f"{'yes' if r[2] else 'no'} | {n[0]:.3f} ({n[1]:.3f}) | "
-              f"{'yes' if n[2] else 'no'} |")
+              f"{'yes' if n[2] else 'no'} | {tied} |")
 
 
 if __name__ == "__main__":

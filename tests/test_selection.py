@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bcnmf import BCNMF, SelectionResult, select_model
-from bcnmf.selection import CONTRAST_TIE, MIN_STABILITY, RULE, apply_rule, selection_score
+from bcnmf.selection import (CONTRAST_TIE, MIN_STABILITY, RULE, _auc, _placements,
+                             apply_rule, noise_columns, paired_contrast_se, selection_score)
 
 GRID = dict(n_components=[2, 3], alpha=[0.5, 1.5])
 FIT = dict(n_restarts=2, max_iter=300, tol=1e-3, refit=False)
@@ -81,6 +82,104 @@ def test_rule_on_a_synthetic_table():
     assert apply_rule(table) == 1  # nothing stable: stability is ignored
 
 
+def test_placements_average_to_the_auc_with_ties_and_nan():
+    rng = np.random.default_rng(3)
+    a = np.round(rng.normal(0.5, 1.0, size=41), 1)   # rounding makes ties
+    b = np.round(rng.normal(0.0, 1.0, size=23), 1)
+    a[[2, 7]] = np.nan
+    b[5] = np.inf
+    va, vb = _placements(a, b)
+    assert np.isnan(va[[2, 7]]).all() and np.isnan(vb[5])
+    auc = _auc(a, b)
+    np.testing.assert_allclose(np.nanmean(va), auc)
+    np.testing.assert_allclose(np.nanmean(vb), auc)
+    # brute force: fraction of the other sample below (ties half)
+    fb = b[np.isfinite(b)]
+    brute = [np.mean(fb < x) + 0.5 * np.mean(fb == x) for x in a[np.isfinite(a)]]
+    np.testing.assert_allclose(va[np.isfinite(va)], brute)
+
+
+def test_paired_se_matches_the_spread_of_auc_differences_over_samples():
+    # two scorers of the same cells whose scores share most of their noise: the spread of the
+    # difference of their AUCs over fresh samples is what the paired SE estimates, and it is
+    # far below the spread of either AUC alone
+    rng = np.random.default_rng(0)
+
+    def sample(n_t=60, n_b=30):
+        zt, zb = rng.normal(1.0, 1.0, n_t), rng.normal(0.0, 1.0, n_b)
+        first = (zt + 0.2 * rng.normal(size=n_t), zb + 0.2 * rng.normal(size=n_b))
+        second = (zt + 0.2 * rng.normal(size=n_t) + 0.1, zb + 0.2 * rng.normal(size=n_b))
+        return first, second
+
+    diffs, ses, aucs = [], [], []
+    for _ in range(400):
+        first, second = sample()
+        diffs.append(_auc(*first) - _auc(*second))
+        aucs.append(_auc(*first))
+        ses.append(paired_contrast_se(_placements(*first), _placements(*second)))
+    assert np.mean(ses) == pytest.approx(np.std(diffs), rel=0.2)
+    assert np.std(diffs) < 0.5 * np.std(aucs)
+    same = _placements(*sample()[0])
+    assert paired_contrast_se(same, same) == 0.0
+
+
+def test_noise_columns_on_hand_built_placements():
+    import pandas as pd
+
+    t = np.array([1.0, 0.9, 0.8, 0.7])
+    b = np.array([0.2, 0.1, 0.0])
+    placements = [(t, b), (t - 0.01, b + 0.01), (t[::-1] - 0.5, b[::-1] + 0.5)]
+    table = pd.DataFrame({"contrast": [float(np.mean(p[0])) for p in placements]})
+    gap, se, within = noise_columns(table, placements, 0)
+    assert gap[0] == 0 and se[0] == 0 and within[0]
+    # a constant shift has no spread: the difference is certain, not noise
+    assert gap[1] == pytest.approx(0.01) and se[1] == pytest.approx(0.0, abs=1e-12)
+    assert not within[1]
+    assert se[2] > 0 and within[2] == (gap[2] <= se[2])
+
+
+def test_noise_columns_in_the_table(result):
+    table = result.table
+    chosen = table[table["chosen"]].iloc[0]
+    assert chosen["contrast_gap"] == 0 and chosen["contrast_gap_se"] == 0
+    assert chosen["within_noise"]
+    np.testing.assert_allclose(table["contrast_gap"],
+                               chosen["contrast"] - table["contrast"])
+    assert (table["contrast_gap_se"] >= 0).all()
+    assert len(result.placements) == len(table)
+    for (t, b), c in zip(result.placements, table["contrast"]):
+        np.testing.assert_allclose(np.nanmean(t), c)
+        np.testing.assert_allclose(np.nanmean(b), c)
+
+
+def test_count_loss_null_is_the_nuisance_only_prediction():
+    # stable Poisson with nuisance topics: the held-out null is the floor plus the nuisance
+    # topics (codes solved), a special case of the full model, so the full model explains
+    # a non-negative fraction of it; without nuisance topics there is no such null
+    import warnings
+
+    from bcnmf.datasets import make_contrastive_counts
+    from bcnmf.selection import _heldout, _nuisance_null, _per_cell_divergence
+
+    sim = make_contrastive_counts(8.0, n_genes=120, n_target=60, n_background=60,
+                                  random_state=0)
+    X, Y = np.asarray(sim.X, float), np.asarray(sim.Y, float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BCNMF(2, alpha=1.0, beta_loss="poisson", max_iter=60, tol=1e-6,
+                      random_state=0).fit(X[:40], background=Y[:40])
+        plain = BCNMF(2, alpha=1.0, beta_loss="poisson", max_iter=60, nuisance_topics=0,
+                      random_state=0).fit(X[:40], background=Y[:40])
+    basis = np.asarray(model.components_, dtype=np.float64)
+    for A, as_bg in ((X[40:], False), (Y[40:], True)):
+        null = _nuisance_null(model, A, as_bg)
+        assert null.shape == (20,) and np.all(np.isfinite(null)) and np.all(null >= 0)
+        _, pred = _heldout(model, A, basis, as_bg)
+        full = _per_cell_divergence(A, pred, "kullback-leibler")[0]
+        assert full.sum() <= null.sum() * (1 + 1e-6)
+    assert _nuisance_null(plain, X[40:], False) is None
+
+
 def test_reproducible_for_a_fixed_random_state(data, result):
     X, Y = data
     again = select_model(X, Y, **GRID, **FIT, random_state=0)
@@ -128,6 +227,7 @@ def test_plot_returns_axes(result):
     assert isinstance(ax, Axes)
     fig, ax2 = plt.subplots()
     assert result.plot("contrast", ax=ax2) is ax2
+    assert isinstance(result.plot("within_noise"), Axes)
     plt.close("all")
 
 

@@ -8,8 +8,10 @@ labels:
     Fraction of the held-out cells' divergence explained by the model,
     ``1 - D(A | prediction) / D(A | null)``, with the codes of held-out cells solved with the
     basis frozen (:meth:`bcnmf.BCNMF.transform`; background cells under the background's
-    model).  The null is the zero prediction (squared error) or each cell's total spread over
-    the features in proportion to the training mean profile (KL).  Held-out fit alone always
+    model).  The null is the zero prediction (squared error), or each cell's total spread over
+    the features in proportion to the training mean profile (KL), or, for stable Poisson with
+    nuisance topics, the nuisance-only prediction (the floor plus the nuisance topics, their
+    codes solved), which every grid point shares.  Held-out fit alone always
     prefers a small alpha (``MODEL.md`` section 4.3), so it is reported, not maximised.
 ``contrast``
     The contrast criterion: the probability that a held-out target cell is better explained
@@ -31,6 +33,13 @@ labels:
     restarts agree on the partition.
 ``score``
     The rule's score: the contrast of the stable grid points (below).
+``contrast_gap``, ``contrast_gap_se``, ``within_noise``
+    How far each grid point is from the chosen one: the chosen contrast minus this point's,
+    the standard error of that difference on the shared held-out cells
+    (:func:`paired_contrast_se`, DeLong's paired variance of two AUCs measured on the same
+    cells, from the restart-averaged placements in ``SelectionResult.placements``), and
+    whether the gap is at most one such standard error.  Grid points ``within_noise`` at
+    other K or alpha are ones the held-out cells cannot tell from the choice.
 
 Each per-restart criterion is averaged over the restarts (``n_restarts``), which makes the
 rule less sensitive to one unlucky fit.
@@ -48,7 +57,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["select_model", "SelectionResult", "RULE", "selection_score"]
+__all__ = ["select_model", "SelectionResult", "RULE", "selection_score", "paired_contrast_se"]
 
 #: grid points whose restarts agree less than this (mean matched cosine) are not chosen
 MIN_STABILITY = 0.9
@@ -92,6 +101,23 @@ def apply_rule(table):
     return int(max(candidates, key=lambda i: a[i]))
 
 
+def noise_columns(table, placements, pick):
+    """How far every grid point is from the chosen one, in units of the held-out noise.
+
+    Returns ``(contrast_gap, contrast_gap_se, within_noise)``: the chosen point's contrast
+    minus this point's, the standard error of that difference on the shared held-out cells
+    (:func:`paired_contrast_se`; 0 for the chosen point itself) and whether the gap is at most
+    one such standard error, i.e. whether the held-out cells cannot tell the two apart.
+    ``placements`` holds one ``(target, background)`` pair of DeLong placements per row.
+    """
+    contrast = np.asarray(table["contrast"], dtype=float)
+    gap = contrast[pick] - contrast
+    se = np.array([paired_contrast_se(placements[i], placements[pick]) if i != pick else 0.0
+                   for i in range(len(contrast))])
+    within = np.where(np.isfinite(se), gap <= se, False)
+    return gap, se, within
+
+
 @dataclass(frozen=True, repr=False)
 class SelectionResult:
     """Result of :func:`select_model`.
@@ -107,6 +133,15 @@ class SelectionResult:
         The chosen model refitted on all cells (None with ``refit=False``).
     rule : str
         The rule, in words.
+    settings : dict
+        ``n_restarts``, ``holdout``, ``random_state``, the restart seeds and the fit
+        parameters.
+    placements : list of (ndarray, ndarray) or None
+        Per grid point (rows of ``table``), the DeLong placements of the held-out target and
+        background cells averaged over the restarts: for a target cell, the fraction of
+        held-out background cells it is better explained than (ties half), and for a
+        background cell, the fraction of target cells better explained than it.  Their means
+        are the ``contrast``; :func:`paired_contrast_se` compares two grid points with them.
     """
 
     table: object
@@ -114,6 +149,7 @@ class SelectionResult:
     best_model: object = None
     rule: str = RULE
     settings: dict = field(default_factory=dict)
+    placements: list = None
 
     def plot(self, value="score", ax=None):
         """Heatmap of one column of ``table`` over the grid, the chosen point outlined
@@ -177,6 +213,47 @@ def _auc(a, b):
     return float(u / (a.size * b.size))
 
 
+def _placements(a, b):
+    """DeLong placement values of two samples: ``P(b < a_i) + P(b = a_i) / 2`` for every
+    ``a_i`` and ``P(a > b_j) + P(a = b_j) / 2`` for every ``b_j`` (NaN where the value is not
+    finite).  Their means are both the AUC :func:`_auc`."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    va = np.full(a.shape, np.nan)
+    vb = np.full(b.shape, np.nan)
+    na, nb = int(fa.sum()), int(fb.sum())
+    if na == 0 or nb == 0:
+        return va, vb
+    a_, b_ = a[fa], b[fb]
+    both = rankdata(np.concatenate([a_, b_]))
+    # rank among the pooled sample minus rank within its own sample = number of the other
+    # sample's values below it (ties counted half)
+    va[fa] = (both[:na] - rankdata(a_)) / nb
+    vb[fb] = 1.0 - (both[na:] - rankdata(b_)) / na
+    return va, vb
+
+
+def paired_contrast_se(first, second):
+    """Standard error of the difference of two grid points' contrasts measured on the same
+    held-out cells (DeLong, DeLong and Clarke-Pearson 1988).
+
+    ``first`` and ``second`` are ``(target placements, background placements)`` pairs (the
+    ``placements`` of a :class:`SelectionResult`).  Both contrasts are measured on the same
+    cells, so the sampling noise they share cancels in the difference; this is the noise
+    level against which the rule compares grid points.
+    """
+    (ta, ba), (tb, bb) = first, second
+    dt = np.asarray(ta, dtype=float) - np.asarray(tb, dtype=float)
+    db = np.asarray(ba, dtype=float) - np.asarray(bb, dtype=float)
+    dt, db = dt[np.isfinite(dt)], db[np.isfinite(db)]
+    if dt.size < 2 or db.size < 2:
+        return float("nan")
+    return float(np.sqrt(dt.var(ddof=1) / dt.size + db.var(ddof=1) / db.size))
+
+
 def _auc_se(auc, n_a, n_b):
     """Standard error of an AUC estimate (Hanley and McNeil 1982)."""
     if not np.isfinite(auc) or n_a < 1 or n_b < 1:
@@ -226,6 +303,23 @@ def _heldout(model, A, basis, as_background):
     return full[:, :k], full @ np.vstack([basis, nuisance]) + floor
 
 
+def _nuisance_null(model, A, as_background):
+    """Per-cell divergence of the nuisance-only prediction of held-out cells (stable Poisson
+    with nuisance topics: the floor plus the nuisance topics with their codes solved, no
+    contrastive topic), or None when the model has no nuisance topics."""
+    from .core.fit import split_offset, transform_codes
+
+    floor, nuisance = split_offset(model._offsets[1 if as_background else 0])
+    if nuisance is None:
+        return None
+    nuisance = np.asarray(nuisance, dtype=np.float64)
+    A = A.astype(np.float64) if A.dtype != np.float64 else A
+    codes, _ = transform_codes(A, nuisance, model._settings, model._policy, floor,
+                               model.transform_max_iter, model.tol)
+    pred = codes @ nuisance + (0.0 if floor is None else floor)
+    return _per_cell_divergence(A, pred, "kullback-leibler")[0]
+
+
 def _evaluate(k, alpha, data, seeds, params, consensus_cells):
     """Fit one grid point ``len(seeds)`` times on the training cells; its criteria."""
     from threadpoolctl import threadpool_limits
@@ -243,6 +337,7 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
     rows = {"fit_target": [], "fit_background": [], "heldout_target": [],
             "heldout_background": [], "contrast": [], "n_iter": []}
     bases, assign = [], []
+    place_t, place_b = [], []
     n_warnings = 0
     t0 = time.perf_counter()
     with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
@@ -256,13 +351,22 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
             dx, nx = _per_cell_divergence(x_ho, px, loss)
             dy, ny = _per_cell_divergence(y_ho, py, loss)
             if loss != "frobenius":
-                nx, ny = _kl_null(x_ho, profile), _kl_null(y_ho, profile)
+                # the null: the nuisance-only prediction when the model has nuisance topics
+                # (they are shared by every grid point and explain most of both datasets),
+                # else each cell's total along the training mean profile
+                nx = _nuisance_null(model, x_ho, False)
+                ny = _nuisance_null(model, y_ho, True)
+                nx = _kl_null(x_ho, profile) if nx is None else nx
+                ny = _kl_null(y_ho, profile) if ny is None else ny
             with np.errstate(divide="ignore", invalid="ignore"):
                 ex = np.where(nx > 0, 1.0 - dx / nx, np.nan)
                 ey = np.where(ny > 0, 1.0 - dy / ny, np.nan)
             rows["heldout_target"].append(_explained(dx, nx))
             rows["heldout_background"].append(_explained(dy, ny))
             rows["contrast"].append(_auc(ex, ey))
+            vt, vb = _placements(ex, ey)
+            place_t.append(vt)
+            place_b.append(vb)
             hist = model.history_
             rows["fit_target"].append(float(hist["target"][-1]))
             rows["fit_background"].append(float(hist["background"][-1]))
@@ -285,6 +389,9 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
         out["consensus"] = _dispersion(assign) if int(k) > 1 else 1.0
     else:
         out["stability"] = out["stability_min"] = out["consensus"] = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN cells stay NaN
+        out["_placements"] = (np.nanmean(place_t, axis=0), np.nanmean(place_b, axis=0))
     out["n_warnings"] = n_warnings
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -495,6 +602,7 @@ def select_model(X, background, n_components=(2, 3, 5),
                 bar.update(f"K={k}, alpha={a:g}")
     finally:
         bar.close()
+    placements = [res.pop("_placements") for res in results]
     table = pd.DataFrame([{"n_components": int(k), "alpha": float(a), **res}
                           for (k, a), res in zip(grid, results)])
     columns = ["n_components", "alpha", "score", "contrast", "contrast_sd", "contrast_se",
@@ -505,6 +613,8 @@ def select_model(X, background, n_components=(2, 3, 5),
     table = table[columns]
     pick = apply_rule(table)
     table["chosen"] = np.arange(len(table)) == pick
+    table["contrast_gap"], table["contrast_gap_se"], table["within_noise"] = \
+        noise_columns(table, placements, pick)
     best = {"n_components": int(table["n_components"].iloc[pick]),
             "alpha": float(table["alpha"].iloc[pick])}
     model = None
@@ -516,4 +626,4 @@ def select_model(X, background, n_components=(2, 3, 5),
                 "random_state": random_state if isinstance(random_state, (int, type(None)))
                 else "generator", "seeds": [int(s) for s in seeds], **params}
     return SelectionResult(table=table, best=best, best_model=model, rule=RULE,
-                           settings=settings)
+                           settings=settings, placements=placements)
