@@ -140,6 +140,19 @@ def test_checkpoint_of_another_fit_is_refused(tmp_path):
         fit_factors(X, Y, settings("frobenius", max_iter=7, n_init=1), 0, resume=path)
 
 
+def test_checkpoint_of_another_engine_switch_is_refused(tmp_path, monkeypatch):
+    """The missing-value prior switch changes the iterates: a checkpoint written with it on
+    is refused with it off."""
+    from bcnmf.core import masked
+
+    path = tmp_path / "c.npz"
+    s = settings("frobenius", max_iter=6, n_init=1)
+    fit_factors(X, Y, s, 0, checkpoint=path, checkpoint_every=2)
+    monkeypatch.setattr(masked, "PRIOR", not masked.PRIOR)
+    with pytest.raises(ck.CheckpointError, match=r"different engine"):
+        fit_factors(X, Y, s, 0, resume=path)
+
+
 def test_checkpoint_every_is_validated(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint_every must be an int >= 1; got 0"):
         factorize(X, Y, 2, checkpoint=tmp_path / "c.npz", checkpoint_every=0)

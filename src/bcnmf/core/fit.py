@@ -213,9 +213,12 @@ def _scanned(A, name, loss, block_rows, dtype=None):
 
 def _fingerprint(s: FitSettings, info_x: Scan, info_y, alpha_raw, mask_x, mask_y) -> dict:
     """What identifies a fit for :mod:`bcnmf.core.checkpoint` (the data by their
-    shapes, dtype, totals and missing entries; the settings)."""
+    shapes, dtype, totals and missing entries; the settings, and the engine
+    switches that change the iterates: the missing-value prior and the
+    nuisance schedule)."""
     fp = {"settings": repr(s), "alpha_raw": alpha_raw, "dtype": str(info_x.dtype),
-          "blocks": [len(info_x.bounds), 0 if info_y is None else len(info_y.bounds)]}
+          "blocks": [len(info_x.bounds), 0 if info_y is None else len(info_y.bounds)],
+          "engine": {"missing_prior": bool(masked.PRIOR), "nuisance_every": NUISANCE_EVERY}}
     for name, info, m in (("X", info_x, mask_x), ("background", info_y, mask_y)):
         if info is not None:
             fp[name] = [list(info.shape), info.total, info.sumsq,
