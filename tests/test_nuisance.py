@@ -123,7 +123,8 @@ def test_held_sweep_is_the_block_coordinate_step(sparse):
     ratio = np.where(X > 0, X / (new @ b + d @ g + ox + policy.eps), 0.0)
     assert_allclose(parts.cross, new.T @ ratio, rtol=1e-12)
     assert_allclose(parts.second, new.sum(axis=0), rtol=1e-12)
-    with pytest.raises(ValueError, match="divergence of a sweep with an entry offset"):
+    with pytest.raises(ValueError, match=r"an entry offset needs a KL sweep .* without the "
+                                         r"divergence \(want_div=False\)"):
         sweep_block(block, codes, view_basis(b, KL), KL, policy, entry_offset=entries)
 
 

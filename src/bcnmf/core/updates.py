@@ -205,12 +205,14 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
     ``k`` basis rows: only the first ``k`` columns of ``codes`` are updated,
     the parts are those of the ``k`` rows, and ``want_div`` must be False.
     """
-    if getattr(block, "mask", None) is not None:   # missing values: core/masked.py
+    masked = getattr(block, "mask", None) is not None
+    if entry_offset is not None and (want_div or loss != KL or masked):
+        raise ValueError("an entry offset needs a KL sweep of a block without missing values "
+                         "and without the divergence (want_div=False)")
+    if masked:   # missing values: core/masked.py
         from .masked import sweep_masked
         return sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
-    if entry_offset is not None and want_div:
-        raise ValueError("the divergence of a sweep with an entry offset is not computed")
     if sp.issparse(block.data) or is_torch_sparse(block.data):
         return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div,
                           entry_offset)
