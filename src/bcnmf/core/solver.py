@@ -45,8 +45,9 @@ class SolverOptions:
     sweep (and at every evaluation); in between they are held fixed, so that
     their prediction at the stored entries is computed once and the sweeps
     only visit the free rows (:func:`_sweep_held`).  Each sweep remains a
-    multiplicative step of a block coordinate descent.  The objective is recorded for
-    the state entering every ``eval_every``-th sweep (and the final state);
+    multiplicative step of a block coordinate descent.  The objective is
+    recorded for the state entering every ``eval_every``-th sweep (and the
+    final state);
     non-finite states are detected at every sweep from the basis parts.
     """
 
