@@ -655,9 +655,10 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
 def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float):
     """Codes of the cells of a dask array with the basis fixed, as a lazy
     dask array (one task per chunk, :func:`bcnmf.core.fit.transform_codes`
-    on the chunk).  Each chunk stops when its own cells have converged (the
-    in-memory transform stops when all cells have), so the codes agree with
-    the in-memory transform to the tolerance ``tol``."""
+    on the chunk).  Each cell is refined until it has converged by the rule
+    of :func:`bcnmf.core.solver.refine_codes`, in a chunk as in memory, so
+    the codes equal the in-memory transform's (up to the rounding of dense
+    products over different row counts)."""
     import dask
 
     X = as_cell_chunks(X, "X")
