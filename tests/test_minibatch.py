@@ -21,6 +21,9 @@ from bcnmf.exceptions import ConvergenceWarning, InvalidParameterError
 
 LOSSES = ["frobenius", "kullback-leibler"]
 
+# the online engine has no nuisance topics and says so (tested below)
+pytestmark = pytest.mark.filterwarnings("ignore:MiniBatchBCNMF fits stable Poisson without")
+
 
 def _data(seed=0, n_x=60, n_y=40, n_features=10):
     rng = np.random.default_rng(seed)
@@ -136,3 +139,22 @@ def test_parameters_are_validated(param, value, match):
     X, Y = _data()
     with pytest.raises(InvalidParameterError, match=match):
         MiniBatchBCNMF(2, **{param: value}).fit(X, background=Y)
+
+
+@pytest.mark.filterwarnings("ignore::bcnmf.exceptions.ConvergenceWarning")
+def test_stable_poisson_with_a_background_warns_about_the_missing_nuisance_topics():
+    X, Y = _data()
+    kw = dict(max_iter=2, tol=0, random_state=0)
+    with pytest.warns(UserWarning, match=r"MiniBatchBCNMF fits stable Poisson without the "
+                                         r"nuisance topics of BCNMF .* fit count data with "
+                                         r"BCNMF"):
+        MiniBatchBCNMF(2, beta_loss="poisson", **kw).fit(X, background=Y)
+    with pytest.warns(UserWarning, match="without the nuisance topics"):
+        MiniBatchBCNMF(2, beta_loss="poisson", **kw).partial_fit(X, background=Y)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no warning: squared error, no background, reference
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MiniBatchBCNMF(2, **kw).fit(X, background=Y)
+        MiniBatchBCNMF(2, beta_loss="poisson", **kw).fit(X)
+        MiniBatchBCNMF(2, beta_loss="poisson", mode="reference", **kw).fit(X, background=Y)

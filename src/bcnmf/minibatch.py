@@ -36,7 +36,10 @@ class MiniBatchBCNMF(BCNMF):
 random_state, transform_max_iter
         As in :class:`BCNMF`.  A relative ``alpha`` is applied per batch,
         ``alpha * S(X_b) / S(Y_b)``; the stable Poisson offsets use the
-        running feature means of the cells seen so far.
+        running feature means of the cells seen so far.  There are no
+        nuisance topics (``BCNMF(nuisance_topics=...)``): stable Poisson with
+        a background warns that count data are better fitted by
+        :class:`BCNMF`.
     batch_size : int, default=1024
         Target cells per step.
     forget_factor : float in [0, 1], default=0.7
@@ -159,6 +162,7 @@ random_state, transform_max_iter
                               type(self).__name__)
         s_k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
         init = _check_init((init_components, init_codes, init_background_codes), X, Y, s_k)
+        _warn_no_nuisance(p, Y)
         cx, cy = self._start(X, Y, p, init)
         n_x = X.shape[0]
         n_steps = -(-n_x // self.batch_size)
@@ -209,6 +213,7 @@ random_state, transform_max_iter
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
                               type(self).__name__)
         if first:
+            _warn_no_nuisance(p, Y)
             k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
             init = None
             if init_components is not None:
@@ -285,3 +290,14 @@ def _numpy_only(*arrays):
             "MiniBatchBCNMF fits numpy arrays and scipy.sparse matrices (in memory or out of "
             "core); torch tensors are supported by BCNMF and factorize (device=..., CPU or "
             "CUDA). Pass tensor.cpu().numpy(), or use BCNMF.")
+
+
+def _warn_no_nuisance(p, Y):
+    """Stable Poisson with a background: the online engine has no nuisance topics."""
+    if (Y is not None and p["mode"] == "stable" and p["beta_loss"] != "frobenius"
+            and p["smoothing"] > 0):
+        warnings.warn("MiniBatchBCNMF fits stable Poisson without the nuisance topics of "
+                      "BCNMF (its nuisance_topics), so shared expression the floor cannot "
+                      "explain drives the codes (raw-count simulation at beta 8: ARI 0.00 "
+                      "against 0.98 for BCNMF); fit count data with BCNMF, or pass "
+                      "beta_loss='frobenius' on normalised data.", UserWarning, stacklevel=3)
