@@ -34,7 +34,7 @@ Each kernel is written once and compiled in flavours (:func:`kernel`):
 * specialised on the number of components or generic: a specialised kernel
   sees ``K`` as a compile-time constant, so its loops over components are
   unrolled and vectorised (about 1.5-2x faster).  Generic kernels
-  (``K = 0``: read from the codes) serve small blocks, so that odd values of
+  (``K = 0``: read from the basis) serve small blocks, so that odd values of
   K do not each cost a compilation.
 
 Compiled kernels are cached on disk by numba (closure constants are part of
