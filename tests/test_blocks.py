@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from bcnmf import BCNMF, factorize
 from bcnmf.core import source as source_mod
@@ -184,3 +184,24 @@ def test_csr_over_memory_mapped_arrays_is_streamed(tmp_path):
     mx = sp.csr_matrix(tuple(parts), shape=X.shape, copy=False)
     assert source_mod.is_out_of_core(mx)
     _assert_same_fit(_fit(X, Y, "frobenius"), _fit(mx, Y, "frobenius", block_size=6))
+
+
+def test_dense_kl_block_is_stored_as_csr_once():
+    """A dense in-memory KL block with few nonzeros is converted to CSR once (chunk by
+    chunk, the same matrix), not at every sweep; squared error, dense data and blocks with
+    missing values stay dense."""
+    from bcnmf.core.source import (KL_CSR_DENSITY, RowSource, make_blocks, scan,
+                                   sparse_if_sparse)
+    rng = np.random.default_rng(3)
+    a = rng.random((300, 23)) * (rng.random((300, 23)) < 0.2)
+    for chunk in (23, 100, 1 << 22):
+        c = sparse_if_sparse(a, KL_CSR_DENSITY, chunk_entries=chunk)
+        assert sp.isspmatrix_csr(c) and c.has_canonical_format and c.dtype == a.dtype
+        assert_array_equal(c.toarray(), a)
+    dense = rng.random((50, 23)) + 0.1
+    assert sparse_if_sparse(dense, KL_CSR_DENSITY) is dense
+    source = RowSource(a, "X")
+    for loss, keep, stored in (("kullback-leibler", False, True), ("kullback-leibler", True, False),
+                               ("frobenius", False, False)):
+        block, = make_blocks(source, scan(source, loss, None), loss, keep_dense=keep)
+        assert sp.issparse(block.data) == stored

@@ -16,7 +16,8 @@ from .checkpoint import FitCheckpoint
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .solver import SolveOutput, SolverOptions, evaluate, normalize_basis, refine_codes, solve
-from .source import RowSource, Scan, StreamBlock, default_block_rows, make_blocks, scan
+from .source import (KL_CSR_DENSITY, RowSource, Scan, StreamBlock, default_block_rows,
+                     make_blocks, scan, sparse_if_sparse)
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
@@ -285,8 +286,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     n_nuisance = nuisance_count(s, info_y)
     opts = _options(s, alpha_raw, policy, k if n_nuisance else None)
     offset_x, offset_y = contrast_offsets(info_x, info_y, s)
-    blocks_x = make_blocks(source_x, info_x, s.loss, offset_x)
-    blocks_y = make_blocks(source_y, info_y, s.loss, offset_y) if Y is not None else []
+    blocks_x = make_blocks(source_x, info_x, s.loss, offset_x, keep_dense=mask_x is not None)
+    blocks_y = (make_blocks(source_y, info_y, s.loss, offset_y, keep_dense=mask_y is not None)
+                if Y is not None else [])
     prior_x = masked.fit_prior(X, mask_x) if mask_x is not None else None
     prior_y = masked.fit_prior(Y, mask_y) if mask_y is not None else None
     if mask_x is not None:
@@ -458,6 +460,8 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     for lo, hi in source.bounds(rows):
         data = source.read(lo, hi, check=True)
         codes[lo:hi] = codes_for_basis(data, basis)
+        if rows is None and obs is None and s.loss != FROBENIUS and isinstance(data, np.ndarray):
+            data = sparse_if_sparse(data, KL_CSR_DENSITY)   # as make_blocks stores it
         block = (Block(data, 0.0, offset) if rows is None
                  else StreamBlock(source, lo, hi, 0.0, offset))
         if obs is not None:
