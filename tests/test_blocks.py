@@ -191,15 +191,15 @@ def test_dense_kl_block_is_stored_as_csr_once():
     chunk, the same matrix), not at every sweep; squared error, dense data and blocks with
     missing values stay dense."""
     from bcnmf.core.source import (KL_CSR_DENSITY, RowSource, make_blocks, scan,
-                                   sparse_if_sparse)
+                                   as_csr_if_sparse)
     rng = np.random.default_rng(3)
     a = rng.random((300, 23)) * (rng.random((300, 23)) < 0.2)
     for chunk in (23, 100, 1 << 22):
-        c = sparse_if_sparse(a, KL_CSR_DENSITY, chunk_entries=chunk)
+        c = as_csr_if_sparse(a, KL_CSR_DENSITY, chunk_entries=chunk)
         assert sp.isspmatrix_csr(c) and c.has_canonical_format and c.dtype == a.dtype
         assert_array_equal(c.toarray(), a)
     dense = rng.random((50, 23)) + 0.1
-    assert sparse_if_sparse(dense, KL_CSR_DENSITY) is dense
+    assert as_csr_if_sparse(dense, KL_CSR_DENSITY) is dense
     source = RowSource(a, "X")
     for loss, keep, stored in (("kullback-leibler", False, True), ("kullback-leibler", True, False),
                                ("frobenius", False, False)):

@@ -17,7 +17,7 @@ from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .solver import SolveOutput, SolverOptions, evaluate, normalize_basis, refine_codes, solve
 from .source import (KL_CSR_DENSITY, RowSource, Scan, StreamBlock, default_block_rows,
-                     make_blocks, scan, sparse_if_sparse)
+                     make_blocks, scan, as_csr_if_sparse)
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
@@ -461,7 +461,7 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
         data = source.read(lo, hi, check=True)
         codes[lo:hi] = codes_for_basis(data, basis)
         if rows is None and obs is None and s.loss != FROBENIUS and isinstance(data, np.ndarray):
-            data = sparse_if_sparse(data, KL_CSR_DENSITY)   # as make_blocks stores it
+            data = as_csr_if_sparse(data, KL_CSR_DENSITY)   # as make_blocks stores it
         block = (Block(data, 0.0, offset) if rows is None
                  else StreamBlock(source, lo, hi, 0.0, offset))
         if obs is not None:

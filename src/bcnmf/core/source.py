@@ -234,7 +234,7 @@ def scan(source: RowSource, loss: str, block_rows: int | None) -> Scan:
     return Scan(source.shape, source.dtype, total, sumsq, colsum, bounds, consts)
 
 
-def sparse_if_sparse(a: np.ndarray, density: float, chunk_entries: int = 1 << 22):
+def as_csr_if_sparse(a: np.ndarray, density: float, chunk_entries: int = 1 << 22):
     """``a`` as CSR when at most ``density`` of its entries are nonzero, else
     ``a``; built chunk by chunk of rows, so the transient memory is one
     chunk's (``scipy.sparse.csr_matrix`` of the whole array would hold
@@ -287,9 +287,9 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None,
     otherwise converted to CSR chunk by chunk at every sweep (most of a dense
     KL sweep's time: 0.37 s per iteration on the speed benchmark's dense
     workload).  So a dense numpy block kept in memory with at most
-    ``KL_CSR_DENSITY`` nonzero entries is stored as CSR once (at most 0.6x
-    the dense size in float64), unless ``keep_dense`` (blocks with missing
-    values, whose weights need the dense layout)."""
+    ``KL_CSR_DENSITY`` nonzero entries is stored as CSR once (at most 0.45x
+    the dense size in float64, 0.6x in float32), unless ``keep_dense``
+    (blocks with missing values, whose weights need the dense layout)."""
     if offset is None and loss != FROBENIUS:
         offset = np.zeros(source.shape[1])
     if offset is not None:
@@ -301,7 +301,7 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None,
     if len(info.bounds) == 1 and not is_out_of_core(source.matrix):
         data = source.read(0, source.shape[0])
         if loss != FROBENIUS and not keep_dense and isinstance(data, np.ndarray):
-            data = sparse_if_sparse(data, KL_CSR_DENSITY)
+            data = as_csr_if_sparse(data, KL_CSR_DENSITY)
         return [Block(data, info.consts[0], offset)]
     return [StreamBlock(source, lo, hi, c, offset) for (lo, hi), c in zip(info.bounds,
                                                                           info.consts)]
