@@ -272,7 +272,9 @@ def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div,
                     entry_offset=None):
     """Dense KL blocks go through the CSR kernel one row chunk at a time: the
     Poisson ratio only matters at nonzero entries, and the chunk's CSR copy
-    bounds the extra memory."""
+    bounds the extra memory.  (Dense in-memory blocks with few nonzeros are
+    stored as CSR once instead, :func:`bcnmf.core.source.make_blocks`; this
+    path serves denser, streamed and torch blocks.)"""
     a = block.data
     n, f = a.shape
     k = view.basis.shape[0]
