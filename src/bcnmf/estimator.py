@@ -14,7 +14,7 @@ from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check
                           reject_unsupported)
 from .core.backend import (all_finite, asarray_like, is_torch, numpy_dtype, resolve_device,
                            to_device, to_numpy)
-from .core.fit import FitSettings, fit_factors, transform_codes
+from .core.fit import FitSettings, fit_factors, nuisance_model, transform_codes
 from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
@@ -497,8 +497,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 raise ValueError("consensus=True is not supported by the Dask engine; use "
                                  "consensus=False (restarts still report topic_stability_).")
             if (background is not None and params.get("nuisance_topics", 0) > 0
-                    and params["mode"] == "stable" and params["beta_loss"] != "frobenius"
-                    and params["smoothing"] > 0):
+                    and nuisance_model(params["beta_loss"], params["mode"],
+                                       params["smoothing"])):
                 warnings.warn("The Dask engine fits stable Poisson without nuisance topics "
                               f"(nuisance_topics={params['nuisance_topics']} is ignored), so "
                               "its codes differ from an in-process fit; pass "

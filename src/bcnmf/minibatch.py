@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from ._validation import check_params
-from .core.fit import _restart_seeds, step_policy
+from .core.fit import _restart_seeds, nuisance_model, step_policy
 from .core.backend import is_torch
 from .core.init import initial_factors
 from .core.online import OnlineState, online_step
@@ -294,8 +294,7 @@ def _numpy_only(*arrays):
 
 def _warn_no_nuisance(p, Y):
     """Stable Poisson with a background: the online engine has no nuisance topics."""
-    if (Y is not None and p["mode"] == "stable" and p["beta_loss"] != "frobenius"
-            and p["smoothing"] > 0):
+    if Y is not None and nuisance_model(p["beta_loss"], p["mode"], p["smoothing"]):
         warnings.warn("MiniBatchBCNMF fits stable Poisson without the nuisance topics of "
                       "BCNMF (its nuisance_topics), so shared expression the floor cannot "
                       "explain drives the codes (raw-count simulation at beta 8: ARI 0.00 "

@@ -105,16 +105,20 @@ def split_basis(basis: np.ndarray, rng: np.random.Generator):
     return shared, basis - shared
 
 
+def _rescale_rows(rows, scale, floor: float) -> None:
+    """In place ``rows /= scale`` (one scale per row), then the basis floor."""
+    rows /= scale[:, None]
+    if floor > 0:
+        np.maximum(rows, floor, out=rows)
+
+
 def normalize_pair(shared, target, code_blocks, floor: float) -> None:
     """Gauge fix in place: rows of ``shared + target`` to unit L1 norm, the
     scale moved into the codes."""
     scale = shared.sum(axis=1) + target.sum(axis=1)
     scale[~(scale > 0)] = 1.0
-    shared /= scale[:, None]
-    target /= scale[:, None]
-    if floor > 0:
-        np.maximum(shared, floor, out=shared)
-        np.maximum(target, floor, out=target)
+    _rescale_rows(shared, scale, floor)
+    _rescale_rows(target, scale, floor)
     for codes in code_blocks:
         codes *= scale
 
@@ -180,11 +184,8 @@ def normalize_untied(shared, target, target_codes, background_codes, floor: floa
     codes (target codes are ``[C_s, C_t]``, background codes ``C_Y``)."""
     ks = shared.shape[0]
     scale_s, scale_t = _row_scale(shared, norm), _row_scale(target, norm)
-    shared /= scale_s[:, None]
-    target /= scale_t[:, None]
-    if floor > 0:
-        np.maximum(shared, floor, out=shared)
-        np.maximum(target, floor, out=target)
+    _rescale_rows(shared, scale_s, floor)
+    _rescale_rows(target, scale_t, floor)
     for codes in target_codes:
         codes[:, :ks] *= scale_s
         codes[:, ks:] *= scale_t
@@ -221,14 +222,10 @@ class Layout:
 TIED = Layout()
 
 
-def _views(shared, target, loss, layout=TIED):
-    return layout.views(shared, target, loss)
-
-
 def evaluate(target_pairs, background_pairs, shared, target, opts: SolverOptions,
              layout: Layout = TIED):
     """``(D_X, D_Y)`` at the current state, no updates."""
-    vx, vy = _views(shared, target, opts.loss, layout)
+    vx, vy = layout.views(shared, target, opts.loss)
     dx = sum(sweep_block(b, c, vx, opts.loss, opts.policy, update=False,
                          want_parts=False)[0] for b, c in target_pairs)
     dy = sum(sweep_block(b, c, vy, opts.loss, opts.policy, update=False,
@@ -264,7 +261,7 @@ def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback, 
     recent = []
     for it in range(opts.max_iter):
         entering = (shared.copy(), target.copy(), [c.copy() for c in all_codes])
-        vx, vy = _views(shared, target, opts.loss, layout)
+        vx, vy = layout.views(shared, target, opts.loss)
         want_div = it % opts.eval_every == 0
         dx, px = _sweep_all(target_pairs, vx, opts, want_div)
         dy, py = _sweep_all(background_pairs, vy, opts, want_div)
@@ -293,7 +290,7 @@ def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback, 
                     out.converged = True
                     break
     if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
-        vx, vy = _views(shared, target, opts.loss, layout)
+        vx, vy = layout.views(shared, target, opts.loss)
         refine_codes(target_pairs, vx, opts.loss, opts.policy, opts.polish_iter, opts.tol)
         refine_codes(background_pairs, vy, opts.loss, opts.policy, opts.polish_iter, opts.tol)
     dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts, layout)

@@ -16,8 +16,8 @@ from .checkpoint import FitCheckpoint
 from .init import codes_for_basis, initial_factors
 from .result import FactorizationResult
 from .solver import SolveOutput, SolverOptions, evaluate, normalize_basis, refine_codes, solve
-from .source import (KL_CSR_DENSITY, RowSource, Scan, StreamBlock, default_block_rows,
-                     make_blocks, scan, as_csr_if_sparse)
+from .source import (RowSource, Scan, StreamBlock, default_block_rows, kernel_layout,
+                     make_blocks, scan)
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
 
 #: the authors' denominators: 1e-10 (squared error) and 1e-16 (Poisson)
@@ -115,6 +115,12 @@ def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
     return s.smoothing * x.colsum / x.shape[0], s.smoothing * y.colsum / y.shape[0]
 
 
+def nuisance_model(loss: str, mode: str, smoothing: float) -> bool:
+    """Whether a fit with a background carries nuisance topics: stable
+    Poisson (any KL loss name) with a prediction floor."""
+    return loss != FROBENIUS and mode != "reference" and smoothing > 0
+
+
 def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
     """Number of fixed nuisance topics of a fit: stable Poisson with a
     background and ``smoothing > 0`` gets ``s.nuisance_topics``, at most the
@@ -124,8 +130,7 @@ def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
     or three nuisance topics already make the per-cell codes non-unique
     (``transform`` then lands 3-8 % away from the fitted codes at any
     tolerance), one does not."""
-    if (info_y is None or s.loss == FROBENIUS or s.mode == "reference"
-            or s.smoothing == 0):
+    if info_y is None or not nuisance_model(s.loss, s.mode, s.smoothing):
         return 0
     return max(0, min(int(s.nuisance_topics), info_y.shape[0], info_y.shape[1] // 8))
 
@@ -460,8 +465,8 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     for lo, hi in source.bounds(rows):
         data = source.read(lo, hi, check=True)
         codes[lo:hi] = codes_for_basis(data, basis)
-        if rows is None and obs is None and s.loss != FROBENIUS and isinstance(data, np.ndarray):
-            data = as_csr_if_sparse(data, KL_CSR_DENSITY)   # as make_blocks stores it
+        if rows is None and obs is None:
+            data = kernel_layout(data, s.loss)   # as make_blocks keeps it
         block = (Block(data, 0.0, offset) if rows is None
                  else StreamBlock(source, lo, hi, 0.0, offset))
         if obs is not None:

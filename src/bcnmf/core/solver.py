@@ -96,10 +96,10 @@ def _sweep_all(pairs, view, opts, want_div):
     return div, parts
 
 
-def _holds_nuisance(pairs, opts, it: int, want_div: bool) -> bool:
-    """Whether sweep ``it`` holds the codes on the fixed rows fixed."""
-    return (opts.n_free is not None and opts.nuisance_every > 1 and not want_div
-            and it % opts.nuisance_every != 0
+def _can_hold_nuisance(pairs, opts) -> bool:
+    """Whether the run holds the codes on the fixed rows between updates
+    (not with missing values: the masked sweep has no entry offsets)."""
+    return (opts.n_free is not None and opts.nuisance_every > 1
             and all(getattr(b, "mask", None) is None for b, _ in pairs))
 
 
@@ -275,13 +275,14 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
     if resumed is not None:
         start, last_good, recent = resumed
     held = ({}, {})   # entry predictions of the fixed rows while their codes are held
-    tail_t = None if opts.n_free is None else contiguous(basis[opts.n_free:].T)
+    can_hold = _can_hold_nuisance(target + background, opts)
+    tail_t = contiguous(basis[opts.n_free:].T) if can_hold else None
     for it in range(start, opts.max_iter):
         entering = (copy(basis), [copy(c) for c in all_codes])
         if checkpoint is not None:
             checkpoint.at(it, entering, hist, recent, last_good)
         want_div = it % opts.eval_every == 0
-        if _holds_nuisance(target + background, opts, it, want_div):
+        if can_hold and not want_div and it % opts.nuisance_every != 0:
             view = view_basis(basis[:opts.n_free], opts.loss)
             dx, px = _sweep_held(target, view, opts, tail_t, held[0])
             dy, py = (_sweep_held(background, view, opts, tail_t, held[1])

@@ -278,6 +278,15 @@ class StreamBlock:
 KL_CSR_DENSITY = 0.3
 
 
+def kernel_layout(data, loss: str):
+    """How an in-memory block is kept for the sweeps: a dense numpy KL block
+    with at most ``KL_CSR_DENSITY`` nonzero entries as CSR (see
+    :func:`make_blocks`), anything else as it is."""
+    if loss != FROBENIUS and isinstance(data, np.ndarray):
+        return as_csr_if_sparse(data, KL_CSR_DENSITY)
+    return data
+
+
 def make_blocks(source: RowSource, info: Scan, loss: str, offset=None,
                 keep_dense: bool = False) -> list:
     """The blocks of a scanned source (a single in-memory block is read once
@@ -300,8 +309,7 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None,
             offset = asarray_like(offset, source.read(0, 1))
     if len(info.bounds) == 1 and not is_out_of_core(source.matrix):
         data = source.read(0, source.shape[0])
-        if loss != FROBENIUS and not keep_dense and isinstance(data, np.ndarray):
-            data = as_csr_if_sparse(data, KL_CSR_DENSITY)
-        return [Block(data, info.consts[0], offset)]
+        return [Block(data if keep_dense else kernel_layout(data, loss), info.consts[0],
+                      offset)]
     return [StreamBlock(source, lo, hi, c, offset) for (lo, hi), c in zip(info.bounds,
                                                                           info.consts)]
