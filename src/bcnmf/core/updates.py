@@ -240,7 +240,8 @@ def entry_predictions(block: Block, codes, first: int, basis_t):
 
         return _predict(a, codes[:, first:], basis_t, basis_t.new_zeros(basis_t.shape[0]))
     out = np.empty(a.nnz, dtype=codes.dtype)
-    _csr_kernels.entry_dots(a.indices, a.indptr, codes, first, basis_t, out)
+    _csr_kernels.entry_dots(a.indices, a.indptr, codes, first, basis_t, out,
+                            parallel=a.nnz * basis_t.shape[1] >= _PARALLEL_MIN_WORK)
     return out
 
 
