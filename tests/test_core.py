@@ -447,6 +447,27 @@ def test_unrolled_kl_kernel_gives_the_bits_of_the_generic_one(k, tiled):
     np.testing.assert_allclose(dots[0], expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("k", [3, 10])
+def test_unrolled_frobenius_kernel_agrees_with_the_generic_one(k):
+    from bcnmf.core import _csr_kernels
+    rng = np.random.default_rng(9)
+    f = 300
+    a = sp.random(200, f, density=0.1, format="csr", random_state=rng) * 10
+    basis = rng.random((k, f)) + 0.1
+    codes0 = rng.random((a.shape[0], k)) + 0.1
+    view = updates.view_basis(basis, FROBENIUS)
+    results = []
+    for spec in (0, k):
+        codes = codes0.copy()
+        cross, cgram = np.zeros((1, f, k)), np.zeros((1, k, k))
+        ab, quad = _csr_kernels.kernel(FROBENIUS, False, spec)(
+            a.data, a.indices, a.indptr, codes, view.basis_t, view.gram, 1e-10, 0.5, 1e-9,
+            True, True, cross, cgram, 1, 64)
+        results.append((np.array([ab, quad]), codes, cross, cgram))
+    for x, y in zip(*results):
+        np.testing.assert_allclose(y, x, rtol=1e-13)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("k", [3, 5])
 def test_specialised_parallel_kernel_equals_generic_serial_kernel(loss, k):

@@ -35,13 +35,12 @@ Each kernel is written once and compiled in flavours (:func:`kernel`):
   sees ``K`` as a compile-time constant, so its loops over components are
   unrolled and vectorised (about 1.5-2x faster).  Generic kernels
   (``K = 0``: read from the basis) serve small blocks, so that odd values of
-  K do not each cost a compilation.  The KL kernels and :func:`entry_dots`
-  are source templates (:func:`_expand`): specialised, they also hold a
-  row's codes and numerators in scalar locals rather than arrays, which the
-  compiler cannot keep in registers (another 1.3-1.4x on the KL sweep).
+  K do not each cost a compilation.  The kernels are source templates
+  (:func:`_expand`): specialised, they also hold a row's codes and
+  numerators in scalar locals rather than arrays, which the compiler cannot
+  keep in registers (another 1.3-1.4x on the KL sweep).
 
-Compiled kernels are cached on disk by numba (closure constants are part of
-the cache key).
+Compiled kernels are cached on disk by numba (:func:`_compile_template`).
 """
 
 import functools
@@ -83,89 +82,93 @@ def _dot(x, y, k):
     return (s0 + s1) + (s2 + s3)
 
 
-def _make_frobenius(K, parallel):
-    @numba.njit(parallel=parallel, **_JIT)
-    def frobenius_sweep_csr(data, indices, indptr, codes, basis_t, gram, eps, gamma,
-                            floor, update, want_parts, cross, cgram, n_chunks, tile):
-        """Squared-error sweep; returns (sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T)
-        at the codes *before* the update.  ``gram`` is B B^T."""
-        n = codes.shape[0]
-        k = K if K > 0 else codes.shape[1]
-        n_features = basis_t.shape[0]
-        ab_acc = np.zeros(n_chunks)
-        quad_acc = np.zeros(n_chunks)
-        step = (n + n_chunks - 1) // n_chunks
-        for c in numba.prange(n_chunks):
-            num = np.empty((_GROUP, k))
-            den = np.empty(k)
-            cursor = np.empty(_GROUP, dtype=indptr.dtype)
-            cr = cross[c]
-            cg = cgram[c]
-            ab = 0.0
-            quad = 0.0
-            stop = min(n, (c + 1) * step)
-            for g0 in range(c * step, stop, _GROUP):
-                g1 = min(stop, g0 + _GROUP)
-                # code numerators: features tile by tile (each row's entries
-                # are still added in storage order)
-                num[:g1 - g0] = 0.0
+_FROBENIUS = """
+def {name}(data, indices, indptr, codes, basis_t, gram, eps, gamma, floor, update,
+           want_parts, cross, cgram, n_chunks, tile):
+    n = codes.shape[0]
+    k = {k}
+    n_features = basis_t.shape[0]
+    ab_acc = np.zeros(n_chunks)
+    quad_acc = np.zeros(n_chunks)
+    step = (n + n_chunks - 1) // n_chunks
+    for c in numba.prange(n_chunks):
+        num = np.empty((_GROUP, k))
+        den = np.empty(k)
+        cursor = np.empty(_GROUP, dtype=indptr.dtype)
+        cr = cross[c]
+        cg = cgram[c]
+        ab = 0.0
+        quad = 0.0
+        stop = min(n, (c + 1) * step)
+        for g0 in range(c * step, stop, _GROUP):
+            g1 = min(stop, g0 + _GROUP)
+            # code numerators: features tile by tile (each row's entries
+            # are still added in storage order)
+            num[:g1 - g0] = 0.0
+            for i in range(g0, g1):
+                cursor[i - g0] = indptr[i]
+            for f1 in range(tile, n_features + tile, tile):
+                for i in range(g0, g1):
+                    nu = num[i - g0]
+                    {load_n}
+                    p = cursor[i - g0]
+                    end = indptr[i + 1]
+                    while p < end and indices[p] < f1:
+                        a = data[p]
+                        bj = basis_t[indices[p]]
+                        {load_b}
+                        {acc_n}
+                        p += 1
+                    {store_n}
+                    cursor[i - g0] = p
+            for i in range(g0, g1):
+                ci = codes[i]
+                nu = num[i - g0]
+                for q in range(k):
+                    s = 0.0
+                    for r in range(k):
+                        s += ci[r] * gram[r, q]
+                    den[q] = s
+                    ab += ci[q] * nu[q]
+                    quad += ci[q] * s
+                if update:
+                    for q in range(k):
+                        ci[q] = _mu(ci[q], nu[q], den[q], eps, gamma, floor)
+                if want_parts:
+                    for q in range(k):
+                        cq = ci[q]
+                        for r in range(k):
+                            cg[q, r] += cq * ci[r]
+            if want_parts:
+                # basis parts with the new codes, tile by tile (each
+                # feature still receives the rows in order)
                 for i in range(g0, g1):
                     cursor[i - g0] = indptr[i]
                 for f1 in range(tile, n_features + tile, tile):
                     for i in range(g0, g1):
-                        nu = num[i - g0]
+                        ci = codes[i]
+                        {load_c}
                         p = cursor[i - g0]
                         end = indptr[i + 1]
                         while p < end and indices[p] < f1:
                             a = data[p]
-                            bj = basis_t[indices[p]]
-                            for q in range(k):
-                                nu[q] += a * bj[q]
+                            crj = cr[indices[p]]
+                            {acc_cross}
                             p += 1
                         cursor[i - g0] = p
-                for i in range(g0, g1):
-                    ci = codes[i]
-                    nu = num[i - g0]
-                    for q in range(k):
-                        s = 0.0
-                        for r in range(k):
-                            s += ci[r] * gram[r, q]
-                        den[q] = s
-                        ab += ci[q] * nu[q]
-                        quad += ci[q] * s
-                    if update:
-                        for q in range(k):
-                            ci[q] = _mu(ci[q], nu[q], den[q], eps, gamma, floor)
-                    if want_parts:
-                        for q in range(k):
-                            cq = ci[q]
-                            for r in range(k):
-                                cg[q, r] += cq * ci[r]
-                if want_parts:
-                    # basis parts with the new codes, tile by tile (each
-                    # feature still receives the rows in order)
-                    for i in range(g0, g1):
-                        cursor[i - g0] = indptr[i]
-                    for f1 in range(tile, n_features + tile, tile):
-                        for i in range(g0, g1):
-                            ci = codes[i]
-                            p = cursor[i - g0]
-                            end = indptr[i + 1]
-                            while p < end and indices[p] < f1:
-                                a = data[p]
-                                crj = cr[indices[p]]
-                                for q in range(k):
-                                    crj[q] += a * ci[q]
-                                p += 1
-                            cursor[i - g0] = p
-            ab_acc[c] = ab
-            quad_acc[c] = quad
-        return ab_acc.sum(), quad_acc.sum()
-
-    return frobenius_sweep_csr
+        ab_acc[c] = ab
+        quad_acc[c] = quad
+    return ab_acc.sum(), quad_acc.sum()
+"""
 
 
-# The KL kernels are written once, as templates, and expanded per number of
+def _make_frobenius(K, parallel):
+    """Squared-error sweep; returns (sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T)
+    at the codes *before* the update.  ``gram`` is B B^T."""
+    return _compile_template(_FROBENIUS, "frobenius_sweep_csr", K, parallel, weight="a")
+
+
+# The kernels are written once, as templates, and expanded per number of
 # components (:func:`_expand`): a specialised kernel keeps the row's codes and
 # numerators in scalar locals (registers) instead of arrays that every entry
 # loads and stores (measured: a held sweep of the speed workload, K = 10 and
@@ -315,9 +318,11 @@ def _dot_unrolled(k: int) -> str:
     return f"(({sums[0]} + {sums[1]}) + ({sums[2]} + {sums[3]}))"
 
 
-def _expand(template: str, name: str, k: int) -> str:
+def _expand(template: str, name: str, k: int, weight: str) -> str:
     """Source of one kernel: ``k > 0`` unrolls the loops over components into
-    scalar locals, ``k = 0`` loops over arrays (K read from the basis)."""
+    scalar locals, ``k = 0`` loops over arrays (K read from the basis).
+    ``weight`` names the per-entry factor of the accumulations (the Poisson
+    ratio, or the stored value for squared error)."""
     def each(fmt):
         return "; ".join(fmt.format(q=q) for q in range(k))
 
@@ -325,8 +330,8 @@ def _expand(template: str, name: str, k: int) -> str:
         macros = dict(
             k="basis_t.shape[1]", load_c="pass", load_b="pass", load_n="pass",
             store_n="pass", zero_n="nu[:] = 0.0", dot="_dot(ci, bj, k)",
-            acc_n="for q in range(k): nu[q] += ratio * bj[q]",
-            acc_cross="for q in range(k): crj[q] += ratio * ci[q]",
+            acc_n=f"for q in range(k): nu[q] += {weight} * bj[q]",
+            acc_cross=f"for q in range(k): crj[q] += {weight} * ci[q]",
             update="for q in range(k): "
                    "ci[q] = _mu(ci[q], nu[q], basis_rowsum[q], eps, gamma, floor)")
     else:
@@ -334,14 +339,15 @@ def _expand(template: str, name: str, k: int) -> str:
             k=str(k), load_c=each("c{q} = ci[{q}]"), load_b=each("b{q} = bj[{q}]"),
             load_n=each("n{q} = nu[{q}]"), store_n=each("nu[{q}] = n{q}"),
             zero_n=each("n{q} = 0.0"), dot=_dot_unrolled(k),
-            acc_n=each("n{q} += ratio * b{q}"),
-            acc_cross=each("crj[{q}] += ratio * c{q}"),
+            acc_n=each("n{q} += " + weight + " * b{q}"),
+            acc_cross=each("crj[{q}] += " + weight + " * c{q}"),
             update=each("c{q} = _mu(c{q}, n{q}, basis_rowsum[{q}], eps, gamma, floor); "
                         "ci[{q}] = c{q}"))
     return template.format(name=name, **macros)
 
 
-def _compile_template(template: str, name: str, k: int, parallel: bool):
+def _compile_template(template: str, name: str, k: int, parallel: bool,
+                      weight: str = "ratio"):
     """Compile an expanded template.  Its code object is attributed to this
     file so that numba's on-disk cache works as for the kernels written
     here (the cache index is keyed by the function's name and bytecode, and
@@ -349,7 +355,7 @@ def _compile_template(template: str, name: str, k: int, parallel: bool):
     name = f"{name}_k{k}_{'parallel' if parallel else 'serial'}"
     namespace = {"np": np, "numba": numba, "_mu": _mu, "_dot": _dot, "_GROUP": _GROUP,
                  "__name__": __name__}
-    exec(compile(_expand(template, name, k), __file__, "exec"), namespace)
+    exec(compile(_expand(template, name, k, weight), __file__, "exec"), namespace)
     return numba.njit(parallel=parallel, **_JIT)(namespace[name])
 
 
