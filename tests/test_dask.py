@@ -29,6 +29,7 @@ distributed = pytest.importorskip("distributed", reason="distributed is not inst
                                   "(pip install 'bcnmf[dask]')")
 
 from bcnmf import BCNMF  # noqa: E402
+from bcnmf.core import fit as core_fit  # noqa: E402
 from bcnmf.core.fit import fit_factors  # noqa: E402
 from bcnmf.core.init import codes_for_basis, initial_factors  # noqa: E402
 from bcnmf.core.source import RowSource, scan  # noqa: E402
@@ -68,7 +69,7 @@ def _chunked(A, rows=32):
 
 def _settings_for(loss, mode="stable", **kw):
     kw.setdefault("transform_max_iter", 30)
-    kw.setdefault("nuisance_topics", 0)   # the Dask engine fits without nuisance topics
+    kw.setdefault("nuisance_topics", 0)   # (tested apart: their schedule differs)
     p = BCNMF(K, alpha=0.8, beta_loss=loss, mode=mode, **kw).get_params()
     return _settings(K, 16, p)
 
@@ -170,15 +171,48 @@ def test_engine_parameter_is_checked():
         BCNMF(K, device="cpu").fit(Xd)
 
 
-def test_dask_engine_says_it_fits_poisson_without_nuisance_topics(client):
+def test_nuisance_topics_on_dask_equal_in_memory(client, monkeypatch):
+    """Stable Poisson with a background carries the fixed nuisance topics on
+    the Dask engine too (their background NMF, the augmented starts, the
+    head-only basis step and gauge): the same fit as in memory when the
+    in-memory engine also updates their codes at every sweep (it holds them
+    between every 10th sweep by default, which the Dask engine does not)."""
+    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
     X, Y = _data(3)
-    kw = dict(beta_loss="kullback-leibler", max_iter=3, tol=0, random_state=0, engine="dask")
-    with pytest.warns(UserWarning, match="nuisance_topics=10 is ignored"):
-        BCNMF(K, **kw).fit(X, background=Y)
+    s = _settings_for("kullback-leibler", max_iter=25, tol=0.05, nuisance_topics=2)
+    local, ldiag = fit_factors(X, Y, s, random_state=0)
+    dist, ddiag = fit_factors_dask(_chunked(X), _chunked(Y, 40), s, random_state=0,
+                                   client=client)
+    assert dist.components.shape == (K, X.shape[1])
+    _assert_same(local, dist)
+    for a, b in zip(ldiag["offsets"], ddiag["offsets"]):   # floor, then the 2 topics
+        assert a.shape == b.shape == (3, X.shape[1])
+        assert_allclose(b, a, rtol=1e-9, atol=1e-15)
+    for a, b in zip(ldiag["nuisance_codes"], ddiag["nuisance_codes"]):
+        assert a.shape[1] == 2
+        assert_allclose(np.asarray(b), a, rtol=1e-9, atol=1e-12)
+
+
+def test_estimator_on_dask_fits_and_transforms_with_nuisance_topics(client, monkeypatch):
+    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
+    X, Y = _data(4)
+    kw = dict(beta_loss="kullback-leibler", max_iter=20, tol=0, random_state=0,
+              nuisance_topics=2, transform_max_iter=400)
+    local = BCNMF(K, **kw)
+    codes_local = local.fit_transform(X, background=Y)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        BCNMF(K, nuisance_topics=0, **kw).fit(X, background=Y)   # the same model, no warning
-        BCNMF(K, **dict(kw, beta_loss="frobenius")).fit(X, background=Y)
+        warnings.simplefilter("error")   # the same model: nothing to warn about
+        model = BCNMF(K, engine="dask", block_size=50, **kw)
+        codes = model.fit_transform(X, background=Y)
+    assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
+    assert_allclose(codes, codes_local, rtol=1e-9, atol=1e-12)
+    new = X[::2] * 1.5
+    for as_background in (False, True):
+        expected = local.transform(new, as_background=as_background)
+        assert_allclose(model.transform(new, as_background=as_background), expected,
+                        rtol=1e-9, atol=1e-12)
+        assert_allclose(model.transform(_chunked(new, 25), as_background=as_background)
+                        .compute(), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_worker_killed_mid_fit_gives_the_same_result(client):

@@ -38,17 +38,18 @@ Only imported when used: ``import bcnmf`` does not import dask.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 
-from .core.fit import (FitSettings, _options, _restart_seeds, _select, contrast_offsets,
-                       finish, raw_alpha, restart_agreement, step_policy, transform_codes)
+from .core.fit import (NUISANCE_MAX_ITER, FitSettings, _options, _restart_seeds, _select,
+                       _stack_offset, contrast_offsets, finish, nuisance_count, raw_alpha,
+                       restart_agreement, step_policy, transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
-from .core.solver import (SolveOutput, _finite, _record, _unit_rows, normalize_basis,
-                          refine_block)
+from .core.solver import (SolveOutput, SolverOptions, _finite, _record, _unit_rows,
+                          normalize_basis, refine_block)
 from .core.source import RowSource, Scan
 from .core.updates import FROBENIUS, Block, Parts, basis_step, block_const, sweep_block, view_basis
 
@@ -175,11 +176,32 @@ def _codes_of(state):
 
 def _scaled(codes, scales):
     """A copy of the codes with the pending gauge scales applied in order
-    (``codes *= scale`` of :func:`~bcnmf.core.solver.normalize_basis`)."""
+    (``codes *= scale`` of :func:`~bcnmf.core.solver.normalize_basis`; a
+    scale shorter than a row applies to its leading columns, the free
+    topics of a fit with fixed nuisance topics)."""
     codes = _codes_of(codes).copy()
     for scale in scales:
-        codes *= scale
+        codes[:, :scale.shape[0]] *= scale
     return codes
+
+
+def _colsum(codes, scales):
+    return _scaled(codes, scales).sum(axis=0, dtype=np.float64)
+
+
+def _add_arrays(*arrays):
+    return sum(arrays[1:], arrays[0].copy())
+
+
+def _with_nuisance(codes, scales, extra, row):
+    """A chunk's codes with the nuisance topics' codes appended: ``extra``
+    (the chunk's own, for the background) or ``row`` repeated (the target's
+    starting codes, :func:`bcnmf.core.fit._augment`)."""
+    codes = _scaled(codes, scales)
+    if extra is None:
+        extra = np.broadcast_to(row, (codes.shape[0], row.shape[0]))
+    extra = np.asarray(_codes_of(extra), dtype=codes.dtype)
+    return np.ascontiguousarray(np.concatenate([codes, extra], axis=1))
 
 
 def _sweep_task(block, codes, scales, const, payload, want_div):
@@ -505,7 +527,9 @@ def _restore(basis, good, hist, out):
 
 def _solve(runner, x: _Side, y: _Side | None, basis, state: _Codes, opts, callback=None):
     """:func:`bcnmf.core.solver._solve` with the codes on the cluster.
-    Returns ``(SolveOutput, final _Codes)``."""
+    Returns ``(SolveOutput, final _Codes)``.  With fixed nuisance topics
+    (``opts.n_free``) their codes are updated at every sweep: the engine has
+    no held sweeps (``opts.nuisance_every`` is ignored)."""
     with np.errstate(**_QUIET):
         hist = {"iteration": [], "target": [], "background": [], "objective": []}
         alpha = opts.alpha if y is not None else 0.0
@@ -532,10 +556,17 @@ def _solve(runner, x: _Side, y: _Side | None, basis, state: _Codes, opts, callba
                 if callback is not None:
                     callback(it, basis, {"target": dx, "background": dy,
                                          "objective": dx - alpha * dy})
-            basis_step(basis, px, py, alpha, opts.loss, opts.policy)
+            free = basis
+            if opts.n_free is None:
+                basis_step(basis, px, py, alpha, opts.loss, opts.policy)
+            else:   # fixed nuisance rows after the first n_free: only the head moves
+                free = basis[:opts.n_free]
+                basis_step(free, px.head(opts.n_free),
+                           None if py is None else py.head(opts.n_free), alpha, opts.loss,
+                           opts.policy)
             if opts.normalize:
                 pending = _Pending()
-                normalize_basis(basis, [pending], opts.policy.basis_floor)
+                normalize_basis(free, [pending], opts.policy.basis_floor)
                 state = _Codes(state.x, state.y, tuple(pending.scales))
             out.n_iter = it + 1
             if opts.tol > 0:
@@ -612,12 +643,15 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     info_y = y.info if y is not None else None
     alpha_raw = raw_alpha(x.info, info_y, s)
     policy = step_policy(x.info, s)
-    opts = _options(s, alpha_raw, policy)
+    k = s.n_components
+    n_nuisance = nuisance_count(s, info_y)
+    opts = _options(s, alpha_raw, policy, k if n_nuisance else None)
     offset_x, offset_y = contrast_offsets(x.info, info_y, s)
     for side, offset in ((x, offset_x), (y, offset_y)):
         if side is not None and s.loss != FROBENIUS:
             offset = np.zeros(side.info.shape[1]) if offset is None else offset
             side.offset = np.ascontiguousarray(offset, dtype=dtype)
+    nuisance = _nuisance_fit(runner, x, y, n_nuisance, s, policy) if n_nuisance else None
     runs = []
     for seed in _restart_seeds(random_state, s.n_init):
         if init_factors is not None:
@@ -631,25 +665,70 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 pending = _Pending()
                 normalize_basis(basis, [pending], policy.basis_floor)
                 state = _Codes(state.x, state.y, tuple(pending.scales))
+        if nuisance is not None:
+            basis, state = _augment(basis, state, nuisance)
         out, state = _solve(runner, x, y, basis, state, opts, callback)
         runs.append((out, state))
     objectives = np.array([o.history["objective"][-1] for o, _ in runs])
-    agreement = restart_agreement([o.basis for o, _ in runs])
+    agreement = restart_agreement([o.basis[:k] for o, _ in runs])
     best = _select(objectives, agreement, s.mode)
     stability = None
     if len(runs) > 1:   # per-topic agreement with the other restarts, as fit_factors
         from .matching import consensus_basis
 
-        _, stability, _ = consensus_basis([o.basis for o, _ in runs], reference=best)
+        _, stability, _ = consensus_basis([o.basis[:k] for o, _ in runs], reference=best)
     out, state = runs[best]
     del runs
-    k = s.n_components
-    codes = _as_array(runner, x, state.x, state.scales, k, dtype)
-    bg_codes = _as_array(runner, y, state.y, state.scales, k, dtype) if y is not None else None
-    return finish(out, out.basis, codes, bg_codes, alpha_raw,
+    width = out.basis.shape[0]
+    codes = _as_array(runner, x, state.x, state.scales, width, dtype)
+    bg_codes = (_as_array(runner, y, state.y, state.scales, width, dtype) if y is not None
+                else None)
+    components, nuisance_codes = out.basis, None
+    if nuisance is not None:   # the model's nuisance topics travel with its offsets
+        offset_x, offset_y = (_stack_offset(o, nuisance[0]) for o in (offset_x, offset_y))
+        nuisance_codes = (codes[:, k:], bg_codes[:, k:])
+        components, codes, bg_codes = out.basis[:k].copy(), codes[:, :k], bg_codes[:, :k]
+    return finish(out, components, codes, bg_codes, alpha_raw,
                   (objectives, agreement, best, stability), info_y, s,
-                  offsets=(offset_x, offset_y), policy=policy,
+                  offsets=(offset_x, offset_y), policy=policy, nuisance_codes=nuisance_codes,
                   dask=DaskRun(runner.round_trips, runner.bytes_fetched))
+
+
+def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, policy):
+    """:func:`bcnmf.core.fit.nuisance_basis` on the cluster: a KL NMF of the
+    background alone from the same host draws.  Returns ``(basis, persisted
+    background codes, starting row of the target's codes)``, the last as
+    :func:`bcnmf.core.fit._augment` computes it."""
+    dtype = y.info.dtype
+    basis, state = _initial_codes(y, None, replace(s, n_components=n_topics, init="random"),
+                                  0, dtype)
+    pending = _Pending()
+    normalize_basis(basis, [pending], policy.basis_floor)
+    state = _Codes(state.x, [], tuple(pending.scales))
+    opts = SolverOptions(loss=s.loss, alpha=0.0, policy=policy, normalize=True,
+                         max_iter=NUISANCE_MAX_ITER, tol=s.tol if s.tol > 0 else 1e-4,
+                         eval_every=NUISANCE_MAX_ITER)
+    out, state = _solve(runner, y, None, basis, state, opts)
+    codes = [_delayed(_scaled)(c, state.scales) for c in state.x]
+    total = _tree([_delayed(_colsum)(c, ()) for c in codes], _add_arrays)
+    codes, colsum = runner.run(codes, total)
+    tiny = float(np.finfo(np.float64).tiny)
+    per_cell = (x.info.total / max(x.info.shape[0], 1)) / max(
+        y.info.total / max(y.info.shape[0], 1), tiny)
+    row = (colsum / y.info.shape[0]).astype(dtype) * per_cell
+    return out.basis, codes, row
+
+
+def _augment(basis, state: _Codes, nuisance):
+    """:func:`bcnmf.core.fit._augment` on the cluster: the nuisance topics
+    appended to a run's starting basis and to its codes (pending scales
+    applied on the way)."""
+    g, codes_y, row = nuisance
+    basis = np.ascontiguousarray(np.concatenate([basis, g.astype(basis.dtype)]))
+    cx = [_delayed(_with_nuisance)(c, state.scales, None, row) for c in state.x]
+    cy = [_delayed(_with_nuisance)(c, state.scales, d, None)
+          for c, d in zip(state.y, codes_y)]
+    return basis, _Codes(cx, cy)
 
 
 def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float):
@@ -689,7 +768,7 @@ def checkpoint_hooks(s: FitSettings, X, Y, init, checkpoint, checkpoint_every, r
     last = [-checkpoint_every]
 
     def callback(sweep, basis, record):
-        if sweep - last[0] >= checkpoint_every:
-            write_basis(checkpoint, basis, sweep, fingerprint)
+        if sweep - last[0] >= checkpoint_every:   # the fitted topics, not the nuisance
+            write_basis(checkpoint, basis[:s.n_components], sweep, fingerprint)
             last[0] = sweep
     return init, callback

@@ -14,7 +14,7 @@ from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check
                           reject_unsupported)
 from .core.backend import (all_finite, asarray_like, is_torch, numpy_dtype, resolve_device,
                            to_device, to_numpy)
-from .core.fit import FitSettings, fit_factors, nuisance_model, transform_codes
+from .core.fit import FitSettings, fit_factors, transform_codes
 from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
@@ -290,17 +290,18 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         drives basis entries of background features to zero); 0 restores the
         unbounded form (and drops the nuisance topics).
     nuisance_topics : int, default=10
-        Stable Poisson with a background (and ``smoothing > 0``) only, in-memory
-        engine: both predictions also carry this many fixed nuisance topics
+        Stable Poisson with a background (and ``smoothing > 0``) only: both
+        predictions also carry this many fixed nuisance topics
         ``G``, a KL NMF of the background alone, with free per-cell codes:
         ``H W + D G + mu``.  The expression the background shares with the
         target is then explained in target cells too, so it no longer drives
         the contrastive codes; ``components_`` holds only the contrastive
         topics ``W``, which stay penalised for what the background can still
         use on top of ``G``.  :meth:`transform` solves both sets of codes and
-        returns the contrastive ones.  0 drops them (the engines
-        ``engine="dask"`` and :class:`MiniBatchBCNMF` always fit without
-        them).  See docs/design.md, "Stable mode".
+        returns the contrastive ones.  0 drops them (:class:`MiniBatchBCNMF`
+        always fits without them; ``engine="dask"`` updates their codes at
+        every sweep, the in-memory engine every 10th).  See docs/design.md,
+        "Stable mode".
     max_iter : int, default=500
         Maximum number of sweeps (exact number in reference mode).
     tol : float, default=1e-4
@@ -496,14 +497,6 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if getattr(self, "consensus", False):
                 raise ValueError("consensus=True is not supported by the Dask engine; use "
                                  "consensus=False (restarts still report topic_stability_).")
-            if (background is not None and params.get("nuisance_topics", 0) > 0
-                    and nuisance_model(params["beta_loss"], params["mode"],
-                                       params["smoothing"])):
-                warnings.warn("The Dask engine fits stable Poisson without nuisance topics "
-                              f"(nuisance_topics={params['nuisance_topics']} is ignored), so "
-                              "its codes differ from an in-process fit; pass "
-                              "nuisance_topics=0 to fit the same model without this warning, "
-                              "or fit in process.", UserWarning, stacklevel=2)
             return self._fit_dask(X, background, params,
                                   (init_components, init_codes, init_background_codes),
                                   _checkpointing(checkpoint, checkpoint_every, resume))
