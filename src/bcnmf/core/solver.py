@@ -103,12 +103,13 @@ def _can_hold_nuisance(pairs, opts) -> bool:
             and all(getattr(b, "mask", None) is None for b, _ in pairs))
 
 
-def _sweep_held(pairs, view, opts, tail_t, cache):
+def _sweep_held(pairs, view, opts, tail_t, cache, refresh):
     """:func:`_sweep_all` with the codes on the fixed rows (after the first
     ``n_free``) held: their prediction at the stored entries is an entry
-    offset (cached in ``cache`` by pair index for blocks held in memory,
-    recomputed from a single read for streamed blocks), and ``view`` holds
-    the free rows only."""
+    offset (cached in ``cache`` by pair index for blocks held in memory and
+    recomputed into the same buffers when ``refresh``, i.e. after the held
+    codes changed; recomputed from a single read for streamed blocks), and
+    ``view`` holds the free rows only."""
     k = opts.n_free
     parts = None
     for i, (block, codes) in enumerate(pairs):
@@ -117,8 +118,8 @@ def _sweep_held(pairs, view, opts, tail_t, cache):
             entries = entry_predictions(block, codes, k, tail_t)
         else:
             entries = cache.get(i)
-            if entries is None:
-                entries = cache[i] = entry_predictions(block, codes, k, tail_t)
+            if refresh or entries is None:
+                entries = cache[i] = entry_predictions(block, codes, k, tail_t, out=entries)
         _, p = sweep_block(block, codes, view, opts.loss, opts.policy, want_div=False,
                            entry_offset=entries)
         if parts is None:
@@ -275,6 +276,7 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
     if resumed is not None:
         start, last_good, recent = resumed
     held = ({}, {})   # entry predictions of the fixed rows while their codes are held
+    stale = True      # ... to be recomputed (the held codes changed since)
     can_hold = _can_hold_nuisance(target + background, opts)
     tail_t = contiguous(basis[opts.n_free:].T) if can_hold else None
     for it in range(start, opts.max_iter):
@@ -284,12 +286,12 @@ def _solve(target, background, basis, opts, callback, checkpoint=None):
         want_div = it % opts.eval_every == 0
         if can_hold and not want_div and it % opts.nuisance_every != 0:
             view = view_basis(basis[:opts.n_free], opts.loss)
-            dx, px = _sweep_held(target, view, opts, tail_t, held[0])
-            dy, py = (_sweep_held(background, view, opts, tail_t, held[1])
+            dx, px = _sweep_held(target, view, opts, tail_t, held[0], stale)
+            dy, py = (_sweep_held(background, view, opts, tail_t, held[1], stale)
                       if background else (0.0, None))
+            stale = False
         else:
-            for cache in held:
-                cache.clear()
+            stale = True
             view = view_basis(basis, opts.loss)
             dx, px = _sweep_all(target, view, opts, want_div)
             dy, py = _sweep_all(background, view, opts, want_div) if background else (0.0, None)

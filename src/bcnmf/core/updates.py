@@ -222,24 +222,27 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
                            entry_offset)
 
 
-def entry_predictions(block: Block, codes, first: int, basis_t):
+def entry_predictions(block: Block, codes, first: int, basis_t, out=None):
     """``(C[:, first:] B[first:])`` at the stored entries of a KL block, in
     the order the KL kernel visits them: one array for a CSR block, a list
     of arrays (one per row chunk) for a dense block.  ``basis_t`` is
     ``B[first:].T`` (C-contiguous).  The ``entry_offset`` of a sweep that
-    holds the topics from ``first`` on fixed (:func:`sweep_block`)."""
+    holds the topics from ``first`` on fixed (:func:`sweep_block`).  ``out``:
+    a previous result for the same block, overwritten (numpy blocks)."""
     a = block.data
     if not (sp.issparse(a) or is_torch_sparse(a)):
         n, f = a.shape
         step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
         to_csr = _dense_chunk_csr(a)
         return [entry_predictions(Block(to_csr(a[lo:lo + step]), 0.0), codes[lo:lo + step],
-                                  first, basis_t) for lo in range(0, n, step)]
+                                  first, basis_t, None if out is None else out[c])
+                for c, lo in enumerate(range(0, n, step))]
     if is_torch(a):
         from ._torch_sparse import _predict
 
         return _predict(a, codes[:, first:], basis_t, basis_t.new_zeros(basis_t.shape[0]))
-    out = np.empty(a.nnz, dtype=codes.dtype)
+    if out is None or out.shape != (a.nnz,) or out.dtype != codes.dtype:
+        out = np.empty(a.nnz, dtype=codes.dtype)
     _csr_kernels.entry_dots(a.indices, a.indptr, codes, first, basis_t, out,
                             parallel=a.nnz * basis_t.shape[1] >= _PARALLEL_MIN_WORK)
     return out
