@@ -171,16 +171,18 @@ def test_engine_parameter_is_checked():
         BCNMF(K, device="cpu").fit(Xd)
 
 
-def test_nuisance_topics_on_dask_equal_in_memory(client, monkeypatch):
+@pytest.mark.parametrize("every", [core_fit.NUISANCE_EVERY, 1])
+def test_nuisance_topics_on_dask_equal_in_memory(client, monkeypatch, every):
     """Stable Poisson with a background carries the fixed nuisance topics on
     the Dask engine too (their background NMF, the augmented starts, the
-    head-only basis step and gauge): the same fit as in memory when the
-    in-memory engine also updates their codes at every sweep (it holds them
-    between every 10th sweep by default, which the Dask engine does not)."""
-    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
+    head-only basis step and gauge, the held sweeps between their updates,
+    whose chunks carry the nuisance entry offsets): the same fit as in
+    memory, with the default schedule and with updates at every sweep."""
+    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", every)
     X, Y = _data(3)
     s = _settings_for("kullback-leibler", max_iter=25, tol=0.05, nuisance_topics=2)
     local, ldiag = fit_factors(X, Y, s, random_state=0)
+    assert local.n_iter > core_fit.NUISANCE_EVERY + 1   # held sweeps on both sides of an update
     dist, ddiag = fit_factors_dask(_chunked(X), _chunked(Y, 40), s, random_state=0,
                                    client=client)
     assert dist.components.shape == (K, X.shape[1])
@@ -193,8 +195,7 @@ def test_nuisance_topics_on_dask_equal_in_memory(client, monkeypatch):
         assert_allclose(np.asarray(b), a, rtol=1e-9, atol=1e-12)
 
 
-def test_estimator_on_dask_fits_and_transforms_with_nuisance_topics(client, monkeypatch):
-    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
+def test_estimator_on_dask_fits_and_transforms_with_nuisance_topics(client):
     X, Y = _data(4)
     kw = dict(beta_loss="kullback-leibler", max_iter=20, tol=0, random_state=0,
               nuisance_topics=2, transform_max_iter=400)

@@ -19,8 +19,9 @@ task that touches a chunk, so it costs no extra round trip.
 
 Everything else is the in-memory engine's (:mod:`bcnmf.core.fit`,
 :mod:`bcnmf.core.solver`): relative alpha, step policy, Poisson offsets,
-stopping rule, history, divergence handling, code refinement, restarts and
-their selection.  The loop :func:`_solve` follows :func:`bcnmf.core.solver._solve`
+the nuisance topics of stable Poisson and their held sweeps, stopping rule,
+history, divergence handling, code refinement, restarts and their
+selection.  The loop :func:`_solve` follows :func:`bcnmf.core.solver._solve`
 statement by statement; ``tests/test_dask.py`` checks that both return the same
 fit.
 
@@ -51,7 +52,8 @@ from .core.init import codes_for_basis
 from .core.solver import (SolveOutput, SolverOptions, _finite, _record, _unit_rows,
                           normalize_basis, refine_block)
 from .core.source import RowSource, Scan
-from .core.updates import FROBENIUS, Block, Parts, basis_step, block_const, sweep_block, view_basis
+from .core.updates import (FROBENIUS, Block, Parts, basis_step, block_const, entry_predictions,
+                           sweep_block, view_basis)
 
 #: number of partial results combined by one task of the tree reductions
 FAN_IN = 8
@@ -212,6 +214,23 @@ def _sweep_task(block, codes, scales, const, payload, want_div):
         div, parts = sweep_block(Block(block, const, offset), codes, view_basis(basis, loss),
                                  loss, policy, want_div=want_div)
     return codes, (div, parts)
+
+
+def _held_sweep_task(block, state, scales, const, payload, tail_t, first):
+    """One held sweep of one chunk (:func:`bcnmf.core.solver._sweep_held`):
+    the codes from column ``first`` on (the nuisance topics, basis rows
+    ``tail_t``) stay fixed and their prediction at the stored entries is
+    an entry offset, computed once after they last changed and then carried
+    with the chunk's state.  Returns ``(new codes, (None, parts), entries)``."""
+    head, loss, policy, offset = payload
+    with np.errstate(**_QUIET):
+        codes = _scaled(state, scales)   # (the scales touch the free columns only)
+        block = Block(block, const, offset)
+        entries = state[2] if isinstance(state, tuple) and len(state) == 3 else \
+            entry_predictions(block, codes, first, tail_t)
+        _, parts = sweep_block(block, codes, view_basis(head, loss), loss, policy,
+                               want_div=False, entry_offset=entries)
+    return codes, (None, parts), entries
 
 
 def _eval_task(block, codes, scales, const, payload):
@@ -460,24 +479,32 @@ def _given_codes(side: _Side | None, codes, basis, dtype):
     return [_delayed(_as_codes)(codes[lo:hi], dtype) for lo, hi in side.bounds]
 
 
-def _sweep_graph(side: _Side, codes, scales, payload, want_div):
+def _sweep_graph(side: _Side, codes, scales, payload, want_div, held=None):
+    """One sweep task per chunk: a full sweep, or with ``held = (tail_t,
+    first)`` a held sweep (:func:`_held_sweep_task`)."""
     new = []
     for block, c, const in zip(side.chunks, codes, side.consts):
-        new.append(_delayed(_sweep_task)(block, c, scales, const, payload, want_div))
+        if held is None:
+            new.append(_delayed(_sweep_task)(block, c, scales, const, payload, want_div))
+        else:
+            new.append(_delayed(_held_sweep_task)(block, c, scales, const, payload, *held))
     # the statistics are taken out where the chunk lives, so that the reduction moves
     # parts between workers, never codes
     return new, _tree([r[1] for r in new], _add_sweeps)
 
 
-def _sweep(runner, x, y, state: _Codes, basis, opts, want_div):
-    """One sweep of both datasets: ``(new _Codes, (dx, px), (dy, py))``."""
+def _sweep(runner, x, y, state: _Codes, basis, opts, want_div, held=None):
+    """One sweep of both datasets: ``(new _Codes, (dx, px), (dy, py))``.
+    ``held = (tail_t, first)``: a held sweep, ``basis`` holds the free rows
+    only."""
     import dask
 
     nx, sx = _sweep_graph(x, state.x, state.scales,
-                          _payload(basis, opts.loss, opts.policy, x.offset), want_div)
+                          _payload(basis, opts.loss, opts.policy, x.offset), want_div, held)
     if y is not None:
         ny, sy = _sweep_graph(y, state.y, state.scales,
-                              _payload(basis, opts.loss, opts.policy, y.offset), want_div)
+                              _payload(basis, opts.loss, opts.policy, y.offset), want_div,
+                              held)
     else:
         ny, sy = [], (0.0, None)
     kept, (statx, staty) = runner.run(nx + ny, dask.delayed(tuple)([sx, sy]))
@@ -528,18 +555,29 @@ def _restore(basis, good, hist, out):
 def _solve(runner, x: _Side, y: _Side | None, basis, state: _Codes, opts, callback=None):
     """:func:`bcnmf.core.solver._solve` with the codes on the cluster.
     Returns ``(SolveOutput, final _Codes)``.  With fixed nuisance topics
-    (``opts.n_free``) their codes are updated at every sweep: the engine has
-    no held sweeps (``opts.nuisance_every`` is ignored)."""
+    (``opts.n_free``) their codes are held between updates as in memory:
+    a held sweep's chunks carry the nuisance entry offsets in their state."""
+    import dask
+
     with np.errstate(**_QUIET):
         hist = {"iteration": [], "target": [], "background": [], "objective": []}
         alpha = opts.alpha if y is not None else 0.0
         out = SolveOutput(basis)
         last_good = None
         recent = []
+        held = None
+        if opts.n_free is not None and opts.nuisance_every > 1:
+            tail_t = dask.delayed(np.ascontiguousarray(basis[opts.n_free:].T), pure=True)
+            held = (tail_t, opts.n_free)
         for it in range(opts.max_iter):
             entering = (basis.copy(), state)
             want_div = it % opts.eval_every == 0
-            new_state, (dx, px), (dy, py) = _sweep(runner, x, y, state, basis, opts, want_div)
+            if held is not None and not want_div and it % opts.nuisance_every != 0:
+                new_state, (dx, px), (dy, py) = _sweep(
+                    runner, x, y, state, basis[:opts.n_free], opts, want_div, held)
+            else:
+                new_state, (dx, px), (dy, py) = _sweep(runner, x, y, state, basis, opts,
+                                                       want_div)
             recorded = dx is not None and dy is not None
             if not (_finite(px) and _finite(py)
                     and (not recorded or np.isfinite(dx - alpha * dy))):

@@ -299,9 +299,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         topics ``W``, which stay penalised for what the background can still
         use on top of ``G``.  :meth:`transform` solves both sets of codes and
         returns the contrastive ones.  0 drops them (:class:`MiniBatchBCNMF`
-        always fits without them; ``engine="dask"`` updates their codes at
-        every sweep, the in-memory engine every 10th).  See docs/design.md,
-        "Stable mode".
+        always fits without them).  See docs/design.md, "Stable mode".
     max_iter : int, default=500
         Maximum number of sweeps (exact number in reference mode).
     tol : float, default=1e-4
