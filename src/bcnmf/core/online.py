@@ -35,7 +35,10 @@ from .updates import (FROBENIUS, StepPolicy, basis_policy, basis_terms, data_sca
 
 @dataclass
 class OnlineState:
-    """Everything an online fit carries from one step to the next."""
+    """Everything an online fit carries from one step to the next.  The
+    accumulators cover the free rows of the basis: all of them, or the
+    first ``n_free`` when fixed nuisance topics follow
+    (:func:`bcnmf.core.fit.nuisance_basis`)."""
 
     basis: np.ndarray
     numer: np.ndarray            # running accumulator A
@@ -47,10 +50,15 @@ class OnlineState:
     n_steps: int = 0
 
     @classmethod
-    def start(cls, basis: np.ndarray) -> "OnlineState":
+    def start(cls, basis: np.ndarray, n_free: int | None = None) -> "OnlineState":
         k, f = basis.shape
+        k = k if n_free is None else n_free
         return cls(basis, np.zeros((k, f), basis.dtype), np.zeros((k, f), basis.dtype),
                    np.zeros(f), np.zeros(f))
+
+    @property
+    def n_free(self) -> int:
+        return self.numer.shape[0]
 
     def offsets(self, s: FitSettings, has_background: bool):
         """Stable Poisson prediction offsets from the running means."""
@@ -99,6 +107,10 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
         refine_codes(pairs, view, s.loss, policy, fresh_max_iter, s.tol)
     dx, px = sweep_block(bx, codes_x, view, s.loss, policy)
     dy, py = sweep_block(by, codes_y, view, s.loss, policy) if Y is not None else (0.0, None)
+    k = state.n_free
+    if k < basis.shape[0]:   # fixed nuisance rows after the first k: only the head moves
+        basis, px, py = basis[:k], px.head(k), None if py is None else py.head(k)
+        rescale = [c[:, :k] for c in rescale]
     numer, denom = basis_terms(basis, px, py, alpha, s.loss)
     numer *= basis
     state.numer *= rho
