@@ -71,6 +71,17 @@ def load(name, args):
         np.asarray(d.labels)
 
 
+def sample_groups(name, args):
+    """``(groups, background_groups)`` for ``select_model`` with ``--groups``: the mouse of
+    every measurement of the mouse data (15 replicates per mouse); None elsewhere."""
+    if not args.groups or name != "mice":
+        return {}
+    from bcnmf.datasets import load_mice_protein
+
+    d = load_mice_protein()
+    return {"groups": d.target_groups, "background_groups": d.background_groups}
+
+
 def _grid_ari(X, Y, labels, k, a, seed, n_restarts, params):
     from threadpoolctl import threadpool_limits
 
@@ -133,7 +144,8 @@ def run(name, seed, args, ari):
     params = {"max_iter": args.max_iter}
     t0 = time.perf_counter()
     res = select_model(X, Y, ks, alphas, beta_loss=args.loss, n_restarts=args.restarts,
-                       n_jobs=args.n_jobs, random_state=seed, refit=False, **params)
+                       n_jobs=args.n_jobs, random_state=seed, refit=False,
+                       **sample_groups(name, args), **params)
     t_sel = time.perf_counter() - t0
     grid, mean, sd = ari
     assert grid == list(zip(res.table["n_components"], res.table["alpha"]))
@@ -231,6 +243,8 @@ def main(argv=None):
                     help="take the grid ARIs of the grid points found in CSVs saved there with "
                          "--csv-dir (they do not depend on the selection seed; same data and "
                          "settings assumed); fit the others")
+    ap.add_argument("--groups", action="store_true",
+                    help="hold out whole mice on the mouse data (select_model's groups=)")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
     args = ap.parse_args(argv)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bcnmf import BCNMF, SelectionResult, select_model
-from bcnmf.selection import (CONTRAST_TIE, MIN_STABILITY, RULE, _auc, _placements,
+from bcnmf.selection import (CONTRAST_TIE, MIN_STABILITY, RULE, _auc, _placements, _split,
                              apply_rule, noise_columns, paired_contrast_se, selection_score)
 
 GRID = dict(n_components=[2, 3], alpha=[0.5, 1.5])
@@ -238,6 +238,9 @@ def test_plot_returns_axes(result):
     (dict(n_restarts=1), "n_restarts"),
     (dict(holdout=1.5), "holdout"),
     (dict(holdout=0.001), "holdout"),
+    (dict(groups=np.arange(5)), "groups must be one label per cell"),
+    (dict(background_groups=np.full(80, np.nan)), "background_groups has NaN"),
+    (dict(groups=np.zeros(80)), "takes every group of X"),
 ])
 def test_bad_arguments_are_named(data, kwargs, match):
     X, Y = data
@@ -253,3 +256,28 @@ def test_background_required_and_reserved_params(data):
         select_model(X, None)
     with pytest.raises(TypeError, match="n_init"):
         select_model(X, X, n_init=3)
+
+
+def test_grouped_holdout_keeps_samples_together(data):
+    """With groups, whole samples are held out (never split between training and
+    held-out cells), at least ``holdout`` of the cells; the ungrouped split is the
+    random permutation it always was."""
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 12, size=90)
+    for seed in range(5):
+        train, held = _split(90, 0.2, np.random.default_rng(seed), "X", groups)
+        assert set(groups[train]).isdisjoint(groups[held])
+        assert len(train) + len(held) == 90 and len(held) >= 18
+        assert len(held) < 18 + np.bincount(groups).max()   # stops once past the fraction
+    perm = np.random.default_rng(7).permutation(90)
+    train, held = _split(90, 0.2, np.random.default_rng(7), "X")
+    np.testing.assert_array_equal(held, np.sort(perm[:18]))
+    np.testing.assert_array_equal(train, np.sort(perm[18:]))
+    X, Y = data
+    mice = np.repeat(np.arange(8), 10)
+    res = select_model(X, Y, n_components=[2], alpha=[1.0], **FIT, groups=mice,
+                       background_groups=mice, random_state=0)
+    again = select_model(X, Y, n_components=[2], alpha=[1.0], **FIT, groups=mice,
+                         background_groups=mice, random_state=0)
+    assert res.settings["grouped"] == (True, True)
+    np.testing.assert_array_equal(_criteria(res.table), _criteria(again.table))

@@ -437,13 +437,41 @@ def _seeds(random_state, n):
     return rng, rng.integers(0, 2**31 - 1, size=n)
 
 
-def _split(n, holdout, rng, name):
-    n_ho = int(round(holdout * n))
+def _split(n, holdout, rng, name, groups=None):
+    """``(training rows, held-out rows)``: a random ``holdout`` of the cells, or, with
+    ``groups``, of whole groups (groups in random order until they hold at least
+    ``holdout`` of the cells)."""
+    if groups is None:
+        n_ho = int(round(holdout * n))
+        perm = rng.permutation(n)
+        held = np.zeros(n, dtype=bool)
+        held[perm[:n_ho]] = True
+    else:
+        _, which = np.unique(groups, return_inverse=True)
+        sizes = np.bincount(which)
+        order = rng.permutation(len(sizes))
+        n_groups = int(np.searchsorted(np.cumsum(sizes[order]), holdout * n) + 1)
+        held = np.isin(which, order[:n_groups])
+        if held.all():
+            raise ValueError(f"holdout={holdout} takes every group of {name}; give more "
+                             "groups or a smaller holdout.")
+    n_ho = int(held.sum())
     if n_ho < 2 or n - n_ho < 2:
         raise ValueError(f"holdout={holdout} leaves {n - n_ho} training and {n_ho} held-out "
                          f"cells of {name} ({n}); each needs at least 2.")
-    perm = rng.permutation(n)
-    return np.sort(perm[n_ho:]), np.sort(perm[:n_ho])
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _check_groups(groups, n, name):
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or groups.shape[0] != n:
+        raise ValueError(f"{name} must be one label per cell ({n}); got shape "
+                         f"{groups.shape}.")
+    if groups.dtype.kind == "f" and np.isnan(groups).any():
+        raise ValueError(f"{name} has NaN labels; give every cell a group.")
+    return groups
 
 
 class _Progress:
@@ -478,8 +506,9 @@ class _Progress:
 
 def select_model(X, background, n_components=(2, 3, 5),
                  alpha=(0.25, 0.5, 1.0, 1.5, 2.0), *, beta_loss="frobenius", n_restarts=3,
-                 holdout=0.2, n_jobs=1, random_state=0, progress=False, refit=True,
-                 max_cells=500, **fit_params) -> SelectionResult:
+                 holdout=0.2, groups=None, background_groups=None, n_jobs=1,
+                 random_state=0, progress=False, refit=True, max_cells=500,
+                 **fit_params) -> SelectionResult:
     """Choose ``(n_components, alpha)`` without labels.
 
     Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
@@ -501,6 +530,11 @@ def select_model(X, background, n_components=(2, 3, 5),
         Fits per grid point (>= 2: stability and consensus need several).
     holdout : float in (0, 1), default=0.2
         Fraction of the cells (of each dataset) held out.
+    groups, background_groups : array-like of shape (n_target,) / (n_background,), optional
+        The sample each cell comes from (a mouse, a donor, a well).  Cells of one sample are
+        then held out together (whole samples in random order, until they hold at least
+        ``holdout`` of the cells), so that the held-out fit measures how a model carries over
+        to new samples rather than to replicates of its training cells.
     n_jobs : int, default=1
         Grid points evaluated in parallel with joblib (-1: all cores).  Each fit runs with one
         BLAS thread, so results do not depend on ``n_jobs``.
@@ -572,9 +606,11 @@ def select_model(X, background, n_components=(2, 3, 5),
     if too_big:
         raise ValueError(f"n_components {too_big} exceed the number of features "
                          f"({Xc.shape[1]}).")
+    groups = _check_groups(groups, Xc.shape[0], "groups")
+    background_groups = _check_groups(background_groups, Yc.shape[0], "background_groups")
     rng, seeds = _seeds(random_state, int(n_restarts))
-    tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X")
-    tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background")
+    tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X", groups)
+    tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background", background_groups)
     data = (_rows(Xc, tr_x), _rows(Yc, tr_y), _rows(Xc, ho_x), _rows(Yc, ho_y))
     n_all = Xc.shape[0]
     cells = np.sort(rng.permutation(n_all)[:max_cells]) if n_all > max_cells \
@@ -623,6 +659,7 @@ def select_model(X, background, n_components=(2, 3, 5),
                       consensus=True, random_state=int(seeds[0]), **params)
         model.fit(X, background=background)
     settings = {"n_restarts": int(n_restarts), "holdout": float(holdout),
+                "grouped": (groups is not None, background_groups is not None),
                 "random_state": random_state if isinstance(random_state, (int, type(None)))
                 else "generator", "seeds": [int(s) for s in seeds], **params}
     return SelectionResult(table=table, best=best, best_model=model, rule=RULE,
