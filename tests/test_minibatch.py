@@ -192,3 +192,21 @@ def test_online_poisson_with_nuisance_topics_recovers_the_simulated_subtypes():
     codes = MiniBatchBCNMF(2, **kw).fit_transform(sim.X, background=sim.Y)
     assert cluster_ari(codes, sim.labels, normalise=True) > 0.9
     assert cluster_ari(codes, sim.labels) > 0.9
+
+
+@pytest.mark.filterwarnings("ignore::bcnmf.exceptions.ConvergenceWarning")
+def test_no_improvement_does_not_stop_while_the_topics_move():
+    """One batch per epoch on the raw-count simulation: the smoothed objective stalls
+    from step 6 to 17 while the topics still move by 0.005-0.05 per step (then they
+    find the subtypes).  Counting those steps as stale stopped the fit at step 17
+    with ARI 0.00; steps whose topics move more than STALE_CHANGE are not stale."""
+    from bcnmf.datasets import make_contrastive_counts
+    from bcnmf.metrics import cluster_ari
+    from bcnmf.minibatch import STALE_CHANGE
+
+    assert STALE_CHANGE == 1e-3
+    sim = make_contrastive_counts(8.0, random_state=0, sparse=True)
+    model = MiniBatchBCNMF(2, beta_loss="poisson", alpha=1.5, max_iter=60, random_state=0)
+    codes = model.fit_transform(sim.X, background=sim.Y)   # default max_no_improvement
+    assert model.n_iter_ == 60
+    assert cluster_ari(codes, sim.labels, normalise=True) > 0.9

@@ -19,6 +19,11 @@ from .estimator import (BCNMF, _check_background, _check_init, _settings,
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
 
+#: largest L1 change of a unit-L1 basis row in a step that counts as a step
+#: without improvement (``max_no_improvement``)
+STALE_CHANGE = 1e-3
+
+
 class MiniBatchBCNMF(BCNMF):
     """bcNMF learned online: a basis step after every minibatch.
 
@@ -63,7 +68,11 @@ random_state, transform_max_iter
         at most ``tol``; 0 disables it.
     max_no_improvement : int or None, default=10
         Stop after this many steps without improvement of the smoothed
-        per-cell batch objective; None disables it.
+        per-cell batch objective in which no topic moved by more than
+        ``STALE_CHANGE`` (1e-3, L1 change of a unit-L1 basis row): the
+        contrastive objective can stall while the topics still move (raw-count
+        simulation, one batch per epoch: 11 such steps, then the topics found
+        the subtypes).  None disables it.
 
     Attributes
     ----------
@@ -257,17 +266,19 @@ random_state, transform_max_iter
             state.basis[...] = basis_before
             return "diverged"
         self._alpha = alpha
+        change = float(np.abs(_unit_rows(state.basis) - basis_before).sum(1).max())
         cost = (dx - alpha * dy) / X.shape[0]
         weight = X.shape[0] / (n_total + 1) if n_total else 0.5
         smoothed = cost if self._ewa is None else (1 - weight) * self._ewa[0] + weight * cost
-        best, stale = (smoothed, 0) if self._ewa is None or smoothed < self._ewa[1] \
-            else (self._ewa[1], self._ewa[2] + 1)
+        if self._ewa is None or smoothed < self._ewa[1]:
+            best, stale = smoothed, 0
+        else:   # a step whose topics still move is not stale (see max_no_improvement)
+            best, stale = self._ewa[1], self._ewa[2] + (change <= STALE_CHANGE)
         self._ewa = (smoothed, best, stale)
         entering = state.n_steps - 1   # the record is of the state entering the step
         for key, value in zip(self._hist, (entering, dx, dy, dx - alpha * dy, smoothed)):
             self._hist[key].append(value)
-        if self.tol > 0 and np.abs(_unit_rows(state.basis) - basis_before).sum(1).max() \
-                <= self.tol:
+        if self.tol > 0 and change <= self.tol:
             return "converged"
         if self.max_no_improvement is not None and stale >= self.max_no_improvement:
             return "no improvement"
