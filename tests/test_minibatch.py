@@ -210,3 +210,32 @@ def test_no_improvement_does_not_stop_while_the_topics_move():
     codes = model.fit_transform(sim.X, background=sim.Y)   # default max_no_improvement
     assert model.n_iter_ == 60
     assert cluster_ari(codes, sim.labels, normalise=True) > 0.9
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_save_and_load(tmp_path, loss):
+    """A fitted MiniBatchBCNMF (stable Poisson: with its nuisance topics in the offsets)
+    is saved and loaded like BCNMF and transforms identically; partial_fit on the loaded
+    model says that the running accumulators were not saved."""
+    import bcnmf
+
+    X, Y = _data(7, n_features=24)
+    model = MiniBatchBCNMF(3, beta_loss=loss, batch_size=20, max_iter=3, tol=0,
+                           max_no_improvement=None, random_state=0).fit(X, background=Y)
+    path = model.save(tmp_path / "online.npz")
+    loaded = bcnmf.load(path)
+    assert type(loaded) is MiniBatchBCNMF and loaded.n_steps_ == model.n_steps_ == 9
+    assert loaded.get_params() == model.get_params()
+    for a, b in zip(loaded._offsets, model._offsets):
+        assert (a is None) == (b is None) == (loss == "frobenius")
+        if a is not None:
+            assert a.shape == (1 + 3, 24)   # the floor, then 3 nuisance topics (24 // 8)
+            assert_array_equal(a, b)
+    assert_array_equal(loaded.transform(X), model.transform(X))
+    assert_array_equal(loaded.transform(Y, as_background=True),
+                       model.transform(Y, as_background=True))
+    with pytest.raises(ValueError, match="loaded from a file.*init_components"):
+        loaded.partial_fit(X, background=Y)
+    fresh = MiniBatchBCNMF(**loaded.get_params()).partial_fit(
+        X, background=Y, init_components=loaded.components_)
+    assert fresh.components_.shape == (3, 24)

@@ -100,6 +100,8 @@ random_state, transform_max_iter
     (200, 2)
     """
 
+    _saved_scalars = ("n_steps_",)
+
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,
                  batch_size=1024, forget_factor=0.7, fresh_restarts=False,
@@ -163,7 +165,7 @@ random_state, transform_max_iter
                 basis = np.ascontiguousarray(np.concatenate([basis, g]))
             else:
                 basis, cx, cy = _augment(basis, cx, cy, (g, dy), info_x, info_y)
-        self._state = OnlineState.start(basis, k)
+        self._online = OnlineState.start(basis, k)
         self._hist = {k: [] for k in ("iteration", "target", "background", "objective",
                                       "smoothed")}
         self._ewa = None
@@ -233,7 +235,13 @@ random_state, transform_max_iter
         cells, ideally in the proportion of the full data); the first call
         initialises the model from this block (or ``init_components``)."""
         _numpy_only(X, background)
-        first = not hasattr(self, "_state")
+        first = not hasattr(self, "_online")
+        if first and hasattr(self, "components_"):
+            raise ValueError(
+                f"This {type(self).__name__} was loaded from a file, which keeps the topics "
+                "but not the running accumulators that partial_fit continues from; call fit, "
+                "or start a new model from these topics with partial_fit(X, background=Y, "
+                "init_components=model.components_).")
         p = self._params()
         X = _validate_target(self, X, reset=first)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
@@ -246,18 +254,18 @@ random_state, transform_max_iter
                                      None if Y is None else np.zeros((Y.shape[0], k))),
                                     X, Y, k)[0], None, None)
             self._start(X, Y, p, init)
-        codes_x = np.empty((X.shape[0], self._state.basis.shape[0]), dtype=X.dtype)
+        codes_x = np.empty((X.shape[0], self._online.basis.shape[0]), dtype=X.dtype)
         codes_y = None if Y is None else np.empty((Y.shape[0], codes_x.shape[1]), X.dtype)
         rescale = [c for c in (codes_x, codes_y) if c is not None]
-        X = X.astype(self._state.basis.dtype, copy=False)
+        X = X.astype(self._online.basis.dtype, copy=False)
         self._step(X, codes_x, Y, codes_y, self.forget_factor, True, rescale, None)
         self.n_iter_ = 1
         self._finish(None, warn=False)
-        self.background_codes_ = None if codes_y is None else codes_y[:, :self._state.n_free]
+        self.background_codes_ = None if codes_y is None else codes_y[:, :self._online.n_free]
         return self
 
     def _step(self, X, codes_x, Y, codes_y, rho, fresh, rescale, n_total):
-        state, s = self._state, self._settings
+        state, s = self._online, self._settings
         basis_before = _unit_rows(state.basis)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             dx, dy, alpha = online_step(state, X, codes_x, Y, codes_y, s, self._policy, rho,
@@ -285,15 +293,15 @@ random_state, transform_max_iter
         return None
 
     def _finish(self, stop, warn=True):
-        k = self._state.n_free
-        self.components_ = self._state.basis[:k].copy()
-        self.n_steps_ = self._state.n_steps
+        k = self._online.n_free
+        self.components_ = self._online.basis[:k].copy()
+        self.n_steps_ = self._online.n_steps
         self.history_ = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
                          for k, v in self._hist.items()}
         self.alpha_raw_ = self._alpha   # of the last batch
         self.objective_ = float(self._hist["objective"][-1]) if self._hist["objective"] \
             else np.nan
-        self._offsets = self._state.offsets(self._settings, self._state.n_y > 0)
+        self._offsets = self._online.offsets(self._settings, self._online.n_y > 0)
         if self._nuisance is not None:   # the fixed topics travel with the offsets
             self._offsets = tuple(_stack_offset(o, self._nuisance) for o in self._offsets)
         self._n_features_out = k

@@ -45,9 +45,10 @@ def _estimators():
     from .combined import CombinedBCNMF
     from .conditions import MultiConditionBCNMF
     from .estimator import BCNMF
+    from .minibatch import MiniBatchBCNMF
     from .multimodal import MultiModalBCNMF
 
-    classes = (BCNMF, CombinedBCNMF, MultiConditionBCNMF, MultiModalBCNMF)
+    classes = (BCNMF, CombinedBCNMF, MiniBatchBCNMF, MultiConditionBCNMF, MultiModalBCNMF)
     return {cls.__name__: cls for cls in classes}
 
 
@@ -96,7 +97,8 @@ def _collect(model, feature_names=None):
         arrays[f"state_{name}"] = np.asarray(a)
     for key, values in model.history_.items():
         arrays[f"history_{key}"] = np.asarray(values)
-    arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
+    if getattr(model, "restart_objectives_", None) is not None:   # (not online fits)
+        arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
     if getattr(model, "restart_agreement_", None) is not None:
         arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
     for name in _extra_arrays(model):
@@ -296,7 +298,8 @@ def load_model(path, *, device=None):
     model.components_ = arrays["components_"]
     model.background_codes_ = arrays.get("background_codes_")
     model.history_ = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
-    model.restart_objectives_ = arrays["restart_objectives_"]
+    if "restart_objectives_" in arrays:
+        model.restart_objectives_ = arrays["restart_objectives_"]
     if "restart_agreement_" in arrays:
         model.restart_agreement_ = arrays["restart_agreement_"]
     if "consensus" in valid:   # estimators with restart consensus report topic stability
