@@ -234,7 +234,8 @@ def test_save_and_load(tmp_path, loss):
     assert_array_equal(loaded.transform(X), model.transform(X))
     assert_array_equal(loaded.transform(Y, as_background=True),
                        model.transform(Y, as_background=True))
-    with pytest.raises(ValueError, match="loaded from a file.*init_components"):
+    with pytest.raises(ValueError, match=r"loaded from a file.*get_params\(\)\)"
+                                         r"\.partial_fit.*init_components"):
         loaded.partial_fit(X, background=Y)
     fresh = MiniBatchBCNMF(**loaded.get_params()).partial_fit(
         X, background=Y, init_components=loaded.components_)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Paper reproduction: the beta series over several simulation draws, against the authors' algorithm.
+"""Paper reproduction: the beta series over several simulation draws, against the authors' code.
 
 ``beta_series.py`` fixes the simulation at ``random_state=0``; the paper's draws are unknown.
 This script repeats the squared-error comparison over draws ``0 .. --draws - 1`` of the same

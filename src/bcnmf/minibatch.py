@@ -240,8 +240,9 @@ random_state, transform_max_iter
             raise ValueError(
                 f"This {type(self).__name__} was loaded from a file, which keeps the topics "
                 "but not the running accumulators that partial_fit continues from; call fit, "
-                "or start a new model from these topics with partial_fit(X, background=Y, "
-                "init_components=model.components_).")
+                f"or start a new model from these topics: {type(self).__name__}(**model."
+                "get_params()).partial_fit(X, background=Y, init_components=model."
+                "components_).")
         p = self._params()
         X = _validate_target(self, X, reset=first)
         Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
