@@ -187,8 +187,8 @@ def _scaled(codes, scales):
     return codes
 
 
-def _colsum(codes, scales):
-    return _scaled(codes, scales).sum(axis=0, dtype=np.float64)
+def _colsum(codes):
+    return _codes_of(codes).sum(axis=0, dtype=np.float64)
 
 
 def _add_arrays(*arrays):
@@ -748,7 +748,7 @@ def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, pol
                          eval_every=NUISANCE_MAX_ITER)
     out, state = _solve(runner, y, None, basis, state, opts)
     codes = [_delayed(_scaled)(c, state.scales) for c in state.x]
-    total = _tree([_delayed(_colsum)(c, ()) for c in codes], _add_arrays)
+    total = _tree([_delayed(_colsum)(c) for c in codes], _add_arrays)
     codes, colsum = runner.run(codes, total)
     tiny = float(np.finfo(np.float64).tiny)
     per_cell = (x.info.total / max(x.info.shape[0], 1)) / max(

@@ -298,8 +298,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         the contrastive codes; ``components_`` holds only the contrastive
         topics ``W``, which stay penalised for what the background can still
         use on top of ``G``.  :meth:`transform` solves both sets of codes and
-        returns the contrastive ones.  0 drops them (:class:`MiniBatchBCNMF`
-        always fits without them).  See docs/design.md, "Stable mode".
+        returns the contrastive ones.  0 drops them.  Every engine fits them
+        (``engine="dask"``, :class:`MiniBatchBCNMF`).  See docs/design.md,
+        "Stable mode".
     max_iter : int, default=500
         Maximum number of sweeps (exact number in reference mode).
     tol : float, default=1e-4

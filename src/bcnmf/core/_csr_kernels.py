@@ -82,6 +82,15 @@ def _dot(x, y, k):
     return (s0 + s1) + (s2 + s3)
 
 
+# The kernels are written once, as templates, and expanded per number of
+# components (:func:`_expand`): a specialised kernel keeps the row's codes and
+# numerators in scalar locals (registers) instead of arrays that every entry
+# loads and stores (measured: a held sweep of the speed workload, K = 10 and
+# 3,000 features, 0.019 -> 0.014 s); the generic kernel loops over arrays.
+# Both add the same terms in the same order (equal to rounding, tested).
+
+# Squared-error sweep; returns (sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T) at the
+# codes *before* the update.  ``gram`` is B B^T.
 _FROBENIUS = """
 def {name}(data, indices, indptr, codes, basis_t, gram, eps, gamma, floor, update,
            want_parts, cross, cgram, n_chunks, tile):
@@ -162,18 +171,10 @@ def {name}(data, indices, indptr, codes, basis_t, gram, eps, gamma, floor, updat
 """
 
 
-def _make_frobenius(K, parallel):
-    """Squared-error sweep; returns (sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T)
-    at the codes *before* the update.  ``gram`` is B B^T."""
-    return _compile_template(_FROBENIUS, "frobenius_sweep_csr", K, parallel, weight="a")
-
-
-# The kernels are written once, as templates, and expanded per number of
-# components (:func:`_expand`): a specialised kernel keeps the row's codes and
-# numerators in scalar locals (registers) instead of arrays that every entry
-# loads and stores (measured: a held sweep of the speed workload, K = 10 and
-# 3,000 features, 0.019 -> 0.014 s); the generic kernel loops over arrays.
-# Both add the same terms in the same order (equal to rounding, tested).
+# Generalised-KL sweep; returns sum_ij a_ij log(pred_ij) at the codes *before*
+# the update (0 unless ``want_div``), where pred = C B + offset (offset per
+# feature) + entry_offset (per stored entry, when it is not empty).  Only the
+# first ``basis_t.shape[1]`` columns of ``codes`` are read and updated.
 _KL_TILED = """
 def {name}(data, indices, indptr, codes, basis_t, basis_rowsum, offset, eps,
            gamma, floor, update, want_parts, want_div, cross, n_chunks, tile,
@@ -346,8 +347,7 @@ def _expand(template: str, name: str, k: int, weight: str) -> str:
     return template.format(name=name, **macros)
 
 
-def _compile_template(template: str, name: str, k: int, parallel: bool,
-                      weight: str = "ratio"):
+def _compile_template(template: str, name: str, k: int, parallel: bool, weight: str):
     """Compile an expanded template.  Its code object is attributed to this
     file so that numba's on-disk cache works as for the kernels written
     here (the cache index is keyed by the function's name and bytecode, and
@@ -357,20 +357,6 @@ def _compile_template(template: str, name: str, k: int, parallel: bool,
                  "__name__": __name__}
     exec(compile(_expand(template, name, k, weight), __file__, "exec"), namespace)
     return numba.njit(parallel=parallel, **_JIT)(namespace[name])
-
-
-def _make_kl(K, parallel):
-    """Generalised-KL sweep; returns sum_ij a_ij log(pred_ij) at the codes
-    *before* the update (0 unless ``want_div``), where pred = C B + offset
-    (offset per feature) + entry_offset (per stored entry, when it is not
-    empty).  Only the first ``basis_t.shape[1]`` columns of ``codes`` are
-    read and updated."""
-    return _compile_template(_KL_TILED, "kl_sweep_csr", K, parallel)
-
-
-def _make_kl_rows(K, parallel):
-    """:func:`_make_kl` row by row, for data whose features fit in one tile."""
-    return _compile_template(_KL_ROWS, "kl_sweep_csr_rows", K, parallel)
 
 
 _ENTRY_DOTS = """
@@ -410,10 +396,11 @@ def tile_features(n_features: int, n_components: int, itemsize: int) -> int:
     return max(64, min(n_features, _TILE_BYTES // max(1, 2 * n_components * itemsize)))
 
 
-_FACTORIES = {"frobenius": _make_frobenius, "kullback-leibler": _make_kl,
-              "kullback-leibler rows": _make_kl_rows,
-              "entry dots": lambda K, parallel: _compile_template(_ENTRY_DOTS, "entry_dots",
-                                                                  K, parallel)}
+#: kernel name -> (template, function name, weight of the accumulations)
+_TEMPLATES = {"frobenius": (_FROBENIUS, "frobenius_sweep_csr", "a"),
+              "kullback-leibler": (_KL_TILED, "kl_sweep_csr", "ratio"),
+              "kullback-leibler rows": (_KL_ROWS, "kl_sweep_csr_rows", "ratio"),
+              "entry dots": (_ENTRY_DOTS, "entry_dots", "ratio")}
 
 
 def kernel(loss: str, parallel: bool, n_components: int = 0, tiled: bool = True):
@@ -426,4 +413,5 @@ def kernel(loss: str, parallel: bool, n_components: int = 0, tiled: bool = True)
 
 @functools.lru_cache(maxsize=None)
 def _compiled(name: str, n_components: int, parallel: bool):
-    return _FACTORIES[name](n_components, parallel)
+    template, function, weight = _TEMPLATES[name]
+    return _compile_template(template, function, n_components, parallel, weight)

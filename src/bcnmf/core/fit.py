@@ -115,12 +115,6 @@ def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
     return s.smoothing * x.colsum / x.shape[0], s.smoothing * y.colsum / y.shape[0]
 
 
-def nuisance_model(loss: str, mode: str, smoothing: float) -> bool:
-    """Whether a fit with a background carries nuisance topics: stable
-    Poisson (any KL loss name) with a prediction floor."""
-    return loss != FROBENIUS and mode != "reference" and smoothing > 0
-
-
 def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
     """Number of fixed nuisance topics of a fit: stable Poisson with a
     background and ``smoothing > 0`` gets ``s.nuisance_topics``, at most the
@@ -130,7 +124,7 @@ def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
     or three nuisance topics already make the per-cell codes non-unique
     (``transform`` then lands 3-8 % away from the fitted codes at any
     tolerance), one does not."""
-    if info_y is None or not nuisance_model(s.loss, s.mode, s.smoothing):
+    if info_y is None or s.loss == FROBENIUS or s.mode == "reference" or s.smoothing <= 0:
         return 0
     return max(0, min(int(s.nuisance_topics), info_y.shape[0], info_y.shape[1] // 8))
 

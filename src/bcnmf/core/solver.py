@@ -197,7 +197,6 @@ def refine_block(block, codes, view, loss, policy, max_iter: int, tol: float) ->
     return it + 1
 
 
-
 def _unit_rows(basis: np.ndarray) -> np.ndarray:
     xp = namespace(basis)
     scale = xp.sum(basis, axis=1, keepdims=True)
