@@ -144,7 +144,7 @@ def run(name, seed, args, ari):
     params = {"max_iter": args.max_iter}
     t0 = time.perf_counter()
     res = select_model(X, Y, ks, alphas, beta_loss=args.loss, n_restarts=args.restarts,
-                       n_jobs=args.n_jobs, random_state=seed, refit=False,
+                       n_splits=args.splits, n_jobs=args.n_jobs, random_state=seed, refit=False,
                        **sample_groups(name, args), **params)
     t_sel = time.perf_counter() - t0
     grid, mean, sd = ari
@@ -217,6 +217,8 @@ def main(argv=None):
     ap.add_argument("--datasets", default="sim,mice,mnist")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--restarts", type=int, default=3)
+    ap.add_argument("--splits", type=int, default=3,
+                    help="select_model's n_splits (random hold-out splits averaged)")
     ap.add_argument("--ari-seeds", type=int, default=3,
                     help="fitting seeds averaged for the ARI of every grid point")
     ap.add_argument("--n-jobs", type=int, default=2)

@@ -284,7 +284,8 @@ def test_select_writes_table_and_choice(files, tmp_path, capsys):
     out = tmp_path / "sel"
     argv = ["select", str(d / "target.csv"), "--background", str(d / "background.tsv"),
             "--background-rows", "features", "-k", "2,3", "--alpha", "0.5,1.5",
-            "--restarts", "2", "--max-iter", "100", "--tol", "0", "-o", str(out)]
+            "--restarts", "2", "--splits", "2", "--max-iter", "100", "--tol", "0",
+            "-o", str(out)]
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -293,9 +294,9 @@ def test_select_writes_table_and_choice(files, tmp_path, capsys):
     assert len(table) == 4 and {"contrast", "stability", "score"} <= set(table.columns)
     record = json.loads((out / "selection.json").read_text())
     assert set(record["best"]) == {"n_components", "alpha"} and "contrast" in record["rule"]
-    library = bcnmf.select_model(X, Y, [2, 3], [0.5, 1.5], n_restarts=2, max_iter=100, tol=0,
-                                 random_state=0, refit=False)
-    assert record["best"] == library.best
+    library = bcnmf.select_model(X, Y, [2, 3], [0.5, 1.5], n_restarts=2, n_splits=2,
+                                 max_iter=100, tol=0, random_state=0, refit=False)
+    assert record["best"] == library.best and record["settings"]["n_splits"] == 2
     np.testing.assert_allclose(table["contrast"], library.table["contrast"])
 
 
@@ -336,7 +337,7 @@ def test_select_progress_and_errors(files, tmp_path, capsys):
     assert capsys.readouterr().err == ""
     assert main([*argv, "-o", str(tmp_path / "b"), "--progress"]) == 0
     err = capsys.readouterr().err
-    assert "reading" in err and "select_model" in err and "2/2" in err
+    assert "reading" in err and "select_model" in err and "6/6" in err   # 2 points x 3 splits
     assert main([*argv, "-o", str(tmp_path / "c"), "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
     missing = ["select", str(tmp_path / "missing.csv"), "--background", str(d / "target.csv"),

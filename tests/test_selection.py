@@ -59,8 +59,10 @@ def test_rule_picks_one_grid_point(result):
     stable = table["stability"] >= MIN_STABILITY
     if stable.any():
         assert row["stability"] >= MIN_STABILITY
-        same_k = stable & (table["n_components"] == row["n_components"])
-        assert row["contrast"] >= table.loc[same_k, "contrast"].max() - CONTRAST_TIE
+        # within the tie of every stable contrast at its K up to its alpha (the first peak)
+        before = stable & (table["n_components"] == row["n_components"]) & \
+            (table["alpha"] <= row["alpha"])
+        assert row["contrast"] >= table.loc[before, "contrast"].max() - CONTRAST_TIE
     assert result.rule == RULE and "contrast" in RULE
     assert result.best_model is None
     assert isinstance(result, SelectionResult)
@@ -80,6 +82,53 @@ def test_rule_on_a_synthetic_table():
     assert apply_rule(table) == 0  # equal best contrasts: fewer topics
     table["stability"] = [0.1, 0.1, 0.1, 0.1]
     assert apply_rule(table) == 1  # nothing stable: stability is ignored
+
+
+def test_rule_stops_at_the_first_peak_along_alpha():
+    """Past the first clear fall of the contrast the rule does not look further: a later,
+    higher contrast (collapsed fits that explain almost nothing of either data set) does not
+    win.  A dip within the tie is not a fall."""
+    import pandas as pd
+
+    from bcnmf.selection import first_peak
+
+    alpha = [0.25, 0.5, 1.0, 1.5, 2.0]
+    table = pd.DataFrame({"n_components": [5] * 5 + [2] * 5, "alpha": alpha * 2,
+                          "contrast": [0.970, 0.978, 0.968, 0.938, 0.990,
+                                       0.943, 0.969, 0.957, 0.929, 0.985],
+                          "stability": 1.0})
+    # K = 5 peaks first at alpha 0.5 (0.978), K = 2 at 0.5 (0.969): K = 5, alpha 0.5, though
+    # both reach higher contrasts at alpha 2 after falling
+    assert apply_rule(table) == 1
+    score = selection_score(table)
+    assert first_peak(score, table["alpha"].to_numpy(), np.arange(5)) == (0.978, 1)
+    # a dip of less than the tie does not end the search: the peak is then alpha 2
+    table.loc[2, "contrast"] = 0.978 - CONTRAST_TIE / 2
+    table.loc[3, "contrast"] = 0.975
+    assert apply_rule(table) == 4
+    # the same rows in another order give the same choice
+    shuffled = table.iloc[::-1].reset_index(drop=True)
+    assert shuffled.iloc[apply_rule(shuffled)].equals(table.iloc[4])
+    # an unstable point is a fall (score 0): the peak before it is kept
+    table.loc[2, "stability"] = MIN_STABILITY / 2
+    assert apply_rule(table) == 1
+
+
+def test_splits_average_the_criteria(data, result):
+    """n_splits independent hold-out splits, each with its own restarts: the criteria are
+    averaged over them, the placements of all splits pooled; one split is the first split of
+    several (same random stream)."""
+    X, Y = data
+    one = select_model(X, Y, **GRID, **FIT, random_state=0, n_splits=1)
+    assert result.settings["n_splits"] == 3 and one.settings["n_splits"] == 1
+    assert len(result.settings["seeds"]) == 3 and one.settings["seeds"] == \
+        result.settings["seeds"][:1]
+    n_held = len(one.placements[0][0])
+    assert all(len(t) == 3 * n_held for t, _ in result.placements)
+    for (t, b), (t1, b1) in zip(result.placements, one.placements):
+        np.testing.assert_array_equal(t[:n_held], t1)   # the first split is the same
+        np.testing.assert_array_equal(b[:len(b1)], b1)
+    assert not np.allclose(result.table["contrast"], one.table["contrast"])
 
 
 def test_placements_average_to_the_auc_with_ties_and_nan():
@@ -236,6 +285,8 @@ def test_plot_returns_axes(result):
     (dict(alpha=[-1.0]), "alpha"),
     (dict(alpha=[1.0, 1.0]), "repeated"),
     (dict(n_restarts=1), "n_restarts"),
+    (dict(n_splits=0), "n_splits"),
+    (dict(n_splits=True), "n_splits"),
     (dict(holdout=1.5), "holdout"),
     (dict(holdout=0.001), "holdout"),
     (dict(groups=np.arange(5)), "groups must be one label per cell"),

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel = sub.add_parser(
         "select", parents=[common], help="choose K and alpha without labels",
         description=_fill(
-            "Fit a grid of (K, alpha) on a training split of TARGET and the background, "
+            "Fit a grid of (K, alpha) on training splits of TARGET and the background, "
             "measure held-out fit, contrast, restart stability and consensus per grid point, "
             "and choose one by the documented rule (bcnmf.select_model). Writes "
             "selection.csv (one row per grid point) and selection.json ({best, rule}) into "
@@ -271,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="A,A,...", help="contrast weights, relative scale (default: "
                       "0.25,0.5,1,1.5,2)")
     grid.add_argument("--restarts", type=_positive_int, default=3, metavar="N",
-                      help="fits per grid point (>= 2; default: 3)")
+                      help="fits per grid point and split (>= 2; default: 3)")
+    grid.add_argument("--splits", type=_positive_int, default=3, metavar="N",
+                      help="random hold-out splits the criteria are averaged over "
+                           "(default: 3)")
     grid.add_argument("--holdout", type=float, default=0.2, metavar="F",
                       help="fraction of cells held out (default: 0.2)")
     grid.add_argument("--n-jobs", type=int, default=1, metavar="N",
@@ -538,7 +541,8 @@ def _cmd_select(args, progress, out):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = select_model(X, Y, ks, args.alpha, beta_loss=args.loss,
-                              n_restarts=args.restarts, holdout=args.holdout,
+                              n_restarts=args.restarts, n_splits=args.splits,
+                              holdout=args.holdout,
                               n_jobs=args.n_jobs, random_state=args.seed,
                               progress=progress.enabled, refit=False,
                               max_iter=args.max_iter, tol=args.tol)

@@ -41,8 +41,9 @@ labels:
     whether the gap is at most one such standard error.  Grid points ``within_noise`` at
     other K or alpha are ones the held-out cells cannot tell from the choice.
 
-Each per-restart criterion is averaged over the restarts (``n_restarts``), which makes the
-rule less sensitive to one unlucky fit.
+Each per-restart criterion is averaged over the restarts (``n_restarts``) and over
+independent random hold-out splits (``n_splits``, each with its own restarts), which makes the
+rule less sensitive to one unlucky fit and to which cells one split happens to hold out.
 
 The rule (:data:`RULE`) is written down in ``SelectionResult.rule`` and
 ``docs/selection.md``.  Labels are never used.
@@ -69,10 +70,13 @@ RULE = (
     "Hungarian-matched cosine similarity of topics across restarts; if none does, all "
     "count). The contrast of a grid point is the probability that a held-out target cell is "
     "better explained by its topics than a held-out background cell, averaged over restarts "
-    "fitted on the training cells. K is the number of topics with the largest contrast "
-    "(ties: fewer topics); alpha is the largest alpha at that K whose contrast is within "
-    f"{CONTRAST_TIE} of that K's largest. score = contrast where stable, else 0. "
-    "No labels are used."
+    "and over random hold-out splits. At every K, the contrast is followed along increasing "
+    "alpha up to its first peak: the best contrast so far, until it first falls more than "
+    f"{CONTRAST_TIE} below that best (past the first peak the fit is leaving the useful "
+    "band; a later rise comes from fits that explain almost nothing of either data set). "
+    "K is the number of topics whose first peak is highest (ties: fewer topics); alpha is "
+    f"the largest alpha before that fall whose contrast is within {CONTRAST_TIE} of the "
+    "peak. score = contrast where stable, else 0. No labels are used."
 )
 
 
@@ -92,13 +96,28 @@ def apply_rule(table):
     score = selection_score(table)
     k = np.asarray(table["n_components"])
     a = np.asarray(table["alpha"], dtype=float)
-    best = score.max()
-    top = np.flatnonzero(score == best)
-    k_best = min(k[i] for i in top)
-    at_k = np.flatnonzero(k == k_best)
-    level = score[at_k].max()
-    candidates = [i for i in at_k if score[i] >= level - CONTRAST_TIE]
-    return int(max(candidates, key=lambda i: a[i]))
+    best_level, pick = -np.inf, None
+    for kk in sorted(set(k.tolist())):    # fewer topics first: a tie keeps fewer topics
+        level, row = first_peak(score, a, np.flatnonzero(k == kk))
+        if level > best_level:
+            best_level, pick = level, row
+    return int(pick)
+
+
+def first_peak(score, alpha, rows):
+    """``(level, row)`` of the first peak of ``score`` along increasing ``alpha`` among
+    ``rows`` (one K): the best score so far until a score first falls more than
+    :data:`CONTRAST_TIE` below it, and the row of the largest alpha before that fall whose
+    score is within :data:`CONTRAST_TIE` of the peak."""
+    rows = np.asarray(rows)[np.argsort(np.asarray(alpha)[rows], kind="stable")]
+    peak, stop = -np.inf, len(rows)
+    for j, i in enumerate(rows):
+        if score[i] < peak - CONTRAST_TIE:
+            stop = j
+            break
+        peak = max(peak, score[i])
+    candidates = [i for i in rows[:stop] if score[i] >= peak - CONTRAST_TIE]
+    return float(peak), int(max(candidates, key=lambda i: alpha[i]))
 
 
 def noise_columns(table, placements, pick):
@@ -134,11 +153,12 @@ class SelectionResult:
     rule : str
         The rule, in words.
     settings : dict
-        ``n_restarts``, ``holdout``, ``random_state``, the restart seeds and the fit
-        parameters.
+        ``n_restarts``, ``n_splits``, ``holdout``, ``random_state``, the restart seeds (one
+        list per split) and the fit parameters.
     placements : list of (ndarray, ndarray) or None
         Per grid point (rows of ``table``), the DeLong placements of the held-out target and
-        background cells averaged over the restarts: for a target cell, the fraction of
+        background cells averaged over the restarts, the held-out cells of every split one
+        after the other: for a target cell, the fraction of
         held-out background cells it is better explained than (ties half), and for a
         background cell, the fraction of target cells better explained than it.  Their means
         are the ``contrast``; :func:`paired_contrast_se` compares two grid points with them.
@@ -375,9 +395,8 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
             all_codes = np.vstack([codes_tr, cx])[consensus_cells]
             assign.append(np.argmax(all_codes, axis=1))
     n_warnings = len(caught)
-    out = {key: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-           for key, v in ((kk, np.asarray(vv, dtype=float)) for kk, vv in rows.items())}
-    out["contrast_sd"] = float(np.nanstd(rows["contrast"])) if len(seeds) > 1 else 0.0
+    out = {key: _nanmean(v) for key, v in rows.items()}
+    out["_contrasts"] = rows["contrast"]
     out["contrast_se"] = _auc_se(out["contrast"], _rows_count(x_ho), _rows_count(y_ho))
     if len(bases) > 1:
         agreement = restart_agreement(bases)
@@ -394,6 +413,34 @@ def _evaluate(k, alpha, data, seeds, params, consensus_cells):
         out["_placements"] = (np.nanmean(place_t, axis=0), np.nanmean(place_b, axis=0))
     out["n_warnings"] = n_warnings
     out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+#: criteria averaged over the hold-out splits
+_AVERAGED = ("fit_target", "fit_background", "heldout_target", "heldout_background",
+             "contrast", "n_iter", "stability", "stability_min", "consensus")
+
+
+def _combine(splits):
+    """One grid point's criteria from its evaluations on independent hold-out splits: the
+    criteria averaged; ``contrast_sd`` the spread over every fit; ``contrast_se`` the
+    standard error of the averaged contrast; the placements of the held-out cells of all
+    splits pooled (their means are the averaged contrast when the splits are the same
+    size)."""
+    out = {key: _nanmean([part[key] for part in splits]) for key in _AVERAGED}
+    contrasts = np.concatenate([part["_contrasts"] for part in splits])
+    out["contrast_sd"] = float(np.nanstd(contrasts)) if contrasts.size > 1 else 0.0
+    out["contrast_se"] = float(np.sqrt(np.sum([part["contrast_se"] ** 2 for part in splits]))
+                               / len(splits))
+    out["n_warnings"] = int(sum(part["n_warnings"] for part in splits))
+    out["seconds"] = float(sum(part["seconds"] for part in splits))
+    out["_placements"] = tuple(np.concatenate([part["_placements"][j] for part in splits])
+                               for j in (0, 1))
     return out
 
 
@@ -475,6 +522,9 @@ def _check_groups(groups, n, name):
 
 
 class _Progress:
+    """Progress over the (grid point, split) evaluations: a tqdm bar when tqdm is
+    installed, else one line per evaluation on stderr."""
+
     def __init__(self, enabled, total):
         self.bar = None
         self.enabled = bool(enabled)
@@ -486,7 +536,7 @@ class _Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc="select_model", unit="grid point")
+                self.bar = tqdm(total=total, desc="select_model", unit="evaluation")
 
     def update(self, label):
         if not self.enabled:
@@ -496,7 +546,8 @@ class _Progress:
             self.bar.update(1)
             self.bar.set_postfix_str(label)
         else:
-            sys.stderr.write(f"select_model: {self.done}/{self.total} grid points ({label})\n")
+            sys.stderr.write(f"select_model: {self.done}/{self.total} grid points x splits "
+                             f"({label})\n")
             sys.stderr.flush()
 
     def close(self):
@@ -506,15 +557,16 @@ class _Progress:
 
 def select_model(X, background, n_components=(2, 3, 5),
                  alpha=(0.25, 0.5, 1.0, 1.5, 2.0), *, beta_loss="frobenius", n_restarts=3,
-                 holdout=0.2, groups=None, background_groups=None, n_jobs=1,
+                 n_splits=3, holdout=0.2, groups=None, background_groups=None, n_jobs=1,
                  random_state=0, progress=False, refit=True, max_cells=500,
                  **fit_params) -> SelectionResult:
     """Choose ``(n_components, alpha)`` without labels.
 
     Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
     random ``1 - holdout`` of the target and background cells; the held-out cells are encoded
-    with the basis frozen.  The criteria (see :mod:`bcnmf.selection`) are averaged over the
-    restarts and the documented rule (:data:`RULE`) picks one grid point.
+    with the basis frozen.  This is repeated on ``n_splits`` independent random splits.  The
+    criteria (see :mod:`bcnmf.selection`) are averaged over the restarts and the splits, and
+    the documented rule (:data:`RULE`) picks one grid point.
 
     Parameters
     ----------
@@ -527,7 +579,10 @@ def select_model(X, background, n_components=(2, 3, 5),
         Contrast weights, on the scale of ``alpha_scale`` (relative by default).
     beta_loss : {"frobenius", "kullback-leibler", "poisson"}, default="frobenius"
     n_restarts : int, default=3
-        Fits per grid point (>= 2: stability and consensus need several).
+        Fits per grid point and split (>= 2: stability and consensus need several).
+    n_splits : int, default=3
+        Independent random hold-out splits; every criterion is averaged over them (the cost
+        grows in proportion).  The rule was validated with 3 (``docs/selection.md``).
     holdout : float in (0, 1), default=0.2
         Fraction of the cells (of each dataset) held out.
     groups, background_groups : array-like of shape (n_target,) / (n_background,), optional
@@ -542,7 +597,7 @@ def select_model(X, background, n_components=(2, 3, 5),
         Seeds the split and the restarts; a fixed int gives the same table every time.
     progress : bool, default=False
         Show progress on stderr (a tqdm bar when tqdm is installed, else one line per grid
-        point).
+        point and split).
     refit : bool, default=True
         Refit the chosen grid point on all cells (``best_model``, with
         ``n_init=n_restarts`` and the consensus of the restarts).
@@ -580,6 +635,10 @@ def select_model(X, background, n_components=(2, 3, 5),
     if not (isinstance(n_restarts, (int, np.integer)) and n_restarts >= 2):
         raise ValueError(f"n_restarts must be an int >= 2 (stability needs several fits); "
                          f"got {n_restarts!r}.")
+    if not (isinstance(n_splits, (int, np.integer)) and not isinstance(n_splits, bool)
+            and n_splits >= 1):
+        raise ValueError(f"n_splits must be an int >= 1 (random hold-out splits); got "
+                         f"{n_splits!r}.")
     if not (isinstance(holdout, (float, int)) and 0 < holdout < 1):
         raise ValueError(f"holdout must be a fraction in (0, 1); got {holdout!r}.")
     if background is None:
@@ -609,35 +668,43 @@ def select_model(X, background, n_components=(2, 3, 5),
     groups = _check_groups(groups, Xc.shape[0], "groups")
     background_groups = _check_groups(background_groups, Yc.shape[0], "background_groups")
     rng, seeds = _seeds(random_state, int(n_restarts))
-    tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X", groups)
-    tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background", background_groups)
-    data = (_rows(Xc, tr_x), _rows(Yc, tr_y), _rows(Xc, ho_x), _rows(Yc, ho_y))
     n_all = Xc.shape[0]
-    cells = np.sort(rng.permutation(n_all)[:max_cells]) if n_all > max_cells \
-        else np.arange(n_all)
-    # positions of the chosen cells in vstack([train, held-out]) order
-    order = np.concatenate([tr_x, ho_x])
-    where = np.empty(n_all, dtype=np.intp)
-    where[order] = np.arange(n_all)
-    consensus_cells = np.sort(where[cells])
+    splits = []     # (training and held-out data, restart seeds, consensus cells) per split
+    cells = None
+    for s in range(int(n_splits)):
+        if s:
+            seeds = rng.integers(0, 2**31 - 1, size=int(n_restarts))
+        tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X", groups)
+        tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background", background_groups)
+        if cells is None:   # one random subset of the target cells for every split
+            cells = np.sort(rng.permutation(n_all)[:max_cells]) if n_all > max_cells \
+                else np.arange(n_all)
+        # positions of those cells in vstack([train, held-out]) order
+        where = np.empty(n_all, dtype=np.intp)
+        where[np.concatenate([tr_x, ho_x])] = np.arange(n_all)
+        data = (_rows(Xc, tr_x), _rows(Yc, tr_y), _rows(Xc, ho_x), _rows(Yc, ho_y))
+        splits.append((data, seeds, np.sort(where[cells])))
     grid = [(k, a) for k in ks for a in alphas]
-    bar = _Progress(progress, len(grid))
+    tasks = [(k, a, s, split) for k, a in grid for s, split in enumerate(splits)]
+    bar = _Progress(progress, len(tasks))
     try:
         if n_jobs == 1:
-            results = []
-            for k, a in grid:
-                results.append(_evaluate(k, a, data, seeds, params, consensus_cells))
-                bar.update(f"K={k}, alpha={a:g}")
+            parts = []
+            for k, a, s, (data, seeds_s, cells_s) in tasks:
+                parts.append(_evaluate(k, a, data, seeds_s, params, cells_s))
+                bar.update(f"K={k}, alpha={a:g}, split {s + 1}/{len(splits)}")
         else:
             jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_evaluate)(k, a, data, seeds, params, consensus_cells)
-                for k, a in grid)
-            results = []
-            for (k, a), res in zip(grid, jobs):
-                results.append(res)
-                bar.update(f"K={k}, alpha={a:g}")
+                delayed(_evaluate)(k, a, data, seeds_s, params, cells_s)
+                for k, a, _, (data, seeds_s, cells_s) in tasks)
+            parts = []
+            for (k, a, s, _), res in zip(tasks, jobs):
+                parts.append(res)
+                bar.update(f"K={k}, alpha={a:g}, split {s + 1}/{len(splits)}")
     finally:
         bar.close()
+    n_sp = len(splits)
+    results = [_combine(parts[g * n_sp:(g + 1) * n_sp]) for g in range(len(grid))]
     placements = [res.pop("_placements") for res in results]
     table = pd.DataFrame([{"n_components": int(k), "alpha": float(a), **res}
                           for (k, a), res in zip(grid, results)])
@@ -656,11 +723,13 @@ def select_model(X, background, n_components=(2, 3, 5),
     model = None
     if refit:
         model = BCNMF(best["n_components"], alpha=best["alpha"], n_init=int(n_restarts),
-                      consensus=True, random_state=int(seeds[0]), **params)
+                      consensus=True, random_state=int(splits[0][1][0]), **params)
         model.fit(X, background=background)
-    settings = {"n_restarts": int(n_restarts), "holdout": float(holdout),
+    settings = {"n_restarts": int(n_restarts), "n_splits": int(n_splits),
+                "holdout": float(holdout),
                 "grouped": (groups is not None, background_groups is not None),
                 "random_state": random_state if isinstance(random_state, (int, type(None)))
-                else "generator", "seeds": [int(s) for s in seeds], **params}
+                else "generator",
+                "seeds": [[int(x) for x in split[1]] for split in splits], **params}
     return SelectionResult(table=table, best=best, best_model=model, rule=RULE,
                            settings=settings, placements=placements)
