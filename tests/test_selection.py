@@ -129,6 +129,11 @@ def test_splits_average_the_criteria(data, result):
         np.testing.assert_array_equal(t[:n_held], t1)   # the first split is the same
         np.testing.assert_array_equal(b[:len(b1)], b1)
     assert not np.allclose(result.table["contrast"], one.table["contrast"])
+    # the contrast is the mean over the splits of each split's contrast (the mean of its
+    # target placements), the other criteria likewise
+    for (t, _), c in zip(result.placements, result.table["contrast"]):
+        per_split = [np.nanmean(t[s * n_held:(s + 1) * n_held]) for s in range(3)]
+        np.testing.assert_allclose(np.mean(per_split), c)
 
 
 def test_placements_average_to_the_auc_with_ties_and_nan():
