@@ -187,10 +187,6 @@ class SelectionResult:
 # criteria
 # ------------------------------------------------------------------------------------------
 
-def _rows(A, idx):
-    return A[idx]
-
-
 def _dense(A):
     import scipy.sparse as sp
 
@@ -340,14 +336,16 @@ def _nuisance_null(model, A, as_background):
     return _per_cell_divergence(A, pred, "kullback-leibler")[0]
 
 
-def _evaluate(k, alpha, data, seeds, params, consensus_cells):
-    """Fit one grid point ``len(seeds)`` times on the training cells; its criteria."""
+def _evaluate(k, alpha, X, Y, split, seeds, params, consensus_cells):
+    """Fit one grid point ``len(seeds)`` times on the training cells of one split (``split``:
+    the training and held-out rows of ``X`` and of ``Y``); its criteria.  The rows are taken
+    here, so that the splits hold indices, not copies of the data."""
     from threadpoolctl import threadpool_limits
 
     from .estimator import BCNMF
     from .matching import restart_agreement
 
-    x_tr, y_tr, x_ho, y_ho = data
+    x_tr, y_tr, x_ho, y_ho = (A[rows] for A, rows in zip((X, Y, X, Y), split))
     loss = "frobenius" if params.get("beta_loss", "frobenius") == "frobenius" \
         else "kullback-leibler"
     profile = None
@@ -669,7 +667,7 @@ def select_model(X, background, n_components=(2, 3, 5),
     background_groups = _check_groups(background_groups, Yc.shape[0], "background_groups")
     rng, seeds = _seeds(random_state, int(n_restarts))
     n_all = Xc.shape[0]
-    splits = []     # (training and held-out data, restart seeds, consensus cells) per split
+    splits = []     # (training and held-out rows, restart seeds, consensus cells) per split
     cells = None
     for s in range(int(n_splits)):
         if s:
@@ -682,21 +680,20 @@ def select_model(X, background, n_components=(2, 3, 5),
         # positions of those cells in vstack([train, held-out]) order
         where = np.empty(n_all, dtype=np.intp)
         where[np.concatenate([tr_x, ho_x])] = np.arange(n_all)
-        data = (_rows(Xc, tr_x), _rows(Yc, tr_y), _rows(Xc, ho_x), _rows(Yc, ho_y))
-        splits.append((data, seeds, np.sort(where[cells])))
+        splits.append(((tr_x, tr_y, ho_x, ho_y), seeds, np.sort(where[cells])))
     grid = [(k, a) for k in ks for a in alphas]
     tasks = [(k, a, s, split) for k, a in grid for s, split in enumerate(splits)]
     bar = _Progress(progress, len(tasks))
     try:
         if n_jobs == 1:
             parts = []
-            for k, a, s, (data, seeds_s, cells_s) in tasks:
-                parts.append(_evaluate(k, a, data, seeds_s, params, cells_s))
+            for k, a, s, (rows, seeds_s, cells_s) in tasks:
+                parts.append(_evaluate(k, a, Xc, Yc, rows, seeds_s, params, cells_s))
                 bar.update(f"K={k}, alpha={a:g}, split {s + 1}/{len(splits)}")
         else:
             jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_evaluate)(k, a, data, seeds_s, params, cells_s)
-                for k, a, _, (data, seeds_s, cells_s) in tasks)
+                delayed(_evaluate)(k, a, Xc, Yc, rows, seeds_s, params, cells_s)
+                for k, a, _, (rows, seeds_s, cells_s) in tasks)
             parts = []
             for (k, a, s, _), res in zip(tasks, jobs):
                 parts.append(res)
