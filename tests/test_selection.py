@@ -114,6 +114,32 @@ def test_rule_stops_at_the_first_peak_along_alpha():
     assert apply_rule(table) == 1
 
 
+def test_a_choice_at_the_edge_of_the_grid_is_flagged():
+    import pandas as pd
+
+    from bcnmf.selection import grid_edges
+
+    table = pd.DataFrame({"n_components": [2, 2, 3, 3], "alpha": [0.5, 1.0, 0.5, 1.0],
+                          "contrast": [0.7, 0.8, 0.6, 0.65], "stability": 1.0})
+    messages = grid_edges(table, apply_rule(table))       # K = 2, alpha 1.0: still rising
+    assert len(messages) == 1 and "largest alpha of the grid" in messages[0]
+    assert "alpha = 1" in messages[0] and "n_components = 2" in messages[0]
+    table["contrast"] = [0.7, 0.6, 0.9, 0.8]               # K = 3, alpha 0.5
+    messages = grid_edges(table, apply_rule(table))
+    assert len(messages) == 1 and "n_components = 3, the largest of the grid" in messages[0]
+    table["contrast"] = [0.7, 0.6, 0.6, 0.65]              # K = 2, alpha 0.5: inside
+    assert grid_edges(table, apply_rule(table)) == []
+    one = table.iloc[[0, 2]]                               # one alpha only: no alpha edge
+    assert all("alpha grid" not in m for m in grid_edges(one, apply_rule(one)))
+
+
+def test_select_model_warns_at_the_edge(data):
+    X, Y = data
+    with pytest.warns(UserWarning, match="largest of the grid"):
+        select_model(X, Y, n_components=[1, 2], alpha=[0.5], **FIT, n_splits=1)
+
+
+@pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
 def test_splits_average_the_criteria(data, result):
     """n_splits independent hold-out splits, each with its own restarts: the criteria are
     averaged over them, the placements of all splits pooled; one split is the first split of
@@ -234,6 +260,7 @@ def test_count_loss_null_is_the_nuisance_only_prediction():
     assert _nuisance_null(plain, X[40:], False) is None
 
 
+@pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
 def test_reproducible_for_a_fixed_random_state(data, result):
     X, Y = data
     again = select_model(X, Y, **GRID, **FIT, random_state=0)

@@ -120,6 +120,26 @@ def first_peak(score, alpha, rows):
     return float(peak), int(max(candidates, key=lambda i: alpha[i]))
 
 
+def grid_edges(table, pick):
+    """Messages for a choice at the edge of the grid, where the grid may have cut the search
+    short: the largest alpha while the contrast at that K had not fallen (the first peak may
+    lie beyond), or the largest K (more topics might score higher).  Empty when the choice is
+    inside the grid or the grid has one value there."""
+    k = np.asarray(table["n_components"])
+    a = np.asarray(table["alpha"], dtype=float)
+    out = []
+    at_k = a[k == k[pick]]
+    if len(np.unique(at_k)) > 1 and a[pick] == at_k.max():
+        out.append(f"select_model chose alpha = {a[pick]:g}, the largest alpha of the grid, "
+                   f"and the contrast at n_components = {k[pick]} had not fallen there: its "
+                   "first peak may lie at a larger alpha. Extend the alpha grid to see it.")
+    if len(np.unique(k)) > 1 and k[pick] == k.max():
+        out.append(f"select_model chose n_components = {k[pick]}, the largest of the grid: "
+                   "more topics might score higher. Extend the grid of n_components to see "
+                   "whether the contrast still rises.")
+    return out
+
+
 def noise_columns(table, placements, pick):
     """How far every grid point is from the chosen one, in units of the held-out noise.
 
@@ -609,6 +629,12 @@ def select_model(X, background, n_components=(2, 3, 5),
     -------
     SelectionResult
 
+    Warns
+    -----
+    UserWarning
+        When the choice is the grid's largest alpha or largest K (:func:`grid_edges`): the
+        grid may have cut the search short.
+
     Examples
     --------
     >>> import numpy as np
@@ -618,10 +644,15 @@ def select_model(X, background, n_components=(2, 3, 5),
     >>> X = rng.poisson(2.0, size=(80, 15)).astype(float)
     >>> X[:40, :3] += 6.0
     >>> X[40:, 3:6] += 6.0
-    >>> res = select_model(X, Y, n_components=[2, 3], alpha=[0.5, 1.0], n_restarts=2,
-    ...                    max_iter=300, tol=1e-3)
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:   # a choice at the grid's edge
+    ...     warnings.simplefilter("always")
+    ...     res = select_model(X, Y, n_components=[2, 3], alpha=[0.5, 1.0], n_restarts=2,
+    ...                        max_iter=300, tol=1e-3)
     >>> sorted(res.best), len(res.table)
     (['alpha', 'n_components'], 4)
+    >>> [str(w.message)[:34] for w in caught]
+    ['select_model chose alpha = 1, the ']
     """
     import pandas as pd
     from joblib import Parallel, delayed
@@ -712,6 +743,8 @@ def select_model(X, background, n_components=(2, 3, 5),
     table["score"] = selection_score(table)
     table = table[columns]
     pick = apply_rule(table)
+    for message in grid_edges(table, pick):
+        warnings.warn(message, UserWarning, stacklevel=2)
     table["chosen"] = np.arange(len(table)) == pick
     table["contrast_gap"], table["contrast_gap_se"], table["within_noise"] = \
         noise_columns(table, placements, pick)
