@@ -651,8 +651,8 @@ def select_model(X, background, n_components=(2, 3, 5),
     ...                        max_iter=300, tol=1e-3)
     >>> sorted(res.best), len(res.table)
     (['alpha', 'n_components'], 4)
-    >>> [str(w.message)[:34] for w in caught]
-    ['select_model chose alpha = 1, the ']
+    >>> all(str(w.message).startswith("select_model chose") for w in caught)
+    True
     """
     import pandas as pd
     from joblib import Parallel, delayed
