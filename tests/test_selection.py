@@ -364,3 +364,19 @@ def test_grouped_holdout_keeps_samples_together(data):
                          background_groups=mice, random_state=0)
     assert res.settings["grouped"] == (True, True)
     np.testing.assert_array_equal(_criteria(res.table), _criteria(again.table))
+
+
+@pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
+def test_sparse_input_gives_the_dense_table(data):
+    """CSR target and background: the same splits, fits and criteria as the dense arrays
+    (the sparse kernels agree with the dense ones to rounding)."""
+    import scipy.sparse as sp
+
+    X, Y = data
+    args = dict(n_components=[2], alpha=[0.5, 1.5], **FIT, n_splits=2, random_state=0)
+    dense = select_model(X, Y, **args)
+    sparse = select_model(sp.csr_matrix(X), sp.csr_matrix(Y), **args)
+    for col in ("contrast", "stability", "heldout_target", "heldout_background",
+                "fit_target", "fit_background"):
+        np.testing.assert_allclose(sparse.table[col], dense.table[col], rtol=1e-6, atol=1e-9)
+    assert sparse.best == dense.best
