@@ -45,8 +45,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .core.fit import (NUISANCE_MAX_ITER, FitSettings, _options, _restart_seeds, _select,
-                       _stack_offset, contrast_offsets, finish, nuisance_count, raw_alpha,
-                       restart_agreement, step_policy, transform_codes)
+                       _stack_offset, cell_total_ratio, contrast_offsets, finish,
+                       nuisance_count, raw_alpha, restart_agreement, step_policy,
+                       transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
 from .core.solver import (SolveOutput, SolverOptions, _finite, _record, _unit_rows,
@@ -192,7 +193,7 @@ def _colsum(codes):
 
 
 def _add_arrays(*arrays):
-    return sum(arrays[1:], arrays[0].copy())
+    return sum(arrays)   # a new array: the inputs are not modified
 
 
 def _with_nuisance(codes, scales, extra, row):
@@ -750,10 +751,7 @@ def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, pol
     codes = [_delayed(_scaled)(c, state.scales) for c in state.x]
     total = _tree([_delayed(_colsum)(c) for c in codes], _add_arrays)
     codes, colsum = runner.run(codes, total)
-    tiny = float(np.finfo(np.float64).tiny)
-    per_cell = (x.info.total / max(x.info.shape[0], 1)) / max(
-        y.info.total / max(y.info.shape[0], 1), tiny)
-    row = (colsum / y.info.shape[0]).astype(dtype) * per_cell
+    row = (colsum / y.info.shape[0]).astype(dtype) * cell_total_ratio(x.info, y.info)
     return out.basis, codes, row
 
 

@@ -155,21 +155,28 @@ def nuisance_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
     return out.basis, cy
 
 
+def cell_total_ratio(info_x: Scan, info_y: Scan) -> float:
+    """The target's mean cell total over the background's: the factor from the
+    mean background code on the nuisance topics to the target's starting code
+    (:func:`_augment`)."""
+    return (info_x.total / max(info_x.shape[0], 1)) / max(
+        info_y.total / max(info_y.shape[0], 1), float(np.finfo(np.float64).tiny))
+
+
 def _augment(basis, cx, cy, nuisance, info_x: Scan, info_y: Scan):
     """Append the fixed nuisance topics to a run's starting factors: their
     background codes start from the nuisance fit, the target's from the mean
     background code scaled to the target's mean cell total."""
     g, dy = nuisance
     xp = namespace(basis)
-    per_cell = (info_x.total / max(info_x.shape[0], 1)) / max(
-        info_y.total / max(info_y.shape[0], 1), float(np.finfo(np.float64).tiny))
-    mean_dy = xp.mean(dy, axis=0) * per_cell
+    mean_dy = xp.mean(dy, axis=0) * cell_total_ratio(info_x, info_y)
     dx = xp.broadcast_to(mean_dy[None, :], (cx.shape[0], dy.shape[1]))
-    cat = (lambda parts, axis: xp.concat(parts, axis=axis)) if is_torch(basis) else \
-        (lambda parts, axis: np.ascontiguousarray(np.concatenate(parts, axis=axis)))
     if is_torch(basis):
-        return (cat([basis, g], 0).contiguous(), cat([cx, dx], 1).contiguous(),
-                cat([cy, dy], 1).contiguous())
+        def cat(parts, axis):
+            return xp.concat(parts, axis=axis).contiguous()
+    else:
+        def cat(parts, axis):
+            return np.ascontiguousarray(np.concatenate(parts, axis=axis))
     return cat([basis, g], 0), cat([cx, dx], 1), cat([cy, dy], 1)
 
 
