@@ -59,7 +59,8 @@ def test_blocks_in_memory_equal_one_block(loss, mode, sparse):
 
 def test_factorize_streams_blocks_like_the_estimator():
     X, Y = _data(1)
-    res = factorize(X, Y, 3, alpha=0.8, tol=0, max_iter=30, random_state=0, block_size=9)
+    res = factorize(X, 3, background=Y, alpha=0.8, tol=0, max_iter=30, random_state=0,
+                    block_size=9)
     model = BCNMF(3, alpha=0.8, tol=0, max_iter=30, random_state=0).fit(X, background=Y)
     assert_allclose(res.components, model.components_, rtol=1e-9, atol=1e-13)
 

@@ -142,7 +142,7 @@ def test_reference_multistart_keeps_lowest_final_objective(loss):
 
     # every restart objective is the dense reference's final objective from that
     # restart's initial factors, and the returned factors are those of the argmin
-    res = factorize(X, Y, 3, alpha=alpha, beta_loss=loss, mode="reference",
+    res = factorize(X, 3, background=Y, alpha=alpha, beta_loss=loss, mode="reference",
                     alpha_scale="raw", max_iter=n_iter, n_init=n_init, random_state=seed)
     assert res.best_restart == int(np.argmin(res.restart_objectives))
     np.testing.assert_allclose(res.components, model.components_, rtol=0)
