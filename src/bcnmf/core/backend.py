@@ -9,7 +9,7 @@ exist:
 * numpy (and scipy.sparse CSR): dense blocks through numpy/BLAS, CSR blocks
   through the numba kernels of :mod:`bcnmf.core._csr_kernels`;
 * torch (CPU or CUDA), dense tensors or sparse blocks held as
-  :class:`~bcnmf.core._torch_sparse.TorchCSR`, swept by
+  :class:`~bcnmf.core.torch_arrays.TorchCSR`, swept by
   :mod:`bcnmf.core._torch_sparse`.
 
 The few operations the array API lacks (in-place clipping, ``vdot``) live
@@ -21,46 +21,31 @@ factors.  torch is imported on first use only.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import scipy.sparse as sp
 
+from .torch_arrays import (OnDevice, TorchCSR, host_tensor, loaded_torch, torch_dtype,
+                           torch_module)
 
-def torch_module(required: bool = True):
-    """The torch module, imported on first use; ``None`` when not installed and
-    not ``required`` (else a clear ImportError)."""
-    try:
-        return importlib.import_module("torch")
-    except ImportError:
-        if not required:
-            return None
-        raise ImportError("This needs PyTorch, which is not installed: pip install "
-                          "'bcnmf[torch]' (or torch>=2.1).") from None
-
-
-def _torch_loaded():
-    import sys
-
-    return sys.modules.get("torch")
+__all__ = ["torch_module", "torch_dtype", "host_tensor", "is_torch", "is_torch_sparse",
+           "namespace", "device_of", "resolve_device", "numpy_dtype", "to_numpy",
+           "asarray_like", "to_device", "copy", "contiguous", "maximum_", "vdot64",
+           "all_finite"]
 
 
 def is_torch(a) -> bool:
-    """Whether ``a`` is a torch tensor or a :class:`TorchCSR` (without importing torch)."""
-    if a is None:
-        return False
-    if type(a).__name__ in ("TorchCSR", "OnDevice"):
-        return True
-    torch = _torch_loaded()
-    return torch is not None and isinstance(a, torch.Tensor)
+    """Whether ``a`` is a torch tensor, a :class:`TorchCSR` or an
+    :class:`OnDevice` matrix (never imports torch: none of them exists before
+    torch is imported)."""
+    torch = loaded_torch()
+    return torch is not None and isinstance(a, (torch.Tensor, TorchCSR, OnDevice))
 
 
 def is_torch_sparse(a) -> bool:
     """A torch sparse matrix: a :class:`TorchCSR` or a sparse torch tensor."""
-    if type(a).__name__ == "TorchCSR":
-        return True
-    torch = _torch_loaded()
-    return torch is not None and isinstance(a, torch.Tensor) and a.layout != torch.strided
+    torch = loaded_torch()
+    return torch is not None and (isinstance(a, TorchCSR) or (
+        isinstance(a, torch.Tensor) and a.layout != torch.strided))
 
 
 def namespace(*arrays):
@@ -104,12 +89,6 @@ def resolve_device(device):
     return dev
 
 
-def torch_dtype(dtype):
-    """torch float dtype of a numpy float dtype."""
-    torch = torch_module()
-    return torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
-
-
 def numpy_dtype(a) -> np.dtype:
     """numpy dtype of an array or tensor (torch float32 -> np.float32, ...)."""
     dtype = a.dtype
@@ -123,9 +102,9 @@ def to_numpy(a):
     scipy.sparse and None pass through.  A :class:`TorchCSR` becomes scipy CSR."""
     if a is None or not is_torch(a):
         return a
-    if type(a).__name__ == "TorchCSR":
+    if isinstance(a, TorchCSR):
         return a.to_scipy()
-    if a.layout != _torch_loaded().strided:
+    if a.layout != loaded_torch().strided:
         a = a.to_dense()
     return a.detach().cpu().numpy()
 
@@ -145,24 +124,11 @@ def asarray_like(a, like):
     return host_tensor(a, like.device).to(dtype).contiguous()
 
 
-def host_tensor(a, device):
-    """A numpy array as a tensor on ``device`` (CPU: sharing memory when it
-    can; read-only arrays, e.g. memory maps, are copied, since torch tensors
-    are always writable)."""
-    torch = torch_module()
-    a = np.ascontiguousarray(a)
-    if not a.flags.writeable:
-        a = a.copy()
-    return torch.as_tensor(a, device=device)
-
-
 def to_device(A, device):
     """A matrix (numpy, scipy.sparse or torch) as a torch matrix on ``device``
     (a ``torch.device``): dense stays dense, sparse becomes :class:`TorchCSR`."""
-    from ._torch_sparse import TorchCSR
-
     torch = torch_module()
-    if type(A).__name__ == "TorchCSR":
+    if isinstance(A, TorchCSR):
         return A.to(device)
     if sp.issparse(A):
         return TorchCSR.from_scipy(sp.csr_matrix(A), device)
@@ -201,5 +167,5 @@ def all_finite(a) -> bool:
     if a is None:
         return True
     if is_torch(a):
-        return bool(_torch_loaded().isfinite(a).all())
+        return bool(loaded_torch().isfinite(a).all())
     return bool(np.all(np.isfinite(a)))

@@ -51,22 +51,45 @@ values is refused at the boundary).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from .blocks import DENSE_CHUNK_ENTRIES, MASKED
 from .source import is_out_of_core
-from .updates import _DENSE_CHUNK_ENTRIES, FROBENIUS, Parts, mu_step
+from .step import FROBENIUS, Parts, mu_step
 
 
 class MaskedBlock:
-    """A block (:class:`~bcnmf.core.updates.Block` or a streamed block) whose
-    data hold zeros at missing entries, with ``mask`` (bool, True = observed)."""
+    """A block (:class:`~bcnmf.core.blocks.Block` or a streamed
+    :class:`~bcnmf.core.source.StreamBlock`) whose data hold zeros at missing
+    entries, with its observation mask.
+
+    Attributes
+    ----------
+    inner : Block or StreamBlock
+        The block of the data.
+    mask : ndarray of bool
+        True = observed.
+    prior : MissingPrior or None
+        The prior at the missing entries.
+    storage : str, class attribute
+        ``"masked"``: swept by :func:`sweep_masked`.
+    masked : bool, class attribute
+        True.
+    resident : bool
+        Whether the data are held in memory (that of ``inner``).
+    """
+
+    storage: ClassVar[str] = MASKED
+    masked: ClassVar[bool] = True
 
     def __init__(self, inner, mask: np.ndarray, prior: "MissingPrior | None" = None):
         self.inner = inner
         self.mask = mask
         self.prior = prior
+        self.resident = inner.resident
 
     @property
     def data(self):
@@ -85,7 +108,7 @@ class MaskedBlock:
 class MaskedParts(Parts):
     """Basis parts of masked blocks: ``second`` is K x F (see the module)."""
 
-    mask_parts = True   # marks these parts for updates.basis_terms
+    masked: ClassVar[bool] = True
 
 
 def observed(A, mask=None):
@@ -146,7 +169,7 @@ def missing_prior(A, mask) -> MissingPrior:
     mean = np.zeros(f)
     mean[ok] = A.sum(axis=0, dtype=np.float64)[ok] / n_obs[ok]
     sq = np.zeros(f)
-    step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
+    step = max(1, DENSE_CHUNK_ENTRIES // max(f, 1))
     for lo in range(0, n, step):
         a, m = A[lo:lo + step], mask[lo:lo + step]
         mu = row_scale(a, m, mean)[:, None] * mean[None, :]
@@ -180,7 +203,7 @@ def prior_weights(block, codes, view, a_all=None):
         a_all = a_all.toarray()
     n_obs = _prior_terms(block)[2]
     n, f = a_all.shape
-    step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
+    step = max(1, DENSE_CHUNK_ENTRIES // max(f, 1))
     sq = np.zeros(f)
     for lo in range(0, n, step):
         pred = codes[lo:lo + step] @ view.basis
@@ -214,8 +237,13 @@ def wrap_blocks(blocks, bounds, mask, prior: MissingPrior | None = None):
             zip(blocks, bounds)]
 
 
-def sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div):
-    """:func:`~bcnmf.core.updates.sweep_block` for a :class:`MaskedBlock`."""
+def sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div,
+                 entry_offset=None):
+    """The kernel of :func:`~bcnmf.core.updates.sweep_block` for a
+    :class:`MaskedBlock` (both losses; ``entry_offset`` must be None: topics
+    are not held fixed on blocks with missing values)."""
+    if entry_offset is not None:
+        raise ValueError("a block with missing values takes no entry offset")
     a_all = block.data
     if sp.issparse(a_all):
         a_all = a_all.toarray()
@@ -223,10 +251,10 @@ def sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
     n, f = a_all.shape
     k = codes.shape[1]
     lam = None
-    if getattr(block, "prior", None) is not None and (update or want_parts):
+    if block.prior is not None and (update or want_parts):
         mean_lam, lam = prior_weights(block, codes, view, a_all)
         miss_all, smiss_all, _ = _prior_terms(block)
-    step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
+    step = max(1, DENSE_CHUNK_ENTRIES // max(f, 1))
     div = 0.0
     cross = np.zeros((k, f), dtype=codes.dtype) if want_parts else None
     second = np.zeros((k, f), dtype=codes.dtype) if want_parts else None

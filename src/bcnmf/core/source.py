@@ -20,31 +20,20 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from .backend import is_torch, is_torch_sparse, numpy_dtype, torch_dtype
-from .updates import FROBENIUS, Block, block_const
+from .backend import (asarray_like, is_torch, is_torch_sparse, numpy_dtype, to_device,
+                      torch_dtype)
+from .blocks import CSR, DENSE, TORCH_CSR, TORCH_DENSE, Block, block_const
+from .step import FROBENIUS
+from .torch_arrays import OnDevice
 
 #: default block size of out-of-core sources, in matrix entries (dense
 #: float64: 128 MiB)
 BLOCK_ENTRIES = 1 << 24
-
-
-class OnDevice:
-    """An out-of-core matrix whose blocks are moved to a torch ``device`` as
-    they are read (numpy reads and checks them, torch sweeps them); it looks
-    like a torch matrix (``dtype`` is the torch dtype of the blocks)."""
-
-    def __init__(self, matrix, device):
-        self.matrix = matrix
-        self.device = device
-        self.shape = tuple(matrix.shape)
-
-    @property
-    def dtype(self):
-        return torch_dtype(_float_dtype(self.matrix.dtype))
 
 
 def is_out_of_core(A) -> bool:
@@ -104,6 +93,10 @@ class RowSource:
                                   if dtype is None else dtype)
         fmt = getattr(matrix, "format", None)
         self.sparse = sp.issparse(matrix) or fmt in ("csr", "csc") or is_torch_sparse(matrix)
+        on_torch = is_torch(matrix) or self.device is not None
+        #: the storage of the blocks :meth:`read` returns (:mod:`bcnmf.core.blocks`)
+        self.storage = ((TORCH_CSR if on_torch else CSR) if self.sparse
+                        else (TORCH_DENSE if on_torch else DENSE))
 
     def read(self, lo: int, hi: int, check: bool = False):
         """Rows ``lo:hi``; their values are checked when ``check`` (the
@@ -131,8 +124,6 @@ class RowSource:
                 f"{self.name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
                 "non-negative data (counts, intensities, or log1p of them).")
         if self.device is not None:
-            from .backend import to_device
-
             block = to_device(block, self.device)
         return block
 
@@ -200,7 +191,7 @@ class Scan:
     sumsq: float                 # sum of squared entries
     colsum: np.ndarray           # per-feature sums (float64)
     bounds: list = field(default_factory=list)
-    consts: list = field(default_factory=list)   # per block, see updates.block_const
+    consts: list = field(default_factory=list)   # per block, see blocks.block_const
 
     @property
     def mean_entry(self) -> float:
@@ -261,12 +252,29 @@ def as_csr_if_sparse(a: np.ndarray, density: float, chunk_entries: int = 1 << 22
 
 class StreamBlock:
     """Rows ``lo:hi`` of a source, read again at every access of ``data``,
-    with the constants of :class:`~bcnmf.core.updates.Block`."""
+    with the constants of :class:`~bcnmf.core.blocks.Block`.
+
+    Attributes
+    ----------
+    storage : str
+        The storage of the rows read (that of the source).
+    resident : bool, class attribute
+        False: not held in memory.
+    masked : bool, class attribute
+        False: nothing is missing.
+    mask : None, class attribute
+        No observation mask.
+    """
+
+    resident: ClassVar[bool] = False
+    masked: ClassVar[bool] = False
+    mask: ClassVar[None] = None
 
     def __init__(self, source: RowSource, lo: int, hi: int, const: float, offset=None):
         self.source, self.lo, self.hi = source, lo, hi
         self.const = const
         self.offset = offset
+        self.storage = source.storage
 
     @property
     def data(self):
@@ -304,8 +312,6 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None,
     if offset is not None:
         offset = np.ascontiguousarray(offset, dtype=source.dtype)
         if is_torch(source.matrix) or source.device is not None:
-            from .backend import asarray_like
-
             offset = asarray_like(offset, source.read(0, 1))
     if len(info.bounds) == 1 and not is_out_of_core(source.matrix):
         data = source.read(0, source.shape[0])

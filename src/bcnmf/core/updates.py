@@ -28,91 +28,37 @@ smoothing floor of the stable Poisson contrast, zero otherwise).  Stable
 Poisson also appends fixed nuisance topics to the basis (and their free codes
 to every cell's codes): the kernel sweeps them like any topic, and the basis
 step updates only the leading, contrastive rows (:meth:`Parts.head`).
+
+The sweep of a block is the kernel :data:`KERNELS` holds for the block's
+storage (decided when the block was made, :mod:`bcnmf.core.blocks`) and the
+loss: numpy/BLAS for dense numpy blocks, the numba kernels of
+:mod:`bcnmf.core._csr_kernels` for scipy CSR blocks, :mod:`bcnmf.core._torch_sparse`
+for torch blocks and :func:`bcnmf.core.masked.sweep_masked` for blocks with
+missing values.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _csr_kernels
-from .backend import contiguous, copy, is_torch, is_torch_sparse, maximum_, namespace, vdot64
+from . import _csr_kernels, _torch_sparse, masked
+from .backend import contiguous, copy, namespace, vdot64
+from .blocks import (CSR, DENSE, DENSE_CHUNK_ENTRIES, MASKED, TORCH_CSR, TORCH_DENSE, Block,
+                     block_const, data_scale, make_block)
+from .step import FROBENIUS, KL, Parts, StepPolicy, basis_policy, mu_step
 
-FROBENIUS = "frobenius"
-KL = "kullback-leibler"
+__all__ = ["FROBENIUS", "KL", "StepPolicy", "Block", "Parts", "BasisView", "KERNELS",
+           "block_const", "data_scale", "make_block", "mu_step", "basis_policy", "view_basis",
+           "sweep_block", "entry_predictions", "basis_terms", "basis_step"]
 
-# dense temporaries (pred, ratio) are limited to this many entries per chunk
-_DENSE_CHUNK_ENTRIES = 1 << 22
 # below this many stored entries x components a CSR block is swept serially
 _PARALLEL_MIN_WORK = 1 << 18
-
-
-@dataclass(frozen=True)
-class StepPolicy:
-    """Numerical policy of the multiplicative steps (one place for epsilons).
-
-    ``eps`` is added to every denominator (and to KL predictions), ``gamma``
-    is the damping exponent applied as ``max(r, eps) ** gamma``, and the
-    floors are lower bounds applied after each step (0 means none).
-    ``basis_eps``, when set, replaces ``eps`` in the basis step (stable mode
-    scales the two differently with the data, see ``core.fit.step_policy``).
-    """
-
-    eps: float
-    gamma: float = 1.0
-    code_floor: float = 0.0
-    basis_floor: float = 0.0
-    basis_eps: float | None = None
-
-
-@dataclass
-class Block:
-    """A block of cells and its data-only constants.
-
-    ``const`` is ``||A||_F^2`` (squared error) or ``sum(a log a - a)`` (KL);
-    ``offset`` is the per-feature constant added to predictions (KL only).
-    """
-
-    data: object
-    const: float
-    offset: np.ndarray | None = None
-
-
-def block_const(values, loss: str) -> float:
-    """The data-only constant of a block from its (stored) values:
-    ``||A||_F^2`` (squared error) or ``sum(a log a - a)`` (KL)."""
-    xp = namespace(values)
-    v = xp.astype(xp.reshape(xp.asarray(values), (-1,)), xp.float64, copy=False)
-    if loss == FROBENIUS:
-        return float(v @ v)
-    pos = v[v > 0]
-    return float(xp.sum(pos * xp.log(pos)) - xp.sum(v))
-
-
-def data_scale(A, loss: str) -> float:
-    """``D(A | 0)`` of an in-memory matrix (dense or scipy.sparse), in float64:
-    the squared Frobenius norm (squared error) or the total (KL)."""
-    v = (A.data if sp.issparse(A) else np.asarray(A)).ravel().astype(np.float64, copy=False)
-    return float(v @ v) if loss == FROBENIUS else float(v.sum())
-
-
-def make_block(data, loss: str, offset=None) -> Block:
-    """Wrap a validated block (ndarray or CSR) with its constants."""
-    values = data.data if sp.issparse(data) or is_torch_sparse(data) else data
-    if loss == FROBENIUS:
-        return Block(data, block_const(values, loss), None)
-    if offset is None:
-        offset = np.zeros(data.shape[1])
-    if is_torch(values):
-        from .backend import asarray_like
-
-        return Block(data, block_const(values, loss), asarray_like(offset, values))
-    return Block(data, block_const(values, loss),
-                 np.ascontiguousarray(offset, dtype=values.dtype))
 
 
 @dataclass
@@ -158,37 +104,6 @@ def _serial_blas(a):
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-@dataclass
-class Parts:
-    """Additive sufficient statistics of a basis step (sum over blocks)."""
-
-    cross: np.ndarray    # K x F
-    second: np.ndarray   # K x K (squared error) or K (KL)
-
-    def __iadd__(self, other: "Parts") -> "Parts":
-        self.cross += other.cross
-        self.second += other.second
-        return self
-
-    def head(self, k: int) -> "Parts":
-        """The parts of the first ``k`` basis rows (generalised KL, whose
-        ``second`` has one entry, or one row, per basis row)."""
-        return type(self)(self.cross[:k], self.second[:k])
-
-
-def mu_step(x: np.ndarray, num: np.ndarray, den: np.ndarray, policy: StepPolicy,
-            floor: float) -> None:
-    """In place ``x <- max(x * r, floor)`` with ``r = num / (den + eps)``,
-    damped to ``max(r, eps) ** gamma`` when ``gamma != 1``."""
-    r = num / (den + policy.eps)
-    if policy.gamma != 1.0:
-        maximum_(r, policy.eps)
-        r **= policy.gamma
-    x *= r
-    if floor > 0:
-        maximum_(x, floor)
-
-
 def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
                 policy: StepPolicy, *, update: bool = True, want_parts: bool = True,
                 want_div: bool = True, entry_offset=None):
@@ -204,22 +119,17 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
     (:func:`entry_predictions`).  The view then holds only the leading
     ``k`` basis rows: only the first ``k`` columns of ``codes`` are updated,
     the parts are those of the ``k`` rows, and ``want_div`` must be False.
+
+    The kernel is :data:`KERNELS` ``[block.storage, loss]``; a block that is
+    not ``resident`` is read once for the sweep.
     """
-    masked = getattr(block, "mask", None) is not None
-    if entry_offset is not None and (want_div or loss != KL or masked):
+    if entry_offset is not None and (want_div or loss != KL or block.masked):
         raise ValueError("an entry offset needs a KL sweep of a block without missing values "
                          "and without the divergence (want_div=False)")
-    if masked:   # missing values: core/masked.py
-        from .masked import sweep_masked
-        return sweep_masked(block, codes, view, loss, policy, update, want_parts, want_div)
-    block = Block(block.data, block.const, block.offset)   # streamed blocks: one read
-    if sp.issparse(block.data) or is_torch_sparse(block.data):
-        return _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div,
-                          entry_offset)
-    if loss == FROBENIUS:
-        return _sweep_dense_frobenius(block, codes, view, policy, update, want_parts)
-    return _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div,
-                           entry_offset)
+    if not (block.resident or block.masked):
+        block = Block(block.data, block.const, block.offset, block.storage)
+    kernel = KERNELS[block.storage, loss]
+    return kernel(block, codes, view, loss, policy, update, want_parts, want_div, entry_offset)
 
 
 def entry_predictions(block: Block, codes, first: int, basis_t, out=None):
@@ -230,17 +140,19 @@ def entry_predictions(block: Block, codes, first: int, basis_t, out=None):
     holds the topics from ``first`` on fixed (:func:`sweep_block`).  ``out``:
     a previous result for the same block, overwritten (numpy blocks)."""
     a = block.data
-    if not (sp.issparse(a) or is_torch_sparse(a)):
+    if block.storage in (DENSE, TORCH_DENSE):
         n, f = a.shape
-        step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
-        to_csr = _dense_chunk_csr(a)
-        return [entry_predictions(Block(to_csr(a[lo:lo + step]), 0.0), codes[lo:lo + step],
-                                  first, basis_t, None if out is None else out[c])
+        step = max(1, DENSE_CHUNK_ENTRIES // max(f, 1))
+        to_csr, storage = _CHUNK_CSR[block.storage]
+        return [entry_predictions(Block(to_csr(a[lo:lo + step]), 0.0, None, storage),
+                                  codes[lo:lo + step], first, basis_t,
+                                  None if out is None else out[c])
                 for c, lo in enumerate(range(0, n, step))]
-    if is_torch(a):
-        from ._torch_sparse import _predict
-
-        return _predict(a, codes[:, first:], basis_t, basis_t.new_zeros(basis_t.shape[0]))
+    if block.storage == TORCH_CSR:
+        return _torch_sparse.predict(a, codes[:, first:], basis_t,
+                                     basis_t.new_zeros(basis_t.shape[0]))
+    if block.storage != CSR:
+        raise ValueError(f"no entry predictions for a {block.storage!r} block")
     if out is None or out.shape != (a.nnz,) or out.dtype != codes.dtype:
         out = np.empty(a.nnz, dtype=codes.dtype)
     _csr_kernels.entry_dots(a.indices, a.indptr, codes, first, basis_t, out,
@@ -248,15 +160,9 @@ def entry_predictions(block: Block, codes, first: int, basis_t, out=None):
     return out
 
 
-def _dense_chunk_csr(a):
-    if is_torch(a):
-        from ._torch_sparse import dense_to_csr
-
-        return dense_to_csr
-    return sp.csr_matrix
-
-
-def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
+def _sweep_dense_frobenius(block, codes, view, loss, policy, update, want_parts, want_div,
+                           entry_offset):
+    """Squared error on a dense block (numpy or torch, through the array API)."""
     a = block.data
     num = a @ view.basis_t
     den = codes @ view.gram
@@ -272,27 +178,27 @@ def _sweep_dense_frobenius(block, codes, view, policy, update, want_parts):
     return max(div, 0.0), parts
 
 
-def _sweep_dense_kl(block, codes, view, policy, update, want_parts, want_div,
-                    entry_offset=None):
-    """Dense KL blocks go through the CSR kernel one row chunk at a time: the
-    Poisson ratio only matters at nonzero entries, and the chunk's CSR copy
-    bounds the extra memory.  (Dense in-memory blocks with few nonzeros are
-    stored as CSR once instead, :func:`bcnmf.core.source.make_blocks`; this
-    path serves denser, streamed and torch blocks.)"""
+def _sweep_dense_kl(block, codes, view, loss, policy, update, want_parts, want_div,
+                    entry_offset, *, to_csr, kl_pass):
+    """Dense KL blocks go through a CSR pass (``kl_pass``) one row chunk at a
+    time (made CSR by ``to_csr``): the Poisson ratio only matters at nonzero
+    entries, and the chunk's CSR copy bounds the extra memory.  (Dense
+    in-memory blocks with few nonzeros are stored as CSR once instead,
+    :func:`bcnmf.core.source.make_blocks`; this path serves denser, streamed
+    and torch blocks.)"""
     a = block.data
     n, f = a.shape
     k = view.basis.shape[0]
-    step = max(1, _DENSE_CHUNK_ENTRIES // max(f, 1))
+    step = max(1, DENSE_CHUNK_ENTRIES // max(f, 1))
     xp = namespace(codes)
     csum_before = xp.sum(codes, axis=0, dtype=xp.float64)
     loglik = 0.0
     cross = xp.zeros((k, f), dtype=codes.dtype,
                      device=_device(codes)) if want_parts else None
-    to_csr = _dense_chunk_csr(a)
     for c, lo in enumerate(range(0, n, step)):
-        ll, cr = _kl_csr_pass(to_csr(a[lo:lo + step]), block.offset,
-                              codes[lo:lo + step], view, policy, update, want_parts,
-                              want_div, None if entry_offset is None else entry_offset[c])
+        ll, cr = kl_pass(to_csr(a[lo:lo + step]), block.offset, codes[lo:lo + step], view,
+                         policy, update, want_parts, want_div,
+                         None if entry_offset is None else entry_offset[c])
         loglik += ll
         if want_parts:
             cross += cr
@@ -322,33 +228,41 @@ def _kernel_for(loss, a, k, tiled=True):
     return _csr_kernels.kernel(loss, parallel, k if parallel else 0, tiled), n_chunks
 
 
-def _sweep_csr(block, codes, view, loss, policy, update, want_parts, want_div,
-               entry_offset=None):
+def _sweep_csr_frobenius(block, codes, view, loss, policy, update, want_parts, want_div,
+                         entry_offset):
+    """Squared error on a scipy CSR block (numba kernel)."""
     a = block.data
-    n, f = a.shape
+    f = a.shape[1]
     k = codes.shape[1]
-    if loss == FROBENIUS and is_torch(a):
-        from ._torch_sparse import frobenius_sweep
+    kernel, n_chunks = _kernel_for(loss, a, k)
+    cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
+    cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
+    ab, quad = kernel(
+        a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
+        policy.eps, policy.gamma, policy.code_floor, update, want_parts,
+        cross, cgram, n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize))
+    div = max(block.const - 2.0 * ab + quad, 0.0)
+    parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
+    return div, parts
 
-        ab, quad, cross, cgram = frobenius_sweep(a, codes, view.basis_t, view.gram, policy,
-                                                 update, want_parts)
-        return max(block.const - 2.0 * ab + quad, 0.0), (Parts(cross, cgram) if want_parts
-                                                         else None)
-    if loss == FROBENIUS:
-        kernel, n_chunks = _kernel_for(loss, a, k)
-        cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
-        cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
-        ab, quad = kernel(
-            a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
-            policy.eps, policy.gamma, policy.code_floor, update, want_parts,
-            cross, cgram, n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize))
-        div = max(block.const - 2.0 * ab + quad, 0.0)
-        parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
-        return div, parts
+
+def _sweep_torch_csr_frobenius(block, codes, view, loss, policy, update, want_parts, want_div,
+                               entry_offset):
+    """Squared error on a :class:`~bcnmf.core.torch_arrays.TorchCSR` block."""
+    ab, quad, cross, cgram = _torch_sparse.frobenius_sweep(
+        block.data, codes, view.basis_t, view.gram, policy, update, want_parts)
+    return max(block.const - 2.0 * ab + quad, 0.0), (Parts(cross, cgram) if want_parts
+                                                     else None)
+
+
+def _sweep_csr_kl(block, codes, view, loss, policy, update, want_parts, want_div,
+                  entry_offset, *, kl_pass):
+    """Generalised KL on a CSR block (scipy or torch, by ``kl_pass``)."""
+    n = block.data.shape[0]
     xp = namespace(codes)
     csum_before = xp.sum(codes, axis=0, dtype=xp.float64)
-    loglik, cross = _kl_csr_pass(a, block.offset, codes, view, policy, update, want_parts,
-                                 want_div, entry_offset)
+    loglik, cross = kl_pass(block.data, block.offset, codes, view, policy, update, want_parts,
+                            want_div, entry_offset)
     div = _kl_divergence(block, n, csum_before, view, loglik) if want_div else None
     parts = Parts(cross, xp.sum(codes[:, :view.basis.shape[0]], axis=0)) if want_parts \
         else None
@@ -360,15 +274,10 @@ _NO_ENTRY_OFFSET = {}   # an empty array per dtype: the kernels' "no entry offse
 
 def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div,
                  entry_offset=None):
-    """KL kernel on one CSR matrix: returns ``(sum a log pred, C^T (A / pred))``
-    (the first is 0 unless ``want_div``, the second None unless
+    """KL kernel on one scipy CSR matrix: returns ``(sum a log pred, C^T (A /
+    pred))`` (the first is 0 unless ``want_div``, the second None unless
     ``want_parts``); updates ``codes`` in place (its first ``k`` columns, ``k``
     the view's number of basis rows)."""
-    if is_torch(a):
-        from ._torch_sparse import kl_sweep
-
-        return kl_sweep(a, offset, codes, view.basis_t, view.rowsum, policy, update,
-                        want_parts, want_div, entry_offset)
     f = a.shape[1]
     k = view.basis_t.shape[1]
     if entry_offset is None:
@@ -383,12 +292,40 @@ def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div,
     return loglik, (cross.sum(axis=0).T.copy() if want_parts else None)
 
 
+def _kl_torch_pass(a, offset, codes, view, policy, update, want_parts, want_div,
+                   entry_offset=None):
+    """:func:`_kl_csr_pass` on a :class:`~bcnmf.core.torch_arrays.TorchCSR`."""
+    return _torch_sparse.kl_sweep(a, offset, codes, view.basis_t, view.rowsum, policy, update,
+                                  want_parts, want_div, entry_offset)
+
+
+#: how a dense block's row chunk is made CSR, and that chunk's storage
+_CHUNK_CSR = {DENSE: (sp.csr_matrix, CSR), TORCH_DENSE: (_torch_sparse.dense_to_csr, TORCH_CSR)}
+
+#: the sweep kernels, by (storage of the block's data, loss); every kernel is
+#: ``kernel(block, codes, view, loss, policy, update, want_parts, want_div,
+#: entry_offset) -> (divergence, parts)``
+KERNELS = {
+    (DENSE, FROBENIUS): _sweep_dense_frobenius,
+    (DENSE, KL): partial(_sweep_dense_kl, to_csr=sp.csr_matrix, kl_pass=_kl_csr_pass),
+    (CSR, FROBENIUS): _sweep_csr_frobenius,
+    (CSR, KL): partial(_sweep_csr_kl, kl_pass=_kl_csr_pass),
+    (TORCH_DENSE, FROBENIUS): _sweep_dense_frobenius,
+    (TORCH_DENSE, KL): partial(_sweep_dense_kl, to_csr=_torch_sparse.dense_to_csr,
+                               kl_pass=_kl_torch_pass),
+    (TORCH_CSR, FROBENIUS): _sweep_torch_csr_frobenius,
+    (TORCH_CSR, KL): partial(_sweep_csr_kl, kl_pass=_kl_torch_pass),
+    (MASKED, FROBENIUS): masked.sweep_masked,
+    (MASKED, KL): masked.sweep_masked,
+}
+
+
 def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
                 alpha: float, loss: str):
-    """Numerator and denominator of the multiplicative basis step."""
-    if hasattr(target, "mask_parts") or hasattr(background, "mask_parts"):
-        from .masked import basis_terms as masked_terms
-        return masked_terms(basis, target, background, alpha, loss)
+    """Numerator and denominator of the multiplicative basis step (parts of
+    blocks with missing values: :func:`bcnmf.core.masked.basis_terms`)."""
+    if target.masked or (background is not None and background.masked):
+        return masked.basis_terms(basis, target, background, alpha, loss)
     if loss == FROBENIUS:
         numer = copy(target.cross)
         denom = target.second @ basis
@@ -402,11 +339,6 @@ def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
             numer += alpha * background.second[:, None]
             denom += alpha * background.cross
     return numer, denom
-
-
-def basis_policy(policy: StepPolicy) -> StepPolicy:
-    """The policy of basis steps: ``basis_eps`` in place of ``eps`` when set."""
-    return policy if policy.basis_eps is None else replace(policy, eps=policy.basis_eps)
 
 
 def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
