@@ -18,6 +18,7 @@ from .core.fit import FitSettings, fit_factors, transform_codes
 from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
+from .persistence import register
 
 
 def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
@@ -398,6 +399,13 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     _fits_missing = True   # NaN / masks in fit (core/masked.py)
+    #: fitted arrays and scalars a subclass keeps beyond these, saved with the model
+    _saved_arrays: tuple = ()
+    _saved_scalars: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(cls, cls._saved_arrays, cls._saved_scalars)
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
@@ -679,6 +687,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if not dtype.is_floating_point:
             dtype = torch.float64
         return codes.to(dtype) @ asarray_like(self.components_, codes.to(dtype))
+
+
+register(BCNMF)
 
 
 def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,

@@ -12,6 +12,10 @@ A model file is a zip archive (numpy's ``.npz`` container) holding
 format version (a file from a newer bcnmf is refused with a clear message), the checksum
 (corrupted or truncated files are refused), and rebuilds an estimator whose ``transform`` gives
 exactly the same output as the saved one.
+
+Estimator classes are known by registration (:func:`register`, :data:`REGISTRY`):
+:class:`~bcnmf.BCNMF` registers itself and every subclass, with the fitted attributes each keeps
+beyond its own, so this module imports no estimator.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from .core.masked import MissingPrior
 from .core.backend import device_of, resolve_device, to_device, to_numpy
 from .exceptions import ModelFormatError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_model", "load_model", "read_metadata"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "REGISTRY", "Saved", "register", "save_model",
+           "load_model", "read_metadata"]
 
 FORMAT_NAME = "bcnmf-model"
 #: bumped whenever a reader of the previous version could not read a new file correctly
@@ -41,24 +46,59 @@ _METADATA = "metadata.json"
 _SCALARS = ("n_iter_", "alpha_raw_", "objective_", "n_features_in_", "_n_features_out")
 
 
-def _estimators():
-    from .combined import CombinedBCNMF
-    from .conditions import MultiConditionBCNMF
-    from .estimator import BCNMF
-    from .minibatch import MiniBatchBCNMF
-    from .multimodal import MultiModalBCNMF
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """A registered estimator class and the fitted attributes it keeps beyond
+    :class:`~bcnmf.BCNMF`'s, saved and restored as they are.
 
-    classes = (BCNMF, CombinedBCNMF, MiniBatchBCNMF, MultiConditionBCNMF, MultiModalBCNMF)
-    return {cls.__name__: cls for cls in classes}
+    Attributes
+    ----------
+    cls : type
+        The estimator class (``cls.__name__`` names it in the metadata).
+    arrays : tuple of str
+        Fitted array attributes.
+    scalars : tuple of str
+        Fitted scalar attributes.
+    """
+
+    cls: type
+    arrays: tuple = ()
+    scalars: tuple = ()
 
 
-#: fitted arrays and scalars a class keeps beyond BCNMF's (saved and restored as they are)
-def _extra_arrays(model):
-    return getattr(type(model), "_saved_arrays", ())
+#: the estimator classes :func:`load_model` rebuilds, by class name (see :func:`register`)
+REGISTRY: dict[str, Saved] = {}
 
 
-def _extra_scalars(model):
-    return getattr(type(model), "_saved_scalars", ())
+def register(cls, arrays=(), scalars=()):
+    """Make the estimator class ``cls`` loadable by :func:`load_model`.
+
+    :class:`~bcnmf.BCNMF` registers itself and every subclass when the class
+    is made; a class registered again under the same name replaces the first.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class.
+    arrays, scalars : sequence of str
+        Fitted array and scalar attributes kept beyond :class:`~bcnmf.BCNMF`'s.
+
+    Returns
+    -------
+    type
+        ``cls``.
+    """
+    REGISTRY[cls.__name__] = Saved(cls, tuple(arrays), tuple(scalars))
+    return cls
+
+
+def _saved(model) -> Saved:
+    """The registration of ``type(model)``."""
+    saved = REGISTRY.get(type(model).__name__)
+    if saved is None or saved.cls is not type(model):
+        raise TypeError(f"Cannot save a {type(model).__name__}: it is not a registered estimator "
+                        "class (bcnmf.persistence.register).")
+    return saved
 
 
 def _json_param(name, value):
@@ -101,7 +141,8 @@ def _collect(model, feature_names=None):
         arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
     if getattr(model, "restart_agreement_", None) is not None:
         arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
-    for name in _extra_arrays(model):
+    saved = _saved(model)
+    for name in saved.arrays:
         arrays[name] = to_numpy(getattr(model, name))
     if getattr(model, "topic_stability_", None) is not None:
         arrays["topic_stability_"] = np.asarray(model.topic_stability_)
@@ -127,7 +168,7 @@ def _collect(model, feature_names=None):
         "library_version": __version__,
         "estimator": type(model).__name__,
         "params": json_params(model),
-        "attributes": {k: getattr(model, k) for k in _SCALARS + _extra_scalars(model)
+        "attributes": {k: getattr(model, k) for k in _SCALARS + saved.scalars
                        if hasattr(model, k)},
         "feature_names": None if names is None else [str(n) for n in names],
         "feature_names_in": names_in is not None,
@@ -272,12 +313,12 @@ def load_model(path, *, device=None):
     from .core.updates import StepPolicy
 
     meta, arrays = _read(path)
-    classes = _estimators()
-    cls = classes.get(meta.get("estimator"))
-    if cls is None:
+    saved = REGISTRY.get(meta.get("estimator"))
+    if saved is None:
         raise ModelFormatError(f"{path} holds a {meta.get('estimator')!r} model, which this "
                                f"bcnmf ({__version__}) does not know; it knows "
-                               f"{sorted(classes)}.")
+                               f"{sorted(REGISTRY)}.")
+    cls = saved.cls
     valid = cls().get_params()
     if device is not None and "device" not in valid:
         raise ValueError(f"{cls.__name__} runs on numpy only, so it cannot be loaded onto "
@@ -304,7 +345,7 @@ def load_model(path, *, device=None):
         model.restart_agreement_ = arrays["restart_agreement_"]
     if "consensus" in valid:   # estimators with restart consensus report topic stability
         model.topic_stability_ = arrays.get("topic_stability_")
-    for name in _extra_arrays(model):
+    for name in saved.arrays:
         setattr(model, name, arrays[name])
     for key, value in meta["attributes"].items():
         setattr(model, key, value)
