@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit PCA, NMF and bcNMF to the bundled mouse-protein data (no network), "
                     "score them against the genotype labels, and write a run folder with "
                     "the HTML report.")
-    from .demo import DEFAULT_OUT
+    from ._demo import DEFAULT_OUT
 
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: "
                       f"{DEFAULT_OUT})")
@@ -610,7 +610,7 @@ def _cmd_report(args, progress, out):
 
 
 def _cmd_demo(args, progress, out):
-    from .demo import N_COMPONENTS, format_table, run_demo
+    from ._demo import N_COMPONENTS, format_table, run_demo
 
     results = run_demo(args.out, args.seeds, progress=progress.bar)
     out.summary(format_table(results))
