@@ -219,4 +219,3 @@ def format_table(results):
     lines += [f"{m:<8}  {_fmt_mean_sd(*s[m]['ari_raw']):>15}  "
               f"{_fmt_mean_sd(*s[m]['ari_norm']):>15}" for m in METHODS]
     return "\n".join(lines)
-
