@@ -19,7 +19,8 @@ from scipy.optimize import minimize
 from bcnmf import BCNMF, factorize
 from bcnmf.core import updates
 from bcnmf.core.fit import split_offset
-from bcnmf.core.solver import SolverOptions, solve
+from bcnmf.core.executor import InMemory
+from bcnmf.core.solver import Contrast, SolverOptions, solve
 from bcnmf.core.updates import KL, StepPolicy, basis_step, make_block, sweep_block, view_basis
 from bcnmf.datasets import make_contrastive_counts
 from bcnmf.exceptions import InvalidParameterError
@@ -87,6 +88,12 @@ def test_nuisance_code_split_is_gradient_of_block_divergence(central_gradient):
     assert_allclose(den - num, numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
 
 
+def run_contrast(target, background, basis, opts):
+    """The loop on the in-memory executor with the contrastive model."""
+    return solve(InMemory(target, background, opts.loss, opts.policy),
+                 Contrast(basis, opts, bool(background)), opts)
+
+
 def test_solver_moves_only_the_contrastive_rows():
     k = 2
     X, Y, basis, cx, cy, ox, oy = tiny(3, k)
@@ -95,7 +102,8 @@ def test_solver_moves_only_the_contrastive_rows():
     dx0, dy0 = cx[:, k:].copy(), cy[:, k:].copy()
     opts = SolverOptions(loss=KL, alpha=0.8, policy=StepPolicy(eps=1e-16, basis_floor=1e-12),
                          normalize=True, max_iter=15, tol=0.0, n_free=k)
-    out = solve([(make_block(X, KL, ox), cx)], [(make_block(Y, KL, oy), cy)], basis, opts)
+    out = run_contrast([(make_block(X, KL, ox), cx)], [(make_block(Y, KL, oy), cy)], basis,
+                       opts)
     assert_array_equal(out.basis[k:], fixed)
     assert_allclose(out.basis[:k].sum(axis=1), 1.0, rtol=1e-12)
     assert not np.allclose(cx[:, k:], dx0) and not np.allclose(cy[:, k:], dy0)
@@ -131,12 +139,12 @@ def test_held_sweep_is_the_block_coordinate_step(sparse):
 def test_nuisance_codes_move_only_every_nuisance_every_sweeps(monkeypatch):
     """The schedule: full sweeps at multiples of ``nuisance_every`` and at evaluations,
     held sweeps (free codes only) in between."""
-    from bcnmf.core import solver as solver_module
+    from bcnmf.core import executor as executor_module
     k = 2
     X, Y, basis, cx, cy, ox, oy = tiny(5, k)
     basis[k:] /= basis[k:].sum(axis=1, keepdims=True)
     seen = []
-    original = solver_module.sweep_block
+    original = executor_module.sweep_block
 
     def spy(block, codes, view, *args, entry_offset=None, **kw):
         before = codes[:, k:].copy()
@@ -145,11 +153,11 @@ def test_nuisance_codes_move_only_every_nuisance_every_sweeps(monkeypatch):
                      np.array_equal(codes[:, k:], before)))
         return out
 
-    monkeypatch.setattr(solver_module, "sweep_block", spy)
+    monkeypatch.setattr(executor_module, "sweep_block", spy)
     opts = SolverOptions(loss=KL, alpha=0.8, policy=StepPolicy(eps=1e-16, basis_floor=1e-12),
                          normalize=True, max_iter=12, tol=0.0, n_free=k, eval_every=4,
                          nuisance_every=3)
-    solve([(make_block(X, KL, ox), cx)], [(make_block(Y, KL, oy), cy)], basis, opts)
+    run_contrast([(make_block(X, KL, ox), cx)], [(make_block(Y, KL, oy), cy)], basis, opts)
     sweeps = [seen[2 * i:2 * i + 2] for i in range(12)]   # target, background per sweep
     full = {0, 3, 4, 6, 8, 9}
     for it, calls in enumerate(sweeps):
@@ -162,7 +170,7 @@ def test_nuisance_codes_move_only_every_nuisance_every_sweeps(monkeypatch):
 def test_resume_at_a_held_sweep_is_bit_identical(tmp_path, monkeypatch):
     """Interrupted inside a stretch of held sweeps, the fit resumes (recomputing the
     entry predictions from the saved codes) to the uninterrupted result."""
-    from bcnmf.core import solver as solver_module
+    from bcnmf.core import executor as executor_module
     from bcnmf.core.fit import fit_factors
     from bcnmf.estimator import _settings
 
@@ -172,7 +180,7 @@ def test_resume_at_a_held_sweep_is_bit_identical(tmp_path, monkeypatch):
     ref, _ = fit_factors(X, Y, s, 0)
     path = tmp_path / "fit.ckpt.npz"
     calls = []
-    original = solver_module._sweep_held
+    original = executor_module.InMemory._sweep_held
 
     def interrupting(*args):
         calls.append(1)
@@ -180,10 +188,10 @@ def test_resume_at_a_held_sweep_is_bit_identical(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(solver_module, "_sweep_held", interrupting)
+    monkeypatch.setattr(executor_module.InMemory, "_sweep_held", interrupting)
     with pytest.raises(KeyboardInterrupt, match="after 14 complete sweeps"):
         fit_factors(X, Y, s, 0, checkpoint=path)
-    monkeypatch.setattr(solver_module, "_sweep_held", original)
+    monkeypatch.setattr(executor_module.InMemory, "_sweep_held", original)
     res, _ = fit_factors(X, Y, s, 0, resume=path)
     for name in ("components", "codes", "background_codes"):
         assert_array_equal(getattr(res, name), getattr(ref, name), err_msg=name)
@@ -274,12 +282,12 @@ def test_fits_without_the_nuisance_are_unchanged(loss, background, mode):
     _, X, Y = small_sim()
     kw = dict(alpha=1.5, beta_loss=loss, mode=mode, max_iter=20, tol=0, random_state=0)
     Y = Y if background else None
-    a = factorize(X, Y, 2, nuisance_topics=0, **kw)
-    b = factorize(X, Y, 2, nuisance_topics=10, **kw)
+    a = factorize(X, 2, background=Y, nuisance_topics=0, **kw)
+    b = factorize(X, 2, background=Y, nuisance_topics=10, **kw)
     assert_array_equal(a.components, b.components)
     assert_array_equal(a.codes, b.codes)
-    c = factorize(X, Y, 2, nuisance_topics=0, smoothing=0.0, **kw)
-    d = factorize(X, Y, 2, nuisance_topics=10, smoothing=0.0, **kw)
+    c = factorize(X, 2, background=Y, nuisance_topics=0, smoothing=0.0, **kw)
+    d = factorize(X, 2, background=Y, nuisance_topics=10, smoothing=0.0, **kw)
     assert_array_equal(c.components, d.components)
 
 
@@ -311,4 +319,4 @@ def test_recovers_the_target_subtypes_at_beta_8():
     sim = make_contrastive_counts(8.0, random_state=0)
     codes = BCNMF(2, beta_loss="poisson", random_state=0).fit_transform(
         sp.csr_matrix(sim.X), background=sp.csr_matrix(sim.Y))
-    assert cluster_ari(codes, sim.labels, normalise=True) >= 0.9
+    assert cluster_ari(codes, sim.labels, normalize=True) >= 0.9

@@ -44,14 +44,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from .core.fit import (NUISANCE_MAX_ITER, FitSettings, _options, _restart_seeds, _select,
-                       _stack_offset, cell_total_ratio, contrast_offsets, finish,
-                       nuisance_count, raw_alpha, restart_agreement, step_policy,
+from .core.fit import (FitSettings, _restart_seeds, _stack_offset, cell_total_ratio,
+                       choose_run, consensus_state, finish, nuisance_options, prepare,
                        transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
-from .core.solver import (SolveOutput, SolverOptions, _finite, _record, _unit_rows,
-                          normalize_basis, refine_block)
+from .core.solver import Contrast, gauge_scale, refine_block, solve
 from .core.source import RowSource, Scan
 from .core.updates import (FROBENIUS, Block, Parts, basis_step, block_const, entry_predictions,
                            sweep_block, view_basis)
@@ -178,13 +176,17 @@ def _codes_of(state):
 
 
 def _scaled(codes, scales):
-    """A copy of the codes with the pending gauge scales applied in order
-    (``codes *= scale`` of :func:`~bcnmf.core.solver.normalize_basis`; a
-    scale shorter than a row applies to its leading columns, the free
-    topics of a fit with fixed nuisance topics)."""
+    """A copy of the codes with the pending gauge scales applied in order:
+    each ``(start, scale)`` is ``codes[:, start:start + len(scale)] *=
+    scale`` (what :meth:`bcnmf.core.executor.InMemory.scale` does in
+    place)."""
     codes = _codes_of(codes).copy()
-    for scale in scales:
-        codes[:, :scale.shape[0]] *= scale
+    for start, scale in scales:
+        stop = start + scale.shape[0]
+        if start == 0 and stop == codes.shape[1]:
+            codes *= scale
+        else:
+            codes[:, start:stop] *= scale
     return codes
 
 
@@ -387,23 +389,12 @@ class _Side:
 @dataclass
 class _Codes:
     """Handles to the persisted codes of both datasets, and the gauge scales
-    still to be applied to them (in order)."""
+    still to be applied to each (``(start, scale)`` pairs, in order)."""
 
     x: list
     y: list
-    scales: tuple = ()
-
-
-class _Pending:
-    """Stands for every code chunk in :func:`normalize_basis`: records the
-    scale instead of applying it."""
-
-    def __init__(self):
-        self.scales = []
-
-    def __imul__(self, scale):
-        self.scales.append(np.array(scale, copy=True))
-        return self
+    sx: tuple = ()
+    sy: tuple = ()
 
 
 def _load(runner, A, name, loss, dtype=None):
@@ -494,142 +485,96 @@ def _sweep_graph(side: _Side, codes, scales, payload, want_div, held=None):
     return new, _tree([r[1] for r in new], _add_sweeps)
 
 
-def _sweep(runner, x, y, state: _Codes, basis, opts, want_div, held=None):
-    """One sweep of both datasets: ``(new _Codes, (dx, px), (dy, py))``.
-    ``held = (tail_t, first)``: a held sweep, ``basis`` holds the free rows
-    only."""
-    import dask
+class OnDask:
+    """The Dask executor of :func:`bcnmf.core.solver.solve`: the chunks of
+    both datasets and their codes persisted on the cluster, one round trip
+    per sweep (:class:`bcnmf.core.executor.InMemory` answers the same
+    questions in this process).
 
-    nx, sx = _sweep_graph(x, state.x, state.scales,
-                          _payload(basis, opts.loss, opts.policy, x.offset), want_div, held)
-    if y is not None:
-        ny, sy = _sweep_graph(y, state.y, state.scales,
-                              _payload(basis, opts.loss, opts.policy, y.offset), want_div,
-                              held)
-    else:
-        ny, sy = [], (0.0, None)
-    kept, (statx, staty) = runner.run(nx + ny, dask.delayed(tuple)([sx, sy]))
-    return _Codes(kept[:len(nx)], kept[len(nx):]), statx, staty
+    The codes are held as handles (:class:`_Codes`); a snapshot is the
+    handle itself, since every sweep makes new persisted codes.  Gauge
+    scales are not applied at once but recorded in the state and applied by
+    the next task that touches a chunk."""
 
+    can_hold = True   # the Dask engine takes no missing values
 
-def _evaluate(runner, x, y, state: _Codes, basis, opts):
-    """Divergences ``(D_X, D_Y)`` at the current state (as
-    :func:`bcnmf.core.solver.evaluate`)."""
-    import dask
+    def __init__(self, runner: Runner, x: _Side, y: _Side | None, state: _Codes, loss: str,
+                 policy):
+        self.runner, self.x, self.y, self.state = runner, x, y, state
+        self.loss, self.policy = loss, policy
+        self._tail = None
 
-    def side_div(side, codes):
-        p = _payload(basis, opts.loss, opts.policy, side.offset)
-        return _tree([_delayed(_eval_task)(b, c, state.scales, const, p)
-                      for b, c, const in zip(side.chunks, codes, side.consts)], _add_floats)
+    @property
+    def has_background(self) -> bool:
+        return self.y is not None
 
-    dy = side_div(y, state.y) if y is not None else 0.0
-    _, (dx, dy) = runner.run([], dask.delayed(tuple)([side_div(x, state.x), dy]))
-    return float(dx), float(dy)
+    def snapshot(self):
+        return self.state
 
+    def restore(self, saved) -> None:
+        self.state = saved
 
-def _refine(runner, x, y, state: _Codes, basis, opts, max_iter, tol):
-    """:func:`bcnmf.core.solver.refine_codes` on the cluster: every cell is
-    refined until it moved by at most ``tol`` in one sweep (cells are
-    independent, so each chunk runs to its end in one task).  Returns the
-    new ``_Codes``."""
-    sides = [(x, "x")] + ([(y, "y")] if y is not None else [])
-    payloads = {name: _payload(basis, opts.loss, opts.policy, side.offset)
-                for side, name in sides}
-    new = [_delayed(_refine_task)(b, c, state.scales, payloads[name], max_iter, tol)
-           for side, name in sides for b, c in zip(side.chunks, getattr(state, name))]
-    kept, _ = runner.run(new)
-    return _Codes(kept[:len(x.chunks)], kept[len(x.chunks):])
+    def scale(self, side: str, scale, start: int = 0) -> None:
+        pending = (start, np.array(scale, copy=True))
+        st = self.state
+        if side == "target":
+            self.state = _Codes(st.x, st.y, st.sx + (pending,), st.sy)
+        else:
+            self.state = _Codes(st.x, st.y, st.sx, st.sy + (pending,))
 
+    def _payload(self, side: _Side, basis):
+        return _payload(basis, self.loss, self.policy, side.offset)
 
-def _restore(basis, good, hist, out):
-    """Go back to ``good = (sweep, (basis, codes))`` (as the in-memory
-    ``_restore``); returns the codes of that state."""
-    sweep, (saved_basis, saved_codes) = good
-    basis[...] = saved_basis
-    if hist["iteration"] and hist["iteration"][-1] == sweep:
-        for values in hist.values():
-            values.pop()
-    out.n_iter = sweep
-    return saved_codes
+    def sweep(self, bx, by, want_div: bool, held=None):
+        """One sweep of both datasets: ``((dx, px), (dy, py))``.  ``held =
+        (tail_t, first)``: a held sweep (the bases hold the free rows only)."""
+        import dask
 
+        if held is not None:
+            if self._tail is None:
+                self._tail = dask.delayed(np.ascontiguousarray(held[0]), pure=True)
+            held = (self._tail, held[1])
+        st = self.state
+        nx, sx = _sweep_graph(self.x, st.x, st.sx, self._payload(self.x, bx), want_div, held)
+        if self.y is not None:
+            ny, sy = _sweep_graph(self.y, st.y, st.sy, self._payload(self.y, by), want_div,
+                                  held)
+        else:
+            ny, sy = [], (0.0, None)
+        kept, (statx, staty) = self.runner.run(nx + ny, dask.delayed(tuple)([sx, sy]))
+        self.state = _Codes(kept[:len(nx)], kept[len(nx):])
+        return statx, staty
 
-def _solve(runner, x: _Side, y: _Side | None, basis, state: _Codes, opts, callback=None):
-    """:func:`bcnmf.core.solver._solve` with the codes on the cluster.
-    Returns ``(SolveOutput, final _Codes)``.  With fixed nuisance topics
-    (``opts.n_free``) their codes are held between updates as in memory:
-    a held sweep's chunks carry the nuisance entry offsets in their state."""
-    import dask
+    def evaluate(self, bx, by):
+        """Divergences ``(D_X, D_Y)`` at the current state."""
+        import dask
 
-    with np.errstate(**_QUIET):
-        hist = {"iteration": [], "target": [], "background": [], "objective": []}
-        alpha = opts.alpha if y is not None else 0.0
-        out = SolveOutput(basis)
-        last_good = None
-        recent = []
-        held = None
-        if opts.n_free is not None and opts.nuisance_every > 1:
-            tail_t = dask.delayed(np.ascontiguousarray(basis[opts.n_free:].T), pure=True)
-            held = (tail_t, opts.n_free)
-        for it in range(opts.max_iter):
-            entering = (basis.copy(), state)
-            want_div = it % opts.eval_every == 0
-            if held is not None and not want_div and it % opts.nuisance_every != 0:
-                new_state, (dx, px), (dy, py) = _sweep(
-                    runner, x, y, state, basis[:opts.n_free], opts, want_div, held)
-            else:
-                new_state, (dx, px), (dy, py) = _sweep(runner, x, y, state, basis, opts,
-                                                       want_div)
-            recorded = dx is not None and dy is not None
-            if not (_finite(px) and _finite(py)
-                    and (not recorded or np.isfinite(dx - alpha * dy))):
-                out.diverged = True
-                if last_good is not None:
-                    state = _restore(basis, last_good, hist, out)
-                else:   # as in memory: the codes keep this sweep's update
-                    state = new_state
-                break
-            state = new_state
-            last_good = (it, entering)
-            if recorded:
-                _record(hist, it, dx, dy, alpha)
-                if callback is not None:
-                    callback(it, basis, {"target": dx, "background": dy,
-                                         "objective": dx - alpha * dy})
-            free = basis
-            if opts.n_free is None:
-                basis_step(basis, px, py, alpha, opts.loss, opts.policy)
-            else:   # fixed nuisance rows after the first n_free: only the head moves
-                free = basis[:opts.n_free]
-                basis_step(free, px.head(opts.n_free),
-                           None if py is None else py.head(opts.n_free), alpha, opts.loss,
-                           opts.policy)
-            if opts.normalize:
-                pending = _Pending()
-                normalize_basis(free, [pending], opts.policy.basis_floor)
-                state = _Codes(state.x, state.y, tuple(pending.scales))
-            out.n_iter = it + 1
-            if opts.tol > 0:
-                recent.append(_unit_rows(basis))
-                if len(recent) > opts.window:
-                    past = recent.pop(0)
-                    change = np.abs(recent[-1] - past).sum(axis=1).max() / opts.window
-                    if change <= opts.tol:
-                        out.converged = True
-                        break
-        if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
-            state = _refine(runner, x, y, state, basis, opts, opts.polish_iter, opts.tol)
-        dx, dy = _evaluate(runner, x, y, state, basis, opts)
-        if not np.isfinite(dx - alpha * dy) and last_good is not None:
-            out.diverged = True
-            state = _restore(basis, last_good, hist, out)
-            dx, dy = _evaluate(runner, x, y, state, basis, opts)
-        if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
-            for values in hist.values():
-                values.pop()
-        _record(hist, out.n_iter, dx, dy, alpha)
-        out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
-                       for k, v in hist.items()}
-        return out, state
+        st = self.state
+
+        def side_div(side, codes, scales, basis):
+            p = self._payload(side, basis)
+            return _tree([_delayed(_eval_task)(b, c, scales, const, p)
+                          for b, c, const in zip(side.chunks, codes, side.consts)],
+                         _add_floats)
+
+        dy = side_div(self.y, st.y, st.sy, by) if self.y is not None else 0.0
+        _, (dx, dy) = self.runner.run([], dask.delayed(tuple)(
+            [side_div(self.x, st.x, st.sx, bx), dy]))
+        return float(dx), float(dy)
+
+    def refine(self, bx, by, max_iter: int, tol: float) -> None:
+        """:func:`bcnmf.core.solver.refine_codes` on the cluster: every cell is
+        refined until it moved by at most ``tol`` in one sweep (cells are
+        independent, so each chunk runs to its end in one task)."""
+        st = self.state
+        new = [_delayed(_refine_task)(b, c, st.sx, self._payload(self.x, bx), max_iter, tol)
+               for b, c in zip(self.x.chunks, st.x)]
+        if self.y is not None:
+            new += [_delayed(_refine_task)(b, c, st.sy, self._payload(self.y, by), max_iter,
+                                           tol)
+                    for b, c in zip(self.y.chunks, st.y)]
+        kept, _ = self.runner.run(new)
+        self.state = _Codes(kept[:len(self.x.chunks)], kept[len(self.x.chunks):])
 
 
 def _as_array(runner, side: _Side, codes, scales, k, dtype):
@@ -654,7 +599,7 @@ class DaskRun:
 
 
 def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
-                     callback=None, client=None, chunk_rows=None):
+                     callback=None, client=None, chunk_rows=None, consensus=False):
     """:func:`bcnmf.core.fit.fit_factors` on Dask.
 
     ``X`` and ``Y`` are dask arrays (or numpy/scipy matrices, wrapped with
@@ -680,12 +625,10 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     dtype = x.info.dtype
     y = _load(runner, Y, "background", s.loss, dtype) if Y is not None else None
     info_y = y.info if y is not None else None
-    alpha_raw = raw_alpha(x.info, info_y, s)
-    policy = step_policy(x.info, s)
+    prep = prepare(x.info, info_y, s)
+    alpha_raw, policy, opts, n_nuisance = prep.alpha_raw, prep.policy, prep.opts, prep.n_nuisance
+    offset_x, offset_y = prep.offsets
     k = s.n_components
-    n_nuisance = nuisance_count(s, info_y)
-    opts = _options(s, alpha_raw, policy, k if n_nuisance else None)
-    offset_x, offset_y = contrast_offsets(x.info, info_y, s)
     for side, offset in ((x, offset_x), (y, offset_y)):
         if side is not None and s.loss != FROBENIUS:
             offset = np.zeros(side.info.shape[1]) if offset is None else offset
@@ -699,28 +642,27 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
                            _given_codes(y, init_factors[2], basis, dtype))
         else:
             basis, state = _initial_codes(x, y, s, seed, dtype)
+        executor = OnDask(runner, x, y, state, s.loss, policy)
         if opts.normalize:
             with np.errstate(over="ignore", invalid="ignore"):
-                pending = _Pending()
-                normalize_basis(basis, [pending], policy.basis_floor)
-                state = _Codes(state.x, state.y, tuple(pending.scales))
+                scale = gauge_scale(basis, policy.basis_floor)
+            executor.scale("target", scale)
+            executor.scale("background", scale)
         if nuisance is not None:
-            basis, state = _augment(basis, state, nuisance)
-        out, state = _solve(runner, x, y, basis, state, opts, callback)
-        runs.append((out, state))
+            basis = _augment(basis, executor, nuisance)
+        out = solve(executor, Contrast(basis, opts, y is not None), opts, callback)
+        runs.append((out, executor))
     objectives = np.array([o.history["objective"][-1] for o, _ in runs])
-    agreement = restart_agreement([o.basis[:k] for o, _ in runs])
-    best = _select(objectives, agreement, s.mode)
-    stability = None
-    if len(runs) > 1:   # per-topic agreement with the other restarts, as fit_factors
-        from .matching import consensus_basis
-
-        _, stability, _ = consensus_basis([o.basis[:k] for o, _ in runs], reference=best)
-    out, state = runs[best]
+    best, agreement, stability, merged = choose_run([o.basis[:k] for o, _ in runs], objectives,
+                                                    s.mode, consensus)
+    out, executor = runs[best]
     del runs
+    if merged is not None and consensus:
+        consensus_state(out, merged, executor, opts, s)
+    state = executor.state
     width = out.basis.shape[0]
-    codes = _as_array(runner, x, state.x, state.scales, width, dtype)
-    bg_codes = (_as_array(runner, y, state.y, state.scales, width, dtype) if y is not None
+    codes = _as_array(runner, x, state.x, state.sx, width, dtype)
+    bg_codes = (_as_array(runner, y, state.y, state.sy, width, dtype) if y is not None
                 else None)
     components, nuisance_codes = out.basis, None
     if nuisance is not None:   # the model's nuisance topics travel with its offsets
@@ -741,30 +683,29 @@ def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, pol
     dtype = y.info.dtype
     basis, state = _initial_codes(y, None, replace(s, n_components=n_topics, init="random"),
                                   0, dtype)
-    pending = _Pending()
-    normalize_basis(basis, [pending], policy.basis_floor)
-    state = _Codes(state.x, [], tuple(pending.scales))
-    opts = SolverOptions(loss=s.loss, alpha=0.0, policy=policy, normalize=True,
-                         max_iter=NUISANCE_MAX_ITER, tol=s.tol if s.tol > 0 else 1e-4,
-                         eval_every=NUISANCE_MAX_ITER)
-    out, state = _solve(runner, y, None, basis, state, opts)
-    codes = [_delayed(_scaled)(c, state.scales) for c in state.x]
+    executor = OnDask(runner, y, None, state, s.loss, policy)
+    executor.scale("target", gauge_scale(basis, policy.basis_floor))
+    opts = nuisance_options(s, policy)
+    out = solve(executor, Contrast(basis, opts, False), opts)
+    state = executor.state
+    codes = [_delayed(_scaled)(c, state.sx) for c in state.x]
     total = _tree([_delayed(_colsum)(c) for c in codes], _add_arrays)
     codes, colsum = runner.run(codes, total)
     row = (colsum / y.info.shape[0]).astype(dtype) * cell_total_ratio(x.info, y.info)
     return out.basis, codes, row
 
 
-def _augment(basis, state: _Codes, nuisance):
+def _augment(basis, executor: OnDask, nuisance):
     """:func:`bcnmf.core.fit._augment` on the cluster: the nuisance topics
-    appended to a run's starting basis and to its codes (pending scales
-    applied on the way)."""
+    appended to a run's starting basis (returned) and to the executor's codes
+    (pending scales applied on the way)."""
     g, codes_y, row = nuisance
+    st = executor.state
     basis = np.ascontiguousarray(np.concatenate([basis, g.astype(basis.dtype)]))
-    cx = [_delayed(_with_nuisance)(c, state.scales, None, row) for c in state.x]
-    cy = [_delayed(_with_nuisance)(c, state.scales, d, None)
-          for c, d in zip(state.y, codes_y)]
-    return basis, _Codes(cx, cy)
+    cx = [_delayed(_with_nuisance)(c, st.sx, None, row) for c in st.x]
+    cy = [_delayed(_with_nuisance)(c, st.sy, d, None) for c, d in zip(st.y, codes_y)]
+    executor.state = _Codes(cx, cy)
+    return basis
 
 
 def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float):

@@ -64,19 +64,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .solver import SolverOptions, _finite, _sweep_all, _unit_rows, refine_codes
-from .updates import (FROBENIUS, basis_policy, basis_step, basis_terms, mu_step, sweep_block,
-                      view_basis)
+from .fit import _pairs, _restart_seeds, _scanned, prepare
+from .init import initial_factors
+from .source import make_blocks
 
-
-@dataclass
-class CombinedOutput:
-    shared: np.ndarray
-    target: np.ndarray
-    history: dict
-    n_iter: int = 0
-    converged: bool = False
-    diverged: bool = False
+from .executor import InMemory
+from .solver import Contrast, SolverOptions, solve, unit_rows
+from .updates import FROBENIUS, basis_policy, basis_terms, mu_step
 
 
 def penalty_weight(penalty: float, n_features: int, scale_x: float, scale_y: float,
@@ -112,13 +106,19 @@ def _rescale_rows(rows, scale, floor: float) -> None:
         np.maximum(rows, floor, out=rows)
 
 
-def normalize_pair(shared, target, code_blocks, floor: float) -> None:
-    """Gauge fix in place: rows of ``shared + target`` to unit L1 norm, the
-    scale moved into the codes."""
+def pair_scale(shared, target, floor: float):
+    """Gauge fix of the tied model in place: rows of ``shared + target`` to
+    unit L1 norm.  Returns the row scales, which the codes take over."""
     scale = shared.sum(axis=1) + target.sum(axis=1)
     scale[~(scale > 0)] = 1.0
     _rescale_rows(shared, scale, floor)
     _rescale_rows(target, scale, floor)
+    return scale
+
+
+def normalize_pair(shared, target, code_blocks, floor: float) -> None:
+    """:func:`pair_scale`, the scale moved into the codes."""
+    scale = pair_scale(shared, target, floor)
     for codes in code_blocks:
         codes *= scale
 
@@ -177,15 +177,22 @@ def _row_scale(rows, norm):
     return scale
 
 
-def normalize_untied(shared, target, target_codes, background_codes, floor: float,
-                     norm: str = "l1") -> None:
+def untied_scales(shared, target, floor: float, norm: str = "l1"):
     """Gauge fix of the untied model in place: every row of ``S`` and of
-    ``T`` to unit norm (``"l1"`` or ``"l2"``), the scales moved into the
-    codes (target codes are ``[C_s, C_t]``, background codes ``C_Y``)."""
-    ks = shared.shape[0]
+    ``T`` to unit norm (``"l1"`` or ``"l2"``).  Returns ``(scale_S,
+    scale_T)``, which the matching code columns take over."""
     scale_s, scale_t = _row_scale(shared, norm), _row_scale(target, norm)
     _rescale_rows(shared, scale_s, floor)
     _rescale_rows(target, scale_t, floor)
+    return scale_s, scale_t
+
+
+def normalize_untied(shared, target, target_codes, background_codes, floor: float,
+                     norm: str = "l1") -> None:
+    """:func:`untied_scales`, the scales moved into the codes (target codes
+    are ``[C_s, C_t]``, background codes ``C_Y``)."""
+    ks = shared.shape[0]
+    scale_s, scale_t = untied_scales(shared, target, floor, norm)
     for codes in target_codes:
         codes[:, :ks] *= scale_s
         codes[:, ks:] *= scale_t
@@ -206,117 +213,65 @@ class Layout:
     def target_basis(self, shared, target):
         return shared + target if self.tied else np.vstack([shared, target])
 
-    def views(self, shared, target, loss):
-        return view_basis(self.target_basis(shared, target), loss), view_basis(shared, loss)
-
     def step(self, shared, target, px, py, lam, loss, policy):
         (combined_step if self.tied else untied_step)(shared, target, px, py, lam, loss, policy)
 
-    def normalize(self, shared, target, target_codes, background_codes, floor):
+    def normalize(self, shared, target, executor, floor):
+        """The gauge fix, the codes rescaled through ``executor``."""
         if self.tied:
-            normalize_pair(shared, target, list(target_codes) + list(background_codes), floor)
+            scale = pair_scale(shared, target, floor)
+            executor.scale("target", scale)
+            executor.scale("background", scale)
         else:
-            normalize_untied(shared, target, target_codes, background_codes, floor, self.norm)
+            scale_s, scale_t = untied_scales(shared, target, floor, self.norm)
+            executor.scale("target", scale_s)
+            executor.scale("target", scale_t, shared.shape[0])
+            executor.scale("background", scale_s)
 
 
 TIED = Layout()
 
 
-def evaluate(target_pairs, background_pairs, shared, target, opts: SolverOptions,
-             layout: Layout = TIED):
-    """``(D_X, D_Y)`` at the current state, no updates."""
-    vx, vy = layout.views(shared, target, opts.loss)
-    dx = sum(sweep_block(b, c, vx, opts.loss, opts.policy, update=False,
-                         want_parts=False)[0] for b, c in target_pairs)
-    dy = sum(sweep_block(b, c, vy, opts.loss, opts.policy, update=False,
-                         want_parts=False)[0] for b, c in background_pairs)
-    return float(dx), float(dy)
+class Combined:
+    """The combined-basis model as a model of :func:`bcnmf.core.solver.solve`:
+    the target swept with :meth:`Layout.target_basis`, the background with
+    ``S``; objective ``D_X + D_Y + lam ||S T^T||^2`` (the penalty of the
+    state entering a sweep is recorded with it); the stopping rule watches
+    the unit-L1 rows of both bases."""
 
+    terms = ("target", "background", "penalty", "objective")
+    n_free = None
 
-def solve_combined(target_pairs, background_pairs, shared, target, opts: SolverOptions,
-                   lam: float, callback=None, layout: Layout = TIED) -> CombinedOutput:
-    """Run the combined-basis engine in place on ``shared``, ``target`` and
-    the code arrays in the pairs.  Same sweep order, stopping rule
-    (``opts.tol`` on the change of the unit-L1 rows of both bases),
-    recording schedule (``opts.eval_every``), divergence handling (return
-    the last finite state) and final code refinement as :func:`solve`."""
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _solve(target_pairs, background_pairs, shared, target, opts, lam, callback,
-                      layout)
+    def __init__(self, shared, target, lam: float, layout: Layout, loss: str, policy):
+        self.shared, self.target = shared, target
+        self.lam, self.layout, self.loss, self.policy = lam, layout, loss, policy
 
+    @property
+    def params(self):
+        return self.shared, self.target
 
-def _record(hist, sweep, dx, dy, pen):
-    hist["iteration"].append(sweep)
-    hist["target"].append(dx)
-    hist["background"].append(dy)
-    hist["penalty"].append(pen)
-    hist["objective"].append(dx + dy + pen)
+    def snapshot(self):
+        return self.shared.copy(), self.target.copy()
 
+    def restore(self, saved) -> None:
+        self.shared[...], self.target[...] = saved
 
-def _solve(target_pairs, background_pairs, shared, target, opts, lam, callback, layout):
-    hist = {"iteration": [], "target": [], "background": [], "penalty": [], "objective": []}
-    all_codes = [c for _, c in target_pairs] + [c for _, c in background_pairs]
-    out = CombinedOutput(shared, target, hist)
-    good = None
-    recent = []
-    for it in range(opts.max_iter):
-        entering = (shared.copy(), target.copy(), [c.copy() for c in all_codes])
-        vx, vy = layout.views(shared, target, opts.loss)
-        want_div = it % opts.eval_every == 0
-        dx, px = _sweep_all(target_pairs, vx, opts, want_div)
-        dy, py = _sweep_all(background_pairs, vy, opts, want_div)
-        pen = lam * overlap(*entering[:2])
-        recorded = dx is not None and dy is not None
-        if not (_finite(px) and _finite(py) and np.isfinite(pen)
-                and (not recorded or np.isfinite(dx + dy))):
-            out.diverged = True
-            if good is not None:
-                _restore(shared, target, all_codes, good, hist, out)
-            break
-        good = (it, entering)
-        if recorded:
-            _record(hist, it, dx, dy, pen)
-            if callback is not None:
-                callback(it, (shared, target), {k: v[-1] for k, v in hist.items()})
-        layout.step(shared, target, px, py, lam, opts.loss, opts.policy)
-        layout.normalize(shared, target, [c for _, c in target_pairs],
-                         [c for _, c in background_pairs], opts.policy.basis_floor)
-        out.n_iter = it + 1
-        if opts.tol > 0:
-            recent.append(_unit_rows(np.vstack([shared, target])))
-            if len(recent) > opts.window:
-                past = recent.pop(0)
-                if np.abs(recent[-1] - past).sum(axis=1).max() / opts.window <= opts.tol:
-                    out.converged = True
-                    break
-    if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
-        vx, vy = layout.views(shared, target, opts.loss)
-        refine_codes(target_pairs, vx, opts.loss, opts.policy, opts.polish_iter, opts.tol)
-        refine_codes(background_pairs, vy, opts.loss, opts.policy, opts.polish_iter, opts.tol)
-    dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts, layout)
-    if not np.isfinite(dx + dy) and good is not None:
-        out.diverged = True
-        _restore(shared, target, all_codes, good, hist, out)
-        dx, dy = evaluate(target_pairs, background_pairs, shared, target, opts, layout)
-    if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
-        for values in hist.values():
-            values.pop()
-    _record(hist, out.n_iter, dx, dy, lam * overlap(shared, target))
-    out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
-                   for k, v in hist.items()}
-    return out
+    def bases(self, held: bool = False):
+        return self.layout.target_basis(self.shared, self.target), self.shared
 
+    def extra_terms(self, params) -> dict:
+        return {"penalty": self.lam * overlap(*params)}
 
-def _restore(shared, target, all_codes, good, hist, out) -> None:
-    sweep, (s, t, codes) = good
-    shared[...] = s
-    target[...] = t
-    for c, saved in zip(all_codes, codes):
-        c[...] = saved
-    if hist["iteration"] and hist["iteration"][-1] == sweep:
-        for values in hist.values():
-            values.pop()
-    out.n_iter = sweep
+    def record(self, dx, dy, extra) -> dict:
+        pen = extra["penalty"]
+        return {"target": dx, "background": dy, "penalty": pen, "objective": dx + dy + pen}
+
+    def step(self, px, py, executor) -> None:
+        self.layout.step(self.shared, self.target, px, py, self.lam, self.loss, self.policy)
+        self.layout.normalize(self.shared, self.target, executor, self.policy.basis_floor)
+
+    def unit_rows(self):
+        return unit_rows(np.vstack([self.shared, self.target]))
 
 
 @dataclass(frozen=True)
@@ -340,13 +295,12 @@ class CombinedResult:
 
 
 def _background_nmf(pairs, shared, opts, sweeps: int) -> None:
-    """Plain NMF of the background alone (the library kernel, ``alpha = 0``)
-    for a starting shared basis, in place on ``shared`` and the codes."""
-    for _ in range(sweeps):
-        _, py = _sweep_all(pairs, view_basis(shared, opts.loss), opts, False)
-        basis_step(shared, py, None, 0.0, opts.loss, opts.policy)
-        normalize_untied(shared, shared[:0], [], [c for _, c in pairs],
-                         opts.policy.basis_floor, "l1")
+    """Plain NMF of the background alone (the contrastive model with
+    ``alpha = 0`` and no background of its own) for a starting shared
+    basis, ``sweeps`` sweeps in place on ``shared`` and the codes."""
+    nmf = SolverOptions(loss=opts.loss, alpha=0.0, policy=opts.policy, normalize=True,
+                        max_iter=sweeps, tol=0.0, eval_every=max(sweeps, 1))
+    solve(InMemory(pairs, [], opts.loss, opts.policy), Contrast(shared, nmf, False), nmf)
 
 
 def fit_combined(X, Y, s, penalty: float, random_state=None, block_rows=None,
@@ -364,15 +318,11 @@ def fit_combined(X, Y, s, penalty: float, random_state=None, block_rows=None,
     topics (target codes ``[C_s, C_t]``, rows of each basis of unit ``norm``).
     ``shared_init="background"`` (untied only) starts ``S`` from
     ``init_sweeps`` sweeps of plain NMF of the background."""
-    from .fit import _options, _pairs, _restart_seeds, _scanned, step_policy
-    from .init import initial_factors
-    from .source import make_blocks
-
     source_x, info_x = _scanned(X, "X", s.loss, block_rows)
     dtype = info_x.dtype
     source_y, info_y = _scanned(Y, "background", s.loss, block_rows, dtype)
-    policy = step_policy(info_x, s)
-    opts = _options(s, 0.0, policy)
+    prep = prepare(info_x, info_y, s, contrast=False)
+    policy, opts = prep.policy, prep.opts
     layout = TIED if n_target is None else Layout(tied=False, norm=norm)
     lam = penalty_weight(penalty, info_x.shape[1], info_x.scale(s.loss), info_y.scale(s.loss),
                          None if layout.tied else norm)
@@ -392,19 +342,22 @@ def fit_combined(X, Y, s, penalty: float, random_state=None, block_rows=None,
             shared, target = basis[:ks].copy(), basis[ks:].copy()
             cy = np.ascontiguousarray(cy[:, :ks] * (k / ks))
             pairs_y = _pairs(blocks_y, info_y, cy)
+            if shared_init == "background":
+                _background_nmf(pairs_y, shared, opts, init_sweeps)
             with np.errstate(over="ignore", invalid="ignore", under="ignore",
                              divide="ignore"):
-                if shared_init == "background":
-                    _background_nmf(pairs_y, shared, opts, init_sweeps)
                 normalize_untied(shared, target, [cx], [cy], policy.basis_floor, norm)
-        out = solve_combined(_pairs(blocks_x, info_x, cx), _pairs(blocks_y, info_y, cy),
-                             shared, target, opts, lam, callback, layout)
+        executor = InMemory(_pairs(blocks_x, info_x, cx), _pairs(blocks_y, info_y, cy), s.loss,
+                            policy)
+        out = solve(executor, Combined(shared, target, lam, layout, s.loss, policy), opts,
+                    callback)
         runs.append((out, cx, cy))
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
     finite = np.where(np.isfinite(objectives), objectives, np.inf)
     best = int(np.argmin(finite))
     out, cx, cy = runs[best]
-    return CombinedResult(shared=out.shared, target=out.target, codes=cx, background_codes=cy,
+    shared, target = out.basis
+    return CombinedResult(shared=shared, target=target, codes=cx, background_codes=cy,
                           history=out.history, n_iter=out.n_iter, converged=out.converged,
                           diverged=out.diverged, penalty_raw=lam,
                           restart_objectives=objectives, best_restart=best, policy=policy)

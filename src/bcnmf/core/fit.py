@@ -14,8 +14,10 @@ from . import guard, masked
 from .backend import asarray_like, copy, is_torch, namespace, to_numpy
 from .checkpoint import FitCheckpoint
 from .init import codes_for_basis, initial_factors
+from .executor import InMemory
 from .result import FactorizationResult
-from .solver import SolveOutput, SolverOptions, evaluate, normalize_basis, refine_codes, solve
+from .solver import (Contrast, SolveOutput, SolverOptions, gauge_scale, normalize_basis,
+                     refine_codes, solve)
 from .source import (RowSource, Scan, StreamBlock, default_block_rows, kernel_layout,
                      make_blocks, scan)
 from .updates import FROBENIUS, Block, StepPolicy, view_basis
@@ -148,11 +150,17 @@ def nuisance_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
     if like is not None:
         basis, cy = asarray_like(basis, like), asarray_like(cy, like)
     normalize_basis(basis, [cy], policy.basis_floor)
-    opts = SolverOptions(loss=s.loss, alpha=0.0, policy=policy, normalize=True,
+    opts = nuisance_options(s, policy)
+    out = solve(InMemory(_pairs(blocks_y, info_y, cy), [], s.loss, policy),
+                Contrast(basis, opts, False), opts)
+    return out.basis, cy
+
+
+def nuisance_options(s: FitSettings, policy: StepPolicy) -> SolverOptions:
+    """The loop's settings for the nuisance topics' background NMF."""
+    return SolverOptions(loss=s.loss, alpha=0.0, policy=policy, normalize=True,
                          max_iter=NUISANCE_MAX_ITER, tol=s.tol if s.tol > 0 else 1e-4,
                          eval_every=NUISANCE_MAX_ITER)
-    out = solve(_pairs(blocks_y, info_y, cy), [], basis, opts)
-    return out.basis, cy
 
 
 def cell_total_ratio(info_x: Scan, info_y: Scan) -> float:
@@ -191,6 +199,36 @@ def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy,
                          nuisance_every=1 if n_free is None else NUISANCE_EVERY)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What every engine derives from the scans before its first sweep: the
+    raw contrast weight, the step policy, the loop's settings, the number of
+    nuisance topics and the prediction offsets ``(target, background)``."""
+
+    alpha_raw: float
+    policy: StepPolicy
+    opts: SolverOptions
+    n_nuisance: int
+    offsets: tuple
+
+
+def prepare(info_x: Scan, info_y: Scan | None, s: FitSettings,
+            contrast: bool = True) -> Prepared:
+    """The set-up of a fit from the scans of its data, for every engine and
+    variant: relative alpha (:func:`raw_alpha`), step policy
+    (:func:`step_policy`), nuisance topics (:func:`nuisance_count`) and
+    offsets (:func:`contrast_offsets`).  ``contrast=False`` (models that fit
+    the background instead of subtracting it): no contrast weight, no
+    nuisance topics, no offsets."""
+    policy = step_policy(info_x, s)
+    if not contrast:
+        return Prepared(0.0, policy, _options(s, 0.0, policy), 0, (None, None))
+    alpha_raw = raw_alpha(info_x, info_y, s)
+    n_nuisance = nuisance_count(s, info_y)
+    opts = _options(s, alpha_raw, policy, s.n_components if n_nuisance else None)
+    return Prepared(alpha_raw, policy, opts, n_nuisance, contrast_offsets(info_x, info_y, s))
+
+
 def _restart_seeds(random_state, n_init):
     if isinstance(random_state, np.random.Generator):
         return random_state.integers(0, 2**31 - 1, size=n_init)
@@ -210,6 +248,24 @@ def _select(objectives, agreement, mode) -> int:
     best = agreement.max()
     tied = np.flatnonzero(agreement >= best - 1e-9)
     return int(tied[np.argmin(objectives[tied])])
+
+
+def choose_run(bases, objectives, mode: str, consensus: bool = False):
+    """The restart a fit returns, for every engine: ``(best, agreement,
+    stability, merged)``.  ``bases`` are the restarts' fitted topics (numpy),
+    ``objectives`` their final objectives.  ``best`` is :func:`_select`'s
+    choice (the medoid restart with ``consensus``); with several restarts,
+    ``stability`` is its per-topic agreement with the others and ``merged``
+    the consensus basis (:func:`bcnmf.matching.consensus_basis`), else both
+    None."""
+    agreement = restart_agreement(bases)
+    best = _select(objectives, agreement, mode)
+    if len(bases) > 1 and consensus:
+        best = int(np.argmax(agreement))  # the medoid is the reference
+    stability = merged = None
+    if len(bases) > 1:
+        merged, stability, _ = consensus_basis(bases, reference=best)
+    return best, agreement, stability, merged
 
 
 def _scanned(A, name, loss, block_rows, dtype=None):
@@ -286,12 +342,10 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     for info, m in ((info_x, mask_x), (info_y, mask_y)):
         if m is not None:   # per-feature means over the observed entries
             info.colsum = masked.observed_colsum(info.colsum, m)
-    alpha_raw = raw_alpha(info_x, info_y, s)
-    policy = step_policy(info_x, s)
+    prep = prepare(info_x, info_y, s)
+    alpha_raw, policy, opts, n_nuisance = prep.alpha_raw, prep.policy, prep.opts, prep.n_nuisance
+    offset_x, offset_y = prep.offsets
     k = s.n_components
-    n_nuisance = nuisance_count(s, info_y)
-    opts = _options(s, alpha_raw, policy, k if n_nuisance else None)
-    offset_x, offset_y = contrast_offsets(info_x, info_y, s)
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x, keep_dense=mask_x is not None)
     blocks_y = (make_blocks(source_y, info_y, s.loss, offset_y, keep_dense=mask_y is not None)
                 if Y is not None else [])
@@ -339,23 +393,20 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         if nuisance is not None:
             basis, cx, cy = _augment(basis, cx, cy, nuisance, info_x, info_y)
         background = _pairs(blocks_y, info_y, cy) if Y is not None else []
-        out = solve(_pairs(blocks_x, info_x, cx), background, basis, opts, callback=callback,
+        out = solve(InMemory(_pairs(blocks_x, info_x, cx), background, s.loss, policy),
+                    Contrast(basis, opts, Y is not None), opts, callback=callback,
                     checkpoint=None if ckpt is None else ckpt.solver())
         runs.append((out, cx, cy))
         if ckpt is not None:
             ckpt.finished(out, cx, cy)
     objectives = np.array([o.history["objective"][-1] for o, _, _ in runs])
-    agreement = restart_agreement([to_numpy(o.basis[:k]) for o, _, _ in runs])
-    best = _select(objectives, agreement, s.mode)
-    stability = None
-    if len(runs) > 1 and consensus:
-        best = int(np.argmax(agreement))  # the medoid is the reference
+    best, agreement, stability, merged = choose_run(
+        [to_numpy(o.basis[:k]) for o, _, _ in runs], objectives, s.mode, consensus)
     out, cx, cy = runs[best]
-    if len(runs) > 1:
-        bases = [to_numpy(o.basis[:k]) for o, _, _ in runs]
-        merged, stability, _ = consensus_basis(bases, reference=best)
-        if consensus:
-            _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s)
+    if merged is not None and consensus:
+        background = _pairs(blocks_y, info_y, cy) if cy is not None else []
+        consensus_state(out, merged, InMemory(_pairs(blocks_x, info_x, cx), background, s.loss,
+                                              policy), opts, s)
     components, nuisance_codes = out.basis, None
     if nuisance is not None:   # the model's nuisance topics travel with its offsets
         offset_x, offset_y = (_stack_offset(o, nuisance[0]) for o in (offset_x, offset_y))
@@ -408,25 +459,23 @@ def runaway_per_count(history, info_y: Scan | None, s: FitSettings, alpha_raw: f
     return per_count if per_count > RUNAWAY_NATS_PER_COUNT else None
 
 
-def _consensus_state(out, merged, cx, cy, blocks_x, info_x, blocks_y, info_y, opts, s):
-    """Replace the reference run's basis by the consensus basis (in place) and refine the
-    codes with it fixed; the final record of ``out.history`` is replaced by the new state."""
+def consensus_state(out, merged, executor, opts: SolverOptions, s: FitSettings) -> None:
+    """Replace the reference run's basis by the consensus basis (in place) and
+    refine the codes with it fixed, on the run's executor (any engine); the
+    final record of ``out.history`` is replaced by the new state."""
     k = merged.shape[0]
     out.basis[:k] = asarray_like(merged, out.basis)
     if opts.normalize:
-        normalize_basis(out.basis[:k], [c[:, :k] for c in (cx, cy) if c is not None],
-                        opts.policy.basis_floor)
-    target = _pairs(blocks_x, info_x, cx)
-    background = _pairs(blocks_y, info_y, cy) if cy is not None else []
+        scale = gauge_scale(out.basis[:k], opts.policy.basis_floor)
+        executor.scale("target", scale)
+        executor.scale("background", scale)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        refine_codes(target + background, view_basis(out.basis, s.loss), s.loss, opts.policy,
-                     s.code_max_iter, s.tol if s.tol > 0 else 1e-4)
-        dx, dy = evaluate(target, background, out.basis, opts)
-    alpha = opts.alpha if background else 0.0
+        executor.refine(out.basis, out.basis, s.code_max_iter, s.tol if s.tol > 0 else 1e-4)
+        dx, dy = executor.evaluate(out.basis, out.basis)
+    record = Contrast(out.basis, opts, executor.has_background).record(dx, dy, {})
     history = {k: np.array(v, copy=True) for k, v in out.history.items()}
-    history["target"][-1] = dx
-    history["background"][-1] = dy
-    history["objective"][-1] = dx - alpha * dy
+    for name, value in record.items():
+        history[name][-1] = value
     out.history = history
 
 

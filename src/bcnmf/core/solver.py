@@ -1,12 +1,29 @@
-"""Full-batch engine: every sweep streams the blocks through the kernel,
-sums their parts and takes one basis step.
+"""The one solve loop of the library: every full-batch fit runs here.
+
+A fit is a *model* (what the basis is and how parts become a basis step: the
+contrast of :class:`Contrast`, the combined bases of
+:mod:`bcnmf.core.combined`) run on an *executor* (where the blocks of cells
+and their codes live: :class:`bcnmf.core.executor.InMemory` for blocks in
+this process, numpy or torch, held or streamed from an out-of-core source;
+:class:`bcnmf.dask_engine.OnDask` for chunks on a Dask cluster).  The loop
+(:func:`solve`) is written once against the two:
+
+* every sweep, the executor streams every block through the kernel
+  (:func:`~bcnmf.core.updates.sweep_block`) with the model's bases and
+  returns the summed divergences and additive parts of each dataset;
+* the model takes one basis step from the parts and fixes the gauge,
+  telling the executor how to rescale the codes;
+* the loop records the objective, tests convergence, goes back to the last
+  finite state when a sweep meets a non-finite one, and at the end refines
+  the codes with the basis fixed and evaluates the final state.
 
 Order within a sweep (the authors' order): target codes, background codes,
 then the basis with the new codes.  The divergence of each block at the state
 *entering* a sweep is a by-product of the sweep, so the objective is recorded
 at no extra cost, every ``eval_every`` sweeps (1 for squared error, where it
 is free; more for KL, whose logarithms cost as much as the sweep itself); one
-evaluation pass after the last sweep records the final state.
+evaluation pass after the last sweep records the final state.  Checkpoints
+(:mod:`bcnmf.core.checkpoint`) and progress callbacks are hooks of the loop.
 """
 
 from __future__ import annotations
@@ -14,16 +31,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from .backend import all_finite, contiguous, copy, maximum_, namespace
-from .updates import (Block, StepPolicy, basis_step, entry_predictions, sweep_block,
-                      view_basis)
+from .blocks import CSR, DENSE, Block
+from .step import StepPolicy
+from .updates import basis_step, sweep_block
 
 
 @dataclass(frozen=True)
 class SolverOptions:
-    """Settings of one run of the engine.
+    """Settings of one run of the loop.
 
     ``alpha`` is the raw contrast weight.  ``tol <= 0`` runs exactly
     ``max_iter`` sweeps.  Convergence is declared when the topics stop
@@ -44,11 +61,11 @@ class SolverOptions:
     the codes on the fixed rows are updated only every ``nuisance_every``-th
     sweep (and at every evaluation); in between they are held fixed, so that
     their prediction at the stored entries is computed once and the sweeps
-    only visit the free rows (:func:`_sweep_held`).  Each sweep remains a
+    only visit the free rows (a *held* sweep).  Each sweep remains a
     multiplicative step of a block coordinate descent.  The objective is
     recorded for the state entering every ``eval_every``-th sweep (and the
-    final state);
-    non-finite states are detected at every sweep from the basis parts.
+    final state); non-finite states are detected at every sweep from the
+    basis parts.
     """
 
     loss: str
@@ -66,68 +83,225 @@ class SolverOptions:
 
 @dataclass
 class SolveOutput:
-    basis: np.ndarray
+    """What :func:`solve` returns: the model's parameters (the basis of a
+    :class:`Contrast`, ``(shared, target)`` of a combined model), the
+    recorded ``history`` (``iteration`` and the model's terms), the number of
+    sweeps taken and the flags."""
+
+    basis: object
     history: dict = field(default_factory=dict)
     n_iter: int = 0
     converged: bool = False
     diverged: bool = False
 
 
-def evaluate(target, background, basis, opts: SolverOptions):
-    """Divergences ``(D_X, D_Y)`` at the current state, no updates."""
-    view = view_basis(basis, opts.loss)
-    dx = sum(sweep_block(b, c, view, opts.loss, opts.policy, update=False,
-                         want_parts=False)[0] for b, c in target)
-    dy = sum(sweep_block(b, c, view, opts.loss, opts.policy, update=False,
-                         want_parts=False)[0] for b, c in background)
-    return float(dx), float(dy)
+# --------------------------------------------------------------------------- gauge
+
+def unit_rows(basis):
+    """The rows of ``basis`` scaled to unit L1 norm (zero rows kept)."""
+    xp = namespace(basis)
+    scale = xp.sum(basis, axis=1, keepdims=True)
+    return basis / xp.where(scale > 0, scale, 1.0)
 
 
-def _sweep_all(pairs, view, opts, want_div):
-    """Sweep every block: ``(summed divergence or None, summed parts)``."""
-    div, parts = 0.0, None
-    for block, codes in pairs:
-        d, p = sweep_block(block, codes, view, opts.loss, opts.policy, want_div=want_div)
-        div = None if d is None or div is None else div + d
-        if parts is None:
-            parts = p
+def gauge_scale(basis, floor: float):
+    """Gauge fix of ``basis`` in place: rows to unit L1 norm, then the basis
+    floor.  Returns the row scales, which the codes take over."""
+    scale = basis.sum(axis=1)
+    scale[~(scale > 0)] = 1.0
+    basis /= scale[:, None]
+    if floor > 0:
+        maximum_(basis, floor)
+    return scale
+
+
+def normalize_basis(basis, code_blocks, floor: float) -> None:
+    """Gauge fix in place: basis rows to unit L1 norm, scale into the codes."""
+    scale = gauge_scale(basis, floor)
+    for codes in code_blocks:
+        codes *= scale
+
+
+# --------------------------------------------------------------------------- the model
+
+class Contrast:
+    """The contrastive model: one basis ``B`` for both datasets, objective
+    ``D(X | C_X B) - alpha D(Y | C_Y B)`` (``alpha`` is 0 without a
+    background).  With ``opts.n_free`` the rows after the first ``n_free``
+    are fixed nuisance topics: only the head is stepped and normalised, and
+    sweeps may hold the codes on the fixed rows (``held``)."""
+
+    terms = ("target", "background", "objective")
+
+    def __init__(self, basis, opts: SolverOptions, has_background: bool):
+        self.basis = basis
+        self.loss, self.policy, self.normalize = opts.loss, opts.policy, opts.normalize
+        self.alpha = opts.alpha if has_background else 0.0
+        self.n_free = opts.n_free
+        self._tail = None
+
+    @property
+    def params(self):
+        return self.basis
+
+    def snapshot(self):
+        return copy(self.basis)
+
+    def restore(self, saved) -> None:
+        self.basis[...] = saved
+
+    def bases(self, held: bool = False):
+        """``(target basis, background basis)`` of a sweep (the free head only
+        for a held sweep)."""
+        b = self.basis[:self.n_free] if held else self.basis
+        return b, b
+
+    def held(self):
+        """``(tail^T, first)``: the fixed rows of a held sweep (transposed,
+        C-contiguous; they never move, so they are taken once)."""
+        if self._tail is None:
+            self._tail = contiguous(self.basis[self.n_free:].T)
+        return self._tail, self.n_free
+
+    def extra_terms(self, params) -> dict:
+        return {}
+
+    def record(self, dx, dy, extra) -> dict:
+        return {"target": dx, "background": dy, "objective": dx - self.alpha * dy}
+
+    def step(self, px, py, executor) -> None:
+        """One basis step from the summed parts, then the gauge fix (the
+        codes of the stepped rows take the scales)."""
+        k = self.n_free
+        if k is None:
+            basis_step(self.basis, px, py, self.alpha, self.loss, self.policy)
+            free = self.basis
+        else:   # fixed nuisance rows after the first n_free: only the head moves
+            free = self.basis[:k]
+            basis_step(free, px.head(k), None if py is None else py.head(k), self.alpha,
+                       self.loss, self.policy)
+        if self.normalize:
+            scale = gauge_scale(free, self.policy.basis_floor)
+            executor.scale("target", scale)
+            executor.scale("background", scale)
+
+    def unit_rows(self):
+        return unit_rows(self.basis)
+
+
+# --------------------------------------------------------------------------- the loop
+
+def _finite(parts) -> bool:
+    return parts is None or all_finite(parts.cross.sum() + parts.second.sum())
+
+
+def solve(executor, model, opts: SolverOptions, callback=None, checkpoint=None) -> SolveOutput:
+    """Run ``model`` on ``executor`` in place (the model's parameters and the
+    executor's codes).
+
+    ``callback(iteration, params, record)`` is called after every recorded
+    sweep with the record of the state that entered it.  Floating-point
+    warnings are silenced inside: overflow is detected on the objective and
+    the basis parts, and handled by returning the last finite state.
+    ``checkpoint`` (:mod:`bcnmf.core.checkpoint`, in-memory executors)
+    resumes a saved state, saves the state entering sweeps, and saves the
+    last complete state on KeyboardInterrupt.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if checkpoint is None:
+            return _solve(executor, model, opts, callback)
+        try:
+            return _solve(executor, model, opts, callback, checkpoint)
+        except KeyboardInterrupt:
+            checkpoint.interrupted()
+            raise
+
+
+def _record(hist, sweep, record) -> None:
+    hist["iteration"].append(sweep)
+    for name, value in record.items():
+        hist[name].append(value)
+
+
+def _drop_last(hist, sweep) -> None:
+    """Drop the last record when it is of ``sweep`` (the final evaluation re-adds it)."""
+    if hist["iteration"] and hist["iteration"][-1] == sweep:
+        for values in hist.values():
+            values.pop()
+
+
+def _restore(model, executor, good, hist, out) -> None:
+    """Go back to ``good = (sweep, (params, codes))``, the last state that
+    entered a sweep with finite results."""
+    sweep, (params, codes) = good
+    model.restore(params)
+    executor.restore(codes)
+    _drop_last(hist, sweep)
+    out.n_iter = sweep
+
+
+def _solve(executor, model, opts, callback, checkpoint=None):
+    hist = {name: [] for name in ("iteration",) + model.terms}
+    out = SolveOutput(model.params)
+    last_good = None
+    recent = []
+    start = 0
+    if checkpoint is not None:
+        resumed = checkpoint.resume_into(model.params, executor.codes(), hist, out)
+        if resumed is not None:
+            start, last_good, recent = resumed
+    can_hold = (model.n_free is not None and opts.nuisance_every > 1
+                and executor.can_hold)
+    for it in range(start, opts.max_iter):
+        entering = (model.snapshot(), executor.snapshot())
+        if checkpoint is not None:
+            checkpoint.at(it, entering, hist, recent, last_good)
+        want_div = it % opts.eval_every == 0
+        if can_hold and not want_div and it % opts.nuisance_every != 0:
+            (dx, px), (dy, py) = executor.sweep(*model.bases(held=True), False,
+                                                held=model.held())
         else:
-            parts += p
-    return div, parts
+            (dx, px), (dy, py) = executor.sweep(*model.bases(), want_div)
+        extra = model.extra_terms(entering[0])
+        record = model.record(dx, dy, extra) if dx is not None and dy is not None else None
+        if not (_finite(px) and _finite(py) and all(np.isfinite(v) for v in extra.values())
+                and (record is None or np.isfinite(record["objective"]))):
+            # this sweep met a non-finite state: go back to the last good one
+            out.diverged = True
+            if last_good is not None:
+                _restore(model, executor, last_good, hist, out)
+            break
+        last_good = (it, entering)
+        if record is not None:
+            _record(hist, it, record)
+            if callback is not None:
+                callback(it, model.params, record)
+        model.step(px, py, executor)
+        out.n_iter = it + 1
+        if opts.tol > 0:
+            recent.append(model.unit_rows())
+            if len(recent) > opts.window:
+                past = recent.pop(0)
+                change = abs(recent[-1] - past).sum(axis=1).max() / opts.window
+                if change <= opts.tol:
+                    out.converged = True
+                    break
+    if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
+        executor.refine(*model.bases(), opts.polish_iter, opts.tol)
+    record = model.record(*executor.evaluate(*model.bases()), model.extra_terms(model.params))
+    if not np.isfinite(record["objective"]) and last_good is not None:
+        out.diverged = True
+        _restore(model, executor, last_good, hist, out)
+        record = model.record(*executor.evaluate(*model.bases()),
+                              model.extra_terms(model.params))
+    _drop_last(hist, out.n_iter)
+    _record(hist, out.n_iter, record)
+    out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
+                   for k, v in hist.items()}
+    return out
 
 
-def _can_hold_nuisance(pairs, opts) -> bool:
-    """Whether the run holds the codes on the fixed rows between updates
-    (not with missing values: the masked sweep has no entry offsets)."""
-    return (opts.n_free is not None and opts.nuisance_every > 1
-            and all(getattr(b, "mask", None) is None for b, _ in pairs))
-
-
-def _sweep_held(pairs, view, opts, tail_t, cache, refresh):
-    """:func:`_sweep_all` with the codes on the fixed rows (after the first
-    ``n_free``) held: their prediction at the stored entries is an entry
-    offset (cached in ``cache`` by pair index for blocks held in memory and
-    recomputed into the same buffers when ``refresh``, i.e. after the held
-    codes changed; recomputed from a single read for streamed blocks), and
-    ``view`` holds the free rows only."""
-    k = opts.n_free
-    parts = None
-    for i, (block, codes) in enumerate(pairs):
-        if not isinstance(block, Block):   # streamed: read once for both uses
-            block = Block(block.data, block.const, block.offset)
-            entries = entry_predictions(block, codes, k, tail_t)
-        else:
-            entries = cache.get(i)
-            if refresh or entries is None:
-                entries = cache[i] = entry_predictions(block, codes, k, tail_t, out=entries)
-        _, p = sweep_block(block, codes, view, opts.loss, opts.policy, want_div=False,
-                           entry_offset=entries)
-        if parts is None:
-            parts = p
-        else:
-            parts += p
-    return None, parts
-
+# --------------------------------------------------------------------------- code refinement
 
 #: the cells still moving are gathered into a smaller block once they are at
 #: most this fraction of the rows swept (see :func:`refine_block`)
@@ -143,8 +317,6 @@ def refine_codes(pairs, view, loss, policy, max_iter: int, tol: float) -> int:
     of sweeps a block ran."""
     return max((refine_block(block, codes, view, loss, policy, max_iter, tol)
                 for block, codes in pairs), default=0)
-
-
 def refine_block(block, codes, view, loss, policy, max_iter: int, tol: float) -> int:
     """:func:`refine_codes` for one block, in place on ``codes``.
 
@@ -158,9 +330,9 @@ def refine_block(block, codes, view, loss, policy, max_iter: int, tol: float) ->
     whole until every cell has met the criterion.  Returns the number of
     sweeps run."""
     xp = namespace(codes)
-    coupled = getattr(block, "mask", None) is not None
-    data = block.data if isinstance(block, Block) else None
-    gathers = not coupled and (isinstance(data, np.ndarray) or sp.issparse(data))
+    coupled = block.masked
+    data = block.data if block.resident else None
+    gathers = not coupled and data is not None and block.storage in (DENSE, CSR)
     rows = None                    # rows of the block still swept (None: all)
     sub_block, sub = block, codes  # their block and their codes
     done = None                    # of those rows, the ones that have finished
@@ -195,151 +367,3 @@ def refine_block(block, codes, view, loss, policy, max_iter: int, tol: float) ->
     if rows is not None:
         codes[rows] = sub
     return it + 1
-
-
-def _unit_rows(basis: np.ndarray) -> np.ndarray:
-    xp = namespace(basis)
-    scale = xp.sum(basis, axis=1, keepdims=True)
-    return basis / xp.where(scale > 0, scale, 1.0)
-
-
-def normalize_basis(basis: np.ndarray, code_blocks, floor: float) -> None:
-    """Gauge fix in place: basis rows to unit L1 norm, scale into the codes."""
-    scale = basis.sum(axis=1)
-    scale[~(scale > 0)] = 1.0
-    basis /= scale[:, None]
-    if floor > 0:
-        maximum_(basis, floor)
-    for codes in code_blocks:
-        codes *= scale
-
-
-def _finite(parts) -> bool:
-    return parts is None or all_finite(parts.cross.sum() + parts.second.sum())
-
-
-def _restore(basis, all_codes, good, hist, out) -> None:
-    """Go back to ``good = (sweep, state)``, the last state that entered a
-    sweep with finite results; its record, if it was recorded, is dropped
-    (the final evaluation re-adds it)."""
-    sweep, (saved_basis, saved_codes) = good
-    basis[...] = saved_basis
-    for codes, saved in zip(all_codes, saved_codes):
-        codes[...] = saved
-    if hist["iteration"] and hist["iteration"][-1] == sweep:
-        for values in hist.values():
-            values.pop()
-    out.n_iter = sweep
-
-
-def solve(target: list[tuple[Block, np.ndarray]],
-          background: list[tuple[Block, np.ndarray]],
-          basis: np.ndarray, opts: SolverOptions, callback=None,
-          checkpoint=None) -> SolveOutput:
-    """Run the engine in place on ``basis`` and the code arrays in the pairs.
-
-    ``callback(iteration, basis, record)`` is called after every recorded
-    sweep with the record of the state that entered it.  Floating-point
-    warnings are silenced inside: overflow is detected on the objective and
-    the basis parts, and handled by returning the last finite state.
-    ``checkpoint`` (:mod:`bcnmf.core.checkpoint`) resumes a saved state, saves
-    the state entering sweeps, and saves the last complete state on
-    KeyboardInterrupt.
-    """
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        if checkpoint is None:
-            return _solve(target, background, basis, opts, callback)
-        try:
-            return _solve(target, background, basis, opts, callback, checkpoint)
-        except KeyboardInterrupt:
-            checkpoint.interrupted()
-            raise
-
-
-def _record(hist, sweep, dx, dy, alpha):
-    hist["iteration"].append(sweep)
-    hist["target"].append(dx)
-    hist["background"].append(dy)
-    hist["objective"].append(dx - alpha * dy)
-
-
-def _solve(target, background, basis, opts, callback, checkpoint=None):
-    hist = {"iteration": [], "target": [], "background": [], "objective": []}
-    alpha = opts.alpha if background else 0.0
-    all_codes = [c for _, c in target] + [c for _, c in background]
-    out = SolveOutput(basis)
-    last_good = None
-    recent = []
-    start = 0
-    resumed = checkpoint.resume_into(basis, all_codes, hist, out) if checkpoint else None
-    if resumed is not None:
-        start, last_good, recent = resumed
-    held = ({}, {})   # entry predictions of the fixed rows while their codes are held
-    stale = True      # ... to be recomputed (the held codes changed since)
-    can_hold = _can_hold_nuisance(target + background, opts)
-    tail_t = contiguous(basis[opts.n_free:].T) if can_hold else None
-    for it in range(start, opts.max_iter):
-        entering = (copy(basis), [copy(c) for c in all_codes])
-        if checkpoint is not None:
-            checkpoint.at(it, entering, hist, recent, last_good)
-        want_div = it % opts.eval_every == 0
-        if can_hold and not want_div and it % opts.nuisance_every != 0:
-            view = view_basis(basis[:opts.n_free], opts.loss)
-            dx, px = _sweep_held(target, view, opts, tail_t, held[0], stale)
-            dy, py = (_sweep_held(background, view, opts, tail_t, held[1], stale)
-                      if background else (0.0, None))
-            stale = False
-        else:
-            stale = True
-            view = view_basis(basis, opts.loss)
-            dx, px = _sweep_all(target, view, opts, want_div)
-            dy, py = _sweep_all(background, view, opts, want_div) if background else (0.0, None)
-        recorded = dx is not None and dy is not None
-        if not (_finite(px) and _finite(py)
-                and (not recorded or np.isfinite(dx - alpha * dy))):
-            # this sweep met a non-finite state: go back to the last good one
-            out.diverged = True
-            if last_good is not None:
-                _restore(basis, all_codes, last_good, hist, out)
-            break
-        last_good = (it, entering)
-        if recorded:
-            _record(hist, it, dx, dy, alpha)
-            if callback is not None:
-                callback(it, basis, {"target": dx, "background": dy,
-                                     "objective": dx - alpha * dy})
-        if opts.n_free is None:
-            basis_step(basis, px, py, alpha, opts.loss, opts.policy)
-            if opts.normalize:
-                normalize_basis(basis, all_codes, opts.policy.basis_floor)
-        else:   # fixed nuisance rows after the first n_free: only the head moves
-            k = opts.n_free
-            basis_step(basis[:k], px.head(k), None if py is None else py.head(k), alpha,
-                       opts.loss, opts.policy)
-            if opts.normalize:
-                normalize_basis(basis[:k], [c[:, :k] for c in all_codes],
-                                opts.policy.basis_floor)
-        out.n_iter = it + 1
-        if opts.tol > 0:
-            recent.append(_unit_rows(basis))
-            if len(recent) > opts.window:
-                past = recent.pop(0)
-                change = abs(recent[-1] - past).sum(axis=1).max() / opts.window
-                if change <= opts.tol:
-                    out.converged = True
-                    break
-    if opts.polish_iter > 0 and opts.tol > 0 and not out.diverged:
-        refine_codes(target + background, view_basis(basis, opts.loss), opts.loss,
-                     opts.policy, opts.polish_iter, opts.tol)
-    dx, dy = evaluate(target, background, basis, opts)
-    if not np.isfinite(dx - alpha * dy) and last_good is not None:
-        out.diverged = True
-        _restore(basis, all_codes, last_good, hist, out)
-        dx, dy = evaluate(target, background, basis, opts)
-    if hist["iteration"] and hist["iteration"][-1] == out.n_iter:
-        for values in hist.values():
-            values.pop()
-    _record(hist, out.n_iter, dx, dy, alpha)
-    out.history = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
-                   for k, v in hist.items()}
-    return out
