@@ -122,6 +122,21 @@ def test_reference_mode_and_restarts_equal_in_memory(client, loss):
     assert_allclose(dist.topic_stability, local.topic_stability, rtol=1e-9)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_consensus_restarts_equal_in_memory(client, loss):
+    """consensus=True: the medoid restart's basis replaced by the matched average, the
+    codes refined with it on the workers, as in memory."""
+    X, Y = _data(2)
+    s = _settings_for(loss, max_iter=15, tol=0.05, n_init=3)
+    local, _ = fit_factors(X, Y, s, random_state=5, consensus=True)
+    plain, _ = fit_factors(X, Y, s, random_state=5)
+    assert not np.allclose(local.components, plain.components)   # the consensus moved it
+    dist, _ = fit_factors_dask(_chunked(X), _chunked(Y), s, random_state=5, client=client,
+                               consensus=True)
+    _assert_same(local, dist)
+    assert dist.best_restart == local.best_restart
+
+
 def test_estimator_dask_in_dask_out_and_transform(client):
     X, Y = _data(2)
     Xd = _chunked(X.toarray())
@@ -165,8 +180,6 @@ def test_engine_parameter_is_checked():
     Xd = _chunked(X.toarray())
     with pytest.raises(ValueError, match="mask= is not supported by the Dask engine"):
         BCNMF(K).fit(Xd, mask=np.ones(X.shape, dtype=bool))
-    with pytest.raises(ValueError, match="consensus=True is not supported"):
-        BCNMF(K, consensus=True, n_init=2).fit(Xd)
     with pytest.raises(ValueError, match="device='cpu' and the Dask engine"):
         BCNMF(K, device="cpu").fit(Xd)
 
@@ -367,8 +380,8 @@ def test_tl_on_anndata_with_dask_x(client):
     memory = anndata.AnnData(X=dense)
     memory.obs["condition"] = condition
     kw = dict(n_components=K, alpha=0.8, max_iter=10, tol=0, random_state=0)
-    bcnmf.tl.bcnmf(adata, "condition", "control", **kw)
-    bcnmf.tl.bcnmf(memory, "condition", "control", **kw)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", **kw)
+    bcnmf.tl.bcnmf(memory, "condition", background="control", **kw)
     assert isinstance(adata.X, da.Array)   # the data stay lazy
     assert_allclose(np.asarray(adata.obsm["X_bcnmf"]), memory.obsm["X_bcnmf"], rtol=1e-9,
                     atol=1e-12)

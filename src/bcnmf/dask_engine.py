@@ -609,6 +609,9 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     where the codes may be numpy or dask arrays, or both None (start from the
     basis alone: each cell's mass split evenly over the topics, as
     ``transform`` starts; this is how a fit resumes from a saved basis).
+    ``consensus`` (with ``n_init > 1``): the consensus of the restarts, as
+    :func:`bcnmf.core.fit.fit_factors` computes it, its codes refined on the
+    workers.
 
     Returns ``(FactorizationResult, diagnostics)`` as ``fit_factors``, with
     the codes as persisted dask arrays (chunked as ``X`` and ``Y``) and

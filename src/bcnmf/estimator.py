@@ -501,9 +501,6 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 if value is not None:
                     raise ValueError(f"{name}= is not supported by the Dask engine (dask "
                                      "arrays, or engine='dask'); fit in process.")
-            if getattr(self, "consensus", False):
-                raise ValueError("consensus=True is not supported by the Dask engine; use "
-                                 "consensus=False (restarts still report topic_stability_).")
             return self._fit_dask(X, background, params,
                                   (init_components, init_codes, init_background_codes),
                                   _checkpointing(checkpoint, checkpoint_every, resume))
@@ -575,7 +572,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         callback = None
         if ckpt:
             init, callback = checkpoint_hooks(s, X, Y, init, **ckpt)
-        result, diag = fit_factors_dask(X, Y, s, self.random_state, init, callback=callback)
+        result, diag = fit_factors_dask(X, Y, s, self.random_state, init, callback=callback,
+                                        consensus=bool(getattr(self, "consensus", False)))
         _report(diag, s, result)
         codes, bg = result.codes, result.background_codes
         if not dask_in:   # numpy/scipy in, numpy out
@@ -692,7 +690,7 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 register(BCNMF)
 
 
-def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
+def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
               random_state=None, transform_max_iter=1000, block_size=None,
@@ -701,8 +699,9 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
               nuisance_topics=10) -> FactorizationResult:
     """Functional bcNMF: same model and code as :class:`BCNMF`.
 
-    Parameters are those of :class:`BCNMF`; ``X`` is the target, ``Y`` the
-    background (cells x features).  ``init_factors`` is an optional tuple
+    Parameters are those of :class:`BCNMF`; ``X`` is the target and
+    ``background`` the background (cells x features), as in
+    :meth:`BCNMF.fit`.  ``init_factors`` is an optional tuple
     ``(components, codes, background_codes)``.  ``device`` as in
     :class:`BCNMF`: torch inputs, or any input with a device, give a result
     of torch tensors on that device.  ``mask``, ``background_mask`` (True =
@@ -721,7 +720,7 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
     >>> from bcnmf import factorize
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.random((30, 8)), rng.random((20, 8))
-    >>> res = factorize(X, Y, 2, random_state=0, max_iter=50, tol=0)
+    >>> res = factorize(X, 2, background=Y, random_state=0, max_iter=50, tol=0)
     >>> res.codes.shape, res.background_codes.shape
     ((30, 2), (20, 2))
     """
@@ -731,13 +730,13 @@ def factorize(X, Y=None, n_components=None, *, alpha=1.5, alpha_scale=None,
              block_size=block_size, nuisance_topics=nuisance_topics)
     check_params({"n_components": n_components, "random_state": random_state, **p},
                  owner="factorize")
-    check_orientation(X, Y, "factorize")
+    check_orientation(X, background, "factorize")
     x_names = feature_names(X)
     device = resolve_device(device)
     X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
          else check_torch_matrix(X, "X", "factorize") if is_torch(X)
          else check_matrix(X, "X", "factorize", allow_nan=device is None, mask=mask))
-    Y = _check_background(Y, X, x_names, "factorize", mask=background_mask,
+    Y = _check_background(background, X, x_names, "factorize", mask=background_mask,
                           allow_nan=device is None)
     X, Y = on_device(X, Y, device)
     s = _settings(n_components, X.shape[1], p, owner="factorize")
