@@ -71,13 +71,13 @@ def test_repeated_runs_are_bit_identical(loss, mode, sparse):
     if sparse:
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
     kw = dict(beta_loss=loss, mode=mode, **KW)
-    first = factorize(X, Y, 3, random_state=7, **kw)
-    assert_same(first, factorize(X, Y, 3, random_state=7, **kw))
+    first = factorize(X, 3, background=Y, random_state=7, **kw)
+    assert_same(first, factorize(X, 3, background=Y, random_state=7, **kw))
     # a seeded RandomState or Generator is as reproducible as its int
-    assert_same(factorize(X, Y, 3, random_state=np.random.RandomState(7), **kw),
-                factorize(X, Y, 3, random_state=np.random.RandomState(7), **kw))
-    assert_same(factorize(X, Y, 3, random_state=np.random.default_rng(7), **kw),
-                factorize(X, Y, 3, random_state=np.random.default_rng(7), **kw))
+    assert_same(factorize(X, 3, background=Y, random_state=np.random.RandomState(7), **kw),
+                factorize(X, 3, background=Y, random_state=np.random.RandomState(7), **kw))
+    assert_same(factorize(X, 3, background=Y, random_state=np.random.default_rng(7), **kw),
+                factorize(X, 3, background=Y, random_state=np.random.default_rng(7), **kw))
     # the estimator gives the same bits as the function, and so does refitting it
     model = BCNMF(3, random_state=7, **kw)
     assert_array_equal(model.fit_transform(X, background=Y), first.codes)
@@ -87,8 +87,8 @@ def test_repeated_runs_are_bit_identical(loss, mode, sparse):
 def test_another_seed_gives_another_start():
     """The test above could pass with a seed that is ignored; it is not."""
     X, Y = data()
-    a = factorize(X, Y, 3, random_state=1, **KW)
-    b = factorize(X, Y, 3, random_state=2, **KW)
+    a = factorize(X, 3, background=Y, random_state=1, **KW)
+    b = factorize(X, 3, background=Y, random_state=2, **KW)
     assert not np.array_equal(a.components, b.components)
 
 
@@ -100,7 +100,7 @@ X = rng.poisson(2.0, (40, 12)).astype(float); Y = rng.poisson(2.0, (30, 12)).ast
 h = hashlib.sha256()
 for loss in ("frobenius", "kullback-leibler"):
     for Xi, Yi in ((X, Y), (sp.csr_matrix(X), sp.csr_matrix(Y))):
-        r = factorize(Xi, Yi, 3, beta_loss=loss, max_iter=20, tol=0, alpha=1.0,
+        r = factorize(Xi, 3, background=Yi, beta_loss=loss, max_iter=20, tol=0, alpha=1.0,
                       random_state=3, n_init=2)
         for a in (r.components, r.codes, r.background_codes):
             h.update(np.ascontiguousarray(a).tobytes())
@@ -130,8 +130,8 @@ def test_fresh_interpreters_agree_bit_for_bit():
 def test_sparse_formats_are_bit_identical(loss, mode):
     X, Y = data(1)
     kw = dict(beta_loss=loss, mode=mode, random_state=0, **KW)
-    csr = factorize(sp.csr_matrix(X), sp.csr_matrix(Y), 3, **kw)
-    assert_same(csr, factorize(sp.csc_matrix(X), sp.csc_matrix(Y), 3, **kw))
+    csr = factorize(sp.csr_matrix(X), 3, background=sp.csr_matrix(Y), **kw)
+    assert_same(csr, factorize(sp.csc_matrix(X), 3, background=sp.csc_matrix(Y), **kw))
     # COO with the entries shuffled and one split into duplicates that sum to it
     coo = sp.coo_matrix(X)
     rng = np.random.default_rng(0)
@@ -140,7 +140,7 @@ def test_sparse_formats_are_bit_identical(loss, mode):
     row, col = np.append(row, row[0]), np.append(col, col[0])
     val = np.append(val, 0.0)
     shuffled = sp.coo_matrix((val, (row, col)), shape=X.shape)
-    assert_same(csr, factorize(shuffled, sp.coo_matrix(Y), 3, **kw))
+    assert_same(csr, factorize(shuffled, 3, background=sp.coo_matrix(Y), **kw))
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -149,11 +149,11 @@ def test_sparse_formats_are_bit_identical(loss, mode):
 def test_c_and_fortran_order_agree(loss, mode, dtype, rtol):
     X, Y = (a.astype(dtype) for a in data(2))
     kw = dict(beta_loss=loss, mode=mode, random_state=0, **KW)
-    c = factorize(np.ascontiguousarray(X), np.ascontiguousarray(Y), 3, **kw)
-    f = factorize(np.asfortranarray(X), np.asfortranarray(Y), 3, **kw)
+    c = factorize(np.ascontiguousarray(X), 3, background=np.ascontiguousarray(Y), **kw)
+    f = factorize(np.asfortranarray(X), 3, background=np.asfortranarray(Y), **kw)
     assert_same(c, f, rtol=rtol)
     # and dense agrees with CSR to the same tolerance
-    assert_same(c, factorize(sp.csr_matrix(X), sp.csr_matrix(Y), 3, **kw), rtol=rtol)
+    assert_same(c, factorize(sp.csr_matrix(X), 3, background=sp.csr_matrix(Y), **kw), rtol=rtol)
 
 
 @pytest.fixture
@@ -193,8 +193,8 @@ def test_numba_thread_count(loss, container, restore_threads):
         numba.set_num_threads(threads)
         probe = sp.csr_matrix(X[:2000])
         assert updates._kernel_for(updates.KL, probe, k)[1] == threads  # chunks = threads
-        runs[threads] = factorize(X, Y, k, **kw)
-        assert_same(runs[threads], factorize(X, Y, k, **kw))  # bit-reproducible
+        runs[threads] = factorize(X, k, background=Y, **kw)
+        assert_same(runs[threads], factorize(X, k, background=Y, **kw))  # bit-reproducible
     assert_same(runs[1], runs[2], rtol=1e-9)
 
 
@@ -204,7 +204,7 @@ def test_blas_thread_count(loss):
     rng = np.random.default_rng(3)
     X, Y = rng.gamma(1.0, 2.0, (300, 200)), rng.gamma(1.0, 2.0, (200, 200))
     kw = dict(beta_loss=loss, random_state=0, max_iter=15, tol=0, alpha=1.0)
-    default = factorize(X, Y, 6, **kw)
+    default = factorize(X, 6, background=Y, **kw)
     with threadpool_limits(limits=1):
-        single = factorize(X, Y, 6, **kw)
+        single = factorize(X, 6, background=Y, **kw)
     assert_same(default, single, rtol=1e-9)

@@ -146,7 +146,7 @@ def test_factorize_matches_estimator_exactly(loss, mode):
     X, Y = poisson_data(2)
     kw = dict(alpha=0.8, beta_loss=loss, mode=mode, max_iter=60, tol=0, n_init=2,
               random_state=7)
-    res = factorize(X, Y, 3, **kw)
+    res = factorize(X, 3, background=Y, **kw)
     model = BCNMF(3, **kw)
     codes = model.fit_transform(X, background=Y)
 
@@ -170,7 +170,7 @@ def test_factorize_matches_estimator_with_stopping_rule(loss):
     """Stable mode stopping on the criterion (not at max_iter): same n_iter, same state."""
     X, Y = planted(3)
     kw = dict(alpha=0.5, beta_loss=loss, tol=1e-3, max_iter=3000, random_state=1)
-    res = factorize(X, Y, 3, **kw)
+    res = factorize(X, 3, background=Y, **kw)
     model = BCNMF(3, **kw)
     codes = model.fit_transform(X, background=Y)
     assert res.converged and res.n_iter < 3000
@@ -182,7 +182,7 @@ def test_factorize_matches_estimator_with_stopping_rule(loss):
 
 def test_factorize_without_background():
     X, _ = poisson_data(3)
-    res = factorize(X, None, 2, max_iter=30, tol=0, random_state=0)
+    res = factorize(X, 2, max_iter=30, tol=0, random_state=0)
     model = BCNMF(2, max_iter=30, tol=0, random_state=0)
     assert_array_equal(model.fit_transform(X), res.codes)
     assert res.background_codes is None and model.background_codes_ is None
@@ -303,7 +303,7 @@ def test_dtype_preserved(dtype, container, with_background):
     assert model.transform(to(X.astype(dtype))).dtype == dtype
     if with_background:
         assert model.background_codes_.dtype == dtype
-    res = factorize(to(X.astype(dtype)), background, 3, alpha=1.0, max_iter=20, tol=0,
+    res = factorize(to(X.astype(dtype)), 3, background=background, alpha=1.0, max_iter=20, tol=0,
                     random_state=0)
     assert res.codes.dtype == res.components.dtype == dtype
 
@@ -330,9 +330,9 @@ def test_float64_background_with_float32_target(container):
 def test_sparse_input_equals_dense(loss, mode, fmt):
     X, Y = poisson_data(8)
     kw = dict(alpha=1.0, beta_loss=loss, mode=mode, max_iter=40, tol=0, random_state=3)
-    dense = factorize(X, Y, 3, **kw)
+    dense = factorize(X, 3, background=Y, **kw)
     to = CONTAINERS[fmt]
-    res = factorize(to(X), to(Y), 3, **kw)
+    res = factorize(to(X), 3, background=to(Y), **kw)
     assert_allclose(res.components, dense.components, rtol=1e-9, atol=1e-12)
     assert_allclose(res.codes, dense.codes, rtol=1e-9, atol=1e-12)
     assert_allclose(res.background_codes, dense.background_codes, rtol=1e-9, atol=1e-12)
@@ -388,7 +388,7 @@ def test_inputs_never_modified(kind, loss):
     model.fit_transform(Xi, background=Yi)
     model.transform(Xi)
     model.transform(Yi)
-    factorize(Xi, Yi, 3, **kw)
+    factorize(Xi, 3, background=Yi, **kw)
     assert_unchanged(before_x, Xi)
     assert_unchanged(before_y, Yi)
 
@@ -403,7 +403,7 @@ def test_init_factors_never_modified():
     model = BCNMF(3, **kw)
     model.fit(X, background=Y, init_components=init[0], init_codes=init[1],
               init_background_codes=init[2])
-    res = factorize(X, Y, 3, init_factors=init, **kw)
+    res = factorize(X, 3, background=Y, init_factors=init, **kw)
     for a, b in zip(init, before):
         assert_array_equal(a, b)
     # the same custom start gives the same fit through both doors
@@ -491,7 +491,7 @@ def test_feature_names_from_dataframe():
     assert_array_equal(codes, plain.fit_transform(X, background=Y))
     assert not hasattr(plain, "feature_names_in_")
     assert_array_equal(model.transform(dX), plain.transform(X))
-    res = factorize(dX, dY, 2, **kw)
+    res = factorize(dX, 2, background=dY, **kw)
     assert_array_equal(res.codes, codes)
 
 
@@ -505,7 +505,7 @@ def test_background_with_different_column_names_raises(which):
         if which == "estimator":
             BCNMF(2, max_iter=5, tol=0).fit(dX, background=dY)
         else:
-            factorize(dX, dY, 2, max_iter=5, tol=0)
+            factorize(dX, 2, background=dY, max_iter=5, tol=0)
 
 
 def test_background_with_reordered_columns_raises():
@@ -532,7 +532,7 @@ def test_alpha_scale_relative(container):
     for loss in ("kullback-leibler", "poisson"):
         m = BCNMF(2, beta_loss=loss, **kw).fit(to(X), background=to(Y))
         assert m.alpha_raw_ == pytest.approx(0.7 * X.sum() / Y.sum(), rel=1e-12)
-    res = factorize(to(X), to(Y), 2, beta_loss="poisson", **kw)
+    res = factorize(to(X), 2, background=to(Y), beta_loss="poisson", **kw)
     assert res.alpha_raw == pytest.approx(0.7 * X.sum() / Y.sum(), rel=1e-12)
 
 
@@ -560,8 +560,8 @@ def test_alpha_scale_raw_and_defaults(loss, mode):
 def test_poisson_alias_equals_kullback_leibler(mode):
     X, Y = poisson_data(18)
     kw = dict(alpha=1.0, mode=mode, max_iter=40, tol=0, random_state=2, n_init=2)
-    a = factorize(X, Y, 3, beta_loss="poisson", **kw)
-    b = factorize(X, Y, 3, beta_loss="kullback-leibler", **kw)
+    a = factorize(X, 3, background=Y, beta_loss="poisson", **kw)
+    b = factorize(X, 3, background=Y, beta_loss="kullback-leibler", **kw)
     assert_array_equal(a.components, b.components)
     assert_array_equal(a.codes, b.codes)
     assert_array_equal(a.background_codes, b.background_codes)
@@ -592,7 +592,7 @@ def _overflowing_fit(mode, which):
                        background_codes=model.background_codes_, history=model.history_,
                        objective=model.objective_, n_iter=model.n_iter_)
         else:
-            res = factorize(X32, Y32, 2, **kw)
+            res = factorize(X32, 2, background=Y32, **kw)
             out = dict(codes=res.codes, components=res.components,
                        background_codes=res.background_codes, history=res.history,
                        objective=res.objective, n_iter=res.n_iter)

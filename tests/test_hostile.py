@@ -93,7 +93,7 @@ def raises_both(err, match, X, Y=None, k=2, **kw):
     with pytest.raises(err, match=match):
         BCNMF(k, **params).fit(X, background=Y)
     with pytest.raises(err, match=match):
-        factorize(X, Y, k, **params)
+        factorize(X, k, background=Y, **params)
     assert_unchanged(X, snaps[0])
     assert_unchanged(Y, snaps[1])
 
@@ -104,7 +104,7 @@ def fit_both(X, Y=None, k=2, **kw):
     params = {**FAST, **kw}
     model = BCNMF(k, **params)
     codes = model.fit_transform(X, background=Y)
-    res = factorize(X, Y, k, **params)
+    res = factorize(X, k, background=Y, **params)
     assert_array_equal(codes, res.codes)
     assert_array_equal(model.components_, res.components)
     assert_sane(codes, model.components_, model.background_codes_, model.transform(X))
@@ -238,7 +238,7 @@ def test_pandas_missing_values_are_missing():
     frame = pd.DataFrame(X0.astype(int), columns=[f"g{j}" for j in range(5)]).astype("Int64")
     frame.iloc[2, 1] = pd.NA
     _, res = fit_both(frame, None)
-    assert_array_equal(res.codes, factorize(with_values(X0, [(2, 1)], np.nan), None, 2,
+    assert_array_equal(res.codes, factorize(with_values(X0, [(2, 1)], np.nan), 2,
                                             **FAST).codes)
 
 
@@ -250,7 +250,7 @@ def test_pandas_missing_values_are_missing():
 def test_numeric_object_array_is_converted_like_float():
     """scikit-learn converts numeric object arrays to float64; so do we (documented)."""
     model, res = fit_both(X0.astype(object), Y0)
-    ref = factorize(X0, Y0, 2, **FAST)
+    ref = factorize(X0, 2, background=Y0, **FAST)
     assert res.codes.dtype == np.float64
     assert_array_equal(res.codes, ref.codes)
 
@@ -259,7 +259,7 @@ def test_object_array_with_none_is_a_missing_value():
     bad = X0.astype(object)
     bad[3, 2] = None
     _, res = fit_both(bad, Y0)
-    assert_array_equal(res.codes, factorize(with_values(X0, [(3, 2)], np.nan), Y0, 2,
+    assert_array_equal(res.codes, factorize(with_values(X0, [(3, 2)], np.nan), 2, background=Y0,
                                             **FAST).codes)
 
 
@@ -284,7 +284,7 @@ def frame(a, columns=GENES, prefix="cell"):
 def test_dataframes_with_names_equal_arrays():
     model, res = fit_both(frame(X0), frame(Y0, prefix="bg"))
     assert_array_equal(model.feature_names_in_, np.array(GENES, dtype=object))
-    assert_array_equal(res.codes, factorize(X0, Y0, 2, **FAST).codes)
+    assert_array_equal(res.codes, factorize(X0, 2, background=Y0, **FAST).codes)
 
 
 def test_same_names_in_another_order():
@@ -468,8 +468,8 @@ def test_stable_mode_is_scale_equivariant(loss, scale):
     1e-14 (KL) collapsed to the code floor.  Stable mode's epsilons now act as on the data
     divided by their mean (core/fit.py step_policy)."""
     kw = dict(beta_loss=loss, max_iter=100, tol=0, alpha=1.0, random_state=0)
-    ref = factorize(X0, Y0, 2, **kw)
-    small = factorize(X0 * scale, Y0 * scale, 2, **kw)
+    ref = factorize(X0, 2, background=Y0, **kw)
+    small = factorize(X0 * scale, 2, background=Y0 * scale, **kw)
     assert_allclose(small.components, ref.components, rtol=1e-3, atol=1e-6)
     assert_allclose(small.codes / scale, ref.codes, rtol=1e-3, atol=1e-6 * ref.codes.max())
 
@@ -496,7 +496,7 @@ def test_log_transformed_data_to_poisson_warns(case, where, container):
     other = counts(4, (20, 8))
     X, Y = (logged, other) if where == "X" else (other, logged)
     for fit in (lambda: BCNMF(2, beta_loss="poisson", **FAST).fit(X, background=Y),
-                lambda: factorize(X, Y, 2, beta_loss="poisson", **FAST)):
+                lambda: factorize(X, 2, background=Y, beta_loss="poisson", **FAST)):
         with pytest.warns(TransformedDataWarning,
                           match=rf"{where} looks log-transformed .* Poisson \(kullback-leibler\)"
                                 r" loss, which models raw counts\. Pass the raw counts, or use "
@@ -532,7 +532,7 @@ def _mice_path():
 def test_no_log_warning_for_other_non_negative_data(case):
     """No false alarm on counts, intensities, proportions (warnings are errors here)."""
     X = _not_logged()[case]
-    factorize(X, None, 2, beta_loss="poisson", **FAST)
+    factorize(X, 2, beta_loss="poisson", **FAST)
 
 
 def test_log_transformed_data_to_frobenius_does_not_warn():
@@ -548,7 +548,7 @@ def test_all_zero_target_with_background(loss, dtype):
     inverse, which overflowed float32.  The scale now floors at the working dtype's tiny and
     an all-zero target takes its scale from the background."""
     X, Y = np.zeros((3, 4), dtype), np.ones((2, 4), dtype)
-    res = factorize(X, Y, 2, beta_loss=loss, max_iter=5, tol=0, random_state=0)
+    res = factorize(X, 2, background=Y, beta_loss=loss, max_iter=5, tol=0, random_state=0)
     assert_sane(res.codes, res.components, res.background_codes)
 
 
@@ -586,12 +586,12 @@ def test_guard_switches_to_blocks(tiny_memory, loss, layout):
     are read in place and are not affected."""
     kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0)
     with tiny_memory.config_context(memory_fraction=1.0):
-        ref = factorize(X0, Y0, 2, **kw)
-        ref_blocks = factorize(X0, Y0, 2, block_size=5, **kw)
+        ref = factorize(X0, 2, background=Y0, **kw)
+        ref_blocks = factorize(X0, 2, background=Y0, block_size=5, **kw)
     data = {"fortran": np.asfortranarray(X0), "int": X0.astype(np.int64), "c-float": X0}
     assert tiny_memory.block_rows_for(data[layout], "X", None, np.float64) == (
         None if layout == "c-float" else 5)
-    res = factorize(data[layout], np.asfortranarray(Y0), 2, **kw)
+    res = factorize(data[layout], 2, background=np.asfortranarray(Y0), **kw)
     assert_allclose(res.components, ref.components, rtol=1e-9, atol=1e-15)
     assert_allclose(res.codes, ref_blocks.codes, rtol=1e-9, atol=1e-15)
     model = BCNMF(2, **kw).fit(np.asfortranarray(X0))
@@ -606,7 +606,7 @@ def test_guard_stops_with_how_to_proceed(tiny_memory):
                                                r"memory_fraction=0.2 of the 1000 bytes "
                                                r"available\. Impute or drop the missing values"
                                                r".*bcnmf\.set_config\(memory_fraction=\.\.\.\)"):
-        factorize(with_values(X0, [(0, 0)], np.nan), Y0, 2, **FAST)
+        factorize(with_values(X0, [(0, 0)], np.nan), 2, background=Y0, **FAST)
     wide = np.asfortranarray(counts(2, (4, 40)))
     with pytest.raises(MemoryLimitError, match=r"One cell of X \(40 features\) would need a "
                                                r"dense array of 320 bytes.* Select fewer "

@@ -77,7 +77,8 @@ def test_all_true_mask_fit_equals_unmasked_fit(loss, mode, block_rows):
 def test_no_missing_value_runs_the_unmasked_engine_bit_for_bit():
     model = BCNMF(3, max_iter=30, tol=0, random_state=0)
     a = model.fit_transform(X, background=Y, mask=np.ones(X.shape, bool))
-    assert_array_equal(a, factorize(X, Y, 3, max_iter=30, tol=0, random_state=0).codes)
+    assert_array_equal(a, factorize(X, 3, background=Y, max_iter=30, tol=0,
+                                    random_state=0).codes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,11 +130,12 @@ def test_values_under_a_false_mask_are_ignored(loss):
     junk[~M & (np.arange(12) % 2 == 0)] = np.inf
     before = junk.copy()
     kw = dict(beta_loss=loss, max_iter=25, tol=0, random_state=0)
-    ref = factorize(as_nan, Y, 3, **kw)
-    assert_array_equal(factorize(junk, Y, 3, mask=M, **kw).codes, ref.codes)
-    assert_array_equal(factorize(X, Y, 3, mask=M, **kw).components, ref.components)
+    ref = factorize(as_nan, 3, background=Y, **kw)
+    assert_array_equal(factorize(junk, 3, background=Y, mask=M, **kw).codes, ref.codes)
+    assert_array_equal(factorize(X, 3, background=Y, mask=M, **kw).components, ref.components)
     assert_array_equal(junk, before)
-    both = factorize(as_nan, Y, 3, mask=random_mask(X.shape, 0.1, 4), **kw)   # NaN and mask
+    both = factorize(as_nan, 3, background=Y, mask=random_mask(X.shape, 0.1, 4),
+                     **kw)   # NaN and mask
     assert np.all(np.isfinite(both.codes))
 
 
@@ -182,9 +184,9 @@ def test_planted_basis_is_recovered_despite_missing_entries(loss):
     M = np.ones(A.shape, bool)
     M[:, :6] = rng.random((n, 6)) > 0.6
     kw = dict(beta_loss=loss, max_iter=500, tol=0, random_state=0)
-    full = factorize(A, None, k, **kw)
-    fit = factorize(np.where(M, A, np.nan), None, k, **kw)
-    zero = factorize(np.where(M, A, 0.0), None, k, **kw)
+    full = factorize(A, k, **kw)
+    fit = factorize(np.where(M, A, np.nan), k, **kw)
+    zero = factorize(np.where(M, A, 0.0), k, **kw)
     truth = W / W.sum(axis=1, keepdims=True)
     mass = {}
     for name, res in (("full", full), ("masked", fit), ("zero", zero)):
@@ -214,7 +216,7 @@ def test_planted_contrast_with_missing_background_entries():
     Xp = hx @ shared + np.outer(label * 3.0, specific) + 0.01
     Yp = rng.gamma(2.0, 1.0, (n, 2)) @ shared + 0.01
     My = rng.random(Yp.shape) > 0.3
-    res = factorize(Xp, np.where(My, Yp, np.nan), 2, alpha=1.0, max_iter=300, tol=0,
+    res = factorize(Xp, 2, background=np.where(My, Yp, np.nan), alpha=1.0, max_iter=300, tol=0,
                     random_state=0)
     top = res.components.argmax(axis=0)[8:]
     topic = np.bincount(top).argmax()
@@ -230,21 +232,21 @@ def test_planted_contrast_with_missing_background_entries():
 def test_mask_errors():
     with pytest.raises(ValueError, match=r"mask must have the shape of X, \(40, 12\); got "
                                          r"\(40, 11\)"):
-        factorize(X, Y, 2, mask=np.ones((40, 11), bool))
+        factorize(X, 2, background=Y, mask=np.ones((40, 11), bool))
     with pytest.raises(ValueError, match=r"background_mask must be a boolean array \(True = "
                                          r"observed, False = missing\); got dtype float64"):
-        factorize(X, Y, 2, background_mask=np.ones(Y.shape))
+        factorize(X, 2, background=Y, background_mask=np.ones(Y.shape))
     with pytest.raises(ValueError, match=r"mask was given with a sparse X; .* dense input "
                                          r"only: pass X\.toarray\(\)"):
         BCNMF(2).fit(sp.csr_matrix(X), mask=np.ones(X.shape, bool))
     with pytest.raises(ValueError, match=r"Input X has no observed values"):
-        factorize(X, Y, 2, mask=np.zeros(X.shape, bool))
+        factorize(X, 2, background=Y, mask=np.zeros(X.shape, bool))
 
 
 def test_masked_data_keep_their_dtype_and_are_not_modified():
     X32 = np.where(random_mask(X.shape, 0.2, 5), X, np.nan).astype(np.float32)
     before = X32.copy()
-    res = factorize(X32, Y.astype(np.float32), 3, max_iter=20, tol=0, random_state=0)
+    res = factorize(X32, 3, background=Y.astype(np.float32), max_iter=20, tol=0, random_state=0)
     assert res.codes.dtype == np.float32 and np.all(np.isfinite(res.codes))
     assert_array_equal(X32, before)
 
@@ -342,11 +344,11 @@ def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, loss, monkeypa
     # nuisance_topics=0: the predictions below are codes @ components (no nuisance part)
     kw = dict(alpha=1.0, max_iter=300, tol=0, random_state=0, beta_loss=loss,
               nuisance_topics=0)
-    full = factorize(A, B, k, **kw)
+    full = factorize(A, k, background=B, **kw)
     err = {}
     for prior in (True, False):
         monkeypatch.setattr(masked, "PRIOR", prior)
-        res = factorize(np.where(M, A, np.nan), B, k, **kw)
+        res = factorize(np.where(M, A, np.nan), k, background=B, **kw)
         totals = np.abs(res.codes[:6].sum(axis=1) / full.codes[:6].sum(axis=1) - 1).mean()
         pred = (res.codes @ res.components)[~M]
         err[prior] = totals, np.sqrt(np.mean((pred - A[~M]) ** 2) / np.mean(A[~M] ** 2))
@@ -361,8 +363,8 @@ def test_masked_fit_with_the_prior_is_scale_equivariant(loss):
     scale-equivariant, tests/test_hostile.py)."""
     Xm = np.where(random_mask(X.shape, 0.2, 6), X, np.nan)
     kw = dict(beta_loss=loss, max_iter=40, tol=0, random_state=0)
-    a = factorize(Xm, Y, 3, **kw)
-    b = factorize(8.0 * Xm, 8.0 * Y, 3, **kw)
+    a = factorize(Xm, 3, background=Y, **kw)
+    b = factorize(8.0 * Xm, 3, background=8.0 * Y, **kw)
     assert_allclose(b.codes, 8.0 * a.codes, rtol=1e-9, atol=1e-12 * b.codes.max())
     assert_allclose(b.components, a.components, rtol=1e-9, atol=1e-14)
 

@@ -90,7 +90,7 @@ def test_estimator_consensus_stores_stability_and_equals_factorize():
     kw = dict(alpha=0.5, n_init=4, random_state=0, max_iter=2000, tol=1e-5)
     model = BCNMF(2, consensus=True, **kw)
     codes = model.fit_transform(X, background=Y)
-    res = factorize(X, Y, 2, consensus=True, **kw)
+    res = factorize(X, 2, background=Y, consensus=True, **kw)
     assert_allclose(model.components_, res.components)
     assert_allclose(codes, res.codes)
     assert_allclose(model.topic_stability_, res.topic_stability)

@@ -137,7 +137,7 @@ def check_properties(X, Y, k, params):
         assert_array_equal(again.history_[key], model.history_[key])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)
-        res = factorize(X, Y, k, **params)
+        res = factorize(X, k, background=Y, **params)
     assert_array_equal(res.codes, codes)
     assert_array_equal(res.components, model.components_)
 

@@ -170,7 +170,7 @@ def test_mixed_inputs_follow_the_tensor():
 
 def test_factorize_device_matches_estimator():
     X, Y = _data()
-    res = factorize(X, Y, 3, random_state=1, max_iter=25, tol=0, device="cpu")
+    res = factorize(X, 3, background=Y, random_state=1, max_iter=25, tol=0, device="cpu")
     model = BCNMF(3, random_state=1, max_iter=25, tol=0, device=torch.device("cpu"))
     codes = model.fit_transform(X, background=Y)
     assert isinstance(res.components, torch.Tensor)

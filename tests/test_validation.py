@@ -33,7 +33,7 @@ def fit_estimator(X, Y=None, n_components=None, fit_kw=None, **params):
 
 
 def fit_function(X, Y=None, n_components=None, **params):
-    factorize(X, Y, n_components, **{**FAST, **params})
+    factorize(X, n_components, background=Y, **{**FAST, **params})
 
 
 def raises_through_both(err, match, X, Y=None, n_components=None, **params):
@@ -125,8 +125,8 @@ def test_sparse_data_errors_every_format(fmt, bad, match, where):
 def test_every_sparse_format_accepted_without_warnings(fmt):
     """(pyproject turns warnings into errors.)"""
     Xs, Ys = sp.csr_matrix(X0).asformat(fmt), sp.csr_matrix(Y0).asformat(fmt)
-    dense = factorize(X0, Y0, 2, random_state=0, **FAST)
-    res = factorize(Xs, Ys, 2, random_state=0, **FAST)
+    dense = factorize(X0, 2, background=Y0, random_state=0, **FAST)
+    res = factorize(Xs, 2, background=Ys, random_state=0, **FAST)
     np.testing.assert_allclose(res.components, dense.components, rtol=1e-9)
     model = BCNMF(2, random_state=0, **FAST)
     np.testing.assert_allclose(model.fit_transform(Xs, background=Ys), dense.codes,
@@ -315,10 +315,10 @@ def test_init_factors_accepted_and_used():
     b, cx, cy = _init()
     model = BCNMF(2, **FAST)
     model.fit(X0, background=Y0, init_components=b, init_codes=cx, init_background_codes=cy)
-    res = factorize(X0, Y0, 2, init_factors=(b, cx, cy), **FAST)
+    res = factorize(X0, 2, background=Y0, init_factors=(b, cx, cy), **FAST)
     assert_array_equal(model.components_, res.components)
     # without a background the background codes may be omitted
-    res = factorize(X0, None, 2, init_factors=(b, cx, None), **FAST)
+    res = factorize(X0, 2, init_factors=(b, cx, None), **FAST)
     assert res.background_codes is None
 
 
@@ -347,7 +347,7 @@ def test_all_zero_background_raw_scale_accepted(loss, mode):
     """With alpha_scale='raw' an all-zero background is a valid (if useless) input: the
     fit is plain NMF plus a zero contrast and must not warn (warnings are errors here)."""
     zeros = np.zeros((8, 4))
-    res = factorize(X0, zeros, 2, beta_loss=loss, mode=mode, alpha_scale="raw",
+    res = factorize(X0, 2, background=zeros, beta_loss=loss, mode=mode, alpha_scale="raw",
                     random_state=0, **FAST)
     assert np.all(np.isfinite(res.components)) and np.all(np.isfinite(res.codes))
     assert np.all(np.isfinite(res.background_codes))
@@ -372,9 +372,10 @@ def test_integer_and_boolean_input_become_float64(dtype, sparse):
     assert model.background_codes_.dtype == np.float64
     assert model.transform(Xi).dtype == np.float64
     # identical to passing float64 yourself
-    ref = factorize(X.astype(np.float64), Y.astype(np.float64), 2, random_state=0, **FAST)
+    ref = factorize(X.astype(np.float64), 2, background=Y.astype(np.float64), random_state=0,
+                    **FAST)
     assert_array_equal(codes, ref.codes)
-    res = factorize(Xi, Yi, 2, random_state=0, **FAST)
+    res = factorize(Xi, 2, background=Yi, random_state=0, **FAST)
     assert res.codes.dtype == np.float64
     assert_array_equal(res.codes, ref.codes)
 
@@ -384,7 +385,7 @@ def test_float16_becomes_float32(which):
     """check_matrix documents float16 -> float32; both doors must agree."""
     X16, Y16 = X0.astype(np.float16), Y0.astype(np.float16)
     if which == "factorize":
-        res = factorize(X16, Y16, 2, random_state=0, **FAST)
+        res = factorize(X16, 2, background=Y16, random_state=0, **FAST)
         assert res.codes.dtype == res.components.dtype == np.float32
     else:
         model = BCNMF(2, random_state=0, **FAST)
@@ -415,7 +416,7 @@ def test_all_zero_rows_and_columns(loss, mode, sparse):
         assert np.all(a >= 0)
     # an empty cell is explained by (near) nothing
     assert np.all(new[[0, 7]] <= 1e-6)
-    res = factorize(Xi, Yi, 3, beta_loss=loss, mode=mode, random_state=0, max_iter=50,
+    res = factorize(Xi, 3, background=Yi, beta_loss=loss, mode=mode, random_state=0, max_iter=50,
                     tol=0, alpha=1.0, n_init=2)
     assert_array_equal(res.codes, codes)
 
@@ -437,7 +438,7 @@ def test_one_cell_and_one_feature(loss, mode):
     codes = model.fit_transform(one_feature, background=rng.random((6, 1)) + 0.1)
     assert codes.shape == (9, 1) and model.components_.shape == (1, 1)
     assert np.all(np.isfinite(codes)) and np.all(np.isfinite(model.components_))
-    res = factorize(one_feature, None, 1, **kw)
+    res = factorize(one_feature, 1, **kw)
     assert res.codes.shape == (9, 1) and np.all(np.isfinite(res.codes))
 
 
@@ -446,5 +447,5 @@ def test_dataframe_target_with_array_background():
     dX = pd.DataFrame(X0, columns=["a", "b", "c", "d"])
     model = BCNMF(2, random_state=0, **FAST).fit(dX, background=Y0)
     assert_array_equal(model.feature_names_in_, np.array(["a", "b", "c", "d"], dtype=object))
-    res = factorize(dX, Y0, 2, random_state=0, **FAST)
+    res = factorize(dX, 2, background=Y0, random_state=0, **FAST)
     assert_array_equal(res.components, model.components_)
