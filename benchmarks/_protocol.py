@@ -23,7 +23,7 @@ __all__ = [
     "cluster_ari",
     "contrastive_pca",
     "covariances",
-    "l1_normalise_rows",
+    "l1_normalize_rows",
     "nmf_codes",
     "pca_codes",
     "standardise_features",
@@ -32,7 +32,7 @@ __all__ = [
 
 # The evaluation protocol itself lives in the library (one definition for the demo, the
 # benchmarks and users).
-from bcnmf.metrics import KMEANS_N_INIT, KMEANS_SEED, cluster_ari, l1_normalise_rows  # noqa: E402,F401
+from bcnmf.metrics import KMEANS_N_INIT, KMEANS_SEED, cluster_ari, l1_normalize_rows  # noqa: E402,F401
 
 
 def standardise_features(A):

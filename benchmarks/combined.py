@@ -58,7 +58,7 @@ def sweep(X, Y, labels, ks, kt, penalties, seeds, max_iter, extra=None):
         t0 = time.perf_counter()
         for seed in seeds:
             m, c, w = untied_codes(X, Y, ks, kt, pen, seed, max_iter)
-            r, n = cluster_agreement(c, labels), cluster_agreement(c, labels, normalise=True)
+            r, n = cluster_agreement(c, labels), cluster_agreement(c, labels, normalize=True)
             raw.append(r.ari)
             norm.append(n.ari)
             parts_raw.append(r.clusters)

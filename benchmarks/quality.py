@@ -172,8 +172,8 @@ class Task:
 def _ari_pair(codes, labels, counter):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        raw = P.cluster_ari(codes, labels, normalise=False)
-        norm = P.cluster_ari(codes, labels, normalise=True)
+        raw = P.cluster_ari(codes, labels, normalize=False)
+        norm = P.cluster_ari(codes, labels, normalize=True)
     for w in caught:
         counter[f"KMeans {w.category.__name__}"] += 1
     return raw, norm

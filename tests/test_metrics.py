@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bcnmf.metrics import cluster_ari, l1_normalise_rows
+from bcnmf.metrics import cluster_ari, l1_normalize_rows
 
 
 def test_perfectly_separated_codes_give_ari_one_and_label_permutation_invariance():
@@ -17,14 +17,14 @@ def test_normalise_removes_cell_scale():
     base = np.where(labels[:, None] == 0, [1.0, 0.2], [0.2, 1.0])
     scale = np.geomspace(1, 1e3, 20)[:, None]  # depth varies 1000-fold, unrelated to labels
     codes = base * scale
-    assert cluster_ari(codes, labels, normalise=True) == pytest.approx(1.0)
+    assert cluster_ari(codes, labels, normalize=True) == pytest.approx(1.0)
     assert cluster_ari(codes, labels) < 1.0
 
 
-def test_l1_normalise_rows_keeps_zero_rows_and_input():
+def test_l1_normalize_rows_keeps_zero_rows_and_input():
     codes = np.array([[1.0, 3.0], [0.0, 0.0]])
     before = codes.copy()
-    out = l1_normalise_rows(codes)
+    out = l1_normalize_rows(codes)
     np.testing.assert_allclose(out, [[0.25, 0.75], [0.0, 0.0]])
     np.testing.assert_array_equal(codes, before)
 
@@ -42,18 +42,18 @@ def test_agreement_records_a_protocol_that_reproduces_the_numbers():
     rng = np.random.default_rng(1)
     labels = np.repeat([0, 1, 2], 15)
     codes = np.eye(3)[labels] * 4 + rng.random((45, 3))
-    res = cluster_agreement(codes, labels, normalise=True)
+    res = cluster_agreement(codes, labels, normalize=True)
     p = res.protocol
-    assert p["normalise"] == "l1 per cell" and p["umap"] is None
+    assert p["normalize"] == "l1 per cell" and p["umap"] is None
     assert p["kmeans"] == {"n_clusters": 3, "n_init": 20, "random_state": 42, "threads": 1}
     assert "scikit-learn" in p["versions"]
     # rerunning from the recorded protocol gives the same clusters
-    again = cluster_agreement(codes, labels, normalise=True,
+    again = cluster_agreement(codes, labels, normalize=True,
                               n_clusters=p["kmeans"]["n_clusters"],
                               n_init=p["kmeans"]["n_init"],
                               random_state=p["kmeans"]["random_state"])
     np.testing.assert_array_equal(again.clusters, res.clusters)
-    assert res.ari == cluster_ari(codes, labels, normalise=True)
+    assert res.ari == cluster_ari(codes, labels, normalize=True)
     assert 0.0 <= res.nmi <= 1.0 and res.ari > 0.9
 
 

@@ -190,7 +190,7 @@ def test_online_poisson_with_nuisance_topics_recovers_the_simulated_subtypes():
                                   random_state=0, sparse=True)
     kw = dict(beta_loss="poisson", alpha=1.5, batch_size=200, max_iter=100, random_state=0)
     codes = MiniBatchBCNMF(2, **kw).fit_transform(sim.X, background=sim.Y)
-    assert cluster_ari(codes, sim.labels, normalise=True) > 0.9
+    assert cluster_ari(codes, sim.labels, normalize=True) > 0.9
     assert cluster_ari(codes, sim.labels) > 0.9
 
 
@@ -209,7 +209,7 @@ def test_no_improvement_does_not_stop_while_the_topics_move():
     model = MiniBatchBCNMF(2, beta_loss="poisson", alpha=1.5, max_iter=60, random_state=0)
     codes = model.fit_transform(sim.X, background=sim.Y)   # default max_no_improvement
     assert model.n_iter_ == 60
-    assert cluster_ari(codes, sim.labels, normalise=True) > 0.9
+    assert cluster_ari(codes, sim.labels, normalize=True) > 0.9
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -33,8 +33,8 @@ def fitted(contrast_fit):
                        index=[f"c{i}" for i in range(70)])
     adata = ad.AnnData(np.vstack([X, Y]), obs=obs,
                        var=pd.DataFrame(index=[f"gene{j}" for j in range(12)]))
-    bcnmf.tl.bcnmf(adata, "condition", "control", n_components=3, alpha=1.0, max_iter=80,
-                   tol=0)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", n_components=3, alpha=1.0,
+                   max_iter=80, tol=0)
     return model, codes, adata
 
 
@@ -159,7 +159,7 @@ def test_enrichment_volcano_marks_the_enriched_topics():
     assert len(points["not enriched"]) == 3
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "2", "3"]
     no_flag = ENRICHMENT.drop(columns="enriched")
-    ax = bcnmf.pl.enrichment_volcano(no_flag, threshold=0.06, label=False)
+    ax = bcnmf.pl.enrichment_volcano(no_flag, q_threshold=0.06, label=False)
     points = {c.get_label(): c.get_offsets() for c in ax.collections
               if isinstance(c, PathCollection)}
     assert len(points["enriched"]) == 2 and not ax.texts  # q <= 0.06 and effect > 0

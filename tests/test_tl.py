@@ -78,7 +78,7 @@ def test_results_match_the_estimator_and_go_to_the_scanpy_slots():
     X, Y = _counts()
     adata = _one_object(X, Y, dtype=np.float64)
     before = adata.X.copy()
-    assert bcnmf.tl.bcnmf(adata, "condition", "control", **FIT) is None
+    assert bcnmf.tl.bcnmf(adata, "condition", background="control", **FIT) is None
     model = BCNMF(2, alpha=1.0, max_iter=200, tol=0.0, random_state=0)
     codes = model.fit_transform(X, background=Y)
     np.testing.assert_array_equal(adata.obsm["X_bcnmf"][: len(X)], codes)
@@ -97,7 +97,7 @@ def test_background_cells_need_not_be_contiguous():
     X, Y = _counts()
     adata = _one_object(X, Y, dtype=np.float64)
     adata = adata[np.random.default_rng(1).permutation(adata.n_obs)].copy()
-    bcnmf.tl.bcnmf(adata, "condition", ["control"], **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background=["control"], **FIT)
     is_bg = (adata.obs["condition"] == "control").to_numpy()
     model = BCNMF(2, alpha=1.0, max_iter=200, tol=0.0, random_state=0)
     codes = model.fit_transform(adata.X[~is_bg], background=adata.X[is_bg])
@@ -108,7 +108,7 @@ def test_background_cells_need_not_be_contiguous():
 def test_copy_returns_a_new_object_and_leaves_the_input_alone():
     X, Y = _counts()
     adata = _one_object(X, Y)
-    out = bcnmf.tl.bcnmf(adata, "condition", "control", copy=True, **FIT)
+    out = bcnmf.tl.bcnmf(adata, "condition", background="control", copy=True, **FIT)
     assert out is not adata and "X_bcnmf" in out.obsm and "bcnmf" in out.uns
     assert "X_bcnmf" not in adata.obsm and "bcnmf" not in adata.varm and "bcnmf" not in adata.uns
 
@@ -116,7 +116,7 @@ def test_copy_returns_a_new_object_and_leaves_the_input_alone():
 def test_key_added_and_float32():
     X, Y = _counts()
     adata = _one_object(X, Y, dtype=np.float32)
-    bcnmf.tl.bcnmf(adata, "condition", "control", key_added="contrast", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", key_added="contrast", **FIT)
     assert adata.obsm["X_contrast"].dtype == np.float32
     assert adata.varm["contrast"].shape == (12, 2) and "contrast" in adata.uns
     assert "X_bcnmf" not in adata.obsm
@@ -133,11 +133,11 @@ def test_sparse_stays_sparse(monkeypatch):
             return super().fit_transform(X, background=background, **kw)
 
     monkeypatch.setattr(bcnmf.tl, "BCNMF", Recording)
-    bcnmf.tl.bcnmf(adata, "condition", "control", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", **FIT)
     assert seen == [(True, True)]
     assert sp.issparse(adata.X)
     dense = _one_object(X, Y)
-    bcnmf.tl.bcnmf(dense, "condition", "control", **FIT)
+    bcnmf.tl.bcnmf(dense, "condition", background="control", **FIT)
     np.testing.assert_allclose(adata.obsm["X_bcnmf"], dense.obsm["X_bcnmf"], rtol=1e-3,
                                atol=1e-3 * dense.obsm["X_bcnmf"].max())
 
@@ -146,20 +146,20 @@ def test_mask_var_leaves_zero_loadings_for_unused_genes():
     X, Y = _counts()
     adata = _one_object(X, Y)
     adata.var["use"] = np.arange(12) % 3 != 0
-    bcnmf.tl.bcnmf(adata, "condition", "control", mask_var="use", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", mask_var="use", **FIT)
     L = adata.varm["bcnmf"]
     assert L.shape == (12, 2)
     assert np.all(L[~adata.var["use"].to_numpy()] == 0)
     assert np.all(L[adata.var["use"].to_numpy()].sum(axis=1) > 0)
     assert adata.uns["bcnmf"]["n_features_used"] == 8
     with pytest.raises(ValueError, match="mask_var"):
-        bcnmf.tl.bcnmf(adata, "condition", "control", mask_var=np.ones(3, bool), **FIT)
+        bcnmf.tl.bcnmf(adata, "condition", background="control", mask_var=np.ones(3, bool), **FIT)
 
 
 def test_results_can_be_written_to_h5ad(tmp_path):
     X, Y = _counts()
     adata = _one_object(X, Y)
-    bcnmf.tl.bcnmf(adata, "condition", "control", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", **FIT)
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     np.testing.assert_array_equal(back.obsm["X_bcnmf"], adata.obsm["X_bcnmf"])
@@ -185,7 +185,7 @@ def test_bad_arguments(kwargs, error, match):
 
 def test_not_anndata():
     with pytest.raises(TypeError, match="AnnData"):
-        bcnmf.tl.bcnmf(np.ones((3, 3)), "a", "b")
+        bcnmf.tl.bcnmf(np.ones((3, 3)), "a", background="b")
 
 
 def test_backed_anndata_is_refused_and_the_streaming_route_works(tmp_path):
@@ -196,7 +196,7 @@ def test_backed_anndata_is_refused_and_the_streaming_route_works(tmp_path):
     _one_object(X, Y).write_h5ad(tmp_path / "one.h5ad")
     backed = ad.read_h5ad(tmp_path / "one.h5ad", backed="r")
     with pytest.raises(ValueError, match=r"backed.*to_memory\(\)"):
-        bcnmf.tl.bcnmf(backed, "condition", "control", **FIT)
+        bcnmf.tl.bcnmf(backed, "condition", background="control", **FIT)
     genes = [f"g{j}" for j in range(X.shape[1])]
     _named(X, genes, "t").write_h5ad(tmp_path / "t.h5ad")
     _named(Y, genes, "b").write_h5ad(tmp_path / "b.h5ad")
@@ -221,8 +221,9 @@ def test_torch_device_fit_writes_numpy_results_equal_to_the_numpy_fit(tmp_path):
     pytest.importorskip("torch")
     X, Y = _counts()
     on_numpy, on_torch = _one_object(X, Y, np.float64), _one_object(X, Y, np.float64)
-    bcnmf.tl.bcnmf(on_numpy, "condition", "control", n_permutations=50, **FIT)
-    bcnmf.tl.bcnmf(on_torch, "condition", "control", n_permutations=50, device="cpu", **FIT)
+    bcnmf.tl.bcnmf(on_numpy, "condition", background="control", n_permutations=50, **FIT)
+    bcnmf.tl.bcnmf(on_torch, "condition", background="control", n_permutations=50,
+                   device="cpu", **FIT)
     for key, slot in (("X_bcnmf", on_torch.obsm), ("bcnmf", on_torch.varm)):
         assert type(slot[key]) is np.ndarray and slot[key].dtype == np.float64, key
     np.testing.assert_allclose(on_torch.obsm["X_bcnmf"], on_numpy.obsm["X_bcnmf"], rtol=1e-6,
@@ -292,7 +293,7 @@ def test_two_objects_too_little_or_no_overlap_is_an_error():
     with pytest.warns(FeatureAlignmentWarning, match="dropped 9"):
         bcnmf.tl.bcnmf(target, background=few, min_overlap=3, **FIT)
     with pytest.raises(TypeError, match="groupby"):
-        bcnmf.tl.bcnmf(target, "condition", few, **FIT)
+        bcnmf.tl.bcnmf(target, "condition", background=few, **FIT)
 
 
 def test_align_features_units():
@@ -333,15 +334,16 @@ def test_poisson_refuses_scanpy_log1p_and_points_to_counts():
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
     with pytest.raises(ValueError, match=r"looks log-transformed.*layer=.*counts"):
-        bcnmf.tl.bcnmf(adata, "condition", "control", beta_loss="poisson", **FIT)
-    bcnmf.tl.bcnmf(adata, "condition", "control", beta_loss="poisson", layer="counts", **FIT)
+        bcnmf.tl.bcnmf(adata, "condition", background="control", beta_loss="poisson", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", beta_loss="poisson",
+                   layer="counts", **FIT)
     assert adata.uns["bcnmf"]["source"] == "layers['counts']"
     # without scanpy's record the normalize_total + log1p fingerprint is still recognised
     del adata.uns["log1p"]
     with pytest.raises(ValueError, match="normalize_total"):
-        bcnmf.tl.bcnmf(adata, "condition", "control", beta_loss="poisson", **FIT)
+        bcnmf.tl.bcnmf(adata, "condition", background="control", beta_loss="poisson", **FIT)
     # Frobenius on log-normalised data is the intended use: accepted
-    bcnmf.tl.bcnmf(adata, "condition", "control", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", **FIT)
 
 
 def test_poisson_from_raw():
@@ -350,8 +352,9 @@ def test_poisson_from_raw():
     adata.raw = adata.copy()
     adata.X = np.log1p(adata.X)
     with pytest.raises(ValueError, match="use_raw=True"):
-        bcnmf.tl.bcnmf(adata, "condition", "control", beta_loss="poisson", **FIT)
-    bcnmf.tl.bcnmf(adata, "condition", "control", beta_loss="poisson", use_raw=True, **FIT)
+        bcnmf.tl.bcnmf(adata, "condition", background="control", beta_loss="poisson", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", beta_loss="poisson",
+                   use_raw=True, **FIT)
     assert adata.uns["bcnmf"]["source"] == "raw"
 
 
@@ -367,7 +370,7 @@ def test_scanpy_embedding_plots_the_codes():
 
     X, Y = _counts()
     adata = _one_object(X, Y)
-    bcnmf.tl.bcnmf(adata, "condition", "control", **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", **FIT)
     ax = sc.pl.embedding(adata, basis="bcnmf", color="condition", show=False)
     assert ax.get_xlabel() == "bcnmf1" and ax.get_ylabel() == "bcnmf2"
     plt.close("all")
@@ -380,7 +383,7 @@ def test_scanpy_embedding_plots_the_codes():
 def test_enrichment_table_in_uns_equals_topic_enrichment(tmp_path):
     X, Y = _counts()
     adata = _one_object(X, Y, dtype=np.float64)
-    bcnmf.tl.bcnmf(adata, "condition", "control", n_permutations=200, **FIT)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", n_permutations=200, **FIT)
     table = adata.uns["bcnmf"]["enrichment"]
     model = BCNMF(2, alpha=1.0, max_iter=200, tol=0.0, random_state=0).fit(X, background=Y)
     expected = bcnmf.topic_enrichment(model, X, background=Y, n_permutations=200,
@@ -391,7 +394,7 @@ def test_enrichment_table_in_uns_equals_topic_enrichment(tmp_path):
     back = ad.read_h5ad(tmp_path / "e.h5ad").uns["bcnmf"]["enrichment"]
     np.testing.assert_allclose(back["q_value"].to_numpy(), table["q_value"].to_numpy())
     plain = _one_object(X, Y, dtype=np.float64)
-    bcnmf.tl.bcnmf(plain, "condition", "control", enrichment=False, **FIT)
+    bcnmf.tl.bcnmf(plain, "condition", background="control", enrichment=False, **FIT)
     assert "enrichment" not in plain.uns["bcnmf"]
 
 

@@ -77,7 +77,7 @@ def test_target_programs_enriched_shared_ones_not(planted):
 
 def test_group_welch_tests_find_the_subtypes(planted):
     sim, X, Y, model, perm, _ = planted
-    table = topic_enrichment(model, X, background=Y, groups=sim.labels, n_permutations=50)
+    table = topic_enrichment(model, X, background=Y, labels=sim.labels, n_permutations=50)
     signed = table["signed_log10_p[0]"].to_numpy()[perm]
     # target program j is used by subtype j: strongly positive for program 0, negative for 1
     assert signed[5] > 5 and signed[6] < -5
@@ -86,7 +86,7 @@ def test_group_welch_tests_find_the_subtypes(planted):
 
 def test_top_features_tidy_table(planted):
     sim, X, Y, model, perm, _ = planted
-    table = top_features(model, n=5, X=X, groups=sim.labels)
+    table = top_features(model, n_top=5, X=X, labels=sim.labels)
     assert list(table.columns[:6]) == ["topic", "rank", "feature", "feature_index", "loading",
                                        "weight"]
     assert len(table) == 7 * 5
@@ -161,7 +161,7 @@ def test_errors_name_the_problem(planted):
     _, X, Y, model, _, _ = planted
     with pytest.raises(ValueError, match="usage"):
         topic_enrichment(model, X, background=Y, usage="bad")
-    with pytest.raises(ValueError, match="groups"):
-        topic_enrichment(model, X, background=Y, groups=np.zeros(3))
+    with pytest.raises(ValueError, match="labels"):
+        topic_enrichment(model, X, background=Y, labels=np.zeros(3))
     with pytest.raises(TypeError, match="fitted bcnmf model"):
         topic_enrichment(object(), X, background=Y)

@@ -31,7 +31,7 @@ def parser(doc):
 
 def scores(codes, labels, umap=False):
     return (cluster_agreement(codes, labels, umap=umap).ari,
-            cluster_agreement(codes, labels, normalise=True, umap=umap).ari)
+            cluster_agreement(codes, labels, normalize=True, umap=umap).ari)
 
 
 def run(name, fit, labels, seeds, umap=False):

@@ -175,7 +175,7 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=5, *, alpha=None, max_iter=None, progres
                     warnings.simplefilter("always", category)
                 codes, model = _fit(method, data, seed, alpha, max_iter)
                 raw = cluster_ari(codes, data.labels)
-                norm = cluster_ari(codes, data.labels, normalise=True)
+                norm = cluster_ari(codes, data.labels, normalize=True)
             notes.extend(f"{method}, seed {seed}: {w.category.__name__}: {w.message}"
                          for w in caught)
             rows.append({"method": method, "seed": seed, "ari_raw": raw, "ari_norm": norm})

@@ -20,7 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
 __all__ = ["KMEANS_N_INIT", "KMEANS_SEED", "UMAP_DEFAULTS", "AgreementResult",
-           "cluster_agreement", "cluster_ari", "l1_normalise_rows"]
+           "cluster_agreement", "cluster_ari", "l1_normalize_rows"]
 
 KMEANS_N_INIT = 20
 KMEANS_SEED = 42
@@ -29,7 +29,7 @@ UMAP_DEFAULTS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1, "random_
                  "n_jobs": 1}
 
 
-def l1_normalise_rows(codes):
+def l1_normalize_rows(codes):
     """Divide each row by its L1 norm; all-zero rows stay zero."""
     codes = np.asarray(codes, dtype=np.float64)
     norms = np.abs(codes).sum(axis=1, keepdims=True)
@@ -75,11 +75,11 @@ def _umap_embedding(codes, params):
         return umap.UMAP(**params).fit_transform(codes), umap.__version__
 
 
-def cluster_agreement(codes, labels, *, normalise=False, umap=False, umap_params=None,
+def cluster_agreement(codes, labels, *, normalize=False, umap=False, umap_params=None,
                       n_clusters=None, n_init=KMEANS_N_INIT, random_state=KMEANS_SEED):
     """Cluster the codes and compare the clusters with known labels.
 
-    Steps: per-cell L1 normalisation (``normalise=True``; all-zero rows stay
+    Steps: per-cell L1 normalisation (``normalize=True``; all-zero rows stay
     zero), a UMAP embedding (``umap=True``; needs umap-learn; settings
     ``UMAP_DEFAULTS`` updated by ``umap_params``), then KMeans with
     ``n_clusters`` (default: the number of distinct labels), ``n_init`` and
@@ -90,7 +90,7 @@ def cluster_agreement(codes, labels, *, normalise=False, umap=False, umap_params
     codes : array-like of shape (n_cells, n_components)
     labels : array-like of shape (n_cells,)
         Used only for scoring.
-    normalise, umap : bool, default=False
+    normalize, umap : bool, default=False
     umap_params : dict, optional
     n_clusters : int, optional
     n_init, random_state : int, default=20, 42
@@ -106,7 +106,7 @@ def cluster_agreement(codes, labels, *, normalise=False, umap=False, umap_params
     if codes.ndim != 2 or codes.shape[0] != labels.shape[0]:
         raise ValueError(f"codes of shape {codes.shape} do not match {labels.shape[0]} labels.")
     k = int(np.unique(labels).size) if n_clusters is None else int(n_clusters)
-    protocol = {"normalise": "l1 per cell" if normalise else None, "umap": None,
+    protocol = {"normalize": "l1 per cell" if normalize else None, "umap": None,
                 "kmeans": {"n_clusters": k, "n_init": int(n_init),
                            "random_state": random_state, "threads": 1},
                 "scores": ["adjusted_rand_score", "normalized_mutual_info_score"],
@@ -114,8 +114,8 @@ def cluster_agreement(codes, labels, *, normalise=False, umap=False, umap_params
                              "python": platform.python_version()}}
     if not np.all(np.isfinite(codes)):
         return AgreementResult(float("nan"), float("nan"), np.full(len(labels), -1), protocol)
-    if normalise:
-        codes = l1_normalise_rows(codes)
+    if normalize:
+        codes = l1_normalize_rows(codes)
     if umap:
         params = {**UMAP_DEFAULTS, **(umap_params or {})}
         codes, version = _umap_embedding(codes, params)
@@ -130,22 +130,22 @@ def cluster_agreement(codes, labels, *, normalise=False, umap=False, umap_params
                            float(normalized_mutual_info_score(labels, pred)), pred, protocol)
 
 
-def cluster_ari(codes, labels, *, normalise=False):
+def cluster_ari(codes, labels, *, normalize=False):
     """Adjusted Rand index of KMeans clusters of ``codes`` against ``labels``
     by the fixed protocol (:func:`cluster_agreement` without UMAP).
 
     KMeans uses ``n_clusters`` = number of distinct labels, ``n_init=20``,
-    ``random_state=42``.  With ``normalise=True`` every row is first divided by
+    ``random_state=42``.  With ``normalize=True`` every row is first divided by
     its L1 norm (all-zero rows stay zero).  Non-finite codes give NaN.
 
     Parameters
     ----------
     codes : array-like of shape (n_cells, n_components)
     labels : array-like of shape (n_cells,)
-    normalise : bool, default=False
+    normalize : bool, default=False
 
     Returns
     -------
     float
     """
-    return cluster_agreement(codes, labels, normalise=normalise).ari
+    return cluster_agreement(codes, labels, normalize=normalize).ari

@@ -265,7 +265,7 @@ def _draw_groups(ax, groups, positions, colour, kind):
 
 
 def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None,
-                kind="violin", normalise=False, ax=None):
+                kind="violin", normalize=False, ax=None):
     """Distribution of each topic's codes in target vs background cells.
 
     Parameters
@@ -282,7 +282,7 @@ def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None
     topics : sequence of int, optional
         0-based topics to show (default all).
     kind : {"violin", "box"}, default="violin"
-    normalise : bool, default=False
+    normalize : bool, default=False
         Plot each cell's share of its codes (rows L1-normalised) instead of raw codes.
     ax : matplotlib Axes, optional
 
@@ -296,10 +296,10 @@ def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None
     if target.ndim != 2 or back.ndim != 2 or target.shape[1] != back.shape[1]:
         raise ValueError(f"Target and background codes must be 2-D with the same number of "
                          f"topics; got {target.shape} and {back.shape}.")
-    if normalise:
-        from .metrics import l1_normalise_rows
+    if normalize:
+        from .metrics import l1_normalize_rows
 
-        target, back = l1_normalise_rows(target), l1_normalise_rows(back)
+        target, back = l1_normalize_rows(target), l1_normalize_rows(back)
     n = target.shape[1]
     shown = list(range(n)) if topics is None else [int(t) for t in topics]
     if not shown or any(not 0 <= t < n for t in shown):
@@ -310,7 +310,7 @@ def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None
     _draw_groups(ax, [back[:, t] for t in shown], base + 1.0, _BACKGROUND_COLOUR, kind)
     labels = _topic_labels(n)
     ax.set_xticks(base + 0.5, [labels[t] for t in shown], rotation=90)
-    ax.set_ylabel("share of codes" if normalise else "code")
+    ax.set_ylabel("share of codes" if normalize else "code")
     ax.set_title("topic usage: target vs background")
     from matplotlib.patches import Patch
 
@@ -330,7 +330,7 @@ def _need_columns(table, columns, what):
         raise KeyError(f"{what}: the table lacks column(s) {missing}; it has {list(cols)}.")
 
 
-def enrichment_volcano(table, *, x="effect_size", y="q_value", threshold=0.05, label=True,
+def enrichment_volcano(table, *, x="effect_size", y="q_value", q_threshold=0.05, label=True,
                        ax=None):
     """Volcano plot of topic enrichment: effect against ``-log10`` q-value.
 
@@ -339,13 +339,15 @@ def enrichment_volcano(table, *, x="effect_size", y="q_value", threshold=0.05, l
     table : pandas.DataFrame
         One row per topic (index: topic), e.g. from ``bcnmf.topic_enrichment``: needs the
         columns ``x`` and ``y``; the boolean column ``enriched``, when present, colours the
-        points (else ``y <= threshold`` and ``x > 0``).
+        points (else ``y <= q_threshold`` and ``x > 0``).
     x : str, default="effect_size"
         Effect column (``"log2_fold_change"`` also makes sense).
     y : str, default="q_value"
         Column of q-values (or p-values) in [0, 1].
-    threshold : float, default=0.05
-        Drawn as a horizontal line at ``-log10(threshold)``.
+    q_threshold : float, default=0.05
+        The significance threshold on column ``y`` (the ``q_threshold`` of
+        :func:`bcnmf.topic_enrichment`), drawn as a horizontal line at
+        ``-log10(q_threshold)``.
     label : bool, default=True
         Write each topic's index next to its point.
     ax : matplotlib Axes, optional
@@ -365,11 +367,11 @@ def enrichment_volcano(table, *, x="effect_size", y="q_value", threshold=0.05, l
     if "enriched" in table.columns:
         hit = table["enriched"].to_numpy(dtype=bool)
     else:
-        hit = (q <= threshold) & (effect > 0)
+        hit = (q <= q_threshold) & (effect > 0)
     ax = _new_ax(ax, (4.5, 3.6))
     ax.scatter(effect[~hit], height[~hit], c="#999999", s=30, label="not enriched")
     ax.scatter(effect[hit], height[hit], c="#d62728", s=36, label="enriched")
-    ax.axhline(-np.log10(threshold), color="#555555", lw=0.8, ls="--")
+    ax.axhline(-np.log10(q_threshold), color="#555555", lw=0.8, ls="--")
     ax.axvline(0.0, color="#555555", lw=0.8, ls=":")
     if label:
         for name, ex, hy in zip(table.index, effect, height):

@@ -228,7 +228,7 @@ def render_report(*, params, history, components, feature_names, target_codes=No
                      "topic, target vs background.</p>")
         parts.append(_img(_figure_png(
             lambda ax: pl.topic_usage(np.asarray(target_codes), background=np.asarray(
-                background_codes), normalise=True, ax=ax), (1.5 + 0.8 * n_k, 3.6)),
+                background_codes), normalize=True, ax=ax), (1.5 + 0.8 * n_k, 3.6)),
             "distribution of topic shares in target and background cells"))
     if enrichment is not None:
         parts.append("<h2>Enrichment</h2>")

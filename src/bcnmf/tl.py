@@ -131,7 +131,7 @@ def _write(adata, key, codes, loadings_rows, components, record):
     adata.uns[key] = record
 
 
-def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
+def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha=1.5,
           beta_loss="frobenius", layer=None, use_raw=False, mask_var=None, min_overlap=0.5,
           key_added=None, random_state=0, enrichment=True, n_permutations=1000, copy=False,
           **kwargs):
@@ -139,7 +139,7 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
 
     Two forms:
 
-    - **one object**: ``bcnmf(adata, "condition", "control")``: cells whose
+    - **one object**: ``bcnmf(adata, "condition", background="control")``: cells whose
       ``adata.obs[groupby]`` is in ``background`` (a value or a list of values) form the
       background, all the others the target;
     - **two objects**: ``bcnmf(target_adata, background=background_adata)``: the objects are
@@ -232,8 +232,8 @@ def bcnmf(adata, groupby=None, background=None, *, n_components=10, alpha=1.5,
     >>> obs = pd.DataFrame({"condition": ["treated"] * 40 + ["control"] * 40},
     ...                    index=[f"cell{i}" for i in range(80)])
     >>> adata = ad.AnnData(X, obs=obs)
-    >>> bcnmf.tl.bcnmf(adata, "condition", "control", n_components=2, alpha=1.0,
-    ...                max_iter=1000)
+    >>> bcnmf.tl.bcnmf(adata, "condition", background="control", n_components=2,
+    ...                alpha=1.0, max_iter=1000)
     >>> adata.obsm["X_bcnmf"].shape, adata.varm["bcnmf"].shape
     ((80, 2), (12, 2))
     """

@@ -2,9 +2,9 @@
 
 - :func:`topic_enrichment`: per topic, usage in target vs background, effect sizes, a
   permutation p-value (cells shuffled between target and background) with Benjamini-Hochberg
-  q-values and, given groups of target cells, Welch t-tests between groups;
+  q-values and, given labels of the target cells, Welch t-tests between the labelled groups;
 - :func:`top_features`: the features with the largest loadings per topic, optionally with
-  per-feature Welch tests between groups of target cells;
+  per-feature Welch tests between the labelled groups of target cells;
 - :func:`background_corrected`: the target reconstructed from its enriched topics only, and
   the complementary shared part.
 
@@ -91,8 +91,8 @@ def _permutation_null(pooled, n_x, n_permutations, rng, batch=64):
     return null
 
 
-def _group_array(groups, n, what="groups"):
-    g = np.asarray(groups)
+def _label_array(labels, n, what="labels"):
+    g = np.asarray(labels)
     if g.ndim != 1 or g.shape[0] != n:
         raise ValueError(f"{what} must be 1-D with one label per target cell ({n}); got shape "
                          f"{g.shape}.")
@@ -102,7 +102,7 @@ def _group_array(groups, n, what="groups"):
     return g, values
 
 
-def topic_enrichment(model, X, *, background, groups=None, usage="share", n_permutations=1000,
+def topic_enrichment(model, X, *, background, labels=None, usage="share", n_permutations=1000,
                      q_threshold=0.05, random_state=0):
     r"""Which topics are used more in the target than in the background, and how surely.
 
@@ -120,7 +120,7 @@ def topic_enrichment(model, X, *, background, groups=None, usage="share", n_perm
     - ``enriched``: ``q_value <= q_threshold`` and a positive effect;
     - ``stability``: the model's ``topic_stability_`` when it has one.
 
-    With ``groups`` (one label per target cell), for every label ``g`` a Welch t-test of the
+    With ``labels`` (one label per target cell), for every label ``g`` a Welch t-test of the
     usage of the target cells labelled ``g`` against the other target cells adds the columns
     ``t[g]``, ``p[g]`` and ``signed_log10_p[g]`` (:math:`\mathrm{sign}(t)\,(-\log_{10} p)`,
     the statistic of the paper's figures).  Labels are used only here, never by the fit.
@@ -132,13 +132,15 @@ def topic_enrichment(model, X, *, background, groups=None, usage="share", n_perm
         Target cells.
     background : array-like or sparse of shape (n_background, n_features)
         Background cells.
-    groups : array-like of shape (n_target,), optional
+    labels : array-like of shape (n_target,), optional
+        One label per target cell (a cell type, a condition); never used by the fit.
     usage : {"share", "codes"}, default="share"
         See :func:`topic_usage`.
     n_permutations : int, default=1000
     q_threshold : float, default=0.05
+        A topic is ``enriched`` when its ``q_value`` is at most this.
     random_state : int, Generator or None, default=0
-        Seeds the permutations.
+        Seeds the permutations (0: the same table every time; None: fresh entropy).
 
     Returns
     -------
@@ -198,8 +200,8 @@ def topic_enrichment(model, X, *, background, groups=None, usage="share", n_perm
     stability = getattr(model, "topic_stability_", None)
     if stability is not None:
         table["stability"] = np.asarray(stability, dtype=np.float64)
-    if groups is not None:
-        g, values = _group_array(groups, nx)
+    if labels is not None:
+        g, values = _label_array(labels, nx)
         for value in values:
             inside = g == value
             t, pg, signed = welch_ttest(ux[inside], ux[~inside])
@@ -231,17 +233,18 @@ def _dense_rows(X, rows):
     return A.astype(np.float64, copy=False)
 
 
-def top_features(model, n=10, *, X=None, groups=None, feature_names=None):
-    """The ``n`` features with the largest loadings of every topic, as a tidy table.
+def top_features(model, *, n_top=10, X=None, labels=None, feature_names=None):
+    """The ``n_top`` features with the largest loadings of every topic, as a tidy table.
 
     Parameters
     ----------
     model : fitted BCNMF
-    n : int, default=10
+    n_top : int, default=10
         Features per topic.
     X : array-like or sparse of shape (n_target, n_features), optional
-        Target cells; with ``groups``, every listed feature is tested between groups.
-    groups : array-like of shape (n_target,), optional
+        Target cells; with ``labels``, every listed feature is tested between the labelled
+        groups of cells.
+    labels : array-like of shape (n_target,), optional
         One label per row of ``X``; for every label ``g`` a Welch t-test of the feature's
         values in cells labelled ``g`` against the other cells adds ``t[g]``, ``p[g]`` and
         ``signed_log10_p[g]``.
@@ -260,9 +263,10 @@ def top_features(model, n=10, *, X=None, groups=None, feature_names=None):
 
     basis = _check_model(model, "top_features")
     k, f = basis.shape
-    if not (isinstance(n, (int, np.integer)) and n >= 1):
-        raise ValueError(f"n must be an int >= 1; got {n!r}.")
-    n = min(int(n), f)
+    if not (isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool)
+            and n_top >= 1):
+        raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
+    n = min(int(n_top), f)
     names = _feature_names(model, X, f, feature_names)
     totals = np.abs(basis).sum(axis=1)
     rows = []
@@ -273,10 +277,10 @@ def top_features(model, n=10, *, X=None, groups=None, feature_names=None):
                          "feature_index": int(j), "loading": float(basis[t, j]),
                          "weight": float(basis[t, j] / totals[t]) if totals[t] > 0 else 0.0})
     table = pd.DataFrame(rows)
-    if groups is not None:
+    if labels is not None:
         if X is None:
-            raise ValueError("groups needs X (the target cells the groups label).")
-        g, values = _group_array(groups, X.shape[0])
+            raise ValueError("labels needs X (the target cells the labels belong to).")
+        g, values = _label_array(labels, X.shape[0])
         cols = table["feature_index"].to_numpy()
         for value in values:
             inside = np.flatnonzero(g == value)
@@ -316,8 +320,8 @@ class BackgroundCorrected:
                 f"topics={self.topics.tolist()})")
 
 
-def background_corrected(model, X, *, background=None, topics=None, q=0.05, usage="share",
-                         n_permutations=1000, random_state=0):
+def background_corrected(model, X, *, background=None, topics=None, q_threshold=0.05,
+                         usage="share", n_permutations=1000, random_state=0):
     """The target reconstructed from its target-enriched topics only, and the shared rest.
 
     Parameters
@@ -326,10 +330,10 @@ def background_corrected(model, X, *, background=None, topics=None, q=0.05, usag
     X : array-like or sparse of shape (n_target, n_features)
     background : array-like or sparse of shape (n_background, n_features), optional
         Needed when ``topics`` is None, to find the enriched topics with
-        :func:`topic_enrichment` (``q_value <= q`` and a positive effect).
+        :func:`topic_enrichment` (``q_value <= q_threshold`` and a positive effect).
     topics : sequence of int or bool mask, optional
         Topics (0-based) to keep; default the enriched ones.
-    q, usage, n_permutations, random_state
+    q_threshold, usage, n_permutations, random_state
         Passed to :func:`topic_enrichment`.
 
     Returns
@@ -345,7 +349,7 @@ def background_corrected(model, X, *, background=None, topics=None, q=0.05, usag
         if background is None:
             raise ValueError("Pass topics= or background= (to find the enriched topics).")
         table = topic_enrichment(model, X, background=background, usage=usage,
-                                 n_permutations=n_permutations, q_threshold=q,
+                                 n_permutations=n_permutations, q_threshold=q_threshold,
                                  random_state=random_state)
         keep = table["enriched"].to_numpy(dtype=bool)
     else:
