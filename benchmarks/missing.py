@@ -94,7 +94,7 @@ def fit_codes(X, Y, seed, setting, quick, prior=True):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = factorize(X, Y, 5, random_state=seed, **kw)
+            res = factorize(X, 5, background=Y, random_state=seed, **kw)
     finally:
         masked.PRIOR = True
     return res.codes, len(caught)
@@ -145,7 +145,7 @@ def held_out(data, seeds, quick):
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        res = factorize(X, Y, 5, random_state=seed, **kw)
+                        res = factorize(X, 5, background=Y, random_state=seed, **kw)
                 finally:
                     masked.PRIOR = True
                 pred = (res.codes @ res.components)[hide]
@@ -162,10 +162,10 @@ def transplant(data, seeds, quick):
     """Complete target mice only (9 mice, 135 cells); the shipped per-mouse patterns of
     missing proteins are moved to randomly chosen mice (per seed), so that missingness says
     nothing about genotype and the complete data are known.  The background as shipped."""
-    groups = np.asarray(data.target_groups)
-    mice = [m for m in np.unique(groups) if not data.X_missing[groups == m].any()]
-    keep = np.isin(groups, mice)
-    X, g, labels = data.X[keep], groups[keep], np.asarray(data.labels)[keep]
+    samples = np.asarray(data.target_samples)
+    mice = [m for m in np.unique(samples) if not data.X_missing[samples == m].any()]
+    keep = np.isin(samples, mice)
+    X, g, labels = data.X[keep], samples[keep], np.asarray(data.labels)[keep]
     my = data.Y_missing
     print(f"\nTransplanted patterns: {len(mice)} complete target mice ({X.shape[0]} cells); "
           "the background as shipped (NaN, or as the input's handling).\n")
@@ -185,7 +185,7 @@ def transplant(data, seeds, quick):
             codes, _ = fit_codes(A, B, seed, "stable", quick)
             raw, norm = scores.setdefault(name, ([], []))
             raw.append(P.cluster_ari(codes, labels))
-            norm.append(P.cluster_ari(codes, labels, normalise=True))
+            norm.append(P.cluster_ari(codes, labels, normalize=True))
     for name, (raw, norm) in scores.items():
         print(f"| {name} | {P.summarise(raw)} | {P.summarise(norm)} |", flush=True)
 
@@ -234,7 +234,7 @@ def main(argv=None):
                     codes, n_warn = fit_codes(X, Y, seed, setting, args.quick, prior)
                     raw, norm, w = scores.get(name, ([], [], 0))
                     raw.append(P.cluster_ari(codes, lab))
-                    norm.append(P.cluster_ari(codes, lab, normalise=True))
+                    norm.append(P.cluster_ari(codes, lab, normalize=True))
                     scores[name] = (raw, norm, w + n_warn)
             for name, (raw, norm, w) in scores.items():
                 print(f"| {setting} | {frac:.0%} | {name} | {P.summarise(raw)} | "

@@ -2,7 +2,7 @@
 
 For every dataset and selection seed: ``bcnmf.select_model`` runs on the grid (labels never
 seen), then every grid point is fitted on all cells with the procedure the recommended model
-uses (``n_init = n_restarts`` restarts, consensus of the restarts, seed = selection seed) and
+uses (``n_init`` restarts, consensus of the restarts, seed = selection seed) and
 scored by the fixed protocol (KMeans on the target codes, ARI against the labels; raw and
 per-cell L1-normalised codes), averaged over ``--ari-seeds`` fitting seeds (MODEL.md section 8
 reports means over fitting seeds; one fit's ARI on the mouse data varies from 0.1 to 0.8 with
@@ -71,28 +71,28 @@ def load(name, args):
         np.asarray(d.labels)
 
 
-def sample_groups(name, args):
-    """``(groups, background_groups)`` for ``select_model`` with ``--groups``: the mouse of
-    every measurement of the mouse data (15 replicates per mouse); None elsewhere."""
-    if not args.groups or name != "mice":
+def sample_ids(name, args):
+    """``(samples, background_samples)`` for ``select_model`` with ``--by-sample``: the mouse
+    of every measurement of the mouse data (15 replicates per mouse); None elsewhere."""
+    if not args.by_sample or name != "mice":
         return {}
     from bcnmf.datasets import load_mice_protein
 
     d = load_mice_protein()
-    return {"groups": d.target_groups, "background_groups": d.background_groups}
+    return {"samples": d.target_samples, "background_samples": d.background_samples}
 
 
-def _grid_ari(X, Y, labels, k, a, seed, n_restarts, params):
+def _grid_ari(X, Y, labels, k, a, seed, n_init, params):
     from threadpoolctl import threadpool_limits
 
     from bcnmf import BCNMF
 
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = BCNMF(k, alpha=a, n_init=n_restarts, consensus=True, random_state=seed,
+        model = BCNMF(k, alpha=a, n_init=n_init, consensus=True, random_state=seed,
                       **params)
         codes = model.fit_transform(X, background=Y)
-        return (P.cluster_ari(codes, labels), P.cluster_ari(codes, labels, normalise=True))
+        return (P.cluster_ari(codes, labels), P.cluster_ari(codes, labels, normalize=True))
 
 
 def _saved_ari(name, directory):
@@ -124,7 +124,7 @@ def grid_ari(name, args):
     todo = [(k, a) for k, a in grid if (int(k), float(a)) not in saved]
     jobs = [(k, a, s) for k, a in todo for s in range(args.ari_seeds)]
     out = Parallel(n_jobs=args.n_jobs)(
-        delayed(_grid_ari)(X, Y, labels, int(k), float(a), s, args.restarts, params)
+        delayed(_grid_ari)(X, Y, labels, int(k), float(a), s, args.n_init, params)
         for k, a, s in jobs)
     res = np.asarray(out, dtype=float).reshape(len(todo), args.ari_seeds, 2)
     fitted = {(int(k), float(a)): (res[i].mean(axis=0), res[i].std(axis=0))
@@ -143,9 +143,9 @@ def run(name, seed, args, ari):
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
     params = {"max_iter": args.max_iter}
     t0 = time.perf_counter()
-    res = select_model(X, Y, ks, alphas, beta_loss=args.loss, n_restarts=args.restarts,
-                       n_splits=args.splits, n_jobs=args.n_jobs, random_state=seed, refit=False,
-                       **sample_groups(name, args), **params)
+    res = select_model(X, ks, background=Y, alpha=alphas, beta_loss=args.loss,
+                       n_init=args.n_init, n_splits=args.n_splits, n_jobs=args.n_jobs,
+                       random_state=seed, refit=False, **sample_ids(name, args), **params)
     t_sel = time.perf_counter() - t0
     grid, mean, sd = ari
     assert grid == list(zip(res.table["n_components"], res.table["alpha"]))
@@ -216,8 +216,9 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="sim,mice,mnist")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--restarts", type=int, default=3)
-    ap.add_argument("--splits", type=int, default=3,
+    ap.add_argument("--n-init", type=int, default=3,
+                    help="select_model's n_init (restarts per grid point and split)")
+    ap.add_argument("--n-splits", type=int, default=3,
                     help="select_model's n_splits (random hold-out splits averaged)")
     ap.add_argument("--ari-seeds", type=int, default=3,
                     help="fitting seeds averaged for the ARI of every grid point")
@@ -245,8 +246,8 @@ def main(argv=None):
                     help="take the grid ARIs of the grid points found in CSVs saved there with "
                          "--csv-dir (they do not depend on the selection seed; same data and "
                          "settings assumed); fit the others")
-    ap.add_argument("--groups", action="store_true",
-                    help="hold out whole mice on the mouse data (select_model's groups=)")
+    ap.add_argument("--by-sample", action="store_true",
+                    help="hold out whole mice on the mouse data (select_model's samples=)")
     ap.add_argument("--quick", action="store_true",
                     help="one seed, small grids, 300 sweeps at most")
     args = ap.parse_args(argv)

@@ -147,7 +147,7 @@ def test_dropped_features_are_reported_and_recorded(files, tmp_path, capsys):
     (["fit", "t.csv", "-o", "x", "-k", "0"], "whole number >= 1"),
     (["fit", "t.csv", "--alpha", "-1", "-o", "x"], "number >= 0"),
     (["fit", "t.csv"], "required: -o/--out"),
-    (["fit", "t.csv", "-o", "x", "--loss", "l1"], "invalid choice"),
+    (["fit", "t.csv", "-o", "x", "--beta-loss", "l1"], "invalid choice"),
     (["fit", "t.csv", "-o", "x", "--write-h5ad"], "--write-h5ad needs an .h5ad TARGET"),
     (["select", "t.csv", "-o", "x", "-k", "2,x"], "invalid"),
     (["select", "t.csv", "-o", "x", "--holdout", "1.5"], "--holdout"),
@@ -209,12 +209,12 @@ def test_subprocess_h5ad_groupby_poisson(h5ad, tmp_path):
     path, X, Y = h5ad
     out = tmp_path / "run"
     proc = _run("fit", path, "--groupby", "condition", "--background-value", "control",
-                "--loss", "poisson", *K, "-o", out)
+                "--beta-loss", "poisson", *K, "-o", out)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "looks log-transformed" in proc.stderr
     assert "--layer" in proc.stderr
     proc = _run("fit", path, "--groupby", "condition", "--background-value", "control",
-                "--loss", "poisson", "--layer", "counts", *K, "-o", out, "--report")
+                "--beta-loss", "poisson", "--layer", "counts", *K, "-o", out, "--report")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # not a terminal: no progress
     codes = pd.read_csv(out / "target_codes.csv", index_col=0)
@@ -285,7 +285,7 @@ def test_select_writes_table_and_choice(files, tmp_path, capsys):
     out = tmp_path / "sel"
     argv = ["select", str(d / "target.csv"), "--background", str(d / "background.tsv"),
             "--background-rows", "features", "-k", "2,3", "--alpha", "0.5,1.5",
-            "--restarts", "2", "--splits", "2", "--max-iter", "100", "--tol", "0",
+            "--n-init", "2", "--n-splits", "2", "--max-iter", "100", "--tol", "0",
             "-o", str(out)]
     code = main(argv)
     captured = capsys.readouterr()
@@ -295,16 +295,16 @@ def test_select_writes_table_and_choice(files, tmp_path, capsys):
     assert len(table) == 4 and {"contrast", "stability", "score"} <= set(table.columns)
     record = json.loads((out / "selection.json").read_text())
     assert set(record["best"]) == {"n_components", "alpha"} and "contrast" in record["rule"]
-    library = bcnmf.select_model(X, Y, [2, 3], [0.5, 1.5], n_restarts=2, n_splits=2,
-                                 max_iter=100, tol=0, random_state=0, refit=False)
+    library = bcnmf.select_model(X, [2, 3], background=Y, alpha=[0.5, 1.5], n_init=2,
+                                 n_splits=2, max_iter=100, tol=0, random_state=0, refit=False)
     assert record["best"] == library.best and record["settings"]["n_splits"] == 2
     np.testing.assert_allclose(table["contrast"], library.table["contrast"])
 
 
 def test_select_usage_errors(files, capsys):
     d, _, _ = files
-    assert main(["select", str(d / "target.csv"), "--restarts", "1", "-o", "x"]) == 2
-    assert "restarts" in capsys.readouterr().err
+    assert main(["select", str(d / "target.csv"), "--n-init", "1", "-o", "x"]) == 2
+    assert "--n-init" in capsys.readouterr().err
 
 
 def test_select_into_the_run_folder_puts_the_selection_in_the_report(files, tmp_path, capsys):
@@ -314,7 +314,7 @@ def test_select_into_the_run_folder_puts_the_selection_in_the_report(files, tmp_
     data = [str(d / "target.csv"), "--background", str(d / "background.tsv"),
             "--background-rows", "features"]
     assert main(["fit", *data, *K, "--n-permutations", "50", "-o", str(out), "-q"]) == 0
-    assert main(["select", *data, "-k", "2,3", "--alpha", "0.5,1.5", "--restarts", "2",
+    assert main(["select", *data, "-k", "2,3", "--alpha", "0.5,1.5", "--n-init", "2",
                  "--max-iter", "60", "--tol", "0", "-o", str(out), "-q"]) == 0
     assert main(["report", str(out), "-q"]) == 0
     capsys.readouterr()
@@ -332,7 +332,7 @@ def test_select_progress_and_errors(files, tmp_path, capsys):
     for a runtime error, the traceback with --debug."""
     d, _, _ = files
     argv = ["select", str(d / "target.csv"), "--background", str(d / "background.tsv"),
-            "--background-rows", "features", "-k", "2", "--alpha", "0.5,1", "--restarts",
+            "--background-rows", "features", "-k", "2", "--alpha", "0.5,1", "--n-init",
             "2", "--max-iter", "30", "--tol", "0"]
     def lines(err):   # stderr without the warning lines (a choice at the grid's edge)
         return [line for line in err.splitlines() if not line.startswith("bcnmf: warning")]
@@ -375,13 +375,13 @@ def test_write_h5ad_equals_tl_bcnmf(h5ad, tmp_path, capsys):
     path, _, _ = h5ad
     out = tmp_path / "run"
     assert main(["fit", str(path), "--groupby", "condition", "--background-value", "control",
-                 "--loss", "poisson", "--layer", "counts", *K, "--n-permutations", "50",
+                 "--beta-loss", "poisson", "--layer", "counts", *K, "--n-permutations", "50",
                  "-o", str(out), "--write-h5ad"]) == 0
     assert str(out / "annotated.h5ad") in capsys.readouterr().out
     written = ad.read_h5ad(out / "annotated.h5ad")
     expected = ad.read_h5ad(path)
-    bcnmf.tl.bcnmf(expected, "condition", "control", n_components=2, beta_loss="poisson",
-                   layer="counts", max_iter=60, tol=0, n_permutations=50)
+    bcnmf.tl.bcnmf(expected, "condition", background="control", n_components=2,
+                   beta_loss="poisson", layer="counts", max_iter=60, tol=0, n_permutations=50)
     np.testing.assert_allclose(written.obsm["X_bcnmf"], expected.obsm["X_bcnmf"], rtol=1e-12)
     np.testing.assert_allclose(written.varm["bcnmf"], expected.varm["bcnmf"], rtol=1e-12)
     got, want = written.uns["bcnmf"], expected.uns["bcnmf"]
@@ -419,3 +419,150 @@ def test_write_h5ad_with_a_background_file(h5ad, files, tmp_path, capsys):
     assert not loadings.loc[GENES[8:]].to_numpy().any()
     assert written.uns["bcnmf"]["form"] == "two objects"
     assert written.uns["bcnmf"]["n_features_used"] == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# one vocabulary: every library parameter has the flag of its name
+# ---------------------------------------------------------------------------------------------
+
+def _flags(command):
+    from bcnmf.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {flag: action for action in sub._actions for flag in action.option_strings}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+#: ``BCNMF.fit`` keywords that cannot come from a command line, and why
+FIT_ONLY_IN_PYTHON = {
+    "init_components": "a starting array",
+    "init_codes": "a starting array",
+    "init_background_codes": "a starting array",
+    "mask": "a boolean array (missing values in the input files are read as NaN instead)",
+    "background_mask": "a boolean array (as mask)",
+}
+
+
+def test_fit_has_a_flag_for_every_estimator_parameter():
+    """Every BCNMF constructor parameter and every BCNMF.fit keyword (but arrays) is an
+    option of ``bcnmf fit`` named after it."""
+    import inspect
+
+    flags = _flags("fit")
+    params = list(bcnmf.BCNMF().get_params())
+    params += [p for p in inspect.signature(bcnmf.BCNMF.fit).parameters
+               if p not in ("self", "X", "y") and p not in FIT_ONLY_IN_PYTHON]
+    missing = [p for p in params if _flag(p) not in flags]
+    assert not missing, missing
+
+
+#: ``select_model`` parameters that ``bcnmf select`` gives under another form, and why
+SELECT_FORMS = {
+    "X": "TARGET (positional)",
+    "samples": "--sample-key (an obs column of the .h5ad inputs)",
+    "background_samples": "--sample-key (the same column of the background's obs)",
+    "refit": "not offered: select writes the table; `bcnmf fit` fits the chosen point",
+}
+#: ``BCNMF`` parameters that ``bcnmf select`` does not pass on, and why
+SELECT_NOT_PASSED = {
+    "consensus": "select_model sets it (its refit is the consensus of the restarts)",
+    "device": "the held-out criteria are computed with numpy",
+}
+
+
+def test_select_has_a_flag_for_every_select_model_parameter():
+    """Every select_model parameter and every BCNMF parameter it passes on is an option of
+    ``bcnmf select`` named after it."""
+    import inspect
+
+    flags = _flags("select")
+    params = [p for p, v in inspect.signature(bcnmf.select_model).parameters.items()
+              if v.kind != v.VAR_KEYWORD and p not in SELECT_FORMS]
+    params += [p for p in bcnmf.BCNMF().get_params() if p not in SELECT_NOT_PASSED]
+    missing = [p for p in params if _flag(p) not in flags]
+    assert not missing, missing
+    assert "--sample-key" in flags
+
+
+#: CLI defaults that differ from the library's, by the rules of docs/vocabulary.md
+CLI_DEFAULTS = {"n_components": 10, "random_state": 0}
+
+
+@pytest.mark.parametrize("command", ["fit", "select"])
+def test_cli_defaults_are_the_library_defaults(command):
+    """The options' defaults are BCNMF's (and select_model's), but for the documented
+    command-line defaults (n_components=10, random_state=0, the functions' rule)."""
+    import inspect
+
+    flags = _flags(command)
+    defaults = dict(bcnmf.BCNMF().get_params())
+    if command == "select":
+        defaults.update({p: v.default for p, v in
+                         inspect.signature(bcnmf.select_model).parameters.items()
+                         if v.default is not inspect.Parameter.empty})
+        defaults["n_components"] = list(defaults["n_components"])
+        defaults["alpha"] = list(defaults["alpha"])
+    else:
+        defaults.update(CLI_DEFAULTS)
+        defaults.update({p: v.default for p, v in
+                         inspect.signature(bcnmf.BCNMF.fit).parameters.items()
+                         if v.default is not inspect.Parameter.empty})
+    for name, value in defaults.items():
+        action = flags.get(_flag(name))
+        if action is None or name in ("consensus", "progress"):   # store_true / -q options
+            continue
+        assert action.default == value, (name, action.default, value)
+
+
+def test_fit_passes_every_option_to_the_estimator(files, tmp_path, capsys):
+    d, X, Y = files
+    out = tmp_path / "run"
+    code = main(["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+                 "--background-rows", "features", "-k", "2", "--alpha", "1",
+                 "--beta-loss", "kullback-leibler", "--alpha-scale", "raw", "--init", "uniform",
+                 "--damping", "0.5", "--smoothing", "0.2", "--nuisance-topics", "2",
+                 "--max-iter", "40", "--tol", "0", "--n-init", "2", "--consensus",
+                 "--random-state", "3", "--transform-max-iter", "50", "--block-size", "7",
+                 "--engine", "local", "--checkpoint", str(tmp_path / "state.npz"),
+                 "--checkpoint-every", "20", "--n-permutations", "20", "--q-threshold", "0.1",
+                 "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    params = json.loads((out / "params.json").read_text())
+    expected = dict(n_components=2, alpha=1.0, beta_loss="kullback-leibler", alpha_scale="raw",
+                    init="uniform", damping=0.5, smoothing=0.2, nuisance_topics=2, max_iter=40,
+                    tol=0.0, n_init=2, consensus=True, random_state=3, transform_max_iter=50,
+                    block_size=7, engine="local", mode="stable", device=None)
+    assert {k: params[k] for k in expected} == expected
+    assert (tmp_path / "state.npz").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
+def test_select_sample_key_holds_out_whole_samples(h5ad, tmp_path, capsys):
+    path, X, Y = h5ad
+    ad = pytest.importorskip("anndata")
+    adata = ad.read_h5ad(path)
+    adata.obs["mouse"] = [f"m{i // 5}" for i in range(adata.n_obs)]
+    cells = tmp_path / "mice.h5ad"
+    adata.write_h5ad(cells)
+    out = tmp_path / "sel"
+    code = main(["select", str(cells), "--groupby", "condition", "--background-value",
+                 "control", "--sample-key", "mouse", "-k", "2", "--alpha", "0.5,1",
+                 "--n-init", "2", "--n-splits", "1", "--max-iter", "30", "--tol", "0",
+                 "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "selection.json").read_text())
+    assert record["settings"]["by_sample"] == [True, True]
+    mice = adata.obs["mouse"].to_numpy()
+    library = bcnmf.select_model(sp.csr_matrix(np.log1p(X)), 2,
+                                 background=sp.csr_matrix(np.log1p(Y)), alpha=[0.5, 1],
+                                 n_init=2, n_splits=1, max_iter=30, tol=0, samples=mice[:30],
+                                 background_samples=mice[30:], refit=False)
+    table = pd.read_csv(out / "selection.csv")
+    np.testing.assert_allclose(table["contrast"], library.table["contrast"])
+    assert main(["select", str(cells), "--groupby", "condition", "--background-value",
+                 "control", "--sample-key", "donor", "-k", "2", "-o", str(out)]) == 1
+    assert "no obs column 'donor'" in capsys.readouterr().err

@@ -381,13 +381,13 @@ def test_mice_protein_shapes_and_labels():
     assert data.feature_names.shape == (77,) and data.feature_names[0] == "DYRK1A_N"
     assert data.X_missing is None and data.Y_missing is None
     # 18 target mice and 9 background mice, 15 replicates each
-    _, target_counts = np.unique(data.target_groups, return_counts=True)
-    _, background_counts = np.unique(data.background_groups, return_counts=True)
+    _, target_counts = np.unique(data.target_samples, return_counts=True)
+    _, background_counts = np.unique(data.background_samples, return_counts=True)
     assert target_counts.size == 18 and (target_counts == 15).all()
     assert background_counts.size == 9 and (background_counts == 15).all()
     # each mouse has one genotype
-    for mouse in np.unique(data.target_groups):
-        assert np.unique(data.labels[data.target_groups == mouse]).size == 1
+    for mouse in np.unique(data.target_samples):
+        assert np.unique(data.labels[data.target_samples == mouse]).size == 1
 
 
 def test_mice_protein_masks():
@@ -415,8 +415,8 @@ def test_shared_mice_protein_matches_shipped_copy():
         "labels",
         "label_names",
         "feature_names",
-        "target_groups",
-        "background_groups",
+        "target_samples",
+        "background_samples",
         "X_missing",
         "Y_missing",
     ):
@@ -443,7 +443,7 @@ def test_shared_mnist_daisy_demo_without_groups():
     data = load_shared_dataset("mnist_daisy_demo", root=SHARED_DATA, return_masks=True)
     assert data.X.shape == (200, 784) and data.Y.shape == (150, 784)
     np.testing.assert_array_equal(np.bincount(data.labels), [100, 100])
-    assert data.target_groups is None and data.X_missing is None
+    assert data.target_samples is None and data.X_missing is None
 
 
 def test_shared_missing_file_message(tmp_path, monkeypatch):

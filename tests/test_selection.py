@@ -8,7 +8,7 @@ from bcnmf.selection import (CONTRAST_TIE, MIN_STABILITY, RULE, _auc, _placement
                              apply_rule, noise_columns, paired_contrast_se, selection_score)
 
 GRID = dict(n_components=[2, 3], alpha=[0.5, 1.5])
-FIT = dict(n_restarts=2, max_iter=300, tol=1e-3, refit=False)
+FIT = dict(n_init=2, max_iter=300, tol=1e-3, refit=False)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def data():
 @pytest.fixture(scope="module")
 def result(data):
     X, Y = data
-    return select_model(X, Y, **GRID, **FIT, random_state=0)
+    return select_model(X, background=Y, **GRID, **FIT, random_state=0)
 
 
 def _criteria(table):
@@ -136,7 +136,7 @@ def test_a_choice_at_the_edge_of_the_grid_is_flagged():
 def test_select_model_warns_at_the_edge(data):
     X, Y = data
     with pytest.warns(UserWarning, match="largest of the grid"):
-        select_model(X, Y, n_components=[1, 2], alpha=[0.5], **FIT, n_splits=1)
+        select_model(X, background=Y, n_components=[1, 2], alpha=[0.5], **FIT, n_splits=1)
 
 
 @pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
@@ -145,7 +145,7 @@ def test_splits_average_the_criteria(data, result):
     averaged over them, the placements of all splits pooled; one split is the first split of
     several (same random stream)."""
     X, Y = data
-    one = select_model(X, Y, **GRID, **FIT, random_state=0, n_splits=1)
+    one = select_model(X, background=Y, **GRID, **FIT, random_state=0, n_splits=1)
     assert result.settings["n_splits"] == 3 and one.settings["n_splits"] == 1
     assert len(result.settings["seeds"]) == 3 and one.settings["seeds"] == \
         result.settings["seeds"][:1]
@@ -263,22 +263,22 @@ def test_count_loss_null_is_the_nuisance_only_prediction():
 @pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
 def test_reproducible_for_a_fixed_random_state(data, result):
     X, Y = data
-    again = select_model(X, Y, **GRID, **FIT, random_state=0)
+    again = select_model(X, background=Y, **GRID, **FIT, random_state=0)
     assert _criteria(again.table).equals(_criteria(result.table))
-    other = select_model(X, Y, **GRID, **FIT, random_state=1)
+    other = select_model(X, background=Y, **GRID, **FIT, random_state=1)
     assert not _criteria(other.table).equals(_criteria(result.table))
 
 
 def test_n_jobs_does_not_change_the_result(data, result):
     X, Y = data
-    parallel = select_model(X, Y, **GRID, **FIT, random_state=0, n_jobs=2)
+    parallel = select_model(X, background=Y, **GRID, **FIT, random_state=0, n_jobs=2)
     assert _criteria(parallel.table).equals(_criteria(result.table))
     assert parallel.best == result.best
 
 
 def test_refit_returns_the_chosen_consensus_model(data):
     X, Y = data
-    res = select_model(X, Y, n_components=[2], alpha=[0.5], n_restarts=2, max_iter=2000,
+    res = select_model(X, background=Y, n_components=[2], alpha=[0.5], n_init=2, max_iter=2000,
                        tol=1e-5, random_state=0)
     model = res.best_model
     assert isinstance(model, BCNMF)
@@ -289,7 +289,7 @@ def test_refit_returns_the_chosen_consensus_model(data):
 def test_inputs_untouched_and_progress_text(data, capsys):
     X, Y = data
     X0, Y0 = X.copy(), Y.copy()
-    select_model(X, Y, n_components=2, alpha=0.5, **FIT, progress=True)
+    select_model(X, background=Y, n_components=2, alpha=0.5, **FIT, progress=True)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(Y, Y0)
     err = capsys.readouterr().err
@@ -316,53 +316,54 @@ def test_plot_returns_axes(result):
     (dict(n_components=[0]), "n_components"),
     (dict(alpha=[-1.0]), "alpha"),
     (dict(alpha=[1.0, 1.0]), "repeated"),
-    (dict(n_restarts=1), "n_restarts"),
+    (dict(n_init=1), "n_init"),
+    (dict(n_init=True), "n_init"),
     (dict(n_splits=0), "n_splits"),
     (dict(n_splits=True), "n_splits"),
     (dict(holdout=1.5), "holdout"),
     (dict(holdout=0.001), "holdout"),
-    (dict(groups=np.arange(5)), "groups must be one label per cell"),
-    (dict(background_groups=np.full(80, np.nan)), "background_groups has NaN"),
-    (dict(groups=np.zeros(80)), "takes every group of X"),
+    (dict(samples=np.arange(5)), "samples must be one label per cell"),
+    (dict(background_samples=np.full(80, np.nan)), "background_samples has NaN"),
+    (dict(samples=np.zeros(80)), "takes every sample of X"),
 ])
 def test_bad_arguments_are_named(data, kwargs, match):
     X, Y = data
-    args = dict(n_components=[2], alpha=[1.0], n_restarts=2, refit=False, max_iter=10)
+    args = dict(n_components=[2], alpha=[1.0], n_init=2, refit=False, max_iter=10)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        select_model(X, Y, **args)
+        select_model(X, background=Y, **args)
 
 
 def test_background_required_and_reserved_params(data):
     X, _ = data
     with pytest.raises(ValueError, match="background"):
-        select_model(X, None)
-    with pytest.raises(TypeError, match="n_init"):
-        select_model(X, X, n_init=3)
+        select_model(X, background=None)
+    with pytest.raises(TypeError, match="consensus"):
+        select_model(X, background=X, consensus=True)
 
 
-def test_grouped_holdout_keeps_samples_together(data):
-    """With groups, whole samples are held out (never split between training and
-    held-out cells), at least ``holdout`` of the cells; the ungrouped split is the
-    random permutation it always was."""
+def test_holdout_by_sample_keeps_samples_together(data):
+    """With samples, whole samples are held out (never split between training and
+    held-out cells), at least ``holdout`` of the cells; without, the split is a random
+    permutation of the cells."""
     rng = np.random.default_rng(3)
-    groups = rng.integers(0, 12, size=90)
+    samples = rng.integers(0, 12, size=90)
     for seed in range(5):
-        train, held = _split(90, 0.2, np.random.default_rng(seed), "X", groups)
-        assert set(groups[train]).isdisjoint(groups[held])
+        train, held = _split(90, 0.2, np.random.default_rng(seed), "X", samples)
+        assert set(samples[train]).isdisjoint(samples[held])
         assert len(train) + len(held) == 90 and len(held) >= 18
-        assert len(held) < 18 + np.bincount(groups).max()   # stops once past the fraction
+        assert len(held) < 18 + np.bincount(samples).max()   # stops once past the fraction
     perm = np.random.default_rng(7).permutation(90)
     train, held = _split(90, 0.2, np.random.default_rng(7), "X")
     np.testing.assert_array_equal(held, np.sort(perm[:18]))
     np.testing.assert_array_equal(train, np.sort(perm[18:]))
     X, Y = data
     mice = np.repeat(np.arange(8), 10)
-    res = select_model(X, Y, n_components=[2], alpha=[1.0], **FIT, groups=mice,
-                       background_groups=mice, random_state=0)
-    again = select_model(X, Y, n_components=[2], alpha=[1.0], **FIT, groups=mice,
-                         background_groups=mice, random_state=0)
-    assert res.settings["grouped"] == (True, True)
+    res = select_model(X, background=Y, n_components=[2], alpha=[1.0], **FIT, samples=mice,
+                       background_samples=mice, random_state=0)
+    again = select_model(X, background=Y, n_components=[2], alpha=[1.0], **FIT, samples=mice,
+                         background_samples=mice, random_state=0)
+    assert res.settings["by_sample"] == (True, True)
     np.testing.assert_array_equal(_criteria(res.table), _criteria(again.table))
 
 
@@ -374,8 +375,8 @@ def test_sparse_input_gives_the_dense_table(data):
 
     X, Y = data
     args = dict(n_components=[2], alpha=[0.5, 1.5], **FIT, n_splits=2, random_state=0)
-    dense = select_model(X, Y, **args)
-    sparse = select_model(sp.csr_matrix(X), sp.csr_matrix(Y), **args)
+    dense = select_model(X, background=Y, **args)
+    sparse = select_model(sp.csr_matrix(X), background=sp.csr_matrix(Y), **args)
     for col in ("contrast", "stability", "heldout_target", "heldout_background",
                 "fit_target", "fit_background"):
         np.testing.assert_allclose(sparse.table[col], dense.table[col], rtol=1e-6, atol=1e-9)

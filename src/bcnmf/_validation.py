@@ -75,7 +75,6 @@ PARAMETER_CONSTRAINTS = {
     "consensus": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "random_state": (_random_state, "None, an int, a numpy RandomState or Generator"),
     "transform_max_iter": (_int_at_least(1), "an int >= 1"),
-    "verbose": (_int_at_least(0), "an int >= 0"),
     "block_size": (_none_or(_int_at_least(1)), "None or an int >= 1 (cells per block)"),
     "batch_size": (_int_at_least(1), "an int >= 1"),
     "forget_factor": (_real_in(0, 1), "a real in [0, 1]"),
@@ -87,6 +86,7 @@ PARAMETER_CONSTRAINTS = {
                                         else np.ndim(v) == 1),
                 "'balanced', None or one positive number per modality"),
     "device": (_device, "None, 'cpu', 'cuda', 'cuda:N' or a torch.device"),
+    "engine": (_none_or(_one_of("local", "dask")), "None, 'local' or 'dask'"),
 }
 
 

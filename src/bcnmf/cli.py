@@ -2,6 +2,9 @@
 done by library functions (:mod:`bcnmf.io`, :class:`bcnmf.BCNMF`, :mod:`bcnmf.report`,
 :mod:`bcnmf.demo`).
 
+Every option that sets a library parameter is named after it (``--n-init`` is ``n_init``,
+``--beta-loss`` is ``beta_loss``); ``docs/vocabulary.md`` lists them.
+
 Exit codes: 0 success, 1 error while running (unreadable input, bad data, failed fit),
 2 usage error (bad or conflicting options). Errors are printed as one line
 (``bcnmf: error: ...``) unless ``--debug`` asks for the traceback.
@@ -31,6 +34,8 @@ Typical use:
   bcnmf fit target.csv --background background.csv -k 5 --alpha 1.5 -o run2
   bcnmf transform run1/model.npz new_cells.h5ad -o new_codes.csv
   bcnmf select target.csv --background background.csv -k 2,3,5 --alpha 0.5,1,1.5 -o sel
+  bcnmf select target.h5ad --groupby condition --background-value control \
+      --sample-key mouse -o run1
   bcnmf report run1
   bcnmf demo --out bcnmf-demo
 """
@@ -120,6 +125,26 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
 def _non_negative_float(text):
     try:
         value = float(text)
@@ -198,17 +223,50 @@ def _input_arguments(parser):
     parser.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
 
 
-def _solver_options(group):
-    """Loss, stopping rule and seed, shared by ``fit`` and ``select``."""
-    group.add_argument("--loss", choices=("frobenius", "poisson"), default="frobenius",
-                       help="frobenius for log-normalised data (default), poisson for raw "
-                            "counts")
+def _model_options(group):
+    """The bcnmf.BCNMF parameters shared by ``fit`` and ``select``, named after them (defaults
+    are BCNMF's; see ``bcnmf fit --help``)."""
+    group.add_argument("--beta-loss", choices=("frobenius", "kullback-leibler", "poisson"),
+                       default="frobenius",
+                       help="frobenius for log-normalised data (default); poisson (= "
+                            "kullback-leibler) for raw counts")
+    group.add_argument("--alpha-scale", choices=("relative", "raw"), default=None,
+                       help="relative (default in stable mode) or the paper's raw weight")
+    group.add_argument("--mode", choices=("stable", "reference"), default="stable",
+                       help="stable (default) or the authors' reference algorithm")
+    group.add_argument("--init", choices=("random", "uniform"), default=None,
+                       help="random starting factors (default in stable mode) or U[0, 1) "
+                            "(default in reference mode)")
+    group.add_argument("--damping", type=_fraction, default=None, metavar="G",
+                       help="exponent in (0, 1] of the multiplicative updates (default: none)")
+    group.add_argument("--smoothing", type=_non_negative_float, default=0.1, metavar="S",
+                       help="stable Poisson: floor of the predictions, as a fraction of each "
+                            "feature's mean (default: 0.1)")
+    group.add_argument("--nuisance-topics", type=_non_negative_int, default=10, metavar="N",
+                       help="stable Poisson: fixed topics of the background alone "
+                            "(default: 10)")
     group.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
                        help="maximum number of sweeps per fit (default: 500)")
     group.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
                        help="stopping tolerance (default: 1e-4)")
-    group.add_argument("--seed", type=int, default=0, metavar="N",
+    group.add_argument("--transform-max-iter", type=_positive_int, default=1000, metavar="N",
+                       help="code updates with the basis fixed (default: 1000)")
+    group.add_argument("--random-state", type=int, default=0, metavar="N",
                        help="random seed (default: 0)")
+    group.add_argument("--block-size", type=_positive_int, default=None, metavar="N",
+                       help="cells per block of the block engine (default: one block)")
+    group.add_argument("--engine", choices=("local", "dask"), default=None,
+                       help="dask: fit on Dask (default: in process)")
+
+
+#: BCNMF parameters given by _model_options, passed on as they are
+_MODEL_PARAMS = ("beta_loss", "alpha_scale", "mode", "init", "damping", "smoothing",
+                 "nuisance_topics", "max_iter", "tol", "transform_max_iter", "random_state",
+                 "block_size", "engine")
+
+
+def _model_params(args):
+    return {name: getattr(args, name) for name in _MODEL_PARAMS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,13 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="number of topics (default: 10)")
     model.add_argument("--alpha", type=_non_negative_float, default=1.5, metavar="A",
                        help="contrast weight (default: 1.5, relative scale)")
-    model.add_argument("--alpha-scale", choices=("relative", "raw"), default=None,
-                       help="relative (default in stable mode) or the paper's raw weight")
-    model.add_argument("--mode", choices=("stable", "reference"), default="stable",
-                       help="stable (default) or the authors' reference algorithm")
     model.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                        help="number of restarts (default: 1)")
-    _solver_options(model)
+    model.add_argument("--consensus", action="store_true",
+                       help="with --n-init > 1: the consensus of the restarts instead of "
+                            "one of them")
+    _model_options(model)
+    model.add_argument("--device", metavar="DEV", default=None,
+                       help="torch device (cpu, cuda, cuda:N; needs PyTorch); default: numpy")
+    run = fit.add_argument_group("checkpoints")
+    run.add_argument("--checkpoint", metavar="FILE", default=None,
+                     help="write the solver state to FILE every --checkpoint-every sweeps")
+    run.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
+                     help="sweeps between checkpoints (default: 10)")
+    run.add_argument("--resume", metavar="FILE", default=None,
+                     help="continue from a checkpoint of a fit with the same data and options")
     _input_arguments(fit)
     fit.add_argument("--write-h5ad", action="store_true",
                      help=".h5ad TARGET: also write OUTDIR/annotated.h5ad, the input with "
@@ -252,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write OUTDIR/report.html (needs matplotlib)")
     fit.add_argument("--n-permutations", type=_positive_int, default=1000, metavar="N",
                      help="permutations of the topic enrichment test (default: 1000)")
+    fit.add_argument("--q-threshold", type=_fraction, default=0.05, metavar="Q",
+                     help="q-value at or below which a topic is enriched (default: 0.05)")
     fit.set_defaults(handler=_cmd_fit, subparser=fit)
 
     sel = sub.add_parser(
@@ -270,16 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--alpha", type=_number_list(float), default=[0.25, 0.5, 1.0, 1.5, 2.0],
                       metavar="A,A,...", help="contrast weights, relative scale (default: "
                       "0.25,0.5,1,1.5,2)")
-    grid.add_argument("--restarts", type=_positive_int, default=3, metavar="N",
-                      help="fits per grid point and split (>= 2; default: 3)")
-    grid.add_argument("--splits", type=_positive_int, default=3, metavar="N",
+    grid.add_argument("--n-init", type=_positive_int, default=3, metavar="N",
+                      help="fits (restarts) per grid point and split (>= 2; default: 3)")
+    grid.add_argument("--n-splits", type=_positive_int, default=3, metavar="N",
                       help="random hold-out splits the criteria are averaged over "
                            "(default: 3)")
     grid.add_argument("--holdout", type=float, default=0.2, metavar="F",
                       help="fraction of cells held out (default: 0.2)")
+    grid.add_argument("--sample-key", metavar="COL", default=None,
+                      help=".h5ad inputs: obs column naming the sample (mouse, donor) of "
+                           "every cell; whole samples are then held out")
+    grid.add_argument("--max-cells", type=_positive_int, default=500, metavar="N",
+                      help="target cells used for the consensus matrix (default: 500)")
     grid.add_argument("--n-jobs", type=int, default=1, metavar="N",
                       help="grid points fitted in parallel (default: 1; -1: all cores)")
-    _solver_options(grid)
+    _model_options(grid)
     _input_arguments(sel)
     sel.set_defaults(handler=_cmd_select, subparser=sel)
 
@@ -340,7 +413,7 @@ def _read(path, args, progress, rows=None, background=False):
 
 
 def _split(table, args):
-    """(target, background) matrices and names from --groupby/--background-value."""
+    """(target rows, background rows) of a table from --groupby/--background-value."""
     import numpy as np
 
     if table.obs is None or args.groupby not in table.obs.columns:
@@ -354,8 +427,18 @@ def _split(table, args):
     is_bg = column.isin(args.background_value).to_numpy()
     if is_bg.all():
         raise ValueError("every cell is background: no target cells left")
-    t, b = np.flatnonzero(~is_bg), np.flatnonzero(is_bg)
-    return (table.X[t], table.obs_names[t]), (table.X[b], table.obs_names[b])
+    return np.flatnonzero(~is_bg), np.flatnonzero(is_bg)
+
+
+def _sample_column(table, path, key):
+    """The --sample-key column of an input's obs, one label per row."""
+    if table.obs is None:
+        raise _UsageError(f"--sample-key needs .h5ad inputs (their obs holds the column); "
+                          f"{path} has no obs")
+    if key not in table.obs.columns:
+        raise KeyError(f"{path} has no obs column {key!r}; columns: "
+                       f"{list(table.obs.columns)[:20]}")
+    return table.obs[key].astype(str).to_numpy()
 
 
 def _align(target, background, args):
@@ -396,14 +479,22 @@ def _warning_lines(caught):
 
 
 def _fit_inputs(args, progress, out):
-    """(X, Y, target names, background names, feature names, inputs record, notes)."""
+    """(X, Y, target names, background names, feature names, inputs record, notes, samples):
+    ``samples`` is the (target, background) pair of --sample-key labels, or (None, None)."""
     target = _read(args.target, args, progress)
     inputs, notes = {"target": str(args.target)}, []
+    key = getattr(args, "sample_key", None)
+    samples = (None, None)
     if args.groupby:
-        (X, x_names), (Y, y_names) = _split(target, args)
+        t, b = _split(target, args)
+        X, x_names, Y, y_names = target.X[t], target.obs_names[t], target.X[b], \
+            target.obs_names[b]
         features = target.var_names
         inputs.update(groupby=args.groupby, background_values=", ".join(args.background_value))
         sources = [(X, args.target, target)]
+        if key:
+            column = _sample_column(target, args.target, key)
+            samples = (column[t], column[b])
     elif args.background:
         background = _read(args.background, args, progress, rows=args.background_rows,
                            background=True)
@@ -414,12 +505,17 @@ def _fit_inputs(args, progress, out):
         x_names, y_names = target.obs_names, background.obs_names
         inputs["background"] = str(args.background)
         sources = [(X, args.target, target), (Y, args.background, background)]
+        if key:
+            samples = (_sample_column(target, args.target, key),
+                       _sample_column(background, args.background, key))
     else:
         X, Y, x_names, y_names, features = (target.X, None, target.obs_names, None,
                                             target.var_names)
         out.note("no background given: fitting plain NMF")
         sources = [(X, args.target, target)]
-    if args.loss == "poisson":
+    from ._validation import LOSS_ALIASES
+
+    if LOSS_ALIASES[args.beta_loss] == "kullback-leibler":
         from ._prep import check_poisson_input
 
         for matrix, path, table in sources:
@@ -430,7 +526,9 @@ def _fit_inputs(args, progress, out):
     inputs.update(layer=args.layer or "", use_raw=args.use_raw, rows=args.rows,
                   n_target=int(X.shape[0]), n_background=0 if Y is None else int(Y.shape[0]),
                   n_features=int(X.shape[1]))
-    return X, Y, x_names, y_names, features, inputs, notes
+    if key:
+        inputs["sample_key"] = key
+    return X, Y, x_names, y_names, features, inputs, notes, samples
 
 
 def _cmd_fit(args, progress, out):
@@ -440,18 +538,18 @@ def _cmd_fit(args, progress, out):
     _check_fit_args(args)
     if args.write_h5ad and not str(args.target).lower().endswith(".h5ad"):
         raise _UsageError("--write-h5ad needs an .h5ad TARGET (the file that is annotated)")
-    X, Y, x_names, y_names, features, inputs, notes = _fit_inputs(args, progress, out)
+    X, Y, x_names, y_names, features, inputs, notes, _ = _fit_inputs(args, progress, out)
     for line in notes:
         out.warn(line)
-    model = BCNMF(args.n_components, alpha=args.alpha, alpha_scale=args.alpha_scale,
-                  beta_loss=args.loss, mode=args.mode, max_iter=args.max_iter, tol=args.tol,
-                  n_init=args.n_init, random_state=args.seed)
-    label = (f"fitting bcNMF (k={args.n_components}, alpha={args.alpha:g}, {args.loss}) on "
-             f"{X.shape[0]} target x {X.shape[1]} features"
+    model = BCNMF(args.n_components, alpha=args.alpha, n_init=args.n_init,
+                  consensus=args.consensus, device=args.device, **_model_params(args))
+    label = (f"fitting bcNMF (k={args.n_components}, alpha={args.alpha:g}, {args.beta_loss}) "
+             f"on {X.shape[0]} target x {X.shape[1]} features"
              + (f", {Y.shape[0]} background" if Y is not None else ""))
     with progress.step(label), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        codes = model.fit_transform(X, background=Y)
+        codes = model.fit_transform(X, background=Y, checkpoint=args.checkpoint,
+                                    checkpoint_every=args.checkpoint_every, resume=args.resume)
     for line in _warning_lines(caught):
         out.warn(line)
         notes.append(line)
@@ -465,7 +563,8 @@ def _cmd_fit(args, progress, out):
         with progress.step("topic enrichment statistics"):
             table = topic_enrichment(model, X, background=Y,
                                      n_permutations=args.n_permutations,
-                                     random_state=args.seed)
+                                     q_threshold=args.q_threshold,
+                                     random_state=args.random_state)
             files["enrichment"] = Path(args.out) / "enrichment.csv"
             table.to_csv(files["enrichment"])
     if args.write_h5ad:
@@ -529,23 +628,22 @@ def _cmd_select(args, progress, out):
     from .selection import select_model
 
     _check_fit_args(args)
-    if args.restarts < 2:
-        raise _UsageError("--restarts must be at least 2 (stability needs several fits)")
+    if args.n_init < 2:
+        raise _UsageError("--n-init must be at least 2 (stability needs several fits)")
     if not 0 < args.holdout < 1:
         raise _UsageError("--holdout must be a fraction in (0, 1)")
     ks = args.n_components
     args.n_components = max(ks)  # feature alignment needs at least this many features
-    X, Y, *_ = _fit_inputs(args, progress, out)
+    X, Y, *_, (samples, background_samples) = _fit_inputs(args, progress, out)
     if Y is None:
         raise _UsageError("select needs a background (--background or --groupby)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = select_model(X, Y, ks, args.alpha, beta_loss=args.loss,
-                              n_restarts=args.restarts, n_splits=args.splits,
-                              holdout=args.holdout,
-                              n_jobs=args.n_jobs, random_state=args.seed,
+        result = select_model(X, ks, background=Y, alpha=args.alpha, n_init=args.n_init,
+                              n_splits=args.n_splits, holdout=args.holdout, samples=samples,
+                              background_samples=background_samples, n_jobs=args.n_jobs,
                               progress=progress.enabled, refit=False,
-                              max_iter=args.max_iter, tol=args.tol)
+                              max_cells=args.max_cells, **_model_params(args))
     for line in _warning_lines(caught):
         out.warn(line)
     folder = Path(args.out)

@@ -114,11 +114,12 @@ class TargetBackground:
         Name of each label value.
     feature_names : ndarray of shape (n_features,), str
         Name of each feature.
-    target_groups : ndarray of shape (n_target,), str, or None
-        Group (for example the mouse) of each target sample; samples of one group are not
-        independent. None when the dataset has no groups.
-    background_groups : ndarray of shape (n_background,), str, or None
-        Group of each background sample, or None.
+    target_samples : ndarray of shape (n_target,), str, or None
+        The biological sample (for example the mouse) each target row was measured on; rows
+        of one sample are not independent (the ``samples`` of :func:`bcnmf.select_model`).
+        None when the dataset does not record it.
+    background_samples : ndarray of shape (n_background,), str, or None
+        The sample of each background row, or None.
     X_missing : ndarray of shape (n_target, n_features), bool, or None
         True where the original value was missing (stored as 0 in ``X``). Only set when masks
         were asked for and the dataset has them.
@@ -131,8 +132,8 @@ class TargetBackground:
     labels: np.ndarray
     label_names: np.ndarray
     feature_names: np.ndarray
-    target_groups: np.ndarray | None = None
-    background_groups: np.ndarray | None = None
+    target_samples: np.ndarray | None = None
+    background_samples: np.ndarray | None = None
     X_missing: np.ndarray | None = None
     Y_missing: np.ndarray | None = None
 
@@ -486,8 +487,8 @@ def _from_npz(data, return_masks):
         labels=np.asarray(data["labels"], dtype=np.int64),
         label_names=np.asarray(data["label_names"]),
         feature_names=np.asarray(data["feature_names"]),
-        target_groups=optional("target_mouse_id", "target_group"),
-        background_groups=optional("background_mouse_id", "background_group"),
+        target_samples=optional("target_mouse_id", "target_group"),
+        background_samples=optional("background_mouse_id", "background_group"),
         X_missing=X_missing,
         Y_missing=Y_missing,
     )
@@ -515,7 +516,7 @@ def load_mice_protein(*, return_masks=False):
     TargetBackground
         ``X`` (270, 77) and ``Y`` (135, 77) float64, non-negative; ``labels`` (270,) int64,
         0 = Control, 1 = Ts65Dn; ``label_names``; ``feature_names`` (77 protein names);
-        ``target_groups`` (270,) and ``background_groups`` (135,) mouse ids; masks when asked,
+        ``target_samples`` (270,) and ``background_samples`` (135,) mouse ids; masks when asked,
         otherwise None.
 
     Examples
@@ -573,7 +574,7 @@ def load_shared_dataset(name, root=None, *, return_masks=False):
     -------
     TargetBackground
         ``X`` (n_target, n_features) and ``Y`` (n_background, n_features) float64,
-        ``labels`` int64, ``label_names``, ``feature_names``, and the sample groups where the
+        ``labels`` int64, ``label_names``, ``feature_names``, and the sample ids where the
         archive has them (mouse ids for ``mice_protein``), else None.
 
     Raises

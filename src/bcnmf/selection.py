@@ -41,7 +41,7 @@ labels:
     whether the gap is at most one such standard error.  Grid points ``within_noise`` at
     other K or alpha are ones the held-out cells cannot tell from the choice.
 
-Each per-restart criterion is averaged over the restarts (``n_restarts``) and over
+Each per-restart criterion is averaged over the restarts (``n_init``) and over
 independent random hold-out splits (``n_splits``, each with its own restarts), which makes the
 rule less sensitive to one unlucky fit and to which cells one split happens to hold out.
 
@@ -173,8 +173,9 @@ class SelectionResult:
     rule : str
         The rule, in words.
     settings : dict
-        ``n_restarts``, ``n_splits``, ``holdout``, ``random_state``, the restart seeds (one
-        list per split) and the fit parameters.
+        ``n_init``, ``n_splits``, ``holdout``, ``by_sample`` (whether ``samples`` and
+        ``background_samples`` were given), ``random_state``, the restart seeds (one list per
+        split) and the fit parameters.
     placements : list of (ndarray, ndarray) or None
         Per grid point (rows of ``table``), the DeLong placements of the held-out target and
         background cells averaged over the restarts, the held-out cells of every split one
@@ -502,24 +503,24 @@ def _seeds(random_state, n):
     return rng, rng.integers(0, 2**31 - 1, size=n)
 
 
-def _split(n, holdout, rng, name, groups=None):
+def _split(n, holdout, rng, name, samples=None):
     """``(training rows, held-out rows)``: a random ``holdout`` of the cells, or, with
-    ``groups``, of whole groups (groups in random order until they hold at least
-    ``holdout`` of the cells)."""
-    if groups is None:
+    ``samples`` (the sample of every cell), of whole samples (samples in random order until
+    they hold at least ``holdout`` of the cells)."""
+    if samples is None:
         n_ho = int(round(holdout * n))
         perm = rng.permutation(n)
         held = np.zeros(n, dtype=bool)
         held[perm[:n_ho]] = True
     else:
-        _, which = np.unique(groups, return_inverse=True)
+        _, which = np.unique(samples, return_inverse=True)
         sizes = np.bincount(which)
         order = rng.permutation(len(sizes))
-        n_groups = int(np.searchsorted(np.cumsum(sizes[order]), holdout * n) + 1)
-        held = np.isin(which, order[:n_groups])
+        n_held = int(np.searchsorted(np.cumsum(sizes[order]), holdout * n) + 1)
+        held = np.isin(which, order[:n_held])
         if held.all():
-            raise ValueError(f"holdout={holdout} takes every group of {name}; give more "
-                             "groups or a smaller holdout.")
+            raise ValueError(f"holdout={holdout} takes every sample of {name}; give more "
+                             "samples or a smaller holdout.")
     n_ho = int(held.sum())
     if n_ho < 2 or n - n_ho < 2:
         raise ValueError(f"holdout={holdout} leaves {n - n_ho} training and {n_ho} held-out "
@@ -527,16 +528,16 @@ def _split(n, holdout, rng, name, groups=None):
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def _check_groups(groups, n, name):
-    if groups is None:
+def _check_samples(samples, n, name):
+    if samples is None:
         return None
-    groups = np.asarray(groups)
-    if groups.ndim != 1 or groups.shape[0] != n:
+    samples = np.asarray(samples)
+    if samples.ndim != 1 or samples.shape[0] != n:
         raise ValueError(f"{name} must be one label per cell ({n}); got shape "
-                         f"{groups.shape}.")
-    if groups.dtype.kind == "f" and np.isnan(groups).any():
-        raise ValueError(f"{name} has NaN labels; give every cell a group.")
-    return groups
+                         f"{samples.shape}.")
+    if samples.dtype.kind == "f" and np.isnan(samples).any():
+        raise ValueError(f"{name} has NaN labels; give every cell a sample.")
+    return samples
 
 
 class _Progress:
@@ -573,14 +574,13 @@ class _Progress:
             self.bar.close()
 
 
-def select_model(X, background, n_components=(2, 3, 5),
-                 alpha=(0.25, 0.5, 1.0, 1.5, 2.0), *, beta_loss="frobenius", n_restarts=3,
-                 n_splits=3, holdout=0.2, groups=None, background_groups=None, n_jobs=1,
-                 random_state=0, progress=False, refit=True, max_cells=500,
-                 **fit_params) -> SelectionResult:
+def select_model(X, n_components=(2, 3, 5), *, background, alpha=(0.25, 0.5, 1.0, 1.5, 2.0),
+                 beta_loss="frobenius", n_init=3, n_splits=3, holdout=0.2, samples=None,
+                 background_samples=None, n_jobs=1, random_state=0, progress=False,
+                 refit=True, max_cells=500, **fit_params) -> SelectionResult:
     """Choose ``(n_components, alpha)`` without labels.
 
-    Every grid point is fitted ``n_restarts`` times (seeds shared by all grid points) on a
+    Every grid point is fitted ``n_init`` times (seeds shared by all grid points) on a
     random ``1 - holdout`` of the target and background cells; the held-out cells are encoded
     with the basis frozen.  This is repeated on ``n_splits`` independent random splits.  The
     criteria (see :mod:`bcnmf.selection`) are averaged over the restarts and the splits, and
@@ -590,20 +590,20 @@ def select_model(X, background, n_components=(2, 3, 5),
     ----------
     X : array-like or sparse of shape (n_target, n_features)
         Target cells.
-    background : array-like or sparse of shape (n_background, n_features)
-        Background cells, same features.
     n_components : int or sequence of int, default=(2, 3, 5)
+    background : array-like or sparse of shape (n_background, n_features)
+        Background cells, same features (required).
     alpha : float or sequence of float, default=(0.25, 0.5, 1.0, 1.5, 2.0)
         Contrast weights, on the scale of ``alpha_scale`` (relative by default).
     beta_loss : {"frobenius", "kullback-leibler", "poisson"}, default="frobenius"
-    n_restarts : int, default=3
-        Fits per grid point and split (>= 2: stability and consensus need several).
+    n_init : int, default=3
+        Fits (restarts) per grid point and split (>= 2: stability and consensus need several).
     n_splits : int, default=3
         Independent random hold-out splits; every criterion is averaged over them (the cost
         grows in proportion).  The rule was validated with 3 (``docs/selection.md``).
     holdout : float in (0, 1), default=0.2
         Fraction of the cells (of each dataset) held out.
-    groups, background_groups : array-like of shape (n_target,) / (n_background,), optional
+    samples, background_samples : array-like of shape (n_target,) / (n_background,), optional
         The sample each cell comes from (a mouse, a donor, a well).  Cells of one sample are
         then held out together (whole samples in random order, until they hold at least
         ``holdout`` of the cells), so that the held-out fit measures how a model carries over
@@ -618,12 +618,12 @@ def select_model(X, background, n_components=(2, 3, 5),
         point and split).
     refit : bool, default=True
         Refit the chosen grid point on all cells (``best_model``, with
-        ``n_init=n_restarts`` and the consensus of the restarts).
+        ``n_init`` restarts and their consensus).
     max_cells : int, default=500
         Target cells (a fixed random subset) used for the consensus matrix.
     **fit_params
         Further :class:`bcnmf.BCNMF` parameters (``mode``, ``max_iter``, ``tol``,
-        ``alpha_scale``, ``smoothing``...).
+        ``alpha_scale``, ``smoothing``...; not ``consensus``, which the refit sets).
 
     Returns
     -------
@@ -647,7 +647,7 @@ def select_model(X, background, n_components=(2, 3, 5),
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:   # a choice at the grid's edge
     ...     warnings.simplefilter("always")
-    ...     res = select_model(X, Y, n_components=[2, 3], alpha=[0.5, 1.0], n_restarts=2,
+    ...     res = select_model(X, [2, 3], background=Y, alpha=[0.5, 1.0], n_init=2,
     ...                        max_iter=300, tol=1e-3)
     >>> sorted(res.best), len(res.table)
     (['alpha', 'n_components'], 4)
@@ -661,9 +661,10 @@ def select_model(X, background, n_components=(2, 3, 5),
 
     ks = _as_list(n_components, "n_components", "int")
     alphas = _as_list(alpha, "alpha", "real")
-    if not (isinstance(n_restarts, (int, np.integer)) and n_restarts >= 2):
-        raise ValueError(f"n_restarts must be an int >= 2 (stability needs several fits); "
-                         f"got {n_restarts!r}.")
+    if not (isinstance(n_init, (int, np.integer)) and not isinstance(n_init, bool)
+            and n_init >= 2):
+        raise ValueError(f"n_init must be an int >= 2 (stability needs several fits); "
+                         f"got {n_init!r}.")
     if not (isinstance(n_splits, (int, np.integer)) and not isinstance(n_splits, bool)
             and n_splits >= 1):
         raise ValueError(f"n_splits must be an int >= 1 (random hold-out splits); got "
@@ -673,15 +674,16 @@ def select_model(X, background, n_components=(2, 3, 5),
     if background is None:
         raise ValueError("select_model needs background= (the background cells): the "
                          "criteria contrast the target against it.")
-    for bad in ("n_components", "alpha", "random_state", "n_init", "consensus"):
-        if bad in fit_params:
-            raise TypeError(f"{bad} is set by select_model; do not pass it in fit_params.")
+    if "consensus" in fit_params:
+        raise TypeError("consensus is set by select_model (the refit is the consensus of its "
+                        "restarts); do not pass it.")
     from .estimator import BCNMF
 
+    own = {"n_components", "alpha", "beta_loss", "n_init", "random_state", "consensus"}
     unknown = sorted(set(fit_params) - set(BCNMF().get_params()))
     if unknown:
         raise TypeError(f"select_model got unknown BCNMF parameters {unknown}; accepted: "
-                        f"{sorted(set(BCNMF().get_params()) - {'n_components', 'alpha'})}.")
+                        f"{sorted(set(BCNMF().get_params()) - own)}.")
     params = {"beta_loss": beta_loss, **fit_params}
     check_params(params, owner="select_model")
     x_names = feature_names(X)
@@ -694,17 +696,17 @@ def select_model(X, background, n_components=(2, 3, 5),
     if too_big:
         raise ValueError(f"n_components {too_big} exceed the number of features "
                          f"({Xc.shape[1]}).")
-    groups = _check_groups(groups, Xc.shape[0], "groups")
-    background_groups = _check_groups(background_groups, Yc.shape[0], "background_groups")
-    rng, seeds = _seeds(random_state, int(n_restarts))
+    samples = _check_samples(samples, Xc.shape[0], "samples")
+    background_samples = _check_samples(background_samples, Yc.shape[0], "background_samples")
+    rng, seeds = _seeds(random_state, int(n_init))
     n_all = Xc.shape[0]
     splits = []     # (training and held-out rows, restart seeds, consensus cells) per split
     cells = None
     for s in range(int(n_splits)):
         if s:
-            seeds = rng.integers(0, 2**31 - 1, size=int(n_restarts))
-        tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X", groups)
-        tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background", background_groups)
+            seeds = rng.integers(0, 2**31 - 1, size=int(n_init))
+        tr_x, ho_x = _split(Xc.shape[0], holdout, rng, "X", samples)
+        tr_y, ho_y = _split(Yc.shape[0], holdout, rng, "background", background_samples)
         if cells is None:   # one random subset of the target cells for every split
             cells = np.sort(rng.permutation(n_all)[:max_cells]) if n_all > max_cells \
                 else np.arange(n_all)
@@ -752,12 +754,12 @@ def select_model(X, background, n_components=(2, 3, 5),
             "alpha": float(table["alpha"].iloc[pick])}
     model = None
     if refit:
-        model = BCNMF(best["n_components"], alpha=best["alpha"], n_init=int(n_restarts),
+        model = BCNMF(best["n_components"], alpha=best["alpha"], n_init=int(n_init),
                       consensus=True, random_state=int(splits[0][1][0]), **params)
         model.fit(X, background=background)
-    settings = {"n_restarts": int(n_restarts), "n_splits": int(n_splits),
+    settings = {"n_init": int(n_init), "n_splits": int(n_splits),
                 "holdout": float(holdout),
-                "grouped": (groups is not None, background_groups is not None),
+                "by_sample": (samples is not None, background_samples is not None),
                 "random_state": random_state if isinstance(random_state, (int, type(None)))
                 else "generator",
                 "seeds": [[int(x) for x in split[1]] for split in splits], **params}
