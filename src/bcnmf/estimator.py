@@ -18,7 +18,7 @@ from .core.fit import FitSettings, fit_factors, transform_codes
 from .core.source import OnDevice, is_out_of_core
 from .core.result import FactorizationResult
 from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
-from .persistence import register
+from .registry import register
 
 
 def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:

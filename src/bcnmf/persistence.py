@@ -13,9 +13,9 @@ format version (a file from a newer bcnmf is refused with a clear message), the 
 (corrupted or truncated files are refused), and rebuilds an estimator whose ``transform`` gives
 exactly the same output as the saved one.
 
-Estimator classes are known by registration (:func:`register`, :data:`REGISTRY`):
-:class:`~bcnmf.BCNMF` registers itself and every subclass, with the fitted attributes each keeps
-beyond its own, so this module imports no estimator.
+Estimator classes are known by registration (:mod:`bcnmf.registry`): :class:`~bcnmf.BCNMF`
+registers itself and every subclass, with the fitted attributes each keeps beyond its own, so this
+module imports no estimator.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from .core.checkpoint import _checksum
 from .core.masked import MissingPrior
 from .core.backend import device_of, resolve_device, to_device, to_numpy
 from .exceptions import ModelFormatError
+from .registry import REGISTRY, Saved
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "REGISTRY", "Saved", "register", "save_model",
-           "load_model", "read_metadata"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_model", "load_model", "read_metadata"]
 
 FORMAT_NAME = "bcnmf-model"
 #: bumped whenever a reader of the previous version could not read a new file correctly
@@ -46,58 +46,12 @@ _METADATA = "metadata.json"
 _SCALARS = ("n_iter_", "alpha_raw_", "objective_", "n_features_in_", "_n_features_out")
 
 
-@dataclasses.dataclass(frozen=True)
-class Saved:
-    """A registered estimator class and the fitted attributes it keeps beyond
-    :class:`~bcnmf.BCNMF`'s, saved and restored as they are.
-
-    Attributes
-    ----------
-    cls : type
-        The estimator class (``cls.__name__`` names it in the metadata).
-    arrays : tuple of str
-        Fitted array attributes.
-    scalars : tuple of str
-        Fitted scalar attributes.
-    """
-
-    cls: type
-    arrays: tuple = ()
-    scalars: tuple = ()
-
-
-#: the estimator classes :func:`load_model` rebuilds, by class name (see :func:`register`)
-REGISTRY: dict[str, Saved] = {}
-
-
-def register(cls, arrays=(), scalars=()):
-    """Make the estimator class ``cls`` loadable by :func:`load_model`.
-
-    :class:`~bcnmf.BCNMF` registers itself and every subclass when the class
-    is made; a class registered again under the same name replaces the first.
-
-    Parameters
-    ----------
-    cls : type
-        The estimator class.
-    arrays, scalars : sequence of str
-        Fitted array and scalar attributes kept beyond :class:`~bcnmf.BCNMF`'s.
-
-    Returns
-    -------
-    type
-        ``cls``.
-    """
-    REGISTRY[cls.__name__] = Saved(cls, tuple(arrays), tuple(scalars))
-    return cls
-
-
 def _saved(model) -> Saved:
-    """The registration of ``type(model)``."""
+    """The registration of ``type(model)``'s name."""
     saved = REGISTRY.get(type(model).__name__)
-    if saved is None or saved.cls is not type(model):
+    if saved is None:
         raise TypeError(f"Cannot save a {type(model).__name__}: it is not a registered estimator "
-                        "class (bcnmf.persistence.register).")
+                        "class (bcnmf.registry.register).")
     return saved
 
 
