@@ -133,8 +133,12 @@ def filled(A, mask):
 def observed_colsum(colsum, mask):
     """Per-feature sums rescaled to the number of cells, as if the missing
     entries held the feature's observed mean (features never observed: 0)."""
-    n_obs = mask.sum(axis=0, dtype=np.float64)
-    n = mask.shape[0]
+    return rescaled_colsum(colsum, mask.sum(axis=0, dtype=np.float64), mask.shape[0])
+
+
+def rescaled_colsum(colsum, n_obs, n: int):
+    """:func:`observed_colsum` from the per-feature observed counts ``n_obs``
+    and the number of cells ``n`` (for masks held in parts)."""
     out = np.zeros_like(colsum)
     ok = n_obs > 0
     out[ok] = colsum[ok] * n / n_obs[ok]
@@ -163,19 +167,40 @@ def row_scale(a, mask, mean):
 def missing_prior(A, mask) -> MissingPrior:
     """:class:`MissingPrior` of a dense matrix ``A`` (zeros at the missing
     entries) and its observation mask, in row chunks (float64 sums)."""
-    n, f = A.shape
     n_obs = mask.sum(axis=0, dtype=np.float64)
+    mean = observed_mean(A.sum(axis=0, dtype=np.float64), n_obs)
+    return prior_from_sums(mean, spread_sumsq(A, mask, mean), n_obs)
+
+
+def observed_mean(colsum, n_obs):
+    """Per-feature means over the observed entries (``m_j``; 0 for features
+    never observed) from the per-feature sums and observed counts."""
+    mean = np.zeros(n_obs.shape[0])
     ok = n_obs > 0
-    mean = np.zeros(f)
-    mean[ok] = A.sum(axis=0, dtype=np.float64)[ok] / n_obs[ok]
+    mean[ok] = colsum[ok] / n_obs[ok]
+    return mean
+
+
+def spread_sumsq(A, mask, mean):
+    """Per-feature sums of ``(a_ij - s_i m_j)^2`` over the observed entries of
+    the rows of ``A`` (zeros at the missing entries), in row chunks: additive
+    over row blocks, so a matrix held in parts sums those of its parts."""
+    n, f = A.shape
     sq = np.zeros(f)
     step = max(1, DENSE_CHUNK_ENTRIES // max(f, 1))
     for lo in range(0, n, step):
         a, m = A[lo:lo + step], mask[lo:lo + step]
         mu = row_scale(a, m, mean)[:, None] * mean[None, :]
         sq += np.sum(np.where(m, (a - mu) ** 2, 0.0), axis=0)
-    tau2 = np.zeros(f)
-    tau2[ok] = sq[ok] / n_obs[ok]
+    return sq
+
+
+def prior_from_sums(mean, sumsq, n_obs) -> MissingPrior:
+    """:class:`MissingPrior` from the observed means, the summed
+    :func:`spread_sumsq` and the per-feature observed counts of a matrix."""
+    tau2 = np.zeros(mean.shape[0])
+    ok = n_obs > 0
+    tau2[ok] = sumsq[ok] / n_obs[ok]
     return MissingPrior(mean, tau2)
 
 
