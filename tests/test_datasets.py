@@ -437,7 +437,7 @@ def test_shared_default_root(monkeypatch):
 
 
 @needs_shared
-def test_shared_mnist_daisy_demo_without_groups():
+def test_shared_mnist_daisy_demo_without_samples():
     if not (SHARED_DATA / "mnist_daisy_demo" / "mnist_daisy_demo.npz").is_file():
         pytest.skip(f"mnist_daisy_demo not present under {SHARED_DATA}")
     data = load_shared_dataset("mnist_daisy_demo", root=SHARED_DATA, return_masks=True)

@@ -224,8 +224,8 @@ def _input_arguments(parser):
 
 
 def _model_options(group):
-    """The bcnmf.BCNMF parameters shared by ``fit`` and ``select``, named after them (defaults
-    are BCNMF's; see ``bcnmf fit --help``)."""
+    """The bcnmf.BCNMF parameters shared by ``fit`` and ``select``, named after them, with
+    BCNMF's defaults but ``--random-state 0`` (the functions' seed, docs/vocabulary.md)."""
     group.add_argument("--beta-loss", choices=("frobenius", "kullback-leibler", "poisson"),
                        default="frobenius",
                        help="frobenius for log-normalised data (default); poisson (= "
