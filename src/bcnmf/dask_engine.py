@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from .core import masked
 from .core.fit import (FitSettings, _restart_seeds, _stack_offset, cell_total_ratio,
                        choose_run, consensus_state, finish, nuisance_options, prepare,
                        transform_codes)
@@ -51,7 +52,7 @@ from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
 from .core.solver import Contrast, gauge_scale, refine_block, solve
 from .core.source import RowSource, Scan
-from .core.updates import (FROBENIUS, Block, Parts, basis_step, block_const, entry_predictions,
+from .core.updates import (FROBENIUS, Block, basis_step, block_const, entry_predictions,
                            sweep_block, view_basis)
 
 #: number of partial results combined by one task of the tree reductions
@@ -134,13 +135,45 @@ def as_cell_chunks(A, name: str = "X", chunk_rows: int | None = None):
 _QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 
 
-def _prepare_chunk(chunk, dtype, name, lo):
-    """Validated chunk as the kernel takes it (C-contiguous float ndarray or
-    canonical CSR of ``dtype``), with the scan statistics of the chunk."""
+def _mask_name(name: str) -> str:
+    return "mask" if name == "X" else f"{name}_mask"
+
+
+def _observed_chunk(chunk, mask, name: str, lo: int):
+    """The observation mask of a chunk (True = observed): ``mask`` (its rows
+    of the user's mask, or None) and not NaN, as
+    :func:`bcnmf.core.masked.observed`; None when no mask was given and
+    nothing is missing.  Sparse chunks take no missing values."""
+    if not sp.issparse(chunk):
+        return masked.observed(np.asarray(chunk), mask)
+    hi = lo + chunk.shape[0]
+    if mask is not None:
+        raise ValueError(f"{_mask_name(name)} was given with sparse chunks of {name} (rows "
+                         f"{lo}-{hi - 1}); BCNMF fits around missing values in dense input "
+                         "only: pass dense chunks, or impute the missing entries.")
+    if np.isnan(chunk.data).any():
+        raise ValueError(f"{name} is sparse and contains NaN in rows {lo}-{hi - 1}; BCNMF "
+                         "fits around missing values (NaN) in dense input only: pass dense "
+                         "chunks (NaN marking the missing entries), or impute them, or drop "
+                         "the affected cells or features.")
+    return None
+
+
+def _prepare_chunk(chunk, dtype, name, lo, mask=None):
+    """A chunk as the kernel takes it and its observation mask: ``(block,
+    observed)``.
+
+    ``block`` is a validated C-contiguous float ndarray or canonical CSR of
+    ``dtype``, with zeros at the missing entries (NaN of dense chunks, and
+    entries where ``mask`` is False, whatever their values; the chunk itself
+    is not modified); ``observed`` is :func:`_observed_chunk`'s mask."""
     if not (isinstance(chunk, np.ndarray) or sp.issparse(chunk)):
         raise TypeError(f"{name} has a chunk of type {type(chunk).__name__} at rows {lo}-; "
                         "the Dask engine takes numpy or scipy.sparse chunks.")
     hi = lo + chunk.shape[0]
+    observed = _observed_chunk(chunk, mask, name, lo)
+    if observed is not None:
+        chunk = masked.filled(chunk, observed)
     block = RowSource(chunk, name, dtype).read(0, chunk.shape[0])
     values = (block.data if sp.issparse(block) else block).ravel()
     if values.size and not (np.isfinite(values).all() and values.min() >= 0):
@@ -148,24 +181,51 @@ def _prepare_chunk(chunk, dtype, name, lo):
         raise ValueError(
             f"{name} has {bad} values in rows {lo}-{hi - 1}; bcNMF needs finite, "
             "non-negative data (counts, intensities, or log1p of them).")
-    return block
+    return block, observed
 
 
-def _scan_chunk(block, loss):
-    """``(total, sumsq, colsum, [const])`` of a prepared chunk (as :func:`scan`)."""
+def _scan_chunk(block, observed, loss):
+    """``(total, sumsq, colsum, [const], n_observed, missing)`` of a prepared
+    chunk: the statistics of :func:`scan`, the per-feature numbers of observed
+    entries and whether the chunk has an observation mask."""
     values = (block.data if sp.issparse(block) else block).ravel()
     v64 = values.astype(np.float64, copy=False)
     colsum = np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
-    return float(v64.sum()), float(v64 @ v64), colsum, [block_const(values, loss)]
+    n_obs = (np.full(block.shape[1], float(block.shape[0])) if observed is None
+             else observed.sum(axis=0, dtype=np.float64))
+    return (float(v64.sum()), float(v64 @ v64), colsum, [block_const(values, loss)], n_obs,
+            observed is not None)
 
 
 def _add_scans(*parts):
     total = sum(p[0] for p in parts)
     sumsq = sum(p[1] for p in parts)
-    colsum = parts[0][2].copy()
+    colsum, n_obs = parts[0][2].copy(), parts[0][4].copy()
     for p in parts[1:]:
         colsum += p[2]
-    return total, sumsq, colsum, [c for p in parts for c in p[3]]
+        n_obs += p[4]
+    return (total, sumsq, colsum, [c for p in parts for c in p[3]], n_obs,
+            any(p[5] for p in parts))
+
+
+def _full_mask(observed, shape):
+    """A chunk's observation mask on a dataset with missing values (all True
+    for a chunk with none)."""
+    return np.ones(shape, dtype=bool) if observed is None else observed
+
+
+def _spread_task(block, mask, mean):
+    """The chunk's part of the prior's spread (:func:`bcnmf.core.masked.spread_sumsq`)."""
+    return masked.spread_sumsq(block, mask, mean)
+
+
+def _kernel_block(data, mask, const, payload):
+    """The kernel's block of a chunk: its data with the dataset's offset,
+    and with its observation mask and the dataset's prior when the dataset
+    has missing values (:func:`bcnmf.core.masked.wrap_blocks`)."""
+    _, _, _, offset, prior = payload
+    block = Block(data, const, offset)
+    return block if mask is None else masked.MaskedBlock(block, mask, prior)
 
 
 def _codes_of(state):
@@ -209,13 +269,13 @@ def _with_nuisance(codes, scales, extra, row):
     return np.ascontiguousarray(np.concatenate([codes, extra], axis=1))
 
 
-def _sweep_task(block, codes, scales, const, payload, want_div):
+def _sweep_task(block, mask, codes, scales, const, payload, want_div):
     """One sweep of one chunk: ``(new codes, (divergence, parts))``."""
-    basis, loss, policy, offset = payload
+    basis, loss, policy = payload[:3]
     with np.errstate(**_QUIET):
         codes = _scaled(codes, scales)
-        div, parts = sweep_block(Block(block, const, offset), codes, view_basis(basis, loss),
-                                 loss, policy, want_div=want_div)
+        div, parts = sweep_block(_kernel_block(block, mask, const, payload), codes,
+                                 view_basis(basis, loss), loss, policy, want_div=want_div)
     return codes, (div, parts)
 
 
@@ -224,11 +284,12 @@ def _held_sweep_task(block, state, scales, const, payload, tail_t, first):
     the codes from column ``first`` on (the nuisance topics, basis rows
     ``tail_t``) stay fixed and their prediction at the stored entries is
     an entry offset, computed once after they last changed and then carried
-    with the chunk's state.  Returns ``(new codes, (None, parts), entries)``."""
-    head, loss, policy, offset = payload
+    with the chunk's state (datasets without missing values only, see
+    :attr:`OnDask.can_hold`).  Returns ``(new codes, (None, parts), entries)``."""
+    head, loss, policy = payload[:3]
     with np.errstate(**_QUIET):
         codes = _scaled(state, scales)   # (the scales touch the free columns only)
-        block = Block(block, const, offset)
+        block = _kernel_block(block, None, const, payload)
         entries = state[2] if isinstance(state, tuple) and len(state) == 3 else \
             entry_predictions(block, codes, first, tail_t)
         _, parts = sweep_block(block, codes, view_basis(head, loss), loss, policy,
@@ -236,29 +297,33 @@ def _held_sweep_task(block, state, scales, const, payload, tail_t, first):
     return codes, (None, parts), entries
 
 
-def _eval_task(block, codes, scales, const, payload):
+def _eval_task(block, mask, codes, scales, const, payload):
     """Divergence of one chunk at the current state (no update)."""
-    basis, loss, policy, offset = payload
+    basis, loss, policy = payload[:3]
     with np.errstate(**_QUIET):
         codes = _scaled(codes, scales) if scales else _codes_of(codes)
-        return sweep_block(Block(block, const, offset), codes, view_basis(basis, loss), loss,
-                           policy, update=False, want_parts=False)[0]
+        return sweep_block(_kernel_block(block, mask, const, payload), codes,
+                           view_basis(basis, loss), loss, policy, update=False,
+                           want_parts=False)[0]
 
 
-def _refine_task(block, codes, scales, payload, max_iter, tol):
+def _refine_task(block, mask, codes, scales, payload, max_iter, tol):
     """:func:`~bcnmf.core.solver.refine_block` on one chunk: its new codes."""
-    basis, loss, policy, offset = payload
+    basis, loss, policy = payload[:3]
     with np.errstate(**_QUIET):
         codes = _scaled(codes, scales)
-        refine_block(Block(block, 0.0, offset), codes, view_basis(basis, loss), loss, policy,
-                     max_iter, tol)
+        refine_block(_kernel_block(block, mask, 0.0, payload), codes, view_basis(basis, loss),
+                     loss, policy, max_iter, tol)
     return codes
 
 
 def _add_sweeps(*stats):
-    """Sum of ``(divergence, parts)`` pairs (None divergence stays None)."""
+    """Sum of ``(divergence, parts)`` pairs (None divergence stays None; the
+    sum has the parts' class, :class:`~bcnmf.core.masked.MaskedParts` for
+    chunks with missing values)."""
     div = 0.0
-    parts = Parts(stats[0][1].cross.copy(), np.array(stats[0][1].second, copy=True))
+    first = stats[0][1]
+    parts = type(first)(first.cross.copy(), np.array(first.second, copy=True))
     for i, (d, p) in enumerate(stats):
         div = None if d is None or div is None else div + d
         if i:
@@ -280,19 +345,34 @@ def _draw_codes(state, bitgen, rows, k, method, factor, dtype):
     return np.ascontiguousarray(draws, dtype=dtype)
 
 
-def _codes_for_basis_task(block, basis):
-    return codes_for_basis(block, basis)
+def _codes_for_basis_task(block, mask, basis):
+    """A chunk's starting codes for ``basis`` as ``transform`` starts them (on
+    the observed entries when the dataset has missing values)."""
+    if mask is None:
+        return codes_for_basis(block, basis)
+    return masked.start_codes(block, mask, basis)
 
 
 def _as_codes(a, dtype):
     return np.array(a, dtype=dtype, order="C")
 
 
-def _transform_chunk(chunk, payload):
-    basis, s, policy, offset, max_iter, tol = payload
+def _transform_chunk(chunk, mask, payload, block_info=None):
+    """:func:`bcnmf.core.fit.transform_codes` on one chunk (``mask``: its rows
+    of the observation mask, or None)."""
+    basis, s, policy, offset, max_iter, tol, prior, prior_given = payload
     if chunk.shape[0] == 0:
         return np.zeros((0, basis.shape[0]), dtype=basis.dtype)
-    return transform_codes(chunk, basis, s, policy, offset, max_iter, tol)[0]
+    lo = block_info[0]["array-location"][0][0] if block_info else 0
+    observed = _observed_chunk(chunk, mask, "X", lo)
+    if observed is not None and not prior_given:
+        hi = lo + chunk.shape[0]
+        raise ValueError(f"X has missing values (NaN) in rows {lo}-{hi - 1}; the codes of "
+                         "cells with missing values depend on the fitted model's missing-value "
+                         "prior, which this transform of a dask array was not given: transform "
+                         "a numpy array (missing values are supported there), or impute them.")
+    return transform_codes(chunk, basis, s, policy, offset, max_iter, tol, mask=observed,
+                           prior=prior)[0]
 
 
 # --------------------------------------------------------------------------- client side
@@ -356,34 +436,47 @@ def _pack(*items):
     return items
 
 
-def _payload(basis, loss, policy, offset):
-    """The per-sweep constants of one dataset as one small task of the graph.
+def _payload(basis, loss, policy, offset, prior=None):
+    """The per-sweep constants of one dataset as one small task of the graph:
+    ``(basis, loss, policy, offset, prior)``, ``prior`` the dataset's
+    :class:`~bcnmf.core.masked.MissingPrior` (or None).
 
-    The basis and the offset are keys named by their content, so the target
-    and background payloads of a sweep share one copy of the basis, the
-    offsets are sent once per fit, and the scheduler keeps one basis per
-    sweep for the lineage of the codes."""
+    The basis, the offset and the prior are keys named by their content, so
+    the target and background payloads of a sweep share one copy of the
+    basis, the offsets and priors are sent once per fit, and the scheduler
+    keeps one basis per sweep for the lineage of the codes."""
     import dask
 
     basis = dask.delayed(np.array(basis, copy=True), pure=True)
     if offset is not None:
         offset = dask.delayed(offset, pure=True)
-    return _delayed(_pack)(basis, loss, policy, offset)
+    if prior is not None:
+        prior = dask.delayed(prior, pure=True)
+    return _delayed(_pack)(basis, loss, policy, offset, prior)
 
 
 @dataclass
 class _Side:
     """One dataset on the cluster: persisted prepared chunks and their rows
-    and constants."""
+    and constants; with missing values, the persisted observation mask of
+    every chunk (``masks``, else None) and the dataset's prior (``prior``,
+    None also when :data:`bcnmf.core.masked.PRIOR` is off)."""
 
     chunks: list
     bounds: list
     info: Scan | None = None
     offset: np.ndarray | None = None
+    masks: list | None = None
+    prior: masked.MissingPrior | None = None
 
     @property
     def consts(self):
         return self.info.consts
+
+    @property
+    def chunk_masks(self) -> list:
+        """The observation mask of every chunk (None for each without missing values)."""
+        return [None] * len(self.chunks) if self.masks is None else self.masks
 
 
 @dataclass
@@ -397,9 +490,29 @@ class _Codes:
     sy: tuple = ()
 
 
-def _load(runner, A, name, loss, dtype=None):
+def mask_chunks(mask, A, name: str = "X"):
+    """An observation mask (True = observed) of the dask array ``A`` as a
+    dask array with ``A``'s chunks: ``mask`` is a numpy or a dask bool array
+    of ``A``'s shape."""
+    import dask.array as da
+
+    mname = _mask_name(name)
+    if not is_dask_array(mask):
+        mask = np.asarray(mask)
+    if tuple(mask.shape) != tuple(A.shape):
+        raise ValueError(f"{mname} must have the shape of {name}, {tuple(A.shape)}; got "
+                         f"{tuple(mask.shape)}.")
+    if np.dtype(mask.dtype) != np.bool_:
+        raise ValueError(f"{mname} must be a boolean array (True = observed, False = "
+                         f"missing); got dtype {mask.dtype}.")
+    return mask.rechunk(A.chunks) if is_dask_array(mask) else da.from_array(mask, A.chunks)
+
+
+def _load(runner, A, name, loss, dtype=None, mask=None):
     """Prepare, validate, persist and scan a dask array: ``_Side`` with its
-    ``Scan``.  One round trip."""
+    ``Scan``.  One round trip; two more with missing values (NaN entries, or
+    ``mask``, a numpy or dask bool array, False): the prior's spread about
+    the observed means, and the masks persisted."""
     A = as_cell_chunks(A, name)
     dtype = np.dtype(A.dtype if dtype is None else dtype)
     dtype = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -407,12 +520,42 @@ def _load(runner, A, name, loss, dtype=None):
     for n in A.chunks[0]:
         bounds.append((lo, lo + n))
         lo += n
-    chunks = [_delayed(_prepare_chunk)(c, dtype, name, b[0])
-              for c, b in zip(A.to_delayed().ravel(), bounds)]
-    stats = _tree([_delayed(_scan_chunk)(c, loss) for c in chunks], _add_scans)
-    chunks, (total, sumsq, colsum, consts) = runner.run(chunks, stats)
+    masks = ([None] * len(bounds) if mask is None
+             else mask_chunks(mask, A, name).to_delayed().ravel())
+    prepared = [_delayed(_prepare_chunk, nout=2)(c, dtype, name, b[0], m)
+                for c, b, m in zip(A.to_delayed().ravel(), bounds, masks)]
+    chunks, observed = [p[0] for p in prepared], [p[1] for p in prepared]
+    stats = _tree([_delayed(_scan_chunk)(c, o, loss) for c, o in prepared], _add_scans)
+    kept, (total, sumsq, colsum, consts, n_obs, missing) = runner.run(chunks + observed, stats)
+    chunks, observed = kept[:len(bounds)], kept[len(bounds):]
     info = Scan(tuple(int(n) for n in A.shape), dtype, total, sumsq, colsum, bounds, consts)
-    return _Side(chunks, bounds, info)
+    side = _Side(chunks, bounds, info)
+    if missing:
+        _with_missing(runner, side, observed, n_obs, name)
+    return side
+
+
+def _with_missing(runner, side: _Side, observed, n_obs, name: str) -> None:
+    """Set up a dataset with missing values as :func:`bcnmf.core.fit.fit_factors`
+    does: per-feature sums over the observed entries
+    (:func:`~bcnmf.core.masked.observed_colsum`), every chunk's mask
+    persisted and the dataset's prior (:func:`~bcnmf.core.masked.fit_prior`,
+    its spread summed over the chunks)."""
+    n, f = side.info.shape
+    if not n_obs.sum() > 0:
+        raise ValueError(f"Input {name} has no observed values: all {n * f} entries are "
+                         "missing (NaN or masked).")
+    colsum = side.info.colsum
+    side.info.colsum = masked.rescaled_colsum(colsum, n_obs, n)
+    masks = [_delayed(_full_mask)(o, (hi - lo, f)) for o, (lo, hi) in zip(observed, side.bounds)]
+    if not masked.PRIOR:
+        side.masks, _ = runner.run(masks)
+        return
+    mean = masked.observed_mean(colsum, n_obs)
+    spread = _tree([_delayed(_spread_task)(c, m, mean) for c, m in zip(side.chunks, masks)],
+                   _add_arrays)
+    side.masks, sumsq = runner.run(masks, spread)
+    side.prior = masked.prior_from_sums(mean, sumsq, n_obs)
 
 
 def _initial_codes(x: _Side, y: _Side | None, s: FitSettings, seed, dtype):
@@ -463,7 +606,8 @@ def _given_codes(side: _Side | None, codes, basis, dtype):
         import dask
 
         b = dask.delayed(np.array(basis, copy=True), pure=True)
-        return [_delayed(_codes_for_basis_task)(c, b) for c in side.chunks]
+        return [_delayed(_codes_for_basis_task)(c, m, b)
+                for c, m in zip(side.chunks, side.chunk_masks)]
     if is_dask_array(codes):
         codes = codes.rechunk((tuple(hi - lo for lo, hi in side.bounds), -1))
         return [_delayed(_as_codes)(c, dtype) for c in codes.to_delayed().ravel()]
@@ -475,9 +619,9 @@ def _sweep_graph(side: _Side, codes, scales, payload, want_div, held=None):
     """One sweep task per chunk: a full sweep, or with ``held = (tail_t,
     first)`` a held sweep (:func:`_held_sweep_task`)."""
     new = []
-    for block, c, const in zip(side.chunks, codes, side.consts):
+    for block, mask, c, const in zip(side.chunks, side.chunk_masks, codes, side.consts):
         if held is None:
-            new.append(_delayed(_sweep_task)(block, c, scales, const, payload, want_div))
+            new.append(_delayed(_sweep_task)(block, mask, c, scales, const, payload, want_div))
         else:
             new.append(_delayed(_held_sweep_task)(block, c, scales, const, payload, *held))
     # the statistics are taken out where the chunk lives, so that the reduction moves
@@ -496,8 +640,6 @@ class OnDask:
     scales are not applied at once but recorded in the state and applied by
     the next task that touches a chunk."""
 
-    can_hold = True   # the Dask engine takes no missing values
-
     def __init__(self, runner: Runner, x: _Side, y: _Side | None, state: _Codes, loss: str,
                  policy):
         self.runner, self.x, self.y, self.state = runner, x, y, state
@@ -507,6 +649,12 @@ class OnDask:
     @property
     def has_background(self) -> bool:
         return self.y is not None
+
+    @property
+    def can_hold(self) -> bool:
+        """Whether sweeps may hold the codes on fixed rows (not with missing
+        values: the masked sweep has no entry offsets)."""
+        return all(side is None or side.masks is None for side in (self.x, self.y))
 
     def snapshot(self):
         return self.state
@@ -523,7 +671,7 @@ class OnDask:
             self.state = _Codes(st.x, st.y, st.sx, st.sy + (pending,))
 
     def _payload(self, side: _Side, basis):
-        return _payload(basis, self.loss, self.policy, side.offset)
+        return _payload(basis, self.loss, self.policy, side.offset, side.prior)
 
     def sweep(self, bx, by, want_div: bool, held=None):
         """One sweep of both datasets: ``((dx, px), (dy, py))``.  ``held =
@@ -553,8 +701,9 @@ class OnDask:
 
         def side_div(side, codes, scales, basis):
             p = self._payload(side, basis)
-            return _tree([_delayed(_eval_task)(b, c, scales, const, p)
-                          for b, c, const in zip(side.chunks, codes, side.consts)],
+            return _tree([_delayed(_eval_task)(b, m, c, scales, const, p)
+                          for b, m, c, const in zip(side.chunks, side.chunk_masks, codes,
+                                                    side.consts)],
                          _add_floats)
 
         dy = side_div(self.y, st.y, st.sy, by) if self.y is not None else 0.0
@@ -567,12 +716,12 @@ class OnDask:
         refined until it moved by at most ``tol`` in one sweep (cells are
         independent, so each chunk runs to its end in one task)."""
         st = self.state
-        new = [_delayed(_refine_task)(b, c, st.sx, self._payload(self.x, bx), max_iter, tol)
-               for b, c in zip(self.x.chunks, st.x)]
+        new = [_delayed(_refine_task)(b, m, c, st.sx, self._payload(self.x, bx), max_iter, tol)
+               for b, m, c in zip(self.x.chunks, self.x.chunk_masks, st.x)]
         if self.y is not None:
-            new += [_delayed(_refine_task)(b, c, st.sy, self._payload(self.y, by), max_iter,
+            new += [_delayed(_refine_task)(b, m, c, st.sy, self._payload(self.y, by), max_iter,
                                            tol)
-                    for b, c in zip(self.y.chunks, st.y)]
+                    for b, m, c in zip(self.y.chunks, self.y.chunk_masks, st.y)]
         kept, _ = self.runner.run(new)
         self.state = _Codes(kept[:len(self.x.chunks)], kept[len(self.x.chunks):])
 
@@ -599,7 +748,8 @@ class DaskRun:
 
 
 def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
-                     callback=None, client=None, chunk_rows=None, consensus=False):
+                     callback=None, client=None, chunk_rows=None, consensus=False,
+                     mask=None, background_mask=None):
     """:func:`bcnmf.core.fit.fit_factors` on Dask.
 
     ``X`` and ``Y`` are dask arrays (or numpy/scipy matrices, wrapped with
@@ -613,6 +763,14 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     :func:`bcnmf.core.fit.fit_factors` computes it, its codes refined on the
     workers.
 
+    Missing values, as in :func:`bcnmf.core.fit.fit_factors`: NaN entries of
+    dense chunks, and the entries where ``mask`` / ``background_mask`` (numpy
+    or dask bool arrays of the data's shape, True = observed) are False, are
+    left out of every sum, with the prior at missing entries of each dataset
+    (``diagnostics["missing_prior"]``); the prior's weights are computed per
+    chunk, as in memory per block of ``block_rows`` cells.  Sparse chunks take
+    no missing values.
+
     Returns ``(FactorizationResult, diagnostics)`` as ``fit_factors``, with
     the codes as persisted dask arrays (chunked as ``X`` and ``Y``) and
     ``diagnostics["dask"]`` a :class:`DaskRun`.
@@ -624,9 +782,10 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
         X = as_cell_chunks(X, "X", chunk_rows)
     if Y is not None and (chunk_rows is not None or not is_dask_array(Y)):
         Y = as_cell_chunks(Y, "background", chunk_rows)
-    x = _load(runner, X, "X", s.loss)
+    x = _load(runner, X, "X", s.loss, mask=mask)
     dtype = x.info.dtype
-    y = _load(runner, Y, "background", s.loss, dtype) if Y is not None else None
+    y = (_load(runner, Y, "background", s.loss, dtype, background_mask) if Y is not None
+         else None)
     info_y = y.info if y is not None else None
     prep = prepare(x.info, info_y, s)
     alpha_raw, policy, opts, n_nuisance = prep.alpha_raw, prep.policy, prep.opts, prep.n_nuisance
@@ -675,6 +834,7 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     return finish(out, components, codes, bg_codes, alpha_raw,
                   (objectives, agreement, best, stability), info_y, s,
                   offsets=(offset_x, offset_y), policy=policy, nuisance_codes=nuisance_codes,
+                  missing_prior=(x.prior, None if y is None else y.prior),
                   dask=DaskRun(runner.round_trips, runner.bytes_fetched))
 
 
@@ -711,20 +871,41 @@ def _augment(basis, executor: OnDask, nuisance):
     return basis
 
 
-def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float):
+#: :func:`transform_dask` was not given the model's missing-value prior
+_PRIOR_NOT_GIVEN = object()
+
+
+def transform_dask(X, basis, s: FitSettings, policy, offset, max_iter: int, tol: float,
+                   mask=None, prior=_PRIOR_NOT_GIVEN):
     """Codes of the cells of a dask array with the basis fixed, as a lazy
     dask array (one task per chunk, :func:`bcnmf.core.fit.transform_codes`
     on the chunk).  Each cell is refined until it has converged by the rule
     of :func:`bcnmf.core.solver.refine_codes`, in a chunk as in memory, so
     the codes equal the in-memory transform's (up to the rounding of dense
-    products over different row counts)."""
+    products over different row counts).
+
+    Missing values: ``prior`` is the fitted model's
+    :class:`~bcnmf.core.masked.MissingPrior` of the matrix (None for a model
+    fitted on complete data).  With it, NaN entries of dense chunks and the
+    entries where ``mask`` (a numpy or dask bool array of ``X``'s shape, True
+    = observed) is False are left out and each cell's codes are solved with
+    that prior, as :func:`~bcnmf.core.fit.transform_codes` solves them.
+    Without it, ``mask`` is refused and a chunk with NaN raises when
+    computed: the codes of such cells depend on the model's prior."""
     import dask
 
     X = as_cell_chunks(X, "X")
+    prior_given = prior is not _PRIOR_NOT_GIVEN
+    if mask is not None:
+        if not prior_given:
+            raise ValueError("mask= needs prior=, the fitted model's missing-value prior "
+                             "(None for a model fitted on complete data).")
+        mask = mask_chunks(mask, X)
     k = basis.shape[0]
-    payload = dask.delayed((basis, s, policy, offset, max_iter, tol), pure=True,
+    payload = dask.delayed((basis, s, policy, offset, max_iter, tol,
+                            prior if prior_given else None, prior_given), pure=True,
                            traverse=False)
-    return X.map_blocks(_transform_chunk, payload, dtype=basis.dtype,
+    return X.map_blocks(_transform_chunk, mask, payload, dtype=basis.dtype,
                         chunks=(X.chunks[0], (k,)), meta=np.empty((0, 0), dtype=basis.dtype))
 
 

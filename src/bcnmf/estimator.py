@@ -497,13 +497,10 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if getattr(self, "device", None) is not None:
                 raise ValueError(f"device={self.device!r} and the Dask engine cannot be "
                                  "combined; the Dask engine runs numpy on the workers.")
-            for name, value in {"mask": mask, "background_mask": background_mask}.items():
-                if value is not None:
-                    raise ValueError(f"{name}= is not supported by the Dask engine (dask "
-                                     "arrays, or engine='dask'); fit in process.")
             return self._fit_dask(X, background, params,
                                   (init_components, init_codes, init_background_codes),
-                                  _checkpointing(checkpoint, checkpoint_every, resume))
+                                  _checkpointing(checkpoint, checkpoint_every, resume),
+                                  (mask, background_mask))
         check_orientation(X, background)
         device = resolve_device(getattr(self, "device", None))
         # missing values: numpy backend of the classes that declare it (BCNMF)
@@ -548,10 +545,11 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._offsets = diag["offsets"]
         self._missing_prior = diag.get("missing_prior", (None, None))
 
-    def _fit_dask(self, X, background, params, init, ckpt):
+    def _fit_dask(self, X, background, params, init, ckpt, masks):
         """``fit_transform`` on the Dask engine (see ``engine``).  ``ckpt``: the
         checkpoint keywords; the engine checkpoints the basis (its codes live on
-        the workers) and resumes from it, codes restarted as ``transform`` starts."""
+        the workers) and resumes from it, codes restarted as ``transform`` starts.
+        ``masks``: ``(mask, background_mask)``, numpy or dask bool arrays or None."""
         from .dask_engine import as_cell_chunks, checkpoint_hooks, fit_factors_dask, is_dask_array
 
         dask_in = is_dask_array(X)
@@ -573,7 +571,8 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if ckpt:
             init, callback = checkpoint_hooks(s, X, Y, init, **ckpt)
         result, diag = fit_factors_dask(X, Y, s, self.random_state, init, callback=callback,
-                                        consensus=bool(getattr(self, "consensus", False)))
+                                        consensus=bool(getattr(self, "consensus", False)),
+                                        mask=masks[0], background_mask=masks[1])
         _report(diag, s, result)
         codes, bg = result.codes, result.background_codes
         if not dask_in:   # numpy/scipy in, numpy out
