@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from .backend import is_torch, is_torch_sparse, torch_dtype
+from .source import Scan
 
 INIT_METHODS = ("random", "uniform")
 
 
 def _mean(a) -> float:
-    if hasattr(a, "mean_entry"):   # a scanned source
+    if isinstance(a, Scan):
         return a.mean_entry
-    values = a.data if hasattr(a, "tocsr") else a
+    values = a.data if sp.issparse(a) else a
     return float(np.sum(values, dtype=np.float64)) / max(a.shape[0] * a.shape[1], 1)
 
 
