@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Online vs full-batch bcNMF: passes over the data to reach the full-batch objective.
+"""Online vs full-batch bcNMF: passes over the data to reach the full-batch objective,
+and the clustering quality (ARI) of both at the same settings (``--ari``).
 
 Usage
 -----
+    python benchmarks/online.py --ari                 # ARI table, 6 seeds, a few minutes
+    python benchmarks/online.py --ari --seeds 2 --datasets mice,mnist
     python benchmarks/online.py                       # 20,000 + 20,000 cells
     python benchmarks/online.py --cells 5000 --passes 1,2,4,8,16
     python benchmarks/online.py --cells 100000 --format csr --score-cells 20000 \
@@ -26,22 +29,49 @@ nonzero; the CSR kernels are several times faster than dense ones),
 ``--score-cells n`` scores on a fixed random subset of ``n`` target and ``n``
 background cells (the same subset for both methods and the goal), and
 ``--cache`` keeps the normalised data in an ``.npz`` between runs.
+
+ARI (``--ari``): ``MiniBatchBCNMF`` and ``BCNMF`` with the same settings (the
+estimators' defaults: relative alpha 1.5, stable mode, tol 1e-4; the same
+K and seed), seeds 0 .. ``--seeds`` - 1, scored by
+:func:`bcnmf.metrics.cluster_ari` (KMeans with as many clusters as labels,
+``n_init`` 20, seed 42, on the target codes) against the true labels.  Data:
+
+- ``sim``: the beta-series simulation at beta 8 (``make_contrastive_counts``),
+  reduced to 1,500 genes (1,000 + 1,000 cells), K = 2; squared error on
+  log-CP10k (dense) and Poisson on the raw counts (sparse);
+- ``mice``: the bundled mouse protein data (``load_mice_protein``), K = 5,
+  squared error, as shipped;
+- ``mnist``: the blended digits ``mnist_daisy_demo`` (``load_shared_dataset``;
+  skipped with a message when the shared data are absent), K = 2, squared
+  error and Poisson, as shipped.
+
+Every set is smaller than the default batch (1,024 cells), so the default fit
+takes one batch per epoch; ``--batches n`` adds rows with ``n`` batches per
+epoch (``batch_size = ceil(cells / n)``).  One BLAS / numba thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
-import os
-from pathlib import Path
+# one thread for BLAS and numba, set before numpy and numba load
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-import numpy as np
-import scipy.sparse as sp
+from pathlib import Path  # noqa: E402
 
-from bcnmf import BCNMF, MiniBatchBCNMF
-from bcnmf.datasets import make_contrastive_counts, normalize_log1p
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from bcnmf import BCNMF, MiniBatchBCNMF  # noqa: E402
+from bcnmf.datasets import (load_mice_protein, load_shared_dataset,  # noqa: E402
+                            make_contrastive_counts, normalize_log1p)
+from bcnmf.metrics import cluster_ari  # noqa: E402
 
 #: code updates of the yardstick (codes of all cells with the basis frozen)
 CODE_ITER = 100
@@ -96,8 +126,106 @@ def _curve(make, X, Y, passes, score):
     return np.array(values), float(np.median(seconds))
 
 
+#: the simulation of the ARI table: beta, genes, target (= background) cells
+SIM_BETA, SIM_GENES, SIM_CELLS = 8.0, 1500, 1000
+#: a seed reaches the full batch when its online ARI is at least this share of it
+ARI_SHARE = 0.9
+
+
+def _ari_sets(names):
+    """``(name, loss, K, X, Y, labels)`` of the ARI table; absent sets are reported."""
+    sets = []
+    if "sim" in names:
+        sim = make_contrastive_counts(SIM_BETA, n_genes=SIM_GENES, n_target=SIM_CELLS,
+                                      n_background=SIM_CELLS, random_state=0, sparse=True)
+        X, Y = sp.csr_matrix(sim.X, dtype=np.float64), sp.csr_matrix(sim.Y, dtype=np.float64)
+        sets.append(("sim", "frobenius", 2, normalize_log1p(X).toarray(),
+                     normalize_log1p(Y).toarray(), sim.labels))
+        sets.append(("sim", "poisson", 2, X, Y, sim.labels))
+    if "mice" in names:
+        d = load_mice_protein()
+        sets.append(("mice", "frobenius", 5, np.asarray(d.X, dtype=np.float64),
+                     np.asarray(d.Y, dtype=np.float64), d.labels))
+    if "mnist" in names:
+        try:
+            d = load_shared_dataset("mnist_daisy_demo")
+        except FileNotFoundError as exc:
+            print(f"mnist_daisy_demo skipped: {exc}\n")
+        else:
+            X, Y = np.asarray(d.X, dtype=np.float64), np.asarray(d.Y, dtype=np.float64)
+            for loss in ("frobenius", "poisson"):
+                sets.append(("mnist", loss, 2, X, Y, d.labels))
+    return sets
+
+
+def _ari_rows(sets, seeds, batches):
+    """One row per set, batches per epoch and seed; prints each row as it comes."""
+    rows = []
+    for name, loss, k, X, Y, labels in sets:
+        n = X.shape[0]
+        sizes = [("default", MiniBatchBCNMF().batch_size)] + [
+            (str(b), -(-n // b)) for b in batches]
+        full = []
+        for seed in range(seeds):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = BCNMF(k, beta_loss=loss, random_state=seed)
+                full.append((cluster_ari(model.fit_transform(X, background=Y), labels),
+                             model.n_iter_))
+        for label, size in sizes:
+            for seed in range(seeds):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = MiniBatchBCNMF(k, beta_loss=loss, batch_size=size,
+                                           random_state=seed)
+                    ari = cluster_ari(model.fit_transform(X, background=Y), labels)
+                a_full, it_full = full[seed]
+                ratio = ari / a_full if a_full > 0 else float("nan")
+                row = (name, loss, f"{size} ({-(-n // size)})", seed, a_full, ari, ratio,
+                       it_full, model.n_iter_)
+                rows.append(row)
+                print("| {} | {} | {} | {} | {:.3f} | {:.3f} | {:.2f} | {} | {} |".format(*row),
+                      flush=True)
+    return rows
+
+
+def ari_table(args) -> int:
+    names = [v.strip() for v in args.datasets.split(",")]
+    batches = [int(v) for v in args.batches.split(",")] if args.batches else []
+    sets = _ari_sets(names)
+    print(f"# ARI of MiniBatchBCNMF vs BCNMF at the same settings (defaults: relative alpha "
+          f"1.5, stable mode, tol 1e-4, max_iter 500; same K and seed), seeds 0-{args.seeds - 1}"
+          f"; KMeans (n_init 20, seed 42) on the target codes; one BLAS/numba thread; "
+          f"simulation reduced to beta {SIM_BETA:g}, {SIM_CELLS} + {SIM_CELLS} cells, "
+          f"{SIM_GENES} genes; load1 {os.getloadavg()[0]:.1f}\n")
+    print("| data set | loss | batch (per epoch) | seed | ARI full batch | ARI online | ratio "
+          "| sweeps full | epochs online |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    t = time.perf_counter()
+    with threadpool_limits(limits=1):
+        rows = _ari_rows(sets, args.seeds, batches)
+    print(f"\nSummary (seeds whose online ARI is at least {ARI_SHARE:.0%} of the full "
+          f"batch's; {time.perf_counter() - t:.0f} s in all):\n")
+    print("| data set | loss | batch (per epoch) | seeds >= 90% | mean ARI full | mean ARI online |")
+    print("|---|---|---|---|---|---|")
+    groups = {}
+    for row in rows:
+        groups.setdefault(row[:3], []).append(row)
+    for (name, loss, batch), group in groups.items():
+        ok = sum(r[5] >= ARI_SHARE * r[4] for r in group)
+        print(f"| {name} | {loss} | {batch} | {ok} / {len(group)} | "
+              f"{np.mean([r[4] for r in group]):.3f} | {np.mean([r[5] for r in group]):.3f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ari", action="store_true",
+                   help="print the ARI table instead of the objective curves")
+    p.add_argument("--seeds", type=int, default=6, help="ARI: seeds 0 .. n-1")
+    p.add_argument("--datasets", default="sim,mice,mnist", help="ARI: data sets")
+    p.add_argument("--batches", default="",
+                   help="ARI: also these numbers of batches per epoch (e.g. 4)")
     p.add_argument("--cells", type=int, default=20_000)
     p.add_argument("--passes", default="1,2,3,5,8,13,20,30",
                    help="numbers of passes at which both methods are scored")
@@ -109,6 +237,8 @@ def main(argv=None) -> int:
                    help="score on this many target and background cells (0: all)")
     p.add_argument("--cache", default=None, help=".npz of the normalised data")
     args = p.parse_args(argv)
+    if args.ari:
+        return ari_table(args)
     X, Y = _data(args.cells, args.format, args.cache)
     score = (X, Y)
     if 0 < args.score_cells < args.cells:

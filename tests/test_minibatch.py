@@ -1,9 +1,12 @@
 """Online bcNMF (MiniBatchBCNMF).
 
-* one batch holding every cell, with no memory of past steps
-  (``forget_factor=0``), is exactly the full-batch fit;
-* ``partial_fit`` over a sequence of blocks equals ``fit`` over the same
-  batches (fresh codes per batch), for full and no memory;
+* one batch holding every cell is exactly the full-batch fit, for any
+  forgetting factor, and at the defaults (stopping rule and final code
+  refinement included); the stream accumulators of ``partial_fit`` are not
+  (negative control);
+* ``partial_fit`` over a sequence of blocks equals the first epoch of ``fit``
+  over the same batches (fresh codes per batch), for full and no memory, and
+  every epoch of it without memory;
 * outputs are finite and non-negative, inputs unchanged, runs reproducible;
 * on a planted problem the online fit recovers the target topics;
 * stable Poisson carries BCNMF's nuisance topics (one batch without memory
@@ -31,7 +34,8 @@ def _data(seed=0, n_x=60, n_y=40, n_features=10):
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("mode", ["stable", "reference"])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_full_batch_without_memory_equals_the_full_batch_fit(loss, mode, sparse):
+@pytest.mark.parametrize("forget", [0.0, 0.7, 1.0])
+def test_one_batch_of_every_cell_equals_the_full_batch_fit(loss, mode, sparse, forget):
     X, Y = _data()
     if sparse:
         X[X < 0.3] = 0
@@ -42,7 +46,7 @@ def test_full_batch_without_memory_equals_the_full_batch_fit(loss, mode, sparse)
                  nuisance_topics=0)
     codes = full.fit_transform(X, background=Y)
     online = MiniBatchBCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0,
-                            batch_size=10_000, forget_factor=0.0, max_no_improvement=None,
+                            batch_size=10_000, forget_factor=forget, max_no_improvement=None,
                             random_state=0, nuisance_topics=0)
     online_codes = online.fit_transform(X, background=Y)
     assert online.n_steps_ == 20 and online.n_iter_ == 20
@@ -56,24 +60,84 @@ def test_full_batch_without_memory_equals_the_full_batch_fit(loss, mode, sparse)
                     rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore::bcnmf.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("loss, nuisance", [("frobenius", 10), ("kullback-leibler", 0),
+                                            ("kullback-leibler", 10)])
+def test_defaults_with_one_batch_are_the_full_batch_fit(monkeypatch, loss, nuisance):
+    """At the defaults (forgetting factor, tol and its stopping rule,
+    max_iter, max_no_improvement, final code refinement), a batch holding
+    every cell is BCNMF at its defaults: the same number of sweeps, topics
+    and refined codes (after max_iter sweeps, or stopped by tol).  Stable
+    Poisson with nuisance topics, whose codes the online engine updates at
+    every step: with BCNMF's nuisance schedule set to every sweep."""
+    from bcnmf.core import fit as core_fit
+
+    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
+    X, Y = _data(8, n_features=16)
+    full = BCNMF(3, beta_loss=loss, random_state=0, nuisance_topics=nuisance)
+    codes = full.fit_transform(X, background=Y)
+    online = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, nuisance_topics=nuisance)
+    assert online.batch_size > X.shape[0]
+    online_codes = online.fit_transform(X, background=Y)
+    assert full.n_iter_ > 20
+    assert online.n_iter_ == online.n_steps_ == full.n_iter_
+    assert_allclose(online.components_, full.components_, rtol=1e-9, atol=1e-13)
+    assert_allclose(online_codes, codes, rtol=1e-9, atol=1e-12)
+    assert_allclose(online.background_codes_, full.background_codes_, rtol=1e-9, atol=1e-12)
+    # max_no_improvement does not apply to full-batch steps
+    strict = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, nuisance_topics=nuisance,
+                            max_no_improvement=1)
+    assert_array_equal(strict.fit_transform(X, background=Y), online_codes)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("forget", [0.0, 1.0])
-def test_partial_fit_over_blocks_equals_fit(loss, forget):
+def test_stream_accumulators_are_not_the_full_batch_step(loss):
+    """Negative control of the test above: the accumulators of a stream
+    (partial_fit's: past parts decay by the forgetting factor and the new
+    ones are added) on a batch of every cell, met twice, are not the
+    full-batch step; the accumulators of a fit (every batch once, by its
+    latest parts) are."""
+    from bcnmf.core.online import OnlineState, online_step
+
+    X, Y = _data(9)
+    model = MiniBatchBCNMF(3, beta_loss=loss, max_iter=2, tol=0, random_state=0,
+                           nuisance_topics=0)
+    full = BCNMF(**{k: v for k, v in model.get_params().items()
+                    if k in BCNMF().get_params()}).fit(X, background=Y)
+    bases = {}
+    for batch in (None, 0):
+        cx, cy = model._start(X, Y, model._params(), None)
+        state = OnlineState.start(model._online.basis, None, 0 if batch is None else 1)
+        for _ in range(2):
+            online_step(state, X, cx, Y, cy, model._settings, model._policy, 0.7, False, 0,
+                        [cx, cy], batch)
+        bases[batch] = state.basis
+    assert_allclose(bases[0], full.components_, rtol=1e-10, atol=1e-14)
+    assert not np.allclose(bases[None], full.components_, rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("forget, epochs", [(0.0, 2), (1.0, 1)])
+def test_partial_fit_over_blocks_equals_fit(loss, forget, epochs):
+    """partial_fit cannot know that a block comes back: its accumulators add
+    a revisited block's parts to its older ones, where fit replaces them;
+    the two agree over the first epoch, and over every epoch without
+    memory."""
     X, Y = _data(1, n_x=90, n_y=60)
     start = np.random.default_rng(5).random((3, X.shape[1])) + 0.1
     # no nuisance topics: partial_fit fits them on its first block, fit on every cell
     kw = dict(alpha=0.7, beta_loss=loss, tol=0, max_no_improvement=None, forget_factor=forget,
               fresh_restarts=True, random_state=0, nuisance_topics=0)
-    fitted = MiniBatchBCNMF(3, batch_size=30, max_iter=2, **kw)
+    fitted = MiniBatchBCNMF(3, batch_size=30, max_iter=epochs, **kw)
     n = X.shape[0]
     fitted.fit(X, background=Y, init_components=start, init_codes=np.ones((n, 3)),
                init_background_codes=np.ones((Y.shape[0], 3)))
     online = MiniBatchBCNMF(3, batch_size=30, **kw)
-    for _ in range(2):
+    for _ in range(epochs):
         for (lo, hi), (ly, hy) in zip([(0, 30), (30, 60), (60, 90)],
                                       [(0, 20), (20, 40), (40, 60)]):
             online.partial_fit(X[lo:hi], background=Y[ly:hy], init_components=start)
-    assert online.n_steps_ == fitted.n_steps_ == 6
+    assert online.n_steps_ == fitted.n_steps_ == 3 * epochs
     assert_allclose(online.components_, fitted.components_, rtol=1e-10, atol=1e-14)
     assert_allclose(online.history_["objective"], fitted.history_["objective"], rtol=1e-10)
     # codes agree except at the code floor, which is relative to the mean cell total of

@@ -11,8 +11,8 @@ from .core.fit import (_augment, _restart_seeds, _stack_offset, contrast_offsets
                        nuisance_basis, nuisance_count, step_policy)
 from .core.backend import is_torch
 from .core.init import initial_factors
-from .core.online import OnlineState, online_step
-from .core.solver import _unit_rows, normalize_basis
+from .core.online import OnlineState, online_step, polish_codes
+from .core.solver import SolverOptions, unit_rows, normalize_basis
 from .core.source import RowSource, make_blocks, scan
 from .estimator import (BCNMF, _check_background, _check_init, _settings,
                         _validate_target)
@@ -30,11 +30,14 @@ class MiniBatchBCNMF(BCNMF):
     Every step takes ``batch_size`` target cells and the matching share of
     background cells (so that both are traversed once per epoch), updates
     their codes with the basis fixed and takes one multiplicative basis step
-    from running accumulators weighted by a forgetting factor, as
-    scikit-learn's :class:`~sklearn.decomposition.MiniBatchNMF` does.  On
-    large data this reaches the full-batch objective in fewer passes over
+    from running accumulators of the batches' parts (see ``forget_factor``).
+    On large data this reaches the full-batch objective in fewer passes over
     the cells; :meth:`partial_fit` learns from blocks that arrive one at a
-    time.
+    time.  With one batch per epoch (``batch_size`` at least the number of
+    target cells) every step is the full-batch step and the fit is
+    :class:`BCNMF`'s (with nuisance topics, up to their schedule: their codes
+    are updated at every step here, every 10th sweep there).  See
+    docs/online.md.
 
     Parameters
     ----------
@@ -52,27 +55,40 @@ random_state, transform_max_iter
     batch_size : int, default=1024
         Target cells per step.
     forget_factor : float in [0, 1], default=0.7
-        Weight of the past in the accumulators after one epoch: each step
-        multiplies them by ``forget_factor ** (batch_size / n_target)`` (in
-        :meth:`partial_fit`, by ``forget_factor``).  0 forgets everything
+        Weight of the past in the accumulators after one epoch.
+        :meth:`fit` revisits the same batches every epoch: the accumulators
+        hold every batch once, by its latest parts, weighted by
+        ``forget_factor ** (batch_size / n_target)`` per step since they were
+        computed (between ``forget_factor`` and 1), so a batch's older parts
+        never add to its new ones.  :meth:`partial_fit` receives new cells at
+        every call: it multiplies the accumulators by ``forget_factor`` and
+        adds the block's parts (scikit-learn's
+        :class:`~sklearn.decomposition.MiniBatchNMF`).  0 forgets everything
         (every step is a full-batch step on its batch); 1 remembers all.
     fresh_restarts : bool, default=False
         Solve the codes of every batch afresh (up to
         ``fresh_restarts_max_iter`` code updates) instead of one update from
         their stored values.  :meth:`partial_fit` always does.
     fresh_restarts_max_iter : int, default=30
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
+    max_iter : int, default=500
+        Maximum number of epochs (passes over the data); one epoch with one
+        batch is one sweep of :class:`BCNMF`.
     tol : float, default=1e-4
-        Stop when the largest L1 change of a unit-L1 basis row in one step is
-        at most ``tol``; 0 disables it.
+        The rule of :class:`BCNMF`, per epoch: stop at the end of an epoch
+        when the topics stop moving, i.e. the largest L1 distance between a
+        unit-L1 basis row and the same row 10 epochs earlier, divided by 10,
+        is at most ``tol`` (comparing states at the same point of the batch
+        sequence, which repeats every epoch); the stored codes of all cells
+        are then refined with the basis fixed until their relative L1 change
+        per step is at most ``tol`` (at most ``transform_max_iter`` steps).
+        0 runs exactly ``max_iter`` epochs and no refinement.
     max_no_improvement : int or None, default=10
         Stop after this many steps without improvement of the smoothed
         per-cell batch objective in which no topic moved by more than
         ``STALE_CHANGE`` (1e-3, L1 change of a unit-L1 basis row): the
-        contrastive objective can stall while the topics still move (raw-count
-        simulation, one batch per epoch: 11 such steps, then the topics found
-        the subtypes).  None disables it.
+        contrastive objective can stall while the topics still move.  Not
+        applied with one batch per epoch, whose steps are full-batch steps
+        judged by ``tol`` as in :class:`BCNMF`.  None disables it.
 
     Attributes
     ----------
@@ -105,7 +121,7 @@ random_state, transform_max_iter
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,
                  batch_size=1024, forget_factor=0.7, fresh_restarts=False,
-                 fresh_restarts_max_iter=30, max_iter=200, tol=1e-4, max_no_improvement=10,
+                 fresh_restarts_max_iter=30, max_iter=500, tol=1e-4, max_no_improvement=10,
                  random_state=None, transform_max_iter=1000, nuisance_topics=10):
         self.n_components = n_components
         self.alpha = alpha
@@ -132,10 +148,11 @@ random_state, transform_max_iter
         check_params(p, owner=type(self).__name__)
         return dict(p, damping=None, n_init=1)
 
-    def _start(self, X, Y, p, init):
+    def _start(self, X, Y, p, init, n_batches=0):
         """Settings, policy and starting factors (as :func:`bcnmf.core.fit.fit_factors`
         draws them), from ``X`` and ``Y`` or from ``init = (basis, codes,
-        background codes)``; returns the starting codes."""
+        background codes)``, for a fit over ``n_batches`` batches (0: a stream
+        of blocks); returns the starting codes."""
         s = _settings(self.n_components, X.shape[1], p, owner=type(self).__name__)
         info_x = scan(RowSource(X), s.loss, None)
         info_y = scan(RowSource(Y, "background", X.dtype), s.loss, None) \
@@ -165,7 +182,7 @@ random_state, transform_max_iter
                 basis = np.ascontiguousarray(np.concatenate([basis, g]))
             else:
                 basis, cx, cy = _augment(basis, cx, cy, (g, dy), info_x, info_y)
-        self._online = OnlineState.start(basis, k)
+        self._online = OnlineState.start(basis, k, n_batches)
         self._hist = {k: [] for k in ("iteration", "target", "background", "objective",
                                       "smoothed")}
         self._ewa = None
@@ -191,13 +208,14 @@ random_state, transform_max_iter
                               type(self).__name__)
         s_k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
         init = _check_init((init_components, init_codes, init_background_codes), X, Y, s_k)
-        cx, cy = self._start(X, Y, p, init)
         n_x = X.shape[0]
         n_steps = -(-n_x // self.batch_size)
-        rho = self.forget_factor ** (min(self.batch_size, n_x) / n_x)
+        cx, cy = self._start(X, Y, p, init, n_steps)
+        rho = self.forget_factor ** (self.batch_size / n_x)
         bounds_x = _even_bounds(n_x, n_steps)
         bounds_y = _even_bounds(Y.shape[0], n_steps) if Y is not None else None
-        stop = None
+        patience = self.max_no_improvement if n_steps > 1 else None
+        stop, recent, window = None, [], SolverOptions.window
         for epoch in range(self.max_iter):
             self.n_iter_ = epoch + 1
             for step in range(n_steps):
@@ -213,7 +231,7 @@ random_state, transform_max_iter
                 else:
                     rescale = [c for c in (cx, cy) if c is not None]
                 stop = self._step(xb, codes_x, yb, codes_y, rho, self.fresh_restarts, rescale,
-                                  n_x)
+                                  n_x, patience, step)
                 if self.fresh_restarts:
                     cx[lo:hi] = codes_x
                     if yb is not None:
@@ -222,6 +240,17 @@ random_state, transform_max_iter
                     break
             if stop:
                 break
+            if self.tol > 0:
+                recent.append(unit_rows(self._online.basis))
+                if len(recent) > window:
+                    past = recent.pop(0)
+                    if np.abs(recent[-1] - past).sum(axis=1).max() / window <= self.tol:
+                        stop = "converged"
+                        break
+        if stop != "diverged" and self.tol > 0 and not self.fresh_restarts:
+            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+                polish_codes(self._online, X, cx, Y, cy, self._settings, self._policy,
+                             self.transform_max_iter, self.tol)
         self._finish(stop)
         if Y is not None:
             self.background_codes_ = self.transform(Y, as_background=True) \
@@ -259,23 +288,25 @@ random_state, transform_max_iter
         codes_y = None if Y is None else np.empty((Y.shape[0], codes_x.shape[1]), X.dtype)
         rescale = [c for c in (codes_x, codes_y) if c is not None]
         X = X.astype(self._online.basis.dtype, copy=False)
-        self._step(X, codes_x, Y, codes_y, self.forget_factor, True, rescale, None)
+        self._step(X, codes_x, Y, codes_y, self.forget_factor, True, rescale, None,
+                   self.max_no_improvement)
         self.n_iter_ = 1
         self._finish(None, warn=False)
         self.background_codes_ = None if codes_y is None else codes_y[:, :self._online.n_free]
         return self
 
-    def _step(self, X, codes_x, Y, codes_y, rho, fresh, rescale, n_total):
+    def _step(self, X, codes_x, Y, codes_y, rho, fresh, rescale, n_total, patience,
+              batch=None):
         state, s = self._online, self._settings
-        basis_before = _unit_rows(state.basis)
+        basis_before = unit_rows(state.basis)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             dx, dy, alpha = online_step(state, X, codes_x, Y, codes_y, s, self._policy, rho,
-                                        fresh, self.fresh_restarts_max_iter, rescale)
+                                        fresh, self.fresh_restarts_max_iter, rescale, batch)
         if not np.all(np.isfinite(state.basis)):
             state.basis[...] = basis_before
             return "diverged"
         self._alpha = alpha
-        change = float(np.abs(_unit_rows(state.basis) - basis_before).sum(1).max())
+        change = float(np.abs(unit_rows(state.basis) - basis_before).sum(1).max())
         cost = (dx - alpha * dy) / X.shape[0]
         weight = X.shape[0] / (n_total + 1) if n_total else 0.5
         smoothed = cost if self._ewa is None else (1 - weight) * self._ewa[0] + weight * cost
@@ -287,9 +318,7 @@ random_state, transform_max_iter
         entering = state.n_steps - 1   # the record is of the state entering the step
         for key, value in zip(self._hist, (entering, dx, dy, dx - alpha * dy, smoothed)):
             self._hist[key].append(value)
-        if self.tol > 0 and change <= self.tol:
-            return "converged"
-        if self.max_no_improvement is not None and stale >= self.max_no_improvement:
+        if patience is not None and stale >= patience:
             return "no improvement"
         return None
 

@@ -6,18 +6,29 @@ A step takes a batch of target cells and a batch of background cells:
    from their stored values (warm) or solved afresh from a deterministic
    start (``fresh``, as for cells never seen before), then one kernel sweep
    (:func:`~bcnmf.core.updates.sweep_block`) returns the batch's basis parts;
-2. the multiplicative basis step uses running accumulators with a
-   forgetting factor ``rho`` (as scikit-learn's ``MiniBatchNMF``)::
+2. the multiplicative basis step uses running accumulators ``A`` and ``D``,
+   ``B <- A / D``, where ``numer / denom`` is the ratio of the full-batch
+   step computed on the batch.  Blocks that arrive once (a stream) enter
+   with a forgetting factor ``rho``, as in scikit-learn's ``MiniBatchNMF``::
 
-       A <- rho A + numer * B,   D <- rho D + denom,   B <- A / D
+       A <- rho A + numer * B,   D <- rho D + denom
 
-   where ``numer / denom`` is the ratio of the full-batch step computed on
-   the batch.  ``rho = 0`` is exactly the full-batch step on the batch.
+   A fit that revisits a fixed set of batches every epoch counts every batch
+   once, by its latest parts, weighted by ``rho ** (steps since they were
+   computed)``::
+
+       A = sum_b rho ** age_b (numer_b * B_b),   D = sum_b rho ** age_b denom_b
+
+   so that a batch's older parts (computed from older codes and basis) do
+   not linger beside its new ones.  Either way, a batch holding every cell
+   takes exactly the full-batch step.
 
 Batch-level statistics follow the full-batch fit: relative ``alpha`` is
 rescaled by the batch's ``S(X_b) / S(Y_b)``, and the stable Poisson offsets
 use the running per-feature means of all cells seen so far, so that a batch
-holding all cells reproduces a full-batch sweep.
+holding all cells reproduces a full-batch sweep.  :func:`polish_codes` ends a
+fit as the full-batch engine does: the codes of every cell are refined with
+the final basis fixed.
 """
 
 from __future__ import annotations
@@ -48,13 +59,26 @@ class OnlineState:
     n_x: int = 0
     n_y: int = 0
     n_steps: int = 0
+    batch_numer: np.ndarray | None = None   # per batch: its latest A, times ``gauge``
+    batch_denom: np.ndarray | None = None   # per batch: its latest D
+    batch_step: np.ndarray | None = None    # per batch: the step that computed them (-1)
+    gauge: np.ndarray | None = None         # product of the row scales of the gauge fixes
 
     @classmethod
-    def start(cls, basis: np.ndarray, n_free: int | None = None) -> "OnlineState":
+    def start(cls, basis: np.ndarray, n_free: int | None = None,
+              n_batches: int = 0) -> "OnlineState":
+        """The state before the first step; ``n_batches > 0``: a fit that
+        revisits that many batches (steps name their batch), else a stream."""
         k, f = basis.shape
         k = k if n_free is None else n_free
-        return cls(basis, np.zeros((k, f), basis.dtype), np.zeros((k, f), basis.dtype),
-                   np.zeros(f), np.zeros(f))
+        state = cls(basis, np.zeros((k, f), basis.dtype), np.zeros((k, f), basis.dtype),
+                    np.zeros(f), np.zeros(f))
+        if n_batches:
+            state.batch_numer = np.zeros((n_batches, k, f), basis.dtype)
+            state.batch_denom = np.zeros((n_batches, k, f), basis.dtype)
+            state.batch_step = np.full(n_batches, -1)
+            state.gauge = np.ones(k, basis.dtype)
+        return state
 
     @property
     def n_free(self) -> int:
@@ -81,11 +105,13 @@ def batch_alpha(s: FitSettings, X, Y) -> float:
 
 def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
                 policy: StepPolicy, rho: float, fresh: bool, fresh_max_iter: int,
-                rescale):
+                rescale, batch=None):
     """One online step on validated batches ``X`` (and ``Y`` or None) with
     their code arrays (updated in place).  ``rescale`` lists the code arrays
     that follow the gauge fix, each cell once: the batch's codes, or the
     stored codes of all cells when the batch's are views of them.
+    ``batch``: the index of the batch in a state started with ``n_batches``
+    (its parts replace the batch's previous ones), else None (a stream).
     Returns ``(target divergence, background divergence, alpha)`` of the
     batch at the state entering the step."""
     state.colsum_x += np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
@@ -113,10 +139,13 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
         rescale = [c[:, :k] for c in rescale]
     numer, denom = basis_terms(basis, px, py, alpha, s.loss)
     numer *= basis
-    state.numer *= rho
-    state.numer += numer
-    state.denom *= rho
-    state.denom += denom
+    if batch is None:
+        state.numer *= rho
+        state.numer += numer
+        state.denom *= rho
+        state.denom += denom
+    else:
+        _replace_batch(state, batch, numer, denom, rho)
     np.divide(state.numer, state.denom + basis_policy(policy).eps, out=basis)
     if policy.basis_floor > 0:
         np.maximum(basis, policy.basis_floor, out=basis)
@@ -125,5 +154,39 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
         scale[~(scale > 0)] = 1.0
         normalize_basis(basis, list(rescale), policy.basis_floor)
         state.numer /= scale[:, None]
+        if state.gauge is not None:
+            state.gauge *= scale
     state.n_steps += 1
     return dx, dy, alpha
+
+
+def _replace_batch(state: OnlineState, batch: int, numer, denom, rho: float) -> None:
+    """Accumulators of a fit that revisits its batches: every batch counts
+    once, by its latest parts, weighted by ``rho ** (steps since they were
+    computed)``.  A batch's ``A`` is stored times the product of the later
+    gauge scales (``state.gauge``), so that the gauge fix of a step divides
+    the current ``A`` only."""
+    state.batch_numer[batch] = numer * state.gauge[:, None]
+    state.batch_denom[batch] = denom
+    state.batch_step[batch] = state.n_steps
+    seen = state.batch_step >= 0
+    weight = np.where(seen, rho ** (state.n_steps - state.batch_step), 0.0)
+    state.numer[...] = np.tensordot(weight, state.batch_numer, axes=1)
+    state.numer /= state.gauge[:, None]
+    state.denom[...] = np.tensordot(weight, state.batch_denom, axes=1)
+
+
+def polish_codes(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
+                 policy: StepPolicy, max_iter: int, tol: float) -> int:
+    """Refine the stored codes of all cells (``codes_x``, and ``codes_y`` when
+    ``Y`` is not None; in place) with the final basis fixed, from their
+    stored values, as the full-batch engine's final refinement
+    (:func:`~bcnmf.core.solver.refine_codes`, ``max_iter`` sweeps at most,
+    relative code change ``tol``), with the prediction offsets of the fitted
+    model.  Returns the largest number of sweeps a block ran."""
+    offset_x, offset_y = state.offsets(s, Y is not None)
+    cast = lambda o: None if o is None else o.astype(X.dtype)  # noqa: E731
+    pairs = [(make_block(X, s.loss, cast(offset_x)), codes_x)]
+    if Y is not None:
+        pairs.append((make_block(Y, s.loss, cast(offset_y)), codes_y))
+    return refine_codes(pairs, view_basis(state.basis, s.loss), s.loss, policy, max_iter, tol)
