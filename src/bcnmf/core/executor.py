@@ -107,7 +107,7 @@ class InMemory:
         parts = None
         for i, (block, codes) in enumerate(pairs):
             if not block.resident:   # streamed: read once for both uses
-                block = Block(block.data, block.const, block.offset)
+                block = Block(block.data, block.const, block.offset, block.storage)
                 entries = entry_predictions(block, codes, first, tail_t)
             else:
                 entries = cache.get(i)
