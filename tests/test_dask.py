@@ -8,7 +8,12 @@
 * only the factors and the K x n_features basis parts reach the client;
 * random starts drawn on the host equal :func:`initial_factors`, a fit
   resumed from a basis alone equals the in-memory fit from that basis, zarr
-  on disk and AnnData with a dask-backed ``X`` fit as their in-memory data.
+  on disk and AnnData with a dask-backed ``X`` fit as their in-memory data;
+* missing values (NaN in dense chunks, numpy or dask masks): the fit equals
+  the in-memory fit with blocks of the chunks' rows (both losses, with and
+  without background, with nuisance topics), the model carries the same
+  prior and transforms as in memory; sparse chunks with missing values and
+  bad masks are refused.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 da = pytest.importorskip("dask.array", reason="dask is not installed (pip install "
                          "'bcnmf[dask]')")
@@ -33,7 +38,8 @@ from bcnmf.core import fit as core_fit  # noqa: E402
 from bcnmf.core.fit import fit_factors  # noqa: E402
 from bcnmf.core.init import codes_for_basis, initial_factors  # noqa: E402
 from bcnmf.core.source import RowSource, scan  # noqa: E402
-from bcnmf.dask_engine import _initial_codes, _load, Runner, fit_factors_dask  # noqa: E402
+from bcnmf.dask_engine import (_initial_codes, _load, OnDask, Runner,  # noqa: E402
+                               fit_factors_dask, transform_dask)
 from bcnmf.estimator import _settings  # noqa: E402
 from bcnmf.exceptions import InvalidParameterError  # noqa: E402
 
@@ -178,8 +184,8 @@ def test_engine_parameter_is_checked():
     with pytest.raises(ValueError, match="engine='local' cannot fit dask arrays"):
         BCNMF(K, engine="local").fit(_chunked(X.toarray()))
     Xd = _chunked(X.toarray())
-    with pytest.raises(ValueError, match="mask= is not supported by the Dask engine"):
-        BCNMF(K).fit(Xd, mask=np.ones(X.shape, dtype=bool))
+    with pytest.raises(ValueError, match=r"mask must have the shape of X, \(120, 16\)"):
+        BCNMF(K).fit(Xd, mask=np.ones((3, 3), dtype=bool))
     with pytest.raises(ValueError, match="device='cpu' and the Dask engine"):
         BCNMF(K, device="cpu").fit(Xd)
 
@@ -413,3 +419,152 @@ def test_client_side_checkpoint_and_resume(client, tmp_path):
             X, background=Y, resume=path)
     with pytest.raises(ValueError, match="n_init=1"):
         BCNMF(K, n_init=2, engine="dask").fit(X, background=Y, checkpoint=path)
+
+
+# --------------------------------------------------------------------------- missing values
+
+def _missing(how, seed=0):
+    """Dense ``(X, Y, mask, background_mask)`` with about 15 % / 10 % of the
+    entries missing: NaN (masks None), or masks with junk under False (NaN,
+    Inf and negative values, which a mask makes ignored)."""
+    X, Y = _data(seed)
+    X, Y = X.toarray(), Y.toarray()
+    rng = np.random.default_rng(seed + 100)
+    mx, my = rng.random(X.shape) > 0.15, rng.random(Y.shape) > 0.1
+    if how == "nan":
+        X[~mx], Y[~my] = np.nan, np.nan
+        return X, Y, None, None
+    junk = np.array([np.nan, np.inf, -1.0])
+    X[~mx] = junk[rng.integers(0, 3, size=(~mx).sum())]
+    Y[~my] = junk[rng.integers(0, 3, size=(~my).sum())]
+    return X, Y, mx, my
+
+
+def _assert_same_prior(local, dist):
+    for a, b in zip(local, dist):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert_allclose(b.mean, a.mean, rtol=1e-12)
+            assert_allclose(b.tau2, a.tau2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("with_background", [True, False])
+@pytest.mark.parametrize("how", ["nan", "mask"])
+def test_missing_values_fit_equals_in_memory(client, loss, with_background, how):
+    """With blocks of the chunks' rows the in-memory fit sees the same blocks,
+    so the prior's weights (computed per block) are the same: the same fit."""
+    X, Y, mask, bg_mask = _missing(how)
+    if not with_background:
+        Y = bg_mask = None
+    given = [None if a is None else a.copy() for a in (X, Y)]
+    s = _settings_for(loss, max_iter=25, tol=0.05)
+    local, ldiag = fit_factors(X, Y, s, random_state=0, block_rows=32, mask=mask,
+                               background_mask=bg_mask)
+    assert ldiag["missing_prior"][0] is not None
+    dmask = None if mask is None else da.from_array(mask, chunks=(20, -1))   # rechunked
+    dist, ddiag = fit_factors_dask(_chunked(X), None if Y is None else _chunked(Y), s,
+                                   random_state=0, client=client, mask=dmask,
+                                   background_mask=bg_mask)
+    _assert_same(local, dist)
+    _assert_same_prior(ldiag["missing_prior"], ddiag["missing_prior"])
+    for a, b in zip((X, Y), given):   # the caller's arrays keep their values
+        if a is not None:
+            assert_array_equal(a, b)
+
+
+def test_missing_values_with_nuisance_topics_equal_in_memory(client):
+    """Stable Poisson with nuisance topics and missing values: no held sweeps
+    (masked blocks take no entry offsets), the same fit as in memory."""
+    X, Y, _, _ = _missing("nan", seed=3)
+    s = _settings_for("kullback-leibler", max_iter=25, tol=0.05, nuisance_topics=2)
+    local, _ = fit_factors(X, Y, s, random_state=0, block_rows=32)
+    assert local.n_iter > core_fit.NUISANCE_EVERY + 1
+    dist, _ = fit_factors_dask(_chunked(X), _chunked(Y), s, random_state=0, client=client)
+    _assert_same(local, dist)
+
+
+def test_held_sweeps_need_complete_data():
+    # threaded scheduler: no cluster needed
+    X, _, _, _ = _missing("nan")
+    runner = Runner(None)
+    with_nan = _load(runner, _chunked(X), "X", "frobenius")
+    complete = _load(runner, _chunked(np.nan_to_num(X)), "X", "frobenius")
+    assert with_nan.masks is not None and complete.masks is None
+    assert OnDask(runner, complete, complete, None, "frobenius", None).can_hold
+    assert not OnDask(runner, with_nan, None, None, "frobenius", None).can_hold
+    assert not OnDask(runner, complete, with_nan, None, "frobenius", None).can_hold
+
+
+def test_estimator_on_dask_with_missing_values(client):
+    """BCNMF with masks and NaN on the Dask engine: numpy in (engine="dask")
+    and dask in (a dask mask of other chunks), the same fit and prior as in
+    memory with ``block_size`` rows per block; the fitted model transforms
+    numpy data with missing values as in memory.  A dask array with missing
+    values is transformed by :func:`transform_dask` given the model's prior;
+    without it (``BCNMF.transform`` of a dask array) it is refused."""
+    X, Y, mask, bg_mask = _missing("mask", seed=4)
+    X[5, 2] = np.nan   # NaN under a True mask: missing too
+    kw = dict(alpha=0.8, max_iter=20, tol=0, random_state=0, transform_max_iter=400,
+              block_size=32)
+    local = BCNMF(K, **kw)
+    codes_local = local.fit_transform(X, background=Y, mask=mask, background_mask=bg_mask)
+    given = X.copy()
+    model = BCNMF(K, engine="dask", **kw)
+    codes = model.fit_transform(X, background=Y, mask=mask, background_mask=bg_mask)
+    assert isinstance(codes, np.ndarray)
+    assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
+    assert_allclose(codes, codes_local, rtol=1e-9, atol=1e-12)
+    assert_array_equal(X, given)
+    _assert_same_prior(local._missing_prior, model._missing_prior)
+    new = np.where(mask, X, np.nan)[::2] * 1.5
+    expected = local.transform(new)
+    assert_allclose(model.transform(new), expected, rtol=1e-9, atol=1e-12)
+    on_dask = BCNMF(K, **kw)
+    codes_d = on_dask.fit_transform(_chunked(X, 40), background=_chunked(Y, 40),
+                                    mask=da.from_array(mask, chunks=(25, -1)),
+                                    background_mask=bg_mask)
+    assert isinstance(codes_d, da.Array) and codes_d.chunks[0] == _chunked(X).chunks[0]
+    assert_allclose(codes_d.compute(), codes_local, rtol=1e-9, atol=1e-12)
+    _assert_same_prior(local._missing_prior, on_dask._missing_prior)
+    args = (on_dask.components_, on_dask._settings, on_dask._policy, on_dask._offsets[0],
+            on_dask.transform_max_iter, on_dask.tol)
+    t = transform_dask(_chunked(new), *args, prior=on_dask._missing_prior[0])
+    assert_allclose(t.compute(), expected, rtol=1e-9, atol=1e-12)
+    t = transform_dask(_chunked(X[::2] * 1.5), *args, mask=mask[::2],
+                       prior=on_dask._missing_prior[0])
+    assert_allclose(t.compute(), expected, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match=r"X has missing values \(NaN\) in rows \d+-\d+; .*"
+                                         "prior"):
+        on_dask.transform(_chunked(new)).compute()
+    with pytest.raises(ValueError, match="mask= needs prior="):
+        transform_dask(_chunked(new), *args, mask=mask[::2])
+
+
+def test_missing_values_refused_where_in_memory_refuses_them():
+    """Sparse chunks take no missing values; masks of another shape or dtype,
+    a matrix with nothing observed and Inf at an observed entry are refused
+    (on the client where the metadata tell, else naming the chunk's rows)."""
+    X, _ = _data()
+    s = _settings_for("frobenius", max_iter=2)
+    nan_sparse = X.copy()
+    nan_sparse.data[3] = np.nan
+    with pytest.raises(ValueError, match=r"X is sparse and contains NaN in rows 0-31; BCNMF "
+                                         "fits around missing values \\(NaN\\) in dense"):
+        fit_factors_dask(_chunked(nan_sparse), None, s)
+    with pytest.raises(ValueError, match=r"mask was given with sparse chunks of X \(rows "
+                                         r"\d+-\d+\); BCNMF fits around missing values in "
+                                         "dense input only"):
+        fit_factors_dask(_chunked(X), None, s, mask=np.ones(X.shape, dtype=bool))
+    dense = X.toarray()
+    with pytest.raises(ValueError, match=r"background_mask must have the shape of "
+                                         r"background, \(120, 16\); got \(120, 15\)"):
+        fit_factors_dask(_chunked(dense), _chunked(dense), s,
+                         background_mask=np.ones((120, 15), dtype=bool))
+    with pytest.raises(ValueError, match="mask must be a boolean array .* got dtype float64"):
+        fit_factors_dask(_chunked(dense), None, s, mask=da.ones(dense.shape, chunks=(32, -1)))
+    with pytest.raises(ValueError, match="Input X has no observed values: all 1920 entries"):
+        fit_factors_dask(_chunked(np.full_like(dense, np.nan)), None, s)
+    dense[40, 1] = np.inf
+    with pytest.raises(ValueError, match=r"X has non-finite values in rows 32-63"):
+        fit_factors_dask(_chunked(dense), None, s, mask=np.isfinite(dense) | (dense > 0))

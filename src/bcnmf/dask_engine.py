@@ -19,11 +19,13 @@ task that touches a chunk, so it costs no extra round trip.
 
 Everything else is the in-memory engine's (:mod:`bcnmf.core.fit`,
 :mod:`bcnmf.core.solver`): relative alpha, step policy, Poisson offsets,
-the nuisance topics of stable Poisson and their held sweeps, stopping rule,
+the nuisance topics of stable Poisson and their held sweeps, missing values
+(:mod:`bcnmf.core.masked`: masked chunks and the prior at missing entries,
+whose data-only part is summed over the chunks at set-up), stopping rule,
 history, divergence handling, code refinement, restarts and their
-selection.  The loop :func:`_solve` follows :func:`bcnmf.core.solver._solve`
-statement by statement; ``tests/test_dask.py`` checks that both return the same
-fit.
+selection.  The loop is :func:`bcnmf.core.solver.solve`, with :class:`OnDask`
+as its executor; ``tests/test_dask.py`` checks that both engines return the
+same fit.
 
 Faults.  Persisted codes keep their lineage (the initial codes are a task,
 regenerated from the host random generator's state at the chunk's first
