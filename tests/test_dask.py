@@ -11,9 +11,9 @@
   on disk and AnnData with a dask-backed ``X`` fit as their in-memory data;
 * missing values (NaN in dense chunks, numpy or dask masks): the fit equals
   the in-memory fit with blocks of the chunks' rows (both losses, with and
-  without background, with nuisance topics), the model carries the same
-  prior and transforms as in memory; sparse chunks with missing values and
-  bad masks are refused.
+  without background, with nuisance topics, from a basis alone), the model
+  carries the same prior and transforms as in memory; sparse chunks with
+  missing values and bad masks are refused.
 """
 
 from __future__ import annotations
@@ -539,6 +539,25 @@ def test_estimator_on_dask_with_missing_values(client):
         on_dask.transform(_chunked(new)).compute()
     with pytest.raises(ValueError, match="mask= needs prior="):
         transform_dask(_chunked(new), *args, mask=mask[::2])
+
+
+def test_resume_from_a_basis_alone_with_missing_values(client):
+    """Codes started from a basis alone on data with missing values start on
+    the observed entries (as ``transform`` starts them): the in-memory fit
+    from that basis and those codes."""
+    from bcnmf.core import masked
+
+    X, Y, _, _ = _missing("nan", seed=7)
+    saved = BCNMF(K, alpha=0.8, max_iter=5, tol=0, random_state=0).fit(
+        X, background=Y).components_
+    starts = [masked.start_codes(np.nan_to_num(A), ~np.isnan(A), saved) for A in (X, Y)]
+    local = BCNMF(K, alpha=0.8, max_iter=10, tol=0, block_size=32)
+    local.fit(X, background=Y, init_components=saved, init_codes=starts[0],
+              init_background_codes=starts[1])
+    resumed = BCNMF(K, alpha=0.8, max_iter=10, tol=0)
+    resumed.fit(_chunked(X), background=_chunked(Y), init_components=saved)
+    assert_allclose(resumed.components_, local.components_, rtol=1e-9, atol=1e-13)
+    assert_allclose(resumed.history_["objective"], local.history_["objective"], rtol=1e-9)
 
 
 def test_missing_values_refused_where_in_memory_refuses_them():

@@ -138,6 +138,7 @@ _QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 
 
 def _mask_name(name: str) -> str:
+    """The keyword of ``name``'s observation mask."""
     return "mask" if name == "X" else f"{name}_mask"
 
 
