@@ -116,18 +116,39 @@ def test_stream_accumulators_are_not_the_full_batch_step(loss):
     assert not np.allclose(bases[None], full.components_, rtol=1e-3, atol=0)
 
 
+def test_fit_over_batches_applies_the_contrast_of_the_whole_data():
+    """fit knows all cells: a relative alpha and the stable Poisson offsets are
+    BCNMF's, whatever the batches; partial_fit's are those of its block."""
+    X, Y = _data(10, n_features=16)
+    kw = dict(beta_loss="kullback-leibler", max_iter=2, tol=0, random_state=0,
+              nuisance_topics=0)
+    full = BCNMF(3, **kw).fit(X, background=Y)
+    online = MiniBatchBCNMF(3, batch_size=20, max_no_improvement=None, **kw)
+    online.fit(X, background=Y)
+    assert online.alpha_raw_ == pytest.approx(full.alpha_raw_, rel=1e-12)
+    for a, b in zip(online._offsets, full._offsets):
+        assert_allclose(a, b, rtol=1e-12)
+    block = MiniBatchBCNMF(3, **kw).partial_fit(X[:20], background=Y[:20])
+    assert block.alpha_raw_ == pytest.approx(BCNMF(3, **kw).fit(X[:20], background=Y[:20])
+                                             .alpha_raw_, rel=1e-12)
+    assert block.alpha_raw_ != pytest.approx(full.alpha_raw_, rel=1e-3)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("forget, epochs", [(0.0, 2), (1.0, 1)])
 def test_partial_fit_over_blocks_equals_fit(loss, forget, epochs):
     """partial_fit cannot know that a block comes back: its accumulators add
     a revisited block's parts to its older ones, where fit replaces them;
     the two agree over the first epoch, and over every epoch without
-    memory."""
+    memory.  With a raw alpha and no Poisson offsets: the data-level
+    statistics, which fit takes from all cells and partial_fit from the
+    blocks seen so far."""
     X, Y = _data(1, n_x=90, n_y=60)
     start = np.random.default_rng(5).random((3, X.shape[1])) + 0.1
     # no nuisance topics: partial_fit fits them on its first block, fit on every cell
-    kw = dict(alpha=0.7, beta_loss=loss, tol=0, max_no_improvement=None, forget_factor=forget,
-              fresh_restarts=True, random_state=0, nuisance_topics=0)
+    kw = dict(alpha=0.7, alpha_scale="raw", smoothing=0.0, beta_loss=loss, tol=0,
+              max_no_improvement=None, forget_factor=forget, fresh_restarts=True,
+              random_state=0, nuisance_topics=0)
     fitted = MiniBatchBCNMF(3, batch_size=30, max_iter=epochs, **kw)
     n = X.shape[0]
     fitted.fit(X, background=Y, init_components=start, init_codes=np.ones((n, 3)),
@@ -260,17 +281,18 @@ def test_online_poisson_with_nuisance_topics_recovers_the_simulated_subtypes():
 
 @pytest.mark.filterwarnings("ignore::bcnmf.exceptions.ConvergenceWarning")
 def test_no_improvement_does_not_stop_while_the_topics_move():
-    """One batch per epoch on the raw-count simulation: the smoothed objective stalls
-    from step 6 to 17 while the topics still move by 0.005-0.05 per step (then they
-    find the subtypes).  Counting those steps as stale stopped the fit at step 17
-    with ARI 0.00; steps whose topics move more than STALE_CHANGE are not stale."""
+    """Two batches per epoch on the raw-count simulation: the smoothed objective
+    stalls while the topics still move; steps whose topics move more than
+    STALE_CHANGE are not stale, so the fit goes on until the topics find the
+    subtypes."""
     from bcnmf.datasets import make_contrastive_counts
     from bcnmf.metrics import cluster_ari
     from bcnmf.minibatch import STALE_CHANGE
 
     assert STALE_CHANGE == 1e-3
     sim = make_contrastive_counts(8.0, random_state=0, sparse=True)
-    model = MiniBatchBCNMF(2, beta_loss="poisson", alpha=1.5, max_iter=60, random_state=0)
+    model = MiniBatchBCNMF(2, beta_loss="poisson", alpha=1.5, batch_size=500, max_iter=60,
+                           tol=0, random_state=0)
     codes = model.fit_transform(sim.X, background=sim.Y)   # default max_no_improvement
     assert model.n_iter_ == 60
     assert cluster_ari(codes, sim.labels, normalize=True) > 0.9

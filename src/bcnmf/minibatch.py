@@ -8,14 +8,15 @@ import numpy as np
 
 from ._validation import check_params
 from .core.fit import (_augment, _restart_seeds, _stack_offset, contrast_offsets,
-                       nuisance_basis, nuisance_count, step_policy)
+                       nuisance_basis, nuisance_count, raw_alpha, step_policy)
 from .core.backend import is_torch
 from .core.init import initial_factors
 from .core.online import OnlineState, online_step, polish_codes
 from .core.solver import SolverOptions, unit_rows, normalize_basis
 from .core.source import RowSource, make_blocks, scan
-from .estimator import (BCNMF, _check_background, _check_init, _settings,
-                        _validate_target)
+from ._base import BaseBCNMF
+from ._inputs import check_background, check_init, resolve_settings, validate_target
+from ._validation import constraints
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
 
@@ -24,7 +25,7 @@ from .exceptions import ConvergenceWarning, DivergenceWarning
 STALE_CHANGE = 1e-3
 
 
-class MiniBatchBCNMF(BCNMF):
+class MiniBatchBCNMF(BaseBCNMF):
     """bcNMF learned online: a basis step after every minibatch.
 
     Every step takes ``batch_size`` target cells and the matching share of
@@ -43,9 +44,11 @@ class MiniBatchBCNMF(BCNMF):
     ----------
     n_components, alpha, alpha_scale, beta_loss, mode, init, smoothing, \
 random_state, transform_max_iter
-        As in :class:`BCNMF`.  A relative ``alpha`` is applied per batch,
-        ``alpha * S(X_b) / S(Y_b)``; the stable Poisson offsets use the
-        running feature means of the cells seen so far.
+        As in :class:`BCNMF`.  :meth:`fit` applies a relative ``alpha`` and
+        the stable Poisson offsets of the whole data, as :class:`BCNMF` does;
+        :meth:`partial_fit` applies a relative ``alpha`` per block,
+        ``alpha * S(X_b) / S(Y_b)``, and offsets from the running feature
+        means of the cells seen so far.
     nuisance_topics : int, default=10
         As in :class:`BCNMF`: stable Poisson with a background fixes this many
         topics of the background (its KL NMF, fitted once before the first
@@ -153,7 +156,7 @@ random_state, transform_max_iter
         draws them), from ``X`` and ``Y`` or from ``init = (basis, codes,
         background codes)``, for a fit over ``n_batches`` batches (0: a stream
         of blocks); returns the starting codes."""
-        s = _settings(self.n_components, X.shape[1], p, owner=type(self).__name__)
+        s = resolve_settings(self.n_components, X.shape[1], p, owner=type(self).__name__)
         info_x = scan(RowSource(X), s.loss, None)
         info_y = scan(RowSource(Y, "background", X.dtype), s.loss, None) \
             if Y is not None else None
@@ -183,6 +186,9 @@ random_state, transform_max_iter
             else:
                 basis, cx, cy = _augment(basis, cx, cy, (g, dy), info_x, info_y)
         self._online = OnlineState.start(basis, k, n_batches)
+        if n_batches and Y is not None:   # the whole data's contrast, as in BCNMF
+            self._online.alpha = raw_alpha(info_x, info_y, s)
+            self._online.data_offsets = contrast_offsets(info_x, info_y, s)
         self._hist = {k: [] for k in ("iteration", "target", "background", "objective",
                                       "smoothed")}
         self._ewa = None
@@ -203,11 +209,11 @@ random_state, transform_max_iter
         """Fit and return the target codes (see :meth:`BCNMF.fit_transform`)."""
         _numpy_only(X, background)
         p = self._params()
-        X = _validate_target(self, X, reset=True)
-        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
+        X = validate_target(self, X, reset=True)
+        Y = check_background(background, X, getattr(self, "feature_names_in_", None),
                               type(self).__name__)
-        s_k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
-        init = _check_init((init_components, init_codes, init_background_codes), X, Y, s_k)
+        s_k = resolve_settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
+        init = check_init((init_components, init_codes, init_background_codes), X, Y, s_k)
         n_x = X.shape[0]
         n_steps = -(-n_x // self.batch_size)
         cx, cy = self._start(X, Y, p, init, n_steps)
@@ -273,14 +279,14 @@ random_state, transform_max_iter
                 "get_params()).partial_fit(X, background=Y, init_components=model."
                 "components_).")
         p = self._params()
-        X = _validate_target(self, X, reset=first)
-        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
+        X = validate_target(self, X, reset=first)
+        Y = check_background(background, X, getattr(self, "feature_names_in_", None),
                               type(self).__name__)
         if first:
-            k = _settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
+            k = resolve_settings(self.n_components, X.shape[1], p, type(self).__name__).n_components
             init = None
             if init_components is not None:
-                init = (_check_init((init_components, np.zeros((X.shape[0], k)),
+                init = (check_init((init_components, np.zeros((X.shape[0], k)),
                                      None if Y is None else np.zeros((Y.shape[0], k))),
                                     X, Y, k)[0], None, None)
             self._start(X, Y, p, init)
@@ -331,9 +337,10 @@ random_state, transform_max_iter
         self.alpha_raw_ = self._alpha   # of the last batch
         self.objective_ = float(self._hist["objective"][-1]) if self._hist["objective"] \
             else np.nan
-        self._offsets = self._online.offsets(self._settings, self._online.n_y > 0)
+        offsets = self._online.offsets(self._settings, self._online.n_y > 0)
         if self._nuisance is not None:   # the fixed topics travel with the offsets
-            self._offsets = tuple(_stack_offset(o, self._nuisance) for o in self._offsets)
+            offsets = tuple(_stack_offset(o, self._nuisance) for o in offsets)
+        self.fit_state_ = FitState(self._settings, self._policy, offsets)
         self._n_features_out = k
         if not warn:
             return

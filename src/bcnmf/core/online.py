@@ -23,10 +23,12 @@ A step takes a batch of target cells and a batch of background cells:
    not linger beside its new ones.  Either way, a batch holding every cell
    takes exactly the full-batch step.
 
-Batch-level statistics follow the full-batch fit: relative ``alpha`` is
-rescaled by the batch's ``S(X_b) / S(Y_b)``, and the stable Poisson offsets
-use the running per-feature means of all cells seen so far, so that a batch
-holding all cells reproduces a full-batch sweep.  :func:`polish_codes` ends a
+Data-level statistics follow the full-batch fit.  A fit over data held in
+full uses the full-batch values (:func:`~bcnmf.core.fit.raw_alpha`,
+:func:`~bcnmf.core.fit.contrast_offsets`, set on the state).  A stream
+rescales relative ``alpha`` by the batch's ``S(X_b) / S(Y_b)``, and its stable
+Poisson offsets use the running per-feature means of all cells seen so far.
+Either way a batch holding all cells reproduces a full-batch sweep.  :func:`polish_codes` ends a
 fit as the full-batch engine does: the codes of every cell are refined with
 the final basis fixed.
 """
@@ -63,6 +65,8 @@ class OnlineState:
     batch_denom: np.ndarray | None = None   # per batch: its latest D
     batch_step: np.ndarray | None = None    # per batch: the step that computed them (-1)
     gauge: np.ndarray | None = None         # product of the row scales of the gauge fixes
+    alpha: float | None = None              # raw alpha of the whole data (None: per batch)
+    data_offsets: tuple | None = None       # offsets of the whole data (None: running)
 
     @classmethod
     def start(cls, basis: np.ndarray, n_free: int | None = None,
@@ -85,7 +89,10 @@ class OnlineState:
         return self.numer.shape[0]
 
     def offsets(self, s: FitSettings, has_background: bool):
-        """Stable Poisson prediction offsets from the running means."""
+        """Stable Poisson prediction offsets: of the whole data when set,
+        else from the running means."""
+        if self.data_offsets is not None:
+            return self.data_offsets
         if (not has_background or s.loss == FROBENIUS or s.mode == "reference"
                 or s.smoothing == 0 or self.n_x == 0 or self.n_y == 0):
             return None, None
@@ -123,7 +130,7 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
     cast = lambda o: None if o is None else o.astype(X.dtype)  # noqa: E731
     bx = make_block(X, s.loss, cast(offset_x))
     by = make_block(Y, s.loss, cast(offset_y)) if Y is not None else None
-    alpha = batch_alpha(s, X, Y)
+    alpha = batch_alpha(s, X, Y) if state.alpha is None or Y is None else state.alpha
     basis = state.basis
     view = view_basis(basis, s.loss)
     pairs = [(bx, codes_x)] + ([(by, codes_y)] if Y is not None else [])
