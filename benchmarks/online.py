@@ -206,7 +206,8 @@ def ari_table(args) -> int:
         rows = _ari_rows(sets, args.seeds, batches)
     print(f"\nSummary (seeds whose online ARI is at least {ARI_SHARE:.0%} of the full "
           f"batch's; {time.perf_counter() - t:.0f} s in all):\n")
-    print("| data set | loss | batch (per epoch) | seeds >= 90% | mean ARI full | mean ARI online |")
+    print("| data set | loss | batch (per epoch) | seeds >= 90% | mean ARI full "
+          "| mean ARI online |")
     print("|---|---|---|---|---|---|")
     groups = {}
     for row in rows:

@@ -334,7 +334,7 @@ random_state, transform_max_iter
         self.n_steps_ = self._online.n_steps
         self.history_ = {k: np.asarray(v, dtype=np.int64 if k == "iteration" else np.float64)
                          for k, v in self._hist.items()}
-        self.alpha_raw_ = self._alpha   # of the last batch
+        self.alpha_raw_ = self._alpha   # fit: the whole data's; partial_fit: the last block's
         self.objective_ = float(self._hist["objective"][-1]) if self._hist["objective"] \
             else np.nan
         offsets = self._online.offsets(self._settings, self._online.n_y > 0)
