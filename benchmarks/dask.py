@@ -147,7 +147,7 @@ else:
             busy = sum(s["stop"] - s["start"] for task in ts.data for s in task["startstops"]
                        if s["action"] == "compute")
             if k not in runs or t < runs[k][0]:
-                runs[k] = (t, busy, m._dask_run)
+                runs[k] = (t, busy, m.dask_run_)
     (t1, b1, r1), (tn, bn, rn) = runs[1], runs[n]
     s_iter = (tn - t1) / cfg["iters"]
     busy = (bn - b1) / cfg["iters"] / cfg["threads"]

@@ -40,7 +40,7 @@ from bcnmf.core.init import codes_for_basis, initial_factors  # noqa: E402
 from bcnmf.core.source import RowSource, scan  # noqa: E402
 from bcnmf.dask_engine import (_initial_codes, _load, OnDask, Runner,  # noqa: E402
                                fit_factors_dask, transform_dask)
-from bcnmf.estimator import _settings  # noqa: E402
+from bcnmf._inputs import resolve_settings as _settings  # noqa: E402
 from bcnmf.exceptions import InvalidParameterError  # noqa: E402
 
 LOSSES = ["frobenius", "kullback-leibler"]
@@ -501,8 +501,9 @@ def test_estimator_on_dask_with_missing_values(client):
     and dask in (a dask mask of other chunks), the same fit and prior as in
     memory with ``block_size`` rows per block; the fitted model transforms
     numpy data with missing values as in memory.  A dask array with missing
-    values is transformed by :func:`transform_dask` given the model's prior;
-    without it (``BCNMF.transform`` of a dask array) it is refused."""
+    values is transformed with the model's prior (``BCNMF.transform``, or
+    :func:`transform_dask` given the prior); :func:`transform_dask` without a
+    prior refuses it."""
     X, Y, mask, bg_mask = _missing("mask", seed=4)
     X[5, 2] = np.nan   # NaN under a True mask: missing too
     kw = dict(alpha=0.8, max_iter=20, tol=0, random_state=0, transform_max_iter=400,
@@ -516,7 +517,7 @@ def test_estimator_on_dask_with_missing_values(client):
     assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
     assert_allclose(codes, codes_local, rtol=1e-9, atol=1e-12)
     assert_array_equal(X, given)
-    _assert_same_prior(local._missing_prior, model._missing_prior)
+    _assert_same_prior(local.fit_state_.missing_prior, model.fit_state_.missing_prior)
     new = np.where(mask, X, np.nan)[::2] * 1.5
     expected = local.transform(new)
     assert_allclose(model.transform(new), expected, rtol=1e-9, atol=1e-12)
@@ -526,17 +527,23 @@ def test_estimator_on_dask_with_missing_values(client):
                                     background_mask=bg_mask)
     assert isinstance(codes_d, da.Array) and codes_d.chunks[0] == _chunked(X).chunks[0]
     assert_allclose(codes_d.compute(), codes_local, rtol=1e-9, atol=1e-12)
-    _assert_same_prior(local._missing_prior, on_dask._missing_prior)
-    args = (on_dask.components_, on_dask._settings, on_dask._policy, on_dask._offsets[0],
+    _assert_same_prior(local.fit_state_.missing_prior, on_dask.fit_state_.missing_prior)
+    state = on_dask.fit_state_
+    args = (on_dask.components_, state.settings, state.policy, state.offsets[0],
             on_dask.transform_max_iter, on_dask.tol)
-    t = transform_dask(_chunked(new), *args, prior=on_dask._missing_prior[0])
+    t = transform_dask(_chunked(new), *args, prior=on_dask.fit_state_.missing_prior[0])
     assert_allclose(t.compute(), expected, rtol=1e-9, atol=1e-12)
     t = transform_dask(_chunked(X[::2] * 1.5), *args, mask=mask[::2],
-                       prior=on_dask._missing_prior[0])
+                       prior=on_dask.fit_state_.missing_prior[0])
     assert_allclose(t.compute(), expected, rtol=1e-9, atol=1e-12)
+    # the estimator's transform of dask arrays solves missing entries with the fit's prior
+    assert_allclose(on_dask.transform(_chunked(new)).compute(), expected, rtol=1e-9,
+                    atol=1e-12)
+    assert_allclose(on_dask.transform(_chunked(X[::2] * 1.5), mask=mask[::2]).compute(),
+                    expected, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match=r"X has missing values \(NaN\) in rows \d+-\d+; .*"
                                          "prior"):
-        on_dask.transform(_chunked(new)).compute()
+        transform_dask(_chunked(new), *args).compute()   # no prior given
     with pytest.raises(ValueError, match="mask= needs prior="):
         transform_dask(_chunked(new), *args, mask=mask[::2])
 

@@ -149,7 +149,7 @@ def test_transform_solves_codes_on_the_observed_entries():
     got = model.transform(cell)
     keep = np.setdiff1d(np.arange(12), miss)
     want, _ = transform_codes(X[:1, keep], np.ascontiguousarray(model.components_[:, keep]),
-                              model._settings, model._policy, None, model.transform_max_iter,
+                              model.fit_state_.settings, model.fit_state_.policy, None, model.transform_max_iter,
                               model.tol)
     assert_allclose(got, want, rtol=1e-10)
     assert_array_equal(model.transform(X[:1], mask=~np.isnan(cell)), got)
@@ -403,7 +403,7 @@ def test_transform_reuses_the_fits_prior(loss, tmp_path):
     codes = model.fit_transform(Xm, background=Y)
     again = model.transform(Xm)
     assert_allclose(again, codes, rtol=0, atol=0.01 * codes.max())
-    assert model._missing_prior[0] is not None and model._missing_prior[1] is None
+    assert model.fit_state_.missing_prior[0] is not None and model.fit_state_.missing_prior[1] is None
     model.save(tmp_path / "m.bcnmf")
     loaded = bcnmf.load(tmp_path / "m.bcnmf")
     assert_array_equal(loaded.transform(Xm), again)

@@ -126,7 +126,7 @@ def test_fit_over_batches_applies_the_contrast_of_the_whole_data():
     online = MiniBatchBCNMF(3, batch_size=20, max_no_improvement=None, **kw)
     online.fit(X, background=Y)
     assert online.alpha_raw_ == pytest.approx(full.alpha_raw_, rel=1e-12)
-    for a, b in zip(online._offsets, full._offsets):
+    for a, b in zip(online.fit_state_.offsets, full.fit_state_.offsets):
         assert_allclose(a, b, rtol=1e-12)
     block = MiniBatchBCNMF(3, **kw).partial_fit(X[:20], background=Y[:20])
     assert block.alpha_raw_ == pytest.approx(BCNMF(3, **kw).fit(X[:20], background=Y[:20])
@@ -250,15 +250,17 @@ def test_nuisance_topics_online_equal_the_full_batch_fit(monkeypatch, sparse):
     assert_allclose(online.components_, full.components_, rtol=1e-10, atol=1e-14)
     assert_allclose(online_codes, codes, rtol=1e-10, atol=1e-14)
     assert_allclose(online.background_codes_, full.background_codes_, rtol=1e-10, atol=1e-14)
-    for a, b in zip(online._offsets, full._offsets):   # floor, then the fixed topics
+    # floor, then the fixed topics
+    for a, b in zip(online.fit_state_.offsets, full.fit_state_.offsets):
         assert a.shape == (3, 16)
         assert_allclose(a, b, rtol=1e-10)
     new = X[::2] * 2.0
     assert_allclose(online.transform(new), full.transform(new), rtol=1e-8, atol=1e-12)
     # partial_fit fits the nuisance topics on its first block's background
     part = MiniBatchBCNMF(3, **kw).partial_fit(X, background=Y)
-    assert part.components_.shape == (3, 16) and part._offsets[0].shape == (3, 16)
-    assert_allclose(part._offsets[0][1:], full._offsets[0][1:], rtol=1e-10)
+    assert part.components_.shape == (3, 16) and part.fit_state_.offsets[0].shape == (3, 16)
+    assert_allclose(part.fit_state_.offsets[0][1:], full.fit_state_.offsets[0][1:],
+                    rtol=1e-10)
     assert part.background_codes_.shape == (Y.shape[0], 3)
     assert np.isfinite(part.transform(new)).all()
 
@@ -312,7 +314,7 @@ def test_save_and_load(tmp_path, loss):
     loaded = bcnmf.load(path)
     assert type(loaded) is MiniBatchBCNMF and loaded.n_steps_ == model.n_steps_ == 9
     assert loaded.get_params() == model.get_params()
-    for a, b in zip(loaded._offsets, model._offsets):
+    for a, b in zip(loaded.fit_state_.offsets, model.fit_state_.offsets):
         assert (a is None) == (b is None) == (loss == "frobenius")
         if a is not None:
             assert a.shape == (1 + 3, 24)   # the floor, then 3 nuisance topics (24 // 8)

@@ -172,7 +172,7 @@ def test_resume_at_a_held_sweep_is_bit_identical(tmp_path, monkeypatch):
     entry predictions from the saved codes) to the uninterrupted result."""
     from bcnmf.core import executor as executor_module
     from bcnmf.core.fit import fit_factors
-    from bcnmf.estimator import _settings
+    from bcnmf._inputs import resolve_settings as _settings
 
     _, X, Y = small_sim()
     s = _settings(2, X.shape[1], BCNMF(2, beta_loss="poisson", nuisance_topics=4,
@@ -226,7 +226,7 @@ def test_records_are_the_divergences_of_the_full_model(sparse):
 
 def _fit(X, Y, alpha=1.5, **kw):
     from bcnmf.core.fit import fit_factors
-    from bcnmf.estimator import _settings
+    from bcnmf._inputs import resolve_settings as _settings
 
     p = BCNMF(2, alpha=alpha, beta_loss="poisson", **kw).get_params()
     return fit_factors(X, Y, _settings(2, X.shape[1], p), random_state=0)
@@ -264,7 +264,7 @@ def test_transform_solves_the_full_model():
                   max_iter=3000)
     model.fit(X, background=Y)
     model.set_params(tol=1e-10, transform_max_iter=20000)
-    floor, g = split_offset(model._offsets[0])
+    floor, g = split_offset(model.fit_state_.offsets[0])
     full = np.vstack([model.components_, g])
     rows = range(0, X.shape[0], 8)
     exact = np.array([exact_codes(X[i], full, floor) for i in rows])[:, :2]
@@ -297,7 +297,7 @@ def test_persistence_keeps_the_nuisance(tmp_path):
     _, X, Y = small_sim()
     model = BCNMF(2, beta_loss="poisson", max_iter=30, tol=0, random_state=0).fit(
         X, background=Y)
-    assert split_offset(model._offsets[0])[1] is not None
+    assert split_offset(model.fit_state_.offsets[0])[1] is not None
     model.save(tmp_path / "m")
     back = load_model(tmp_path / "m")
     assert_array_equal(back.transform(X), model.transform(X))

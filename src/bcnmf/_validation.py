@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 
 from .core.init import INIT_METHODS
+from .core.torch_arrays import loaded_torch
 from .exceptions import InvalidParameterError, TransformedDataWarning
 
 #: sparse formats accepted as they are; others (lil, dok) are converted to CSR
@@ -55,7 +56,8 @@ def _random_state(v):
 
 
 def _device(v):
-    return v is None or isinstance(v, str) or type(v).__name__ == "device"
+    torch = loaded_torch()   # a torch.device exists only once torch is imported
+    return v is None or isinstance(v, str) or (torch is not None and isinstance(v, torch.device))
 
 
 #: name -> (predicate, what is accepted)
@@ -90,10 +92,18 @@ PARAMETER_CONSTRAINTS = {
 }
 
 
-def check_params(params: dict, owner: str = "BCNMF") -> None:
-    """Raise :class:`InvalidParameterError` for the first bad parameter."""
+def constraints(*names) -> dict:
+    """The constraints of the parameters ``names`` (an estimator class's
+    ``_parameter_constraints`` is built from them)."""
+    return {name: PARAMETER_CONSTRAINTS[name] for name in names}
+
+
+def check_params(params: dict, owner: str = "BCNMF", table: dict | None = None) -> None:
+    """Raise :class:`InvalidParameterError` for the first bad parameter, by
+    the constraints of ``table`` (default: the library's)."""
+    table = PARAMETER_CONSTRAINTS if table is None else table
     for name, value in params.items():
-        check, accepted = PARAMETER_CONSTRAINTS[name]
+        check, accepted = table[name]
         if not check(value):
             raise InvalidParameterError(
                 f"The {name!r} parameter of {owner} must be {accepted}; got {value!r}.")

@@ -6,10 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ._validation import PARAMETER_CONSTRAINTS, check_for_loss, check_orientation, check_params
+from ._base import BaseBCNMF
+from ._inputs import check_background, report, resolve_settings, validate_target
+from ._validation import PARAMETER_CONSTRAINTS, check_for_loss, check_orientation, constraints
 from .core.combined import fit_combined
+from .core.fit import FitState
 from .core.source import is_out_of_core
-from .estimator import BCNMF, _check_background, _report, _settings, _validate_target
 from .exceptions import InvalidParameterError
 
 #: the untied model's own parameters (the rest are checked from the library's table)
@@ -25,7 +27,7 @@ _OWN_CONSTRAINTS = {
 }
 
 
-class CombinedBCNMF(BCNMF):
+class CombinedBCNMF(BaseBCNMF):
     r"""bcNMF with a combined basis: the target is explained by shared plus
     target-specific topics, the background by the shared topics only.
 
@@ -134,7 +136,11 @@ class CombinedBCNMF(BCNMF):
     (50, 1)
     """
 
-    # what persistence saves beyond BCNMF's fitted state
+    _parameter_constraints = {
+        **constraints("n_components", "beta_loss", "init", "max_iter", "tol", "n_init",
+                      "random_state", "transform_max_iter", "block_size"),
+        **_OWN_CONSTRAINTS}
+    # what persistence saves beyond the base's fitted state
     _saved_arrays = ("components_shared_", "components_target_")
     _saved_scalars = ("penalty_raw_",)
 
@@ -159,11 +165,11 @@ class CombinedBCNMF(BCNMF):
         self.fit_transform(X, background=background)
         return self
 
+    def _block_rows(self):
+        return self.block_size
+
     def _check_own(self, params, n_components, owner):
-        for name, (check, accepted) in _OWN_CONSTRAINTS.items():
-            if not check(params[name]):
-                raise InvalidParameterError(f"The {name!r} parameter of {owner} must be "
-                                            f"{accepted}; got {params[name]!r}.")
+        """The constraints between parameters (each alone is checked by the table)."""
         kt = params["n_target_components"]
         if kt is None:
             if params["shared_init"] is not None:
@@ -192,17 +198,16 @@ class CombinedBCNMF(BCNMF):
             columns ``target_slice_``.
         """
         owner = type(self).__name__
-        params = self.get_params()
-        check_params({k: v for k, v in params.items() if k not in _OWN_CONSTRAINTS}, owner)
+        params = self._validate_params()
         if background is None:
             raise ValueError(f"{owner} needs a background: fit(X, background=Y). Without one, "
                              "use BCNMF (plain NMF).")
         check_orientation(X, background, owner)
-        X = _validate_target(self, X, reset=True)
-        Y = _check_background(background, X, getattr(self, "feature_names_in_", None), owner)
-        s = _settings(self.n_components, X.shape[1],
-                      {**params, "alpha": 0.0, "alpha_scale": "raw", "mode": "stable",
-                       "damping": None, "smoothing": 0.0}, owner)
+        X = validate_target(self, X, reset=True)
+        Y = check_background(background, X, getattr(self, "feature_names_in_", None), owner)
+        s = resolve_settings(self.n_components, X.shape[1],
+                             {**params, "alpha": 0.0, "alpha_scale": "raw", "mode": "stable",
+                              "damping": None, "smoothing": 0.0}, owner)
         self._check_own(params, s.n_components, owner)
         untied = self.n_target_components is not None
         penalty = self.penalty if self.penalty is not None else (3.0 if untied else 1.0)
@@ -213,10 +218,10 @@ class CombinedBCNMF(BCNMF):
                            n_target=self.n_target_components,
                            shared_init=(self.shared_init or "background") if untied else None)
         components = np.vstack([res.shared, res.target]) if untied else res.shared + res.target
-        _report({"diverged": res.diverged, "converged": res.converged, "runaway": None}, s,
-                SimpleNamespace(components=components, codes=res.codes,
-                                background_codes=res.background_codes,
-                                objective=res.objective, n_iter=res.n_iter), owner)
+        report({"diverged": res.diverged, "converged": res.converged, "runaway": None}, s,
+               SimpleNamespace(components=components, codes=res.codes,
+                               background_codes=res.background_codes,
+                               objective=res.objective, n_iter=res.n_iter), owner)
         self.components_shared_ = res.shared
         self.components_target_ = res.target
         self.components_ = components
@@ -227,9 +232,7 @@ class CombinedBCNMF(BCNMF):
         self.objective_ = res.objective
         self.restart_objectives_ = res.restart_objectives
         self._n_features_out = s.n_components
-        self._policy = res.policy
-        self._settings = s
-        self._offsets = (None, None)
+        self.fit_state_ = FitState(s, res.policy)
         return res.codes
 
     @property

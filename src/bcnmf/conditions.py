@@ -18,9 +18,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_matrix
+from ._base import BaseBCNMF
+from ._validation import check_matrix, constraints
+from .core.backend import resolve_device
 from .core.updates import data_scale
-from .estimator import BCNMF
+from .estimator import PARAMETERS, fit_contrast
 
 _OWNER = "MultiConditionBCNMF"
 
@@ -46,7 +48,7 @@ def _slices(mats):
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-class MultiConditionBCNMF(BCNMF):
+class MultiConditionBCNMF(BaseBCNMF):
     """bcNMF with several backgrounds (each with its own alpha) and/or several
     target conditions, one shared basis.
 
@@ -79,6 +81,42 @@ class MultiConditionBCNMF(BCNMF):
     weights), not per background.
     """
 
+    _parameter_constraints = {
+        **constraints(*PARAMETERS),
+        "alpha": (lambda v: np.ndim(v) <= 1 and np.size(v) >= 1,
+                  "a number, or one number per background"),
+    }
+
+    def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
+                 beta_loss="frobenius", mode="stable", init=None, damping=None,
+                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
+                 random_state=None, transform_max_iter=1000, block_size=None, device=None,
+                 engine=None, nuisance_topics=10):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.alpha_scale = alpha_scale
+        self.beta_loss = beta_loss
+        self.mode = mode
+        self.init = init
+        self.damping = damping
+        self.smoothing = smoothing
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.consensus = consensus
+        self.random_state = random_state
+        self.transform_max_iter = transform_max_iter
+        self.block_size = block_size
+        self.device = device
+        self.engine = engine
+        self.nuisance_topics = nuisance_topics
+
+    def _device(self):
+        return resolve_device(self.device)
+
+    def _block_rows(self):
+        return self.block_size
+
     def fit(self, X, y=None, *, background=None):
         """Fit on target condition(s) and background(s); returns self."""
         self.fit_transform(X, background=background)
@@ -87,6 +125,7 @@ class MultiConditionBCNMF(BCNMF):
     def fit_transform(self, X, y=None, *, background=None):
         """Fit and return the codes of all target cells, conditions stacked in
         the order given (see ``target_slices_``)."""
+        params = self._validate_params()
         if background is None:
             raise ValueError(f"{_OWNER} needs at least one background: fit(X, "
                              "background=[Y_1, ...]). Without one, use BCNMF.")
@@ -113,18 +152,16 @@ class MultiConditionBCNMF(BCNMF):
                                  "undefined; pass non-zero backgrounds or alpha_scale='raw'.")
             raw = alphas * scale_x / ey
         scales = np.sqrt(raw) if loss == "frobenius" else raw
-        codes = super().fit_transform(_stack(Xs), background=_stack(Ys, scales))
+        # the weights live in the scaled, stacked background: one raw weight of 1
+        codes = fit_contrast(self, _stack(Xs), _stack(Ys, scales),
+                             dict(params, alpha=1.0, alpha_scale="raw"), (None, None, None),
+                             (None, None), {}).codes
         self.alphas_raw_ = raw
         self._background_scales = scales
         self.background_codes_ = [self.background_codes_[sl] / s
                                   for sl, s in zip(_slices(Ys), scales)]
         self.target_slices_ = _slices(Xs)
         return codes
-
-    def _fit_params(self):
-        """The weights live in the scaled, stacked background (see
-        :meth:`fit_transform`): the base fit applies one raw weight of 1."""
-        return dict(self.get_params(), alpha=1.0, alpha_scale="raw")
 
     def transform(self, X, *, as_background=False):
         """Codes of cells with the basis fixed.  ``as_background``: False

@@ -2,229 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
-
-import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
-
-from ._validation import (ACCEPT_SPARSE, LOSS_ALIASES, as_supported_float, check_for_loss,
-                          check_matrix, check_n_components, check_orientation, check_params,
-                          check_same_features, check_torch_matrix, converting, feature_names,
+from ._base import BaseBCNMF
+from ._inputs import (check_background, check_init, checkpointing, on_device, report,
+                      resolve_settings, use_dask, validate_target)
+from ._validation import (check_for_loss, check_orientation, check_params, constraints,
                           reject_unsupported)
-from .core.backend import (all_finite, asarray_like, is_torch, numpy_dtype, resolve_device,
-                           to_device, to_numpy)
-from .core.fit import FitSettings, fit_factors, transform_codes
-from .core.source import OnDevice, is_out_of_core
+from .core.backend import resolve_device
+from .core.fit import FitState, fit_factors
 from .core.result import FactorizationResult
-from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
-from .registry import register
+from .core.source import is_out_of_core
+
+#: the constructor parameters of BCNMF (and of factorize)
+PARAMETERS = ("n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "damping",
+              "smoothing", "max_iter", "tol", "n_init", "consensus", "random_state",
+              "transform_max_iter", "block_size", "device", "engine", "nuisance_topics")
 
 
-def _settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
-    reference = p["mode"] == "reference"
-    return FitSettings(
-        n_components=check_n_components(n_components, n_features, owner),
-        loss=LOSS_ALIASES[p["beta_loss"]],
-        alpha=float(p["alpha"]),
-        alpha_scale=p["alpha_scale"] or ("raw" if reference else "relative"),
-        mode=p["mode"],
-        init=p["init"] or ("uniform" if reference else "random"),
-        damping=p["damping"],
-        smoothing=float(p["smoothing"]),
-        max_iter=int(p["max_iter"]),
-        tol=float(p["tol"]),
-        n_init=int(p["n_init"]),
-        code_max_iter=int(p["transform_max_iter"]),
-        nuisance_topics=int(p.get("nuisance_topics", 0)))
-
-
-def _check_out_of_core(A, name, owner="BCNMF"):
-    """Shape and dtype checks of a streamed matrix (its values are checked
-    block by block when the fit first reads them)."""
-    shape = tuple(A.shape)
-    dtype = np.dtype(A.dtype)
-    if len(shape) != 2:
-        raise ValueError(f"{name} must be 2-D (cells x features); got shape {shape}.")
-    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
-            or dtype == np.bool_):
-        raise ValueError(f"{name} has dtype {dtype}; {owner} streams real numbers only "
-                         "(float, integer or boolean).")
-    return A
-
-
-def _check_background(background, X, x_names, owner="BCNMF", mask=None, allow_nan=False):
-    if background is None:
-        return None
-    if is_torch(background) or is_torch(X):
-        Y = (check_torch_matrix(background, "background", owner) if is_torch(background)
-             else check_matrix(background, "background", owner))
-        check_same_features(X, Y, x_names, None if is_torch(background)
-                            else feature_names(background), owner)
-        return Y
-    if is_out_of_core(background) or is_out_of_core(X):
-        if mask is not None:
-            raise ValueError("background_mask was given with out-of-core data; missing values "
-                             "are fitted around in in-memory dense input only.")
-        Y = (_check_out_of_core(background, "background", owner) if is_out_of_core(background)
-             else check_matrix(background, "background", owner))
-        check_same_features(X, Y, x_names, None, owner)
-        return Y
-    Y = check_matrix(background, "background", owner, allow_nan=allow_nan, mask=mask)
-    check_same_features(X, Y, x_names, feature_names(background), owner)
-    if Y.dtype != X.dtype:
-        Y = Y.astype(X.dtype)
-    return Y
-
-
-def _check_init(init_factors, X, Y, k, basis_only=False):
-    """Validated ``(basis, codes, background_codes)`` or None.  With
-    ``basis_only`` (the Dask engine) the codes may both be omitted, and codes
-    given as dask arrays are checked for shape only (their values stay on the
-    cluster)."""
-    if init_factors is None or all(a is None for a in init_factors):
-        return None
-    basis, cx, cy = init_factors
-    if basis_only and basis is not None and cx is None and cy is None:
-        init_factors = (basis,)
-    expected = [("init_components", basis, (k, X.shape[1])),
-                ("init_codes", cx, (X.shape[0], k))]
-    if Y is not None:
-        expected.append(("init_background_codes", cy, (Y.shape[0], k)))
-    if len(init_factors) == 1:
-        expected = expected[:1]
-    for name, a, shape in expected:
-        if basis_only and _is_dask(a):
-            if tuple(a.shape) != shape:
-                raise ValueError(f"{name} must have shape {shape}; got shape {a.shape}.")
-            continue
-        if a is None:
-            raise ValueError(f"{name} is missing: pass all of init_components, init_codes"
-                             " and (with a background) init_background_codes, or none.")
-        a = np.asarray(to_numpy(a))
-        if a.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}; got shape {a.shape}.")
-        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} must contain finite numbers only.")
-        if np.any(a < 0):
-            raise ValueError(f"{name} must be non-negative; its smallest entry is "
-                             f"{a.min():.3g}.")
-    return basis, cx, (cy if Y is not None else None)
-
-
-def _is_dask(A) -> bool:
-    """Whether ``A`` is a dask array (dask is not imported to find out)."""
-    from .dask_engine import is_dask_array
-
-    return is_dask_array(A)
-
-
-def _use_dask(engine, *arrays) -> bool:
-    if engine not in (None, "dask", "local"):
-        raise InvalidParameterError(
-            f"The 'engine' parameter of BCNMF must be None, 'local' or 'dask'; got {engine!r}.")
-    if engine == "dask":
-        return True
-    dask_in = any(_is_dask(A) for A in arrays if A is not None)
-    if dask_in and engine == "local":
-        raise ValueError("engine='local' cannot fit dask arrays; use engine='dask' (or None), "
-                         "or pass X.compute().")
-    return dask_in
-
-
-def _checkpointing(checkpoint, checkpoint_every, resume) -> dict:
-    """Keyword arguments of :func:`fit_factors` for checkpoints (none when unused)."""
-    if checkpoint is None and resume is None:
-        return {}
-    if not isinstance(checkpoint_every, (int, np.integer)) or isinstance(checkpoint_every, bool) \
-            or checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be an int >= 1; got {checkpoint_every!r}.")
-    return {"checkpoint": checkpoint, "checkpoint_every": int(checkpoint_every),
-            "resume": resume}
-
-
-def _report(diag, s: FitSettings, result: FactorizationResult, owner="BCNMF"):
-    """Turn the engine's diagnostics into warnings (or an error when nothing finite exists)."""
-    finite = all(all_finite(a) for a in
-                 (result.components, result.codes, result.background_codes) if a is not None)
-    if not finite or not np.isfinite(result.objective):
-        raise FloatingPointError(
-            f"{owner} could not reach a finite state: the data overflow the working precision "
-            "from the start (check the data's scale, e.g. use float64 or rescale X and the "
-            "background).")
-    if diag["diverged"]:
-        warnings.warn(
-            f"{owner} diverged: the iterations produced non-finite values; returning the last "
-            f"finite state (after {result.n_iter} sweeps). Lower alpha, use mode='stable', or "
-            "damping < 1.", DivergenceWarning, stacklevel=3)
-    elif diag["runaway"] is not None:
-        warnings.warn(
-            f"{owner}: the Poisson contrast is running away to minus infinity: the background "
-            f"divergence reached {diag['runaway']:.3g} nats per count because basis entries of "
-            "background features collapse toward zero (the unbounded objective of the paper). "
-            "The result depends on max_iter, damping and the start; use mode='stable' with "
-            "smoothing > 0, or a lower alpha.", DivergenceWarning, stacklevel=3)
-    if not diag["diverged"] and s.mode == "stable" and s.tol > 0 and not diag["converged"]:
-        warnings.warn(
-            f"Maximum number of iterations {s.max_iter} reached before convergence "
-            f"(tol={s.tol}); increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
-
-
-def on_device(X, Y, device):
-    """Put validated ``X`` and ``Y`` on one backend: unchanged (numpy) when
-    ``device`` is None and neither is a tensor; else torch on ``device``
-    (default: the device of the tensor given), ``Y`` cast to ``X``'s dtype."""
-    if device is None and not is_torch(X) and not is_torch(Y):
-        return X, Y
-    if device is None:
-        device = X.device if is_torch(X) else Y.device
-    # out-of-core matrices stay where they are; their blocks move as they are read
-    move = lambda A: OnDevice(A, device) if is_out_of_core(A) else to_device(A, device)  # noqa
-    X = move(X)
-    if Y is not None:
-        Y = move(Y)
-        if Y.dtype != X.dtype and not isinstance(Y, OnDevice):
-            Y = Y.to(dtype=X.dtype)
-    return X, Y
-
-
-def _validate_target(estimator, X, reset: bool, mask=None, allow_nan=None):
-    """Validate X through scikit-learn (feature names, n_features_in_) and then
-    through bcnmf's own checks, with bcnmf's messages for non-matrices.
-    Out-of-core matrices are checked for shape and dtype only, and streamed;
-    torch tensors by :func:`~bcnmf._validation.check_torch_matrix`."""
-    if is_torch(X) and "device" not in estimator.get_params():
-        raise NotImplementedError(
-            f"{type(estimator).__name__} fits numpy arrays and scipy.sparse matrices; torch "
-            "tensors are supported by the estimators with a device parameter (BCNMF, "
-            "factorize). Pass tensor.cpu().numpy().")
-    if (is_out_of_core(X) or is_torch(X)) and mask is not None:
-        raise ValueError("mask was given with an out-of-core or torch X; missing values are "
-                         "fitted around in in-memory dense numpy input only: load X, or impute.")
-    if is_out_of_core(X) or is_torch(X):
-        X = (check_torch_matrix(X, "X", type(estimator).__name__) if is_torch(X)
-             else _check_out_of_core(X, "X"))
-        if reset:
-            estimator.n_features_in_ = X.shape[1]
-            if hasattr(estimator, "feature_names_in_"):
-                del estimator.feature_names_in_
-        elif X.shape[1] != estimator.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} "
-                             "is expecting "
-                             f"{estimator.n_features_in_} features as input.")
-        return X
-    reject_unsupported(X, "X")
-    X = as_supported_float(X)
-    X = converting("X", lambda: validate_data(
-        estimator, X, accept_sparse=ACCEPT_SPARSE, dtype=[np.float64, np.float32],
-        reset=reset, ensure_all_finite=False))  # NaN/Inf: check_matrix says where
-    if allow_nan is None:   # fitting around missing values: classes that declare it (BCNMF)
-        allow_nan = vars(type(estimator)).get("_fits_missing", False)
-    return check_matrix(X, "X", type(estimator).__name__ if not allow_nan else "BCNMF",
-                        allow_nan=allow_nan, mask=mask)
-
-
-class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BCNMF(BaseBCNMF):
     r"""Background-contrastive non-negative matrix factorisation.
 
     Finds a shared non-negative basis whose topics explain the target ``X``
@@ -398,14 +192,9 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ((50, 2), (2, 12))
     """
 
+    _parameter_constraints = constraints(*PARAMETERS)
     _fits_missing = True   # NaN / masks in fit (core/masked.py)
-    #: fitted arrays and scalars a subclass keeps beyond these, saved with the model
-    _saved_arrays: tuple = ()
-    _saved_scalars: tuple = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        register(cls, cls._saved_arrays, cls._saved_scalars)
+    _takes_torch = True    # torch tensors in, on their device (see ``device``)
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
@@ -431,14 +220,11 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.engine = engine
         self.nuisance_topics = nuisance_topics
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.input_tags.sparse = True
-        # NaN = missing in dense numpy input (see fit); the torch backend refuses NaN
-        tags.input_tags.allow_nan = getattr(self, "device", None) is None
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+    def _device(self):
+        return resolve_device(self.device)
+
+    def _block_rows(self):
+        return self.block_size
 
     def fit(self, X, y=None, *, background=None, init_components=None, init_codes=None,
             init_background_codes=None, mask=None, background_mask=None, checkpoint=None,
@@ -490,203 +276,84 @@ class BCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         codes : ndarray of shape (n_target, n_components)
         """
-        params = self._fit_params()
-        engine = params.pop("engine", None)
-        check_params({k: params[k] for k in params})
-        if _use_dask(engine, X, background):
-            if getattr(self, "device", None) is not None:
-                raise ValueError(f"device={self.device!r} and the Dask engine cannot be "
-                                 "combined; the Dask engine runs numpy on the workers.")
-            return self._fit_dask(X, background, params,
-                                  (init_components, init_codes, init_background_codes),
-                                  _checkpointing(checkpoint, checkpoint_every, resume),
-                                  (mask, background_mask))
-        check_orientation(X, background)
-        device = resolve_device(getattr(self, "device", None))
-        # missing values: numpy backend of the classes that declare it (BCNMF)
-        missing_ok = vars(type(self)).get("_fits_missing", False) and device is None
-        X = _validate_target(self, X, reset=True, mask=mask, allow_nan=missing_ok)
-        Y = _check_background(background, X, getattr(self, "feature_names_in_", None),
-                              mask=background_mask, allow_nan=missing_ok)
-        X, Y = on_device(X, Y, device)
-        s = _settings(self.n_components, X.shape[1], params)
-        for A, name in ((X, "X"), (Y, "background")):
-            if not is_out_of_core(A):   # streamed data are checked block by block
-                check_for_loss(A, name, s.loss)
-        init = _check_init((init_components, init_codes, init_background_codes), X, Y,
-                           s.n_components)
-        result, diag = fit_factors(X, Y, s, self.random_state, init,
-                                   block_rows=self.block_size,
-                                   consensus=bool(getattr(self, "consensus", False)),
-                                   **_checkpointing(checkpoint, checkpoint_every, resume))
-        _report(diag, s, result)
-        self._store(result, result.background_codes, s, diag)
+        result = fit_contrast(self, X, background, self._validate_params(),
+                              (init_components, init_codes, init_background_codes),
+                              (mask, background_mask),
+                              checkpointing(checkpoint, checkpoint_every, resume))
         return result.codes
 
-    def _fit_params(self):
-        """The parameters a fit runs with (subclasses that rewrite their data
-        also rewrite the parameters here, never the estimator's own)."""
-        return self.get_params()
 
-    def _store(self, result, background_codes, s, diag):
-        """Set the fitted attributes from a fit's result."""
-        self.components_ = result.components
-        self.background_codes_ = background_codes
-        self.n_iter_ = result.n_iter
-        self.history_ = result.history
-        self.alpha_raw_ = result.alpha_raw
-        self.objective_ = result.objective
-        self.restart_objectives_ = result.restart_objectives
-        self.restart_agreement_ = result.restart_agreement
-        self.topic_stability_ = result.topic_stability
-        self._n_features_out = s.n_components
-        self._policy = diag["policy"]
-        self._settings = s
-        self._offsets = diag["offsets"]
-        self._missing_prior = diag.get("missing_prior", (None, None))
+def fit_contrast(estimator, X, background, params, init, masks, ckpt, owner=None):
+    """The contrastive fit of ``estimator`` with ``params`` (validated
+    parameters of :class:`BCNMF`; variants that rewrite their data pass the
+    parameters their data need): the
+    :class:`~bcnmf.core.result.FactorizationResult`, the estimator's fitted
+    attributes set.  ``init``: ``(components, codes, background codes)``; ``masks``:
+    ``(mask, background_mask)``; ``ckpt``: the checkpoint keywords;
+    ``owner``: the name errors and warnings give (default: the class's)."""
+    owner = owner or type(estimator).__name__
+    if use_dask(params["engine"], X, background):
+        return _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks,
+                                  owner)
+    check_orientation(X, background, owner)
+    device = resolve_device(params["device"])
+    missing_ok = estimator._fits_missing and device is None
+    X = validate_target(estimator, X, reset=True, mask=masks[0], allow_nan=missing_ok)
+    Y = check_background(background, X, getattr(estimator, "feature_names_in_", None), owner,
+                         mask=masks[1], allow_nan=missing_ok)
+    X, Y = on_device(X, Y, device)
+    s = resolve_settings(params["n_components"], X.shape[1], params, owner)
+    for A, name in ((X, "X"), (Y, "background")):
+        if not is_out_of_core(A):   # streamed data are checked block by block
+            check_for_loss(A, name, s.loss, owner)
+    init = check_init(init, X, Y, s.n_components)
+    result, diag = fit_factors(X, Y, s, params["random_state"], init,
+                               block_rows=params["block_size"],
+                               consensus=bool(params["consensus"]), **ckpt)
+    report(diag, s, result, owner)
+    estimator._store(result, result.background_codes, FitState.of(s, diag))
+    return result
 
-    def _fit_dask(self, X, background, params, init, ckpt, masks):
-        """``fit_transform`` on the Dask engine (see ``engine``).  ``ckpt``: the
-        checkpoint keywords; the engine checkpoints the basis (its codes live on
-        the workers) and resumes from it, codes restarted as ``transform`` starts.
-        ``masks``: ``(mask, background_mask)``, numpy or dask bool arrays or None."""
-        from .dask_engine import as_cell_chunks, checkpoint_hooks, fit_factors_dask, is_dask_array
+def _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks, owner):
+    """:func:`fit_contrast` on the Dask engine (see ``engine``).  ``ckpt``: the
+    checkpoint keywords; the engine checkpoints the basis (its codes live on
+    the workers) and resumes from it, codes restarted as ``transform`` starts.
+    ``masks``: ``(mask, background_mask)``, numpy or dask bool arrays or None."""
+    from dataclasses import replace
 
-        dask_in = is_dask_array(X)
-        for A, name in ((X, "X"), (background, "background")):
-            if A is not None:
-                reject_unsupported(A, name)
-        X = as_cell_chunks(X, "X", self.block_size)
-        Y = as_cell_chunks(background, "background", self.block_size) \
-            if background is not None else None
-        if Y is not None and Y.shape[1] != X.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features but the background has "
-                             f"{Y.shape[1]}; both need the same features in the same order.")
-        self.n_features_in_ = X.shape[1]
-        if hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        s = _settings(self.n_components, X.shape[1], params)
-        init = _check_init(init, X, Y, s.n_components, basis_only=True)
-        callback = None
-        if ckpt:
-            init, callback = checkpoint_hooks(s, X, Y, init, **ckpt)
-        result, diag = fit_factors_dask(X, Y, s, self.random_state, init, callback=callback,
-                                        consensus=bool(getattr(self, "consensus", False)),
-                                        mask=masks[0], background_mask=masks[1])
-        _report(diag, s, result)
-        codes, bg = result.codes, result.background_codes
-        if not dask_in:   # numpy/scipy in, numpy out
-            codes = codes.compute()
-            bg = bg.compute() if bg is not None else None
-        self._store(result, bg, s, diag)
-        self._dask_run = diag["dask"]
-        return codes
+    from .dask_engine import as_cell_chunks, checkpoint_hooks, fit_factors_dask, is_dask_array
 
-    def transform(self, X, *, as_background=False, mask=None):
-        """Codes of cells (target or background) with the basis fixed.
-
-        Parameters
-        ----------
-        X : {ndarray, sparse matrix} of shape (n_cells, n_features)
-        as_background : bool, default=False
-            Solve the codes under the background's model rather than the
-            target's.  The two differ only for the stable Poisson contrast,
-            whose predictions carry a per-feature offset fitted to each
-            dataset (see ``smoothing``).
-        mask : bool ndarray of the shape of X, optional
-            True = observed; missing entries (mask False, or NaN) are left out
-            and each cell's codes are solved on its observed entries.
-
-        Returns
-        -------
-        codes : ndarray of shape (n_cells, n_components)
-        """
-        check_is_fitted(self)
-        if _is_dask(X):
-            if mask is not None:
-                raise ValueError("mask is not supported for dask arrays; the Dask engine "
-                                 "fits and transforms fully observed data.")
-            return self._transform_dask(X, as_background)
-        X = _validate_target(self, X, reset=False, mask=mask,
-                             allow_nan=getattr(self, "device", None) is None)
-        X, _ = on_device(X, None, resolve_device(getattr(self, "device", None)))
-        if not is_out_of_core(X):
-            check_for_loss(X, "X", self._settings.loss)
-        dtype = numpy_dtype(X) if is_torch(X) else X.dtype
-        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-        if is_torch(X):   # the model's basis on X's device and dtype
-            basis = asarray_like(self._transform_basis(as_background), X)
-        else:
-            basis = to_numpy(self._transform_basis(as_background)).astype(dtype, copy=False)
-        offset = self._offsets[1 if as_background else 0]
-        if offset is not None:
-            offset = to_numpy(offset).astype(dtype)
-        prior = getattr(self, "_missing_prior", (None, None))[1 if as_background else 0]
-        codes, _ = transform_codes(X, basis, self._settings, self._policy, offset,
-                                   self.transform_max_iter, self.tol,
-                                   block_rows=getattr(self, "block_size", None), prior=prior)
-        return codes
-
-    def _transform_dask(self, X, as_background):
-        """``transform`` of a dask array: a lazy dask array of codes."""
-        from .dask_engine import as_cell_chunks, transform_dask
-
-        X = as_cell_chunks(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but BCNMF is expecting "
-                             f"{self.n_features_in_} features as input.")
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-        basis = to_numpy(self._transform_basis(as_background)).astype(dtype, copy=False)
-        offset = self._offsets[1 if as_background else 0]
-        if offset is not None:
-            offset = to_numpy(offset).astype(dtype)
-        return transform_dask(X, basis, self._settings, self._policy, offset,
-                              self.transform_max_iter, self.tol)
-
-    def _transform_basis(self, as_background):
-        return self.components_
-
-    def save(self, path, *, feature_names=None):
-        """Save the fitted model to ``path`` (npz arrays + JSON metadata, no pickle).
-
-        Thin wrapper of :func:`bcnmf.persistence.save_model`; read it back with
-        :func:`bcnmf.load`.  Returns the path written.
-        """
-        from .persistence import save_model
-
-        return save_model(self, path, feature_names=feature_names)
-
-    def inverse_transform(self, X):
-        """Reconstruct data from codes: ``X @ components_``.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_cells, n_components)
-
-        Returns
-        -------
-        ndarray of shape (n_cells, n_features)
-        """
-        check_is_fitted(self)
-        device = resolve_device(getattr(self, "device", None))
-        codes = X if is_torch(X) else np.asarray(X)
-        if codes.ndim != 2 or codes.shape[1] != self.components_.shape[0]:
-            raise ValueError(f"inverse_transform expects codes of shape (n_cells, "
-                             f"{self.components_.shape[0]}); got {tuple(codes.shape)}.")
-        if device is not None and not is_torch(codes):
-            codes = to_device(codes, device)
-        if not is_torch(codes):
-            return codes @ to_numpy(self.components_)
-        import torch
-
-        dtype = torch.promote_types(codes.dtype, self.components_.dtype) \
-            if is_torch(self.components_) else codes.dtype
-        if not dtype.is_floating_point:
-            dtype = torch.float64
-        return codes.to(dtype) @ asarray_like(self.components_, codes.to(dtype))
-
-
-register(BCNMF)
+    if params["device"] is not None:
+        raise ValueError(f"device={params['device']!r} and the Dask engine cannot be "
+                         "combined; the Dask engine runs numpy on the workers.")
+    dask_in = is_dask_array(X)
+    for A, name in ((X, "X"), (background, "background")):
+        if A is not None:
+            reject_unsupported(A, name)
+    X = as_cell_chunks(X, "X", params["block_size"])
+    Y = as_cell_chunks(background, "background", params["block_size"]) \
+        if background is not None else None
+    if Y is not None and Y.shape[1] != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but the background has "
+                         f"{Y.shape[1]}; both need the same features in the same order.")
+    estimator.n_features_in_ = X.shape[1]
+    estimator.__dict__.pop("feature_names_in_", None)
+    s = resolve_settings(params["n_components"], X.shape[1], params, owner)
+    init = check_init(init, X, Y, s.n_components, basis_only=True)
+    callback = None
+    if ckpt:
+        init, callback = checkpoint_hooks(s, X, Y, init, **ckpt)
+    result, diag = fit_factors_dask(X, Y, s, params["random_state"], init,
+                                    callback=callback, consensus=bool(params["consensus"]),
+                                    mask=masks[0], background_mask=masks[1])
+    report(diag, s, result, owner)
+    if not dask_in:   # numpy/scipy in, numpy out
+        bg = result.background_codes
+        result = replace(result, codes=result.codes.compute(),
+                         background_codes=None if bg is None else bg.compute())
+    estimator._store(result, result.background_codes, FitState.of(s, diag))
+    estimator.dask_run_ = diag["dask"]
+    return result
 
 
 def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=None,
@@ -695,8 +362,8 @@ def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=N
               random_state=None, transform_max_iter=1000, block_size=None,
               init_factors=None, device=None, mask=None, background_mask=None,
               checkpoint=None, checkpoint_every=10, resume=None,
-              nuisance_topics=10) -> FactorizationResult:
-    """Functional bcNMF: same model and code as :class:`BCNMF`.
+              nuisance_topics=10, engine=None) -> FactorizationResult:
+    """Functional bcNMF: the fit of :class:`BCNMF`, returning its result.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target and
     ``background`` the background (cells x features), as in
@@ -723,29 +390,15 @@ def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=N
     >>> res.codes.shape, res.background_codes.shape
     ((30, 2), (20, 2))
     """
-    p = dict(alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss, mode=mode, init=init,
-             damping=damping, smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
-             consensus=consensus, transform_max_iter=transform_max_iter,
-             block_size=block_size, nuisance_topics=nuisance_topics)
-    check_params({"n_components": n_components, "random_state": random_state, **p},
-                 owner="factorize")
-    check_orientation(X, background, "factorize")
-    x_names = feature_names(X)
-    device = resolve_device(device)
-    X = (_check_out_of_core(X, "X", "factorize") if is_out_of_core(X)
-         else check_torch_matrix(X, "X", "factorize") if is_torch(X)
-         else check_matrix(X, "X", "factorize", allow_nan=device is None, mask=mask))
-    Y = _check_background(background, X, x_names, "factorize", mask=background_mask,
-                          allow_nan=device is None)
-    X, Y = on_device(X, Y, device)
-    s = _settings(n_components, X.shape[1], p, owner="factorize")
-    for A, name in ((X, "X"), (Y, "background")):
-        if not is_out_of_core(A):
-            check_for_loss(A, name, s.loss, "factorize")
-    init = _check_init(tuple(init_factors) if init_factors is not None else None, X, Y,
-                       s.n_components)
-    result, diag = fit_factors(X, Y, s, random_state, init, block_rows=block_size,
-                               consensus=consensus,
-                               **_checkpointing(checkpoint, checkpoint_every, resume))
-    _report(diag, s, result, "factorize")
-    return result
+    model = BCNMF(n_components, alpha=alpha, alpha_scale=alpha_scale, beta_loss=beta_loss,
+                  mode=mode, init=init, damping=damping, smoothing=smoothing,
+                  max_iter=max_iter, tol=tol, n_init=n_init, consensus=consensus,
+                  random_state=random_state, transform_max_iter=transform_max_iter,
+                  block_size=block_size, device=device, engine=engine,
+                  nuisance_topics=nuisance_topics)
+    params = model.get_params()
+    check_params(params, "factorize", BCNMF._parameter_constraints)
+    return fit_contrast(model, X, background, params,
+                        tuple(init_factors) if init_factors is not None else (None, None, None),
+                        (mask, background_mask),
+                        checkpointing(checkpoint, checkpoint_every, resume), "factorize")

@@ -6,8 +6,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import check_params
-from .core.fit import (_augment, _restart_seeds, _stack_offset, contrast_offsets,
+from .core.fit import (FitState, _augment, _restart_seeds, _stack_offset, contrast_offsets,
                        nuisance_basis, nuisance_count, raw_alpha, step_policy)
 from .core.backend import is_torch
 from .core.init import initial_factors
@@ -119,6 +118,10 @@ random_state, transform_max_iter
     (200, 2)
     """
 
+    _parameter_constraints = constraints(
+        "n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "smoothing",
+        "batch_size", "forget_factor", "fresh_restarts", "fresh_restarts_max_iter", "max_iter",
+        "tol", "max_no_improvement", "random_state", "transform_max_iter", "nuisance_topics")
     _saved_scalars = ("n_steps_",)
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
@@ -147,9 +150,7 @@ random_state, transform_max_iter
     # -- settings -------------------------------------------------------------------------
 
     def _params(self):
-        p = self.get_params()
-        check_params(p, owner=type(self).__name__)
-        return dict(p, damping=None, n_init=1)
+        return dict(self._validate_params(), damping=None, n_init=1)
 
     def _start(self, X, Y, p, init, n_batches=0):
         """Settings, policy and starting factors (as :func:`bcnmf.core.fit.fit_factors`

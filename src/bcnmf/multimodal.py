@@ -18,9 +18,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_matrix
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseBCNMF
+from ._validation import check_matrix, constraints
 from .core.updates import data_scale
-from .estimator import BCNMF
+from .estimator import fit_contrast
 
 _OWNER = "MultiModalBCNMF"
 
@@ -40,7 +43,7 @@ def _side_by_side(mats, scales):
     return np.hstack([A * A.dtype.type(s) for A, s in zip(mats, scales)])
 
 
-class MultiModalBCNMF(BCNMF):
+class MultiModalBCNMF(BaseBCNMF):
     """bcNMF over several modalities with shared per-cell codes.
 
     ``fit(Xs, background=Ys)`` takes one matrix per modality (same cells in the
@@ -72,16 +75,34 @@ class MultiModalBCNMF(BCNMF):
         As in :class:`BCNMF`, for the weighted objective.
     """
 
+    _parameter_constraints = constraints(
+        "n_components", "weights", "alpha", "alpha_scale", "beta_loss", "mode", "init",
+        "damping", "smoothing", "max_iter", "tol", "n_init", "random_state",
+        "transform_max_iter", "block_size", "nuisance_topics")
+
     def __init__(self, n_components=None, *, weights="balanced", alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
                  transform_max_iter=1000, block_size=None, nuisance_topics=10):
-        super().__init__(n_components, alpha=alpha, alpha_scale=alpha_scale,
-                         beta_loss=beta_loss, mode=mode, init=init, damping=damping,
-                         smoothing=smoothing, max_iter=max_iter, tol=tol, n_init=n_init,
-                         random_state=random_state, transform_max_iter=transform_max_iter,
-                         block_size=block_size, nuisance_topics=nuisance_topics)
+        self.n_components = n_components
         self.weights = weights
+        self.alpha = alpha
+        self.alpha_scale = alpha_scale
+        self.beta_loss = beta_loss
+        self.mode = mode
+        self.init = init
+        self.damping = damping
+        self.smoothing = smoothing
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+        self.transform_max_iter = transform_max_iter
+        self.block_size = block_size
+        self.nuisance_topics = nuisance_topics
+
+    def _block_rows(self):
+        return self.block_size
 
     def _resolve_weights(self, Xs, loss):
         m = len(Xs)
@@ -121,6 +142,7 @@ class MultiModalBCNMF(BCNMF):
         background : list of {ndarray, sparse matrix}, optional
             One background matrix per modality, in the same modality order.
         """
+        params = self._validate_params()
         Xs = _as_list(X, "X")
         Ys = _as_list(background, "background")
         self._check_shapes(Xs, Ys)
@@ -129,7 +151,10 @@ class MultiModalBCNMF(BCNMF):
         scales = self._scales(loss)
         Xc = _side_by_side(Xs, scales)
         Yc = None if Ys is None else _side_by_side(Ys, scales)
-        codes = super().fit_transform(Xc, background=Yc)
+        contrast = {k: v for k, v in params.items() if k != "weights"}
+        codes = fit_contrast(self, Xc, Yc, dict(contrast, consensus=False, device=None,
+                                                engine=None),
+                             (None, None, None), (None, None), {}).codes
         bounds = np.cumsum([0] + [A.shape[1] for A in Xs])
         self.modality_slices_ = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         self._scaled_components = self.components_
@@ -155,14 +180,14 @@ class MultiModalBCNMF(BCNMF):
 
     def transform(self, X, *, as_background=False):
         """Shared codes of cells measured in every modality (list of matrices)."""
+        check_is_fitted(self)
         Xs = _as_list(X, "X")
         self._check_shapes(Xs, None)
-        widths = [sl.stop - sl.start for sl in getattr(self, "modality_slices_", [])]
-        if widths and [A.shape[1] for A in Xs] != widths:
+        widths = [sl.stop - sl.start for sl in self.modality_slices_]
+        if [A.shape[1] for A in Xs] != widths:
             raise ValueError(f"X has modalities with {[A.shape[1] for A in Xs]} features; "
                              f"the model was fitted with {widths}.")
-        loss = self._settings.loss if hasattr(self, "_settings") else "frobenius"
-        scales = self._scales(loss) if hasattr(self, "weights_") else np.ones(len(Xs))
+        scales = self._scales(self.fit_state_.settings.loss)
         return super().transform(_side_by_side(Xs, scales), as_background=as_background)
 
     def _transform_basis(self, as_background):

@@ -32,7 +32,9 @@ import numpy as np
 
 from ._version import __version__
 from .core.checkpoint import _checksum
+from .core.fit import FitSettings, FitState
 from .core.masked import MissingPrior
+from .core.step import StepPolicy
 from .core.backend import device_of, resolve_device, to_device, to_numpy
 from .exceptions import ModelFormatError
 from .registry import REGISTRY, Saved
@@ -87,7 +89,7 @@ def _collect(model, feature_names=None):
         arrays["background_codes_"] = to_numpy(model.background_codes_)
     # fitted state a class keeps in its own shape (lists, slices): `_state()` gives it as
     # named arrays and `_set_state(arrays)` restores it
-    for name, a in (model._state() if hasattr(model, "_state") else {}).items():
+    for name, a in model._state().items():
         arrays[f"state_{name}"] = np.asarray(a)
     for key, values in model.history_.items():
         arrays[f"history_{key}"] = np.asarray(values)
@@ -100,11 +102,11 @@ def _collect(model, feature_names=None):
         arrays[name] = to_numpy(getattr(model, name))
     if getattr(model, "topic_stability_", None) is not None:
         arrays["topic_stability_"] = np.asarray(model.topic_stability_)
-    for which, offset in zip(("target", "background"), model._offsets):
+    state = model.fit_state_
+    for which, offset in zip(("target", "background"), state.offsets):
         if offset is not None:
             arrays[f"offset_{which}"] = np.asarray(offset)
-    for which, prior in zip(("target", "background"),
-                            getattr(model, "_missing_prior", (None, None))):
+    for which, prior in zip(("target", "background"), state.missing_prior):
         if prior is not None:   # the fit's prior at missing entries (core/masked.py)
             arrays[f"missing_mean_{which}"] = np.asarray(prior.mean)
             arrays[f"missing_tau2_{which}"] = np.asarray(prior.tau2)
@@ -126,8 +128,8 @@ def _collect(model, feature_names=None):
                        if hasattr(model, k)},
         "feature_names": None if names is None else [str(n) for n in names],
         "feature_names_in": names_in is not None,
-        "settings": dataclasses.asdict(model._settings),
-        "policy": dataclasses.asdict(model._policy),
+        "settings": dataclasses.asdict(state.settings),
+        "policy": dataclasses.asdict(state.policy),
         "history_keys": list(model.history_),
         "device": None if device_of(model.components_) is None
         else str(device_of(model.components_)),
@@ -263,9 +265,6 @@ def load_model(path, *, device=None):
         When the file is not a bcnmf model, is corrupted or truncated, or was written in a
         newer format version.
     """
-    from .core.fit import FitSettings
-    from .core.updates import StepPolicy
-
     meta, arrays = _read(path)
     saved = REGISTRY.get(meta.get("estimator"))
     if saved is None:
@@ -305,15 +304,11 @@ def load_model(path, *, device=None):
         setattr(model, key, value)
     if meta["feature_names"] is not None and meta.get("feature_names_in", True):
         model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
-    model._settings = settings
-    model._policy = policy
-    model._offsets = (arrays.get("offset_target"), arrays.get("offset_background"))
-    if hasattr(model, "_set_state"):
-        model._set_state({k[len("state_"):]: a for k, a in arrays.items()
-                          if k.startswith("state_")})
-    model._missing_prior = tuple(
-        MissingPrior(arrays[f"missing_mean_{w}"], arrays[f"missing_tau2_{w}"])
-        if f"missing_mean_{w}" in arrays else None for w in ("target", "background"))
+    model.fit_state_ = FitState(
+        settings, policy, (arrays.get("offset_target"), arrays.get("offset_background")),
+        tuple(MissingPrior(arrays[f"missing_mean_{w}"], arrays[f"missing_tau2_{w}"])
+              if f"missing_mean_{w}" in arrays else None for w in ("target", "background")))
+    model._set_state({k[len("state_"):]: a for k, a in arrays.items() if k.startswith("state_")})
     if device is not None:
         dev = resolve_device(device)
         model.set_params(device=device)

@@ -328,13 +328,14 @@ def _heldout(model, A, basis, as_background):
     prediction floor and, when the model has them, the nuisance topics included)."""
     from .core.fit import split_offset, transform_codes
 
-    offset = model._offsets[1 if as_background else 0]
+    state = model.fit_state_
+    offset = state.offsets[1 if as_background else 0]
     floor, nuisance = split_offset(offset)
     if nuisance is None:
         codes = model.transform(A, as_background=as_background)
         return codes, codes @ basis + (0.0 if floor is None else floor)
     A = A.astype(np.float64) if A.dtype != np.float64 else A   # the basis's dtype
-    full, _ = transform_codes(A, basis, model._settings, model._policy, offset,
+    full, _ = transform_codes(A, basis, state.settings, state.policy, offset,
                               model.transform_max_iter, model.tol, full=True)
     k = basis.shape[0]
     return full[:, :k], full @ np.vstack([basis, nuisance]) + floor
@@ -346,12 +347,13 @@ def _nuisance_null(model, A, as_background):
     contrastive topic), or None when the model has no nuisance topics."""
     from .core.fit import split_offset, transform_codes
 
-    floor, nuisance = split_offset(model._offsets[1 if as_background else 0])
+    state = model.fit_state_
+    floor, nuisance = split_offset(state.offsets[1 if as_background else 0])
     if nuisance is None:
         return None
     nuisance = np.asarray(nuisance, dtype=np.float64)
     A = A.astype(np.float64) if A.dtype != np.float64 else A
-    codes, _ = transform_codes(A, nuisance, model._settings, model._policy, floor,
+    codes, _ = transform_codes(A, nuisance, state.settings, state.policy, floor,
                                model.transform_max_iter, model.tol)
     pred = codes @ nuisance + (0.0 if floor is None else floor)
     return _per_cell_divergence(A, pred, "kullback-leibler")[0]

@@ -65,6 +65,28 @@ class FitSettings:
     nuisance_topics: int = 0
 
 
+@dataclass(frozen=True)
+class FitState:
+    """What a fitted estimator needs from its fit beyond its public attributes,
+    to transform new cells and to be saved: the resolved ``settings``, the
+    step ``policy``, the prediction ``offsets`` of the target and of the
+    background (with nuisance topics, see :func:`split_offset`) and the
+    ``missing_prior`` of each (:class:`~bcnmf.core.masked.MissingPrior` of a
+    fit with missing values, else None).  Estimators keep it in
+    ``fit_state_``."""
+
+    settings: FitSettings
+    policy: StepPolicy
+    offsets: tuple = (None, None)
+    missing_prior: tuple = (None, None)
+
+    @classmethod
+    def of(cls, settings: FitSettings, diag: dict) -> "FitState":
+        """The state of a fit from its settings and the engine's diagnostics."""
+        return cls(settings, diag["policy"], diag["offsets"],
+                   diag.get("missing_prior", (None, None)))
+
+
 def raw_alpha(x: Scan, y: Scan | None, s: FitSettings) -> float:
     """Convert ``alpha`` to the weight applied to the sums.
 
