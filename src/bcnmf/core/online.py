@@ -28,9 +28,10 @@ full uses the full-batch values (:func:`~bcnmf.core.fit.raw_alpha`,
 :func:`~bcnmf.core.fit.contrast_offsets`, set on the state).  A stream
 rescales relative ``alpha`` by the batch's ``S(X_b) / S(Y_b)``, and its stable
 Poisson offsets use the running per-feature means of all cells seen so far.
-Either way a batch holding all cells reproduces a full-batch sweep.  :func:`polish_codes` ends a
-fit as the full-batch engine does: the codes of every cell are refined with
-the final basis fixed.
+Either way a batch holding all cells reproduces a full-batch sweep.
+
+:func:`polish_codes` ends a fit as the full-batch engine does: the codes of
+every cell are refined with the final basis fixed.
 """
 
 from __future__ import annotations
@@ -61,10 +62,9 @@ class OnlineState:
     n_x: int = 0
     n_y: int = 0
     n_steps: int = 0
-    batch_numer: np.ndarray | None = None   # per batch: its latest A, times ``gauge``
+    batch_numer: np.ndarray | None = None   # per batch: its latest A
     batch_denom: np.ndarray | None = None   # per batch: its latest D
     batch_step: np.ndarray | None = None    # per batch: the step that computed them (-1)
-    gauge: np.ndarray | None = None         # product of the row scales of the gauge fixes
     alpha: float | None = None              # raw alpha of the whole data (None: per batch)
     data_offsets: tuple | None = None       # offsets of the whole data (None: running)
 
@@ -81,7 +81,6 @@ class OnlineState:
             state.batch_numer = np.zeros((n_batches, k, f), basis.dtype)
             state.batch_denom = np.zeros((n_batches, k, f), basis.dtype)
             state.batch_step = np.full(n_batches, -1)
-            state.gauge = np.ones(k, basis.dtype)
         return state
 
     @property
@@ -161,8 +160,8 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
         scale[~(scale > 0)] = 1.0
         normalize_basis(basis, list(rescale), policy.basis_floor)
         state.numer /= scale[:, None]
-        if state.gauge is not None:
-            state.gauge *= scale
+        if state.batch_numer is not None:   # every A follows the gauge of the basis
+            state.batch_numer /= scale[:, None]
     state.n_steps += 1
     return dx, dy, alpha
 
@@ -170,16 +169,13 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
 def _replace_batch(state: OnlineState, batch: int, numer, denom, rho: float) -> None:
     """Accumulators of a fit that revisits its batches: every batch counts
     once, by its latest parts, weighted by ``rho ** (steps since they were
-    computed)``.  A batch's ``A`` is stored times the product of the later
-    gauge scales (``state.gauge``), so that the gauge fix of a step divides
-    the current ``A`` only."""
-    state.batch_numer[batch] = numer * state.gauge[:, None]
+    computed)``."""
+    state.batch_numer[batch] = numer
     state.batch_denom[batch] = denom
     state.batch_step[batch] = state.n_steps
     seen = state.batch_step >= 0
     weight = np.where(seen, rho ** (state.n_steps - state.batch_step), 0.0)
     state.numer[...] = np.tensordot(weight, state.batch_numer, axes=1)
-    state.numer /= state.gauge[:, None]
     state.denom[...] = np.tensordot(weight, state.batch_denom, axes=1)
 
 
