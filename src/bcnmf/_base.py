@@ -137,7 +137,8 @@ class BaseBCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         if is_dask(X):
             return self._transform_dask(X, as_background, mask)
         state = self.fit_state_
-        X = validate_target(self, X, reset=False, mask=mask, allow_nan=self._device() is None)
+        X = validate_target(self, X, reset=False, mask=mask,
+                            allow_nan=self._fits_missing and self._device() is None)
         X, _ = on_device(X, None, self._device())
         if not is_out_of_core(X):
             check_for_loss(X, "X", state.settings.loss)
