@@ -90,6 +90,7 @@ class MaskedBlock:
         self.mask = mask
         self.prior = prior
         self.resident = inner.resident
+        self.prior_terms = None   # cached by :func:`_prior_terms`
 
     @property
     def data(self):
@@ -208,14 +209,13 @@ def _prior_terms(block):
     """Data-only per-block terms of the prior, made on first use and kept (two
     n x F arrays besides the data): the missing indicator (float), ``s_i``
     times it, and the observed count per feature."""
-    terms = getattr(block, "_prior_terms", None)
-    if terms is None:
+    if block.prior_terms is None:
         a = block.data
         scale = row_scale(a, block.mask, block.prior.mean).astype(a.dtype)
         miss = (~block.mask).astype(a.dtype)
-        terms = block._prior_terms = (miss, miss * scale[:, None],
-                                      block.mask.sum(axis=0, dtype=np.float64))
-    return terms
+        block.prior_terms = (miss, miss * scale[:, None],
+                             block.mask.sum(axis=0, dtype=np.float64))
+    return block.prior_terms
 
 
 def prior_weights(block, codes, view, a_all=None):
