@@ -6,8 +6,7 @@ import warnings
 
 import numpy as np
 
-from .core.fit import (FitState, _augment, _restart_seeds, _stack_offset, contrast_offsets,
-                       nuisance_basis, nuisance_count, raw_alpha, step_policy)
+from .core.fit import FitState, _augment, _restart_seeds, _stack_offset, nuisance_basis, prepare
 from .core.backend import is_torch
 from .core.init import initial_factors
 from .core.online import OnlineState, online_step, polish_codes
@@ -167,20 +166,19 @@ random_state, transform_max_iter
         if init is not None:
             basis, cx, cy = (None if a is None else np.array(a, dtype=X.dtype, order="C")
                              for a in init)
-        self._settings = s
-        self._policy = step_policy(info_x, s)
+        prep = prepare(info_x, info_y, s)
+        self._settings, self._policy = s, prep.policy
         if s.mode != "reference":
             with np.errstate(over="ignore", invalid="ignore"):
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 self._policy.basis_floor)
         k = basis.shape[0]
         self._nuisance = None
-        n_nuisance = nuisance_count(s, info_y)
-        if n_nuisance:   # fixed topics of the background, as BCNMF fits them
-            _, offset_y = contrast_offsets(info_x, info_y, s)
-            blocks_y = make_blocks(RowSource(Y, "background", X.dtype), info_y, s.loss, offset_y)
+        if prep.n_nuisance:   # fixed topics of the background, as BCNMF fits them
+            blocks_y = make_blocks(RowSource(Y, "background", X.dtype), info_y, s.loss,
+                                   prep.offsets[1])
             with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-                g, dy = nuisance_basis(blocks_y, info_y, n_nuisance, s, self._policy)
+                g, dy = nuisance_basis(blocks_y, info_y, prep.n_nuisance, s, self._policy)
             self._nuisance = g
             if cx is None:   # the codes are solved afresh at the first step
                 basis = np.ascontiguousarray(np.concatenate([basis, g]))
@@ -188,8 +186,8 @@ random_state, transform_max_iter
                 basis, cx, cy = _augment(basis, cx, cy, (g, dy), info_x, info_y)
         self._online = OnlineState.start(basis, k, n_batches)
         if n_batches and Y is not None:   # the whole data's contrast, as in BCNMF
-            self._online.alpha = raw_alpha(info_x, info_y, s)
-            self._online.data_offsets = contrast_offsets(info_x, info_y, s)
+            self._online.alpha = prep.alpha_raw
+            self._online.data_offsets = prep.offsets
         self._hist = {k: [] for k in ("iteration", "target", "background", "objective",
                                       "smoothed")}
         self._ewa = None
