@@ -26,7 +26,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import minimize, nnls
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from bcnmf import BCNMF, CombinedBCNMF, FactorizationResult, factorize
+from bcnmf import BCNMF, CombinedBCNMF, FactorizationResult, MiniBatchBCNMF, factorize
 from bcnmf.exceptions import DivergenceWarning
 
 LOSSES = ("frobenius", "kullback-leibler")
@@ -142,6 +142,13 @@ class CombinedOnItself(CombinedBCNMF):
 # 5000 sweeps at tol=0 for the same reason as BCNMF's (fit_transform == transform)
 @parametrize_with_checks([CombinedOnItself(max_iter=5000, tol=0)])
 def test_sklearn_check_estimator_combined(estimator, check):
+    check(estimator)
+
+
+# the checks' data fit in one batch, where every online step is the full-batch step: the
+# settings and the reason for tol=0 are BCNMF's
+@parametrize_with_checks([MiniBatchBCNMF(max_iter=2000, tol=0)])
+def test_sklearn_check_estimator_minibatch(estimator, check):
     check(estimator)
 
 

@@ -256,7 +256,7 @@ random_state, transform_max_iter
             with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
                 polish_codes(self._online, X, cx, Y, cy, self._settings, self._policy,
                              self.transform_max_iter, self.tol)
-        self._finish(stop)
+        self._finish(stop, stopping=self.tol > 0 or patience is not None)
         if Y is not None:
             self.background_codes_ = self.transform(Y, as_background=True) \
                 if self.fresh_restarts else cy[:, :s_k].copy()
@@ -296,7 +296,7 @@ random_state, transform_max_iter
         self._step(X, codes_x, Y, codes_y, self.forget_factor, True, rescale, None,
                    self.max_no_improvement)
         self.n_iter_ = 1
-        self._finish(None, warn=False)
+        self._finish(None, stopping=False)
         self.background_codes_ = None if codes_y is None else codes_y[:, :self._online.n_free]
         return self
 
@@ -327,7 +327,9 @@ random_state, transform_max_iter
             return "no improvement"
         return None
 
-    def _finish(self, stop, warn=True):
+    def _finish(self, stop, stopping):
+        """Set the fitted state; warn when the fit diverged, or when a stopping rule
+        (``stopping``) was in force and did not fire."""
         k = self._online.n_free
         self.components_ = self._online.basis[:k].copy()
         self.n_steps_ = self._online.n_steps
@@ -341,13 +343,11 @@ random_state, transform_max_iter
             offsets = tuple(_stack_offset(o, self._nuisance) for o in offsets)
         self.fit_state_ = FitState(self._settings, self._policy, offsets)
         self._n_features_out = k
-        if not warn:
-            return
         if stop == "diverged":
             warnings.warn(f"{type(self).__name__} diverged: a basis step produced non-finite "
                           "values; returning the basis before it.", DivergenceWarning,
                           stacklevel=3)
-        elif stop is None and (self.tol > 0 or self.max_no_improvement is not None):
+        elif stop is None and stopping:
             warnings.warn(f"Maximum number of epochs {self.max_iter} reached before "
                           "convergence; increase max_iter.", ConvergenceWarning, stacklevel=3)
 
