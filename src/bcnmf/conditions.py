@@ -18,11 +18,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import BaseBCNMF
-from ._validation import check_matrix, constraints
-from .core.backend import resolve_device
+from ._validation import check_matrix
 from .core.updates import data_scale
-from .estimator import PARAMETERS, fit_contrast
+from .estimator import BCNMF, fit_contrast
 
 _OWNER = "MultiConditionBCNMF"
 
@@ -48,7 +46,7 @@ def _slices(mats):
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-class MultiConditionBCNMF(BaseBCNMF):
+class MultiConditionBCNMF(BCNMF):
     """bcNMF with several backgrounds (each with its own alpha) and/or several
     target conditions, one shared basis.
 
@@ -81,41 +79,14 @@ class MultiConditionBCNMF(BaseBCNMF):
     weights), not per background.
     """
 
+    # BCNMF's parameters (alpha may hold one value per background) on lists of matrices
     _parameter_constraints = {
-        **constraints(*PARAMETERS),
+        **BCNMF._parameter_constraints,
         "alpha": (lambda v: np.ndim(v) <= 1 and np.size(v) >= 1,
                   "a number, or one number per background"),
     }
-
-    def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
-                 beta_loss="frobenius", mode="stable", init=None, damping=None,
-                 smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
-                 random_state=None, transform_max_iter=1000, block_size=None, device=None,
-                 engine=None, nuisance_topics=10):
-        self.n_components = n_components
-        self.alpha = alpha
-        self.alpha_scale = alpha_scale
-        self.beta_loss = beta_loss
-        self.mode = mode
-        self.init = init
-        self.damping = damping
-        self.smoothing = smoothing
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.consensus = consensus
-        self.random_state = random_state
-        self.transform_max_iter = transform_max_iter
-        self.block_size = block_size
-        self.device = device
-        self.engine = engine
-        self.nuisance_topics = nuisance_topics
-
-    def _device(self):
-        return resolve_device(self.device)
-
-    def _block_rows(self):
-        return self.block_size
+    _fits_missing = False
+    _takes_torch = False
 
     def fit(self, X, y=None, *, background=None):
         """Fit on target condition(s) and background(s); returns self."""
