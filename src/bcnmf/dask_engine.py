@@ -54,8 +54,8 @@ from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
 from .core.solver import Contrast, gauge_scale, refine_block, solve
 from .core.source import RowSource, Scan
-from .core.updates import (FROBENIUS, Block, basis_step, block_const, entry_predictions,
-                           sweep_block, view_basis)
+from .core.updates import (FROBENIUS, Block, block_const, entry_predictions, sweep_block,
+                           view_basis)
 
 #: number of partial results combined by one task of the tree reductions
 FAN_IN = 8
