@@ -175,6 +175,12 @@ class BCNMF(BaseBCNMF):
         With ``n_init > 1``: per topic, the mean cosine similarity of the
         matching topic (Hungarian matching) of every other restart; values
         near 1 mean every restart found the topic.  None for ``n_init=1``.
+    fit_state_ : bcnmf.core.fit.FitState
+        What :meth:`transform` and :meth:`save` need from the fit: the
+        resolved settings, the step policy, the prediction offsets and the
+        missing-value prior.
+    dask_run_ : bcnmf.dask_engine.DaskRun, only after a fit on the Dask engine
+        Round trips and bytes brought back to the client.
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string column names.
 
