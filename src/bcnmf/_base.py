@@ -46,7 +46,8 @@ class BaseBCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     _fits_missing: ClassVar[bool] = False
     #: whether torch tensors are taken (and computed on, see ``_device``)
     _takes_torch: ClassVar[bool] = False
-    #: fitted arrays and scalars kept beyond the base's, saved with the model
+    #: fitted arrays and scalars kept beyond the base's, saved with the model (an array
+    #: that is None is not written, and is None when loaded)
     _saved_arrays: ClassVar[tuple] = ()
     _saved_scalars: ClassVar[tuple] = ()
 

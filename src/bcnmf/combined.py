@@ -141,7 +141,7 @@ class CombinedBCNMF(BaseBCNMF):
                       "random_state", "transform_max_iter", "block_size"),
         **_OWN_CONSTRAINTS}
     # what persistence saves beyond the base's fitted state
-    _saved_arrays = ("components_shared_", "components_target_")
+    _saved_arrays = ("components_shared_", "components_target_", "restart_objectives_")
     _saved_scalars = ("penalty_raw_",)
 
     def __init__(self, n_components=None, *, n_target_components=None, penalty=None,

@@ -12,6 +12,8 @@ from .core.fit import FitState, fit_factors
 from .core.result import FactorizationResult
 from .core.source import is_out_of_core
 
+#: the fitted arrays of a fit with restarts (topic_stability_ is None for one restart)
+RESTART_ARRAYS = ("restart_objectives_", "restart_agreement_", "topic_stability_")
 #: the constructor parameters of BCNMF (and of factorize)
 PARAMETERS = ("n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "damping",
               "smoothing", "max_iter", "tol", "n_init", "consensus", "random_state",
@@ -199,6 +201,8 @@ class BCNMF(BaseBCNMF):
     """
 
     _parameter_constraints = constraints(*PARAMETERS)
+    _saved_arrays = RESTART_ARRAYS
+    _saved_scalars = ("alpha_raw_",)
     _fits_missing = True   # NaN / masks in fit (core/masked.py)
     _takes_torch = True    # torch tensors in, on their device (see ``device``)
 

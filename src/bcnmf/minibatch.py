@@ -121,7 +121,7 @@ random_state, transform_max_iter
         "n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "smoothing",
         "batch_size", "forget_factor", "fresh_restarts", "fresh_restarts_max_iter", "max_iter",
         "tol", "max_no_improvement", "random_state", "transform_max_iter", "nuisance_topics")
-    _saved_scalars = ("n_steps_",)
+    _saved_scalars = ("alpha_raw_", "n_steps_")
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,

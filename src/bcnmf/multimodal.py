@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseBCNMF
 from ._validation import check_matrix, constraints
 from .core.updates import data_scale
-from .estimator import fit_contrast
+from .estimator import RESTART_ARRAYS, fit_contrast
 
 _OWNER = "MultiModalBCNMF"
 
@@ -79,6 +79,8 @@ class MultiModalBCNMF(BaseBCNMF):
         "n_components", "weights", "alpha", "alpha_scale", "beta_loss", "mode", "init",
         "damping", "smoothing", "max_iter", "tol", "n_init", "random_state",
         "transform_max_iter", "block_size", "nuisance_topics")
+    _saved_arrays = RESTART_ARRAYS
+    _saved_scalars = ("alpha_raw_",)
 
     def __init__(self, n_components=None, *, weights="balanced", alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,

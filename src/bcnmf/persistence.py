@@ -45,7 +45,7 @@ FORMAT_NAME = "bcnmf-model"
 #: bumped whenever a reader of the previous version could not read a new file correctly
 FORMAT_VERSION = 1
 _METADATA = "metadata.json"
-_SCALARS = ("n_iter_", "alpha_raw_", "objective_", "n_features_in_", "_n_features_out")
+_SCALARS = ("n_iter_", "objective_", "n_features_in_", "_n_features_out")
 
 
 def _saved(model) -> Saved:
@@ -93,15 +93,11 @@ def _collect(model, feature_names=None):
         arrays[f"state_{name}"] = np.asarray(a)
     for key, values in model.history_.items():
         arrays[f"history_{key}"] = np.asarray(values)
-    if getattr(model, "restart_objectives_", None) is not None:   # (not online fits)
-        arrays["restart_objectives_"] = np.asarray(model.restart_objectives_)
-    if getattr(model, "restart_agreement_", None) is not None:
-        arrays["restart_agreement_"] = np.asarray(model.restart_agreement_)
     saved = _saved(model)
-    for name in saved.arrays:
-        arrays[name] = to_numpy(getattr(model, name))
-    if getattr(model, "topic_stability_", None) is not None:
-        arrays["topic_stability_"] = np.asarray(model.topic_stability_)
+    for name in saved.arrays:   # the class's declared fitted arrays (None: not saved)
+        value = getattr(model, name)
+        if value is not None:
+            arrays[name] = to_numpy(value)
     state = model.fit_state_
     for which, offset in zip(("target", "background"), state.offsets):
         if offset is not None:
@@ -124,8 +120,7 @@ def _collect(model, feature_names=None):
         "library_version": __version__,
         "estimator": type(model).__name__,
         "params": json_params(model),
-        "attributes": {k: getattr(model, k) for k in _SCALARS + saved.scalars
-                       if hasattr(model, k)},
+        "attributes": {k: getattr(model, k) for k in _SCALARS + saved.scalars},
         "feature_names": None if names is None else [str(n) for n in names],
         "feature_names_in": names_in is not None,
         "settings": dataclasses.asdict(state.settings),
@@ -292,14 +287,8 @@ def load_model(path, *, device=None):
     model.components_ = arrays["components_"]
     model.background_codes_ = arrays.get("background_codes_")
     model.history_ = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
-    if "restart_objectives_" in arrays:
-        model.restart_objectives_ = arrays["restart_objectives_"]
-    if "restart_agreement_" in arrays:
-        model.restart_agreement_ = arrays["restart_agreement_"]
-    if "consensus" in valid:   # estimators with restart consensus report topic stability
-        model.topic_stability_ = arrays.get("topic_stability_")
     for name in saved.arrays:
-        setattr(model, name, arrays[name])
+        setattr(model, name, arrays.get(name))
     for key, value in meta["attributes"].items():
         setattr(model, key, value)
     if meta["feature_names"] is not None and meta.get("feature_names_in", True):

@@ -1,8 +1,8 @@
 """The estimator classes that saved models can be loaded as, by registration.
 
-:class:`~bcnmf.BCNMF` registers itself and every subclass when the class is made (with the
-fitted attributes each keeps beyond BCNMF's), so :mod:`bcnmf.persistence` reads and rebuilds
-models without importing any estimator module.
+The estimators' base class (:class:`bcnmf._base.BaseBCNMF`) registers every estimator class
+when the class is made, with the fitted attributes it keeps beyond the base's, so
+:mod:`bcnmf.persistence` reads and rebuilds models without importing any estimator module.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ __all__ = ["REGISTRY", "Saved", "register"]
 @dataclasses.dataclass(frozen=True)
 class Saved:
     """A registered estimator class and the fitted attributes it keeps beyond
-    :class:`~bcnmf.BCNMF`'s, saved and restored as they are.
+    the base class's, saved and restored as they are.
 
     Attributes
     ----------
     cls : type
         The estimator class (``cls.__name__`` names it in the metadata).
     arrays : tuple of str
-        Fitted array attributes.
+        Fitted array attributes (None values are not saved).
     scalars : tuple of str
         Fitted scalar attributes.
     """
@@ -40,7 +40,7 @@ REGISTRY: dict[str, Saved] = {}
 def register(cls, arrays=(), scalars=()):
     """Make the estimator class ``cls`` loadable by :func:`bcnmf.persistence.load_model`.
 
-    :class:`~bcnmf.BCNMF` registers itself and every subclass when the class
+    The estimators' base class registers every estimator class when the class
     is made; a class registered again under the same name replaces the first.
 
     Parameters
@@ -48,7 +48,7 @@ def register(cls, arrays=(), scalars=()):
     cls : type
         The estimator class.
     arrays, scalars : sequence of str
-        Fitted array and scalar attributes kept beyond :class:`~bcnmf.BCNMF`'s.
+        Fitted array and scalar attributes kept beyond the base class's.
 
     Returns
     -------
