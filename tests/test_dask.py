@@ -33,7 +33,7 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (pip instal
 distributed = pytest.importorskip("distributed", reason="distributed is not installed "
                                   "(pip install 'bcnmf[dask]')")
 
-from bcnmf import BCNMF  # noqa: E402
+from bcnmf import BCNMF, factorize  # noqa: E402
 from bcnmf.core import fit as core_fit  # noqa: E402
 from bcnmf.core.fit import fit_factors  # noqa: E402
 from bcnmf.core.init import codes_for_basis, initial_factors  # noqa: E402
@@ -175,6 +175,18 @@ def test_engine_dask_on_numpy_returns_numpy(client):
     assert isinstance(codes, np.ndarray) and isinstance(model.background_codes_, np.ndarray)
     assert_allclose(codes, codes_local, rtol=1e-9, atol=1e-12)
     assert_allclose(model.components_, local.components_, rtol=1e-9, atol=1e-13)
+
+
+def test_factorize_on_dask_is_the_estimator_fit(client):
+    """factorize is BCNMF's fit: dask arrays in, the Dask engine, dask codes out."""
+    X, Y = _data(3)
+    kw = dict(alpha=0.8, max_iter=15, tol=0, random_state=1)
+    model = BCNMF(K, **kw)
+    codes = model.fit_transform(_chunked(X), background=_chunked(Y))
+    res = factorize(_chunked(X), K, background=_chunked(Y), **kw)
+    assert isinstance(res.codes, da.Array) and isinstance(res.background_codes, da.Array)
+    assert_allclose(res.codes.compute(), codes.compute(), rtol=1e-12, atol=1e-14)
+    assert_allclose(res.components, model.components_, rtol=1e-12, atol=1e-14)
 
 
 def test_engine_parameter_is_checked():

@@ -382,7 +382,8 @@ def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=N
     :class:`BCNMF`: torch inputs, or any input with a device, give a result
     of torch tensors on that device.  ``mask``, ``background_mask`` (True =
     observed; NaN is missing too), ``checkpoint``, ``checkpoint_every`` and
-    ``resume`` are those of :meth:`BCNMF.fit`.
+    ``resume`` are those of :meth:`BCNMF.fit`; ``engine`` that of :class:`BCNMF` (dask
+    arrays in give a result of dask arrays).
 
     Returns
     -------
