@@ -26,6 +26,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _baseline import REPO, baseline_src, short_rev  # noqa: E402
 
 #: name -> (estimator, parameters, input format)
 FITS = {
@@ -95,18 +98,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", required=True, help="git revision to compare against")
     args = p.parse_args(argv)
-    repo = HERE.parent
-    rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=repo, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="bcnmf-baseline-") as tmp:
-        base = Path(tmp) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base), rev], cwd=repo,
-                       check=True)
-        try:
-            old = _run(base / "src")
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=repo)
-    new = _run(repo / "src")
+    rev = short_rev(args.baseline)
+    with baseline_src(rev) as base:
+        old = _run(base)
+    new = _run(REPO / "src")
     print(f"# fits of this tree against {rev} (one thread, 60 sweeps, K = 3)")
     print()
     print("| fit | topics | transform | sweeps |")

@@ -29,13 +29,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import speed  # noqa: E402  (benchmarks/speed.py: the child and its summary)
+from _baseline import REPO, baseline_src, short_rev  # noqa: E402
 
 METHODS = ("bcnmf_full", "bcnmf_alpha0")
 
@@ -67,48 +67,38 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     for v in speed.THREAD_VARS:
         env[v] = str(args.threads)
-    repo = HERE.parent
-    rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=repo, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=repo,
+    rev, head = short_rev(args.baseline), short_rev("HEAD")
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO,
                            capture_output=True, text=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="bcnmf-baseline-") as tmp:
-        base = Path(tmp) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base), rev], cwd=repo,
-                       check=True)
-        try:
-            trees = {"baseline": base / "src", "current": repo / "src"}
-            rows = []
-            for fmt in args.formats:
-                for loss in args.losses:
-                    for method in args.methods:
-                        cfg = {"kind": "fit", "format": fmt, "loss": loss, "method": method,
-                               "threads": args.threads, "repeats": args.repeats,
-                               "iters": iters, "n_target": int(round(10_000 * scale)),
-                               "n_background": int(round(10_000 * scale)),
-                               "nuisance_topics": None}
-                        times = {"baseline": [], "current": []}
-                        print(f"{fmt} {loss} {method}", file=sys.stderr, flush=True)
-                        for r in range(args.rounds):
-                            order = ("baseline", "current") if r % 2 == 0 else \
-                                ("current", "baseline")
-                            for name in order:
-                                times[name].append(_child(trees[name], cfg, env,
-                                                          args.child_timeout))
-                        pairs = [(c, b) for c, b in zip(times["current"], times["baseline"])
-                                 if c and b]
-                        if not pairs:
-                            rows.append((fmt, loss, method, None, None, None, None))
-                            continue
-                        ratios = [c / b for c, b in pairs]
-                        med_c = statistics.median(c for c, _ in pairs)
-                        med_b = statistics.median(b for _, b in pairs)
-                        rows.append((fmt, loss, method, med_b, med_c, med_c / med_b,
-                                     (min(ratios), max(ratios))))
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=repo)
+    with baseline_src(rev) as base:
+        trees = {"baseline": base, "current": REPO / "src"}
+        rows = []
+        for fmt in args.formats:
+            for loss in args.losses:
+                for method in args.methods:
+                    cfg = {"kind": "fit", "format": fmt, "loss": loss, "method": method,
+                           "threads": args.threads, "repeats": args.repeats,
+                           "iters": iters, "n_target": int(round(10_000 * scale)),
+                           "n_background": int(round(10_000 * scale)),
+                           "nuisance_topics": None}
+                    times = {"baseline": [], "current": []}
+                    print(f"{fmt} {loss} {method}", file=sys.stderr, flush=True)
+                    for r in range(args.rounds):
+                        order = ("baseline", "current") if r % 2 == 0 else \
+                            ("current", "baseline")
+                        for name in order:
+                            times[name].append(_child(trees[name], cfg, env,
+                                                      args.child_timeout))
+                    pairs = [(c, b) for c, b in zip(times["current"], times["baseline"])
+                             if c and b]
+                    if not pairs:
+                        rows.append((fmt, loss, method, None, None, None, None))
+                        continue
+                    ratios = [c / b for c, b in pairs]
+                    med_c = statistics.median(c for c, _ in pairs)
+                    med_b = statistics.median(b for _, b in pairs)
+                    rows.append((fmt, loss, method, med_b, med_c, med_c / med_b,
+                                 (min(ratios), max(ratios))))
     print(f"# seconds per iteration: {head}{' (+ uncommitted changes)' if dirty else ''} "
           f"against {rev}")
     print()

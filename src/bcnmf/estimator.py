@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ._base import BaseBCNMF
 from ._inputs import (check_background, check_init, checkpointing, on_device, report,
                       resolve_settings, use_dask, validate_target)
@@ -329,8 +331,6 @@ def _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks, owne
     checkpoint keywords; the engine checkpoints the basis (its codes live on
     the workers) and resumes from it, codes restarted as ``transform`` starts.
     ``masks``: ``(mask, background_mask)``, numpy or dask bool arrays or None."""
-    from dataclasses import replace
-
     from .dask_engine import as_cell_chunks, checkpoint_hooks, fit_factors_dask, is_dask_array
 
     if params["device"] is not None:
