@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from bcnmf.datasets import (
+    CellTypeCounts,
     ContrastiveCounts,
     TargetBackground,
     load_mice_protein,
     load_shared_dataset,
+    make_cell_type_counts,
     make_contrastive_counts,
     normalize_log1p,
 )
@@ -33,7 +35,7 @@ SMALL = dict(n_genes=600, n_target=200, n_background=150)
 
 @pytest.fixture(scope="module")
 def sim():
-    """The reference simulation (MODEL.md section 7), beta = 8, generated once."""
+    """The reference simulation of the paper, beta = 8, generated once."""
     return make_contrastive_counts(8.0, random_state=0)
 
 
@@ -461,3 +463,229 @@ def test_shared_missing_file_message(tmp_path, monkeypatch):
 def test_shared_rejects_bad_name(name, tmp_path):
     with pytest.raises(ValueError, match="name must be a dataset folder name"):
         load_shared_dataset(name, root=tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# make_cell_type_counts
+# --------------------------------------------------------------------------------------------
+
+CELLS = dict(n_genes=500, n_target=600, n_background=300, n_types=4, n_response=20)
+
+
+@pytest.fixture(scope="module")
+def cells():
+    """A small cell-type simulation at strength 1 and the same seed at strength 0."""
+    return (
+        make_cell_type_counts(1.0, random_state=2, **CELLS),
+        make_cell_type_counts(0.0, random_state=2, **CELLS),
+    )
+
+
+def _response_ratio(data, genes, cells=None):
+    """Stimulated over unstimulated expression of ``genes``, relative to the oracle.
+
+    Each cell's counts on ``genes`` are divided by its counts on the non-response genes (which
+    the stimulus leaves alone), then by the same ratio computed from the cell's type profile,
+    so library sizes and the cell-type composition of the two groups cancel: 1 means no
+    response, the response factor ``1 + 10 g u`` otherwise.
+    """
+    X = np.asarray(data.X)
+    genes = np.atleast_1d(genes)
+    rest = np.setdiff1d(np.arange(X.shape[1]), data.response_genes)
+    observed = X[:, genes].sum(axis=1) / X[:, rest].sum(axis=1)
+    profiles = data.type_profiles[data.target_type]
+    oracle = profiles[:, genes].sum(axis=1) / profiles[:, rest].sum(axis=1)
+    keep = np.ones(X.shape[0], bool) if cells is None else cells
+    stim, unstim = keep & (data.labels == 1), keep & (data.labels == 0)
+    return (observed[stim].mean() / oracle[stim].mean()) / (
+        observed[unstim].mean() / oracle[unstim].mean()
+    )
+
+
+def test_cell_types_shapes_dtypes_and_counts(cells):
+    data = cells[0]
+    assert isinstance(data, CellTypeCounts)
+    assert data.X.shape == (600, 500) and data.Y.shape == (300, 500)
+    for counts in (data.X, data.Y):
+        assert isinstance(counts, np.ndarray) and counts.dtype == np.float64
+        assert (counts >= 0).all()
+        np.testing.assert_array_equal(counts, np.round(counts))
+    for name, size in (("labels", 600), ("target_type", 600), ("background_type", 300)):
+        values = getattr(data, name)
+        assert values.shape == (size,) and values.dtype == np.int64
+    assert data.target_type.min() >= 0 and data.target_type.max() <= 3
+    assert set(np.unique(data.background_type)) <= {0, 1, 2, 3}
+    assert data.type_profiles.shape == (4, 500) and data.type_profiles.dtype == np.float64
+    assert data.response_genes.shape == (20,) and data.response_genes.dtype == np.int64
+    assert data.strength == 1.0 and isinstance(data.strength, float)
+    with pytest.raises(AttributeError):
+        data.strength = 0.0
+    assert repr(data) == (
+        "CellTypeCounts(X=<600x500 float64>, Y=<300x500 float64>, strength=1.0, n_types=4, "
+        "n_response_genes=20)"
+    )
+
+
+def test_cell_types_labels_exactly_half_and_shuffled(cells):
+    labels = cells[0].labels
+    np.testing.assert_array_equal(np.bincount(labels), [300, 300])
+    assert np.count_nonzero(np.diff(labels)) > 100
+    odd = make_cell_type_counts(n_genes=30, n_target=7, n_background=3, n_types=2, n_response=3)
+    np.testing.assert_array_equal(np.bincount(odd.labels), [4, 3])
+
+
+def test_cell_types_profiles_and_markers(cells):
+    data = cells[0]
+    profiles = data.type_profiles
+    assert (profiles > 0).all()
+    np.testing.assert_allclose(profiles.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(data.response_genes, np.unique(data.response_genes))
+    assert 0 <= data.response_genes[0] and data.response_genes[-1] < 500
+    # two types differ from the base profile only on their 25 marker genes (5% of 500), by
+    # U(2, 20) factors, up to one renormalising constant
+    n_markers = 25
+    for a, b in ((0, 1), (2, 3)):
+        ratio = profiles[a] / profiles[b]
+        constant = np.median(ratio)
+        changed = ~np.isclose(ratio, constant, rtol=1e-9)
+        assert n_markers <= changed.sum() <= 2 * n_markers
+        scaled = ratio[changed] / constant
+        assert (scaled > 1 / 20 - 1e-9).all() and (scaled < 20 + 1e-9).all()
+        assert (np.abs(np.log(scaled)) > np.log(2) - 1e-9).sum() >= n_markers
+    # the same type proportions in target and background
+    target_share = np.bincount(data.target_type, minlength=4) / 600
+    background_share = np.bincount(data.background_type, minlength=4) / 300
+    np.testing.assert_allclose(target_share, background_share, atol=0.1)
+
+
+def test_cell_types_library_sizes():
+    data = make_cell_type_counts(n_genes=200, n_target=400, n_background=400, n_types=3,
+                                 n_response=5, library_size=1000.0, random_state=4)
+    totals = data.Y.sum(axis=1)
+    # LogNormal(log 1000, 0.5): median 1000, a spread of about e^0.5 between quartiles
+    assert 850 < np.median(totals) < 1150
+    q25, q75 = np.percentile(np.log(totals), [25, 75])
+    assert 0.45 < (q75 - q25) / (2 * 0.6745 * 0.5) < 1.6
+
+
+def test_cell_types_overdispersion():
+    kwargs = dict(n_genes=100, n_target=2, n_background=2000, n_types=1, n_response=1,
+                  random_state=5)
+    poisson_like = make_cell_type_counts(dispersion=1e6, **kwargs)
+    overdispersed = make_cell_type_counts(dispersion=0.5, **kwargs)
+    top = np.argmax(poisson_like.type_profiles[0])
+    var_poisson = poisson_like.Y[:, top].var()
+    var_over = overdispersed.Y[:, top].var()
+    # same mean; the Gamma mixing with shape 0.5 adds 2 mu^2 to the variance
+    np.testing.assert_allclose(overdispersed.Y[:, top].mean(), poisson_like.Y[:, top].mean(),
+                               rtol=0.15)
+    assert var_over > 2.0 * var_poisson
+
+
+def test_cell_types_reproducible_and_seed_dependent():
+    small = dict(n_genes=120, n_target=40, n_background=30, n_types=3, n_response=6)
+    a = make_cell_type_counts(0.5, random_state=7, **small)
+    b = make_cell_type_counts(0.5, random_state=7, **small)
+    c = make_cell_type_counts(0.5, random_state=8, **small)
+    names = ("X", "Y", "labels", "target_type", "background_type", "type_profiles",
+             "response_genes")
+    for name in names:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for name in ("X", "Y", "labels", "type_profiles", "response_genes"):
+        assert not np.array_equal(getattr(a, name), getattr(c, name))
+    d = make_cell_type_counts(0.5, random_state=np.random.default_rng(7), **small)
+    np.testing.assert_array_equal(a.X, d.X)
+    assert make_cell_type_counts(0.5, random_state=None, **small).X.shape == a.X.shape
+
+
+def test_cell_types_sparse_equals_dense():
+    small = dict(n_genes=150, n_target=50, n_background=40, n_types=3, n_response=8)
+    dense = make_cell_type_counts(1.0, random_state=1, **small)
+    sparse = make_cell_type_counts(1.0, random_state=1, sparse=True, **small)
+    for d, s in ((dense.X, sparse.X), (dense.Y, sparse.Y)):
+        assert sp.issparse(s) and s.format == "csr" and s.dtype == np.float64
+        np.testing.assert_array_equal(s.toarray(), d)
+    for name in ("labels", "target_type", "background_type", "type_profiles", "response_genes"):
+        np.testing.assert_array_equal(getattr(dense, name), getattr(sparse, name))
+
+
+def test_cell_types_response_on_response_genes_only(cells):
+    data = cells[0]
+    # the response factor 1 + 10 g u lies in [2.5, 23.5] at strength 1; about 10 on average
+    pooled = _response_ratio(data, data.response_genes)
+    assert 4.0 < pooled < 23.5
+    per_type = np.array(
+        [_response_ratio(data, data.response_genes, data.target_type == t) for t in range(4)]
+    )
+    assert (per_type > 2.5 * 0.8).all() and (per_type < 23.5 * 1.2).all()
+    # the response depends on the cell type (g_t differs between types)
+    assert (per_type.max() - 1) / (per_type.min() - 1) > 1.3
+    # every well-expressed response gene is higher in stimulated cells
+    X = data.X
+    stim, unstim = data.labels == 1, data.labels == 0
+    expected = 3000 * data.type_profiles[data.target_type[unstim]].mean(axis=0)
+    strong = data.response_genes[expected[data.response_genes] >= 1.0]
+    assert strong.size >= 3
+    assert (X[stim][:, strong].mean(axis=0) > 1.5 * X[unstim][:, strong].mean(axis=0)).all()
+    # a well-expressed non-response gene (high in every type, so not a rare type's marker)
+    # does not move, nor do the non-response genes together
+    rest = np.setdiff1d(np.arange(500), data.response_genes)
+    gene = rest[np.argmax(data.type_profiles[:, rest].min(axis=0))]
+    assert 0.85 < _response_ratio(data, gene) < 1.18
+    totals = X[:, rest].sum(axis=1)
+    assert 0.9 < totals[stim].mean() / totals[unstim].mean() < 1.1
+
+
+def test_cell_types_strength_zero_means_no_response(cells):
+    strong, null = cells
+    # with one seed everything but X is the same at every strength
+    for name in ("Y", "labels", "target_type", "background_type", "type_profiles",
+                 "response_genes"):
+        np.testing.assert_array_equal(getattr(strong, name), getattr(null, name))
+    assert null.strength == 0.0
+    # strength 0: stimulated and unstimulated cells have the same expectation on the response
+    # genes. Any strength >= 0.3 gives a factor of at least 1 + 10 * 0.09 * 0.5 = 1.45.
+    assert abs(_response_ratio(null, null.response_genes) - 1.0) < 0.15
+    assert _response_ratio(strong, strong.response_genes) > 1.45
+    subtle = make_cell_type_counts(0.3, random_state=2, **CELLS)
+    assert _response_ratio(subtle, subtle.response_genes) > 1.45
+
+
+def test_cell_types_edge_sizes():
+    one = make_cell_type_counts(n_genes=10, n_target=4, n_background=2, n_types=1, n_response=10)
+    np.testing.assert_array_equal(one.response_genes, np.arange(10))
+    np.testing.assert_array_equal(one.target_type, 0)
+    np.testing.assert_array_equal(one.background_type, 0)
+    np.testing.assert_allclose(one.type_profiles.sum(), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(strength=-0.5), ValueError, "strength must be >= 0"),
+        (dict(strength=float("nan")), ValueError, "strength must be a finite real"),
+        (dict(strength=float("inf")), ValueError, "strength must be a finite real"),
+        (dict(strength="1"), ValueError, "strength must be a finite real"),
+        (dict(strength=True), ValueError, "strength must be a finite real"),
+        (dict(n_genes=0), ValueError, "n_genes must be >= 1"),
+        (dict(n_genes=100.0), TypeError, "n_genes must be an int"),
+        (dict(n_target=1), ValueError, "n_target must be >= 2"),
+        (dict(n_background=0), ValueError, "n_background must be >= 1"),
+        (dict(n_types=0), ValueError, "n_types must be >= 1"),
+        (dict(n_types=2.5), TypeError, "n_types must be an int"),
+        (dict(n_response=0), ValueError, "n_response must be >= 1"),
+        (dict(n_genes=50, n_response=51), ValueError, r"n_response must be <= n_genes \(50\)"),
+        (dict(dispersion=0.0), ValueError, "dispersion must be > 0"),
+        (dict(dispersion=-1.0), ValueError, "dispersion must be > 0"),
+        (dict(dispersion=float("inf")), ValueError, "dispersion must be a finite real"),
+        (dict(library_size=0), ValueError, "library_size must be > 0"),
+        (dict(library_size=float("nan")), ValueError, "library_size must be a finite real"),
+        (dict(library_size=None), ValueError, "library_size must be a finite real"),
+        (dict(random_state=-1), ValueError, "random_state must be a non-negative int"),
+        (dict(random_state="seed"), TypeError, "random_state must be None"),
+        (dict(sparse="yes"), TypeError, "sparse must be a bool"),
+    ],
+)
+def test_cell_types_rejects_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_cell_type_counts(**kwargs)

@@ -5,6 +5,9 @@ Everything here is sample-major (samples x features), like scikit-learn and AnnD
 - :func:`make_contrastive_counts` simulates Poisson counts for a target and a background
   population that share five cell programs, the target also carrying two subtype programs
   (the "beta series" of the bcNMF paper).
+- :func:`make_cell_type_counts` simulates single-cell-like negative binomial counts: discrete
+  cell types shared by target and background, and a cell-type-dependent response to a
+  stimulus on a few genes in half of the target cells.
 - :func:`normalize_log1p` is the per-cell total-count normalisation followed by ``log1p`` used
   before squared-error fits, for dense and sparse inputs.
 - :func:`load_mice_protein` loads the Mice Protein Expression data (CC BY 4.0) shipped inside the
@@ -29,12 +32,14 @@ __all__ = [
     "ContrastiveCounts",
     "TargetBackground",
     "make_contrastive_counts",
+    "CellTypeCounts",
+    "make_cell_type_counts",
     "normalize_log1p",
     "load_mice_protein",
     "load_shared_dataset",
 ]
 
-# Simulation constants (MODEL.md section 7), for the reference size of 3000 genes.
+# Constants of the beta-series simulation, for the reference size of 3000 genes.
 _REF_N_GENES = 3000
 _REF_SHARED_BLOCK = 250
 _REF_TARGET_BLOCK = 120
@@ -95,6 +100,48 @@ class ContrastiveCounts:
         return (
             f"ContrastiveCounts(X={_shape_repr(self.X)}, Y={_shape_repr(self.Y)}, "
             f"beta={self.beta!r}, n_target_genes={self.target_genes.size})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class CellTypeCounts:
+    """Simulated single-cell-like counts returned by :func:`make_cell_type_counts`.
+
+    Attributes
+    ----------
+    X : ndarray or scipy.sparse.csr_matrix of shape (n_target, n_genes), float64
+        Target counts (whole numbers).
+    Y : ndarray or scipy.sparse.csr_matrix of shape (n_background, n_genes), float64
+        Background counts (whole numbers).
+    labels : ndarray of shape (n_target,), int64
+        1 for a stimulated target cell, 0 otherwise: the target-specific signal. Use for
+        evaluation only.
+    target_type : ndarray of shape (n_target,), int64
+        Cell type (0 to n_types - 1) of each target cell.
+    background_type : ndarray of shape (n_background,), int64
+        Cell type of each background cell.
+    type_profiles : ndarray of shape (n_types, n_genes), float64
+        Expression profile of each cell type before any response; every row sums to 1.
+    response_genes : ndarray of shape (n_response,), int64
+        Sorted indices of the genes that respond to the stimulus.
+    strength : float
+        Strength of the response (0 means no response).
+    """
+
+    X: np.ndarray | sp.csr_matrix
+    Y: np.ndarray | sp.csr_matrix
+    labels: np.ndarray
+    target_type: np.ndarray
+    background_type: np.ndarray
+    type_profiles: np.ndarray
+    response_genes: np.ndarray
+    strength: float
+
+    def __repr__(self):
+        return (
+            f"CellTypeCounts(X={_shape_repr(self.X)}, Y={_shape_repr(self.Y)}, "
+            f"strength={self.strength!r}, n_types={self.type_profiles.shape[0]}, "
+            f"n_response_genes={self.response_genes.size})"
         )
 
 
@@ -182,7 +229,7 @@ def make_contrastive_counts(
 ):
     r"""Simulate target and background Poisson counts (the bcNMF "beta series").
 
-    Implements the simulation recipe of the bcNMF paper (``MODEL.md`` section 7).
+    Implements the simulation recipe of the bcNMF paper (Li, Yang & Li, 2026).
 
     Programs (rows of the loading matrices, genes as columns):
 
@@ -331,6 +378,227 @@ def make_contrastive_counts(
         target_programs=target,
         target_genes=target_genes,
         beta=beta,
+    )
+
+
+def _check_real(value, name, *, positive):
+    """A finite real number, > 0 when ``positive`` else >= 0; returned as float."""
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number {bound}, got {value!r}.")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {bound}, got {value!r}.")
+    return float(value)
+
+
+def make_cell_type_counts(
+    strength=1.0,
+    *,
+    n_genes=2000,
+    n_target=1000,
+    n_background=500,
+    n_types=6,
+    n_response=60,
+    dispersion=5.0,
+    library_size=3000.0,
+    random_state=0,
+    sparse=False,
+):
+    r"""Simulate single-cell-like counts: shared cell types and a stimulus response in the target.
+
+    A benchmark for contrastive methods on data that look like single-cell RNA counts. The
+    dominant structure is a set of strong, discrete cell types that target and background share
+    in the same proportions; the target-specific signal is weaker and of another kind: half of
+    the target cells are "stimulated" and raise the expression of a few genes, by an amount that
+    depends on the cell type and varies from cell to cell. A method that only looks at the
+    target finds the cell types first; a contrastive method should find the response. The
+    counts are overdispersed (negative binomial) and library sizes are uneven, as in real
+    single-cell data, so the usual preprocessing (for example :func:`normalize_log1p`) matters.
+
+    Genes and cell types:
+
+    - a base profile :math:`p_0` with :math:`p_{0j} \sim \mathrm{Gamma}(0.3, 1)` per gene,
+      normalised to sum 1 (a few highly expressed genes, many lowly expressed ones);
+    - each of the ``n_types`` cell types multiplies its own marker genes, ``max(1,
+      round(0.05 * n_genes))`` of them drawn without replacement, by factors
+      :math:`\mathrm{U}(2, 20)`; the type profile :math:`p_t` is then renormalised to sum 1.
+
+    Cells: the cell-type proportions :math:`\pi \sim \mathrm{Dirichlet}(3, \ldots, 3)` are drawn
+    once and shared by target and background; each cell's type :math:`t_i` is drawn from
+    :math:`\pi`. In the target exactly ``n_target // 2`` cells are stimulated (:math:`s_i = 1`,
+    shuffled); no background cell is. The ``n_response`` response genes :math:`R` (drawn without
+    replacement) get, in a stimulated cell :math:`i`, the factor
+
+    .. math::
+
+        r_{ij} = 1 + 10\, g_{t_i} u_i \quad (j \in R), \qquad
+        g_t = \text{strength} \cdot \mathrm{U}(0.3, 1.5), \quad u_i \sim \mathrm{U}(0.5, 1.5),
+
+    and :math:`r_{ij} = 1` otherwise. The response adds expression: the cell's profile
+    :math:`p_{t_i j} r_{ij}` is not renormalised. With a library size
+    :math:`L_i \sim \mathrm{LogNormal}(\log(\text{library\_size}), 0.5)` the counts are
+    negative binomial, drawn as a Gamma-Poisson mixture with shape :math:`\phi` =
+    ``dispersion``:
+
+    .. math::
+
+        X_{ij} \sim \mathrm{Poisson}\left(L_i\, p_{t_i j}\, r_{ij}\, \varepsilon_{ij}\right),
+        \qquad \varepsilon_{ij} \sim \mathrm{Gamma}(\phi, \mathrm{scale}=1/\phi),
+
+    so :math:`E[X_{ij}] = E[L_i]\, p_{t_i j}\, r_{ij}` and
+    :math:`\mathrm{Var}[X_{ij} \mid L_i] = \mu + \mu^2 / \phi` with
+    :math:`\mu = L_i p_{t_i j} r_{ij}`; background counts :math:`Y` are drawn the same way
+    without response.
+
+    Parameters
+    ----------
+    strength : float, default=1.0
+        Strength of the response, a finite real number >= 0: 1 gives a clear response, 0.3 a
+        subtle one, 0 none (stimulated and unstimulated cells then have the same distribution).
+    n_genes : int, default=2000
+        Number of genes, at least 1.
+    n_target : int, default=1000
+        Number of target cells, at least 2. ``n_target // 2`` are stimulated (label 1) and
+        ``n_target - n_target // 2`` are not (label 0).
+    n_background : int, default=500
+        Number of background cells, at least 1; none is stimulated.
+    n_types : int, default=6
+        Number of cell types, at least 1.
+    n_response : int, default=60
+        Number of response genes, at least 1 and at most ``n_genes``.
+    dispersion : float, default=5.0
+        Shape :math:`\phi` of the Gamma mixing distribution, a finite real number > 0; smaller
+        values give more overdispersed counts.
+    library_size : float, default=3000.0
+        Median library size (the mean is ``library_size * exp(0.125)``), a finite real number
+        > 0.
+    random_state : int, numpy.random.Generator or None, default=0
+        Seed for :func:`numpy.random.default_rng`, or a generator to draw from.
+    sparse : bool, default=False
+        Return ``X`` and ``Y`` as :class:`scipy.sparse.csr_matrix` (float64) instead of dense
+        arrays. Both forms hold the same values for the same seed.
+
+    Returns
+    -------
+    CellTypeCounts
+        Frozen result with ``X`` (n_target, n_genes), ``Y`` (n_background, n_genes), both
+        float64 counts; ``labels`` (n_target,) 1 for stimulated target cells; ``target_type``
+        and ``background_type`` the cell types; ``type_profiles`` (n_types, n_genes), rows
+        summing to 1; ``response_genes`` (sorted); ``strength``.
+
+    Raises
+    ------
+    TypeError
+        If an integer argument is not an int, ``random_state`` is not None, an int or a
+        :class:`numpy.random.Generator`, or ``sparse`` is not a bool.
+    ValueError
+        If a number is out of its range (the message names the argument and the accepted
+        values), or ``n_response > n_genes``.
+
+    Notes
+    -----
+    Draw order (fixed, so results are reproducible for a seed): base profile :math:`p_0`; then
+    for each cell type in turn its marker genes and their factors; cell-type proportions
+    :math:`\pi`; response genes; response gains :math:`g` (uniforms, scaled by ``strength``
+    afterwards); the permutation of the target labels; target cell types; background cell
+    types; per-cell factors :math:`u` (drawn for every target cell, used by the stimulated
+    ones); target library sizes; background library sizes; target Gamma noise; background Gamma
+    noise; background counts; target counts. Everything drawn before the counts does not
+    depend on ``strength``, and the background counts are drawn before the target counts, so
+    for one seed all fields but ``X`` and ``strength`` are the same at every strength.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf.datasets import make_cell_type_counts
+    >>> data = make_cell_type_counts(1.0, n_genes=200, n_target=60, n_background=40,
+    ...                              n_types=3, n_response=10, random_state=0)
+    >>> data.X.shape, data.Y.shape, data.type_profiles.shape
+    ((60, 200), (40, 200), (3, 200))
+    >>> [int(n) for n in np.bincount(data.labels)]
+    [30, 30]
+    >>> bool(np.allclose(data.type_profiles.sum(axis=1), 1.0))
+    True
+    >>> bool((data.X == np.round(data.X)).all())
+    True
+    """
+    strength = _check_real(strength, "strength", positive=False)
+    n_genes = _check_int(n_genes, "n_genes", 1)
+    n_target = _check_int(n_target, "n_target", 2)
+    n_background = _check_int(n_background, "n_background", 1)
+    n_types = _check_int(n_types, "n_types", 1)
+    n_response = _check_int(n_response, "n_response", 1)
+    if n_response > n_genes:
+        raise ValueError(
+            f"n_response must be <= n_genes ({n_genes}), got {n_response}."
+        )
+    dispersion = _check_real(dispersion, "dispersion", positive=True)
+    library_size = _check_real(library_size, "library_size", positive=True)
+    if not isinstance(sparse, (bool, np.bool_)):
+        raise TypeError(f"sparse must be a bool, got {type(sparse).__name__} ({sparse!r}).")
+    rng = _check_rng(random_state)
+
+    # Cell types: a base profile, then per type a few marker genes raised, renormalised.
+    base = rng.gamma(0.3, 1.0, size=n_genes)
+    base /= base.sum()
+    n_markers = max(1, round(0.05 * n_genes))
+    profiles = np.empty((n_types, n_genes))
+    for t in range(n_types):
+        markers = rng.choice(n_genes, size=n_markers, replace=False)
+        factors = rng.uniform(2.0, 20.0, size=n_markers)
+        profile = base.copy()
+        profile[markers] *= factors
+        profiles[t] = profile / profile.sum()
+    proportions = rng.dirichlet(np.full(n_types, 3.0))
+
+    response_genes = np.sort(rng.choice(n_genes, size=n_response, replace=False)).astype(
+        np.int64
+    )
+    gain = rng.uniform(0.3, 1.5, size=n_types) * strength
+
+    n_stimulated = n_target // 2
+    labels = np.repeat(
+        np.array([0, 1], dtype=np.int64), [n_target - n_stimulated, n_stimulated]
+    )
+    labels = rng.permutation(labels)
+    target_type = rng.choice(n_types, size=n_target, p=proportions).astype(np.int64)
+    background_type = rng.choice(n_types, size=n_background, p=proportions).astype(np.int64)
+    cell_factor = rng.uniform(0.5, 1.5, size=n_target)
+
+    log_size = np.log(library_size)
+    lib_x = rng.lognormal(log_size, 0.5, size=n_target)
+    lib_y = rng.lognormal(log_size, 0.5, size=n_background)
+    noise_x = rng.gamma(dispersion, 1.0 / dispersion, size=(n_target, n_genes))
+    noise_y = rng.gamma(dispersion, 1.0 / dispersion, size=(n_background, n_genes))
+
+    # Background: type profiles only.
+    rate_y = profiles[background_type]
+    rate_y *= lib_y[:, None]
+    rate_y *= noise_y
+    Y = rng.poisson(rate_y).astype(np.float64)
+
+    # Target: the stimulated cells' response genes are raised; rows are not renormalised.
+    rate_x = profiles[target_type]
+    stimulated = np.flatnonzero(labels == 1)
+    response = 1.0 + 10.0 * gain[target_type[stimulated]] * cell_factor[stimulated]
+    rate_x[np.ix_(stimulated, response_genes)] *= response[:, None]
+    rate_x *= lib_x[:, None]
+    rate_x *= noise_x
+    X = rng.poisson(rate_x).astype(np.float64)
+
+    if sparse:
+        X = sp.csr_matrix(X)
+        Y = sp.csr_matrix(Y)
+
+    return CellTypeCounts(
+        X=X,
+        Y=Y,
+        labels=labels,
+        target_type=target_type,
+        background_type=background_type,
+        type_profiles=profiles,
+        response_genes=response_genes,
+        strength=strength,
     )
 
 
