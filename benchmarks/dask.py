@@ -102,8 +102,8 @@ def fit(X, Y, n, **kw):
     from bcnmf import BCNMF
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if cfg.get("nuisance_topics") is not None:
-            kw = dict(kw, nuisance_topics=cfg["nuisance_topics"])
+        if cfg.get("n_shared") is not None:
+            kw = dict(kw, n_shared=cfg["n_shared"])
         m = BCNMF(cfg["k"], alpha=1.0, beta_loss=cfg["loss"], tol=0, max_iter=n,
                   random_state=0, **kw)
         t = time.perf_counter()
@@ -185,9 +185,9 @@ def main(argv=None) -> int:
     p.add_argument("--engines", nargs="+", choices=("local", "dask"),
                    default=["local", "dask"])
     p.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
-    p.add_argument("--nuisance-topics", type=int, default=None,
-                   help="BCNMF nuisance_topics (default: the estimator's). Stable Poisson's "
-                        "nuisance NMF (up to 200 sweeps of the background) runs in every fit, "
+    p.add_argument("--n-shared", type=int, default=None,
+                   help="BCNMF n_shared (default: the estimator's). Stable Poisson's "
+                        "shared NMF (up to 200 sweeps of the background) runs in every fit, "
                         "so its timing noise enters the slope; 0 measures the sweeps alone")
     args = p.parse_args(argv)
     directory = Path(args.dir)

@@ -233,7 +233,7 @@ def main(argv=None):
                     choices=["frobenius", "kullback-leibler", "poisson"],
                     help="beta_loss of every fit; with a count loss the simulation is "
                          "modelled on raw counts (estimator defaults otherwise, e.g. the "
-                         "stable mode's nuisance topics)")
+                         "stable mode's shared topics)")
     ap.add_argument("--ks", default=None, help="override the grid's K values, e.g. 2,3,5,8")
     ap.add_argument("--alphas", default=None, help="override the grid's alphas")
     ap.add_argument("--from-csv", default=None, metavar="DIR",

@@ -39,7 +39,7 @@ first compiles any JIT code, then the data are generated, then one untimed
 ``max_iter=1`` fit on the real data, then the timed fits.  Sweeps ``a`` to
 ``b - 1`` are timed: with the defaults 40 sweeps, four of them (10, 20, 30, 40)
 the KL sweeps that also evaluate the objective and update the codes on stable
-Poisson's nuisance topics, the same share as in a long fit (the former default
+Poisson's shared topics, the same share as in a long fit (the former default
 pair 2, 10 timed none of them).
 
 Memory
@@ -193,7 +193,7 @@ def _input_bytes(M) -> int:
     return int(M.nbytes)
 
 
-def _make_estimator(method, loss, max_iter, nuisance=None):
+def _make_estimator(method, loss, max_iter, shared=None):
     if method == "sklearn_mu":
         from sklearn.decomposition import NMF
 
@@ -215,14 +215,14 @@ def _make_estimator(method, loss, max_iter, nuisance=None):
         max_iter=max_iter,
         tol=0,
         random_state=0,
-        **({} if nuisance is None else {"nuisance_topics": nuisance}),
+        **({} if shared is None else {"n_shared": shared}),
     )
 
 
-def _fit_once(method, loss, max_iter, X, Y, nuisance=None):
+def _fit_once(method, loss, max_iter, X, Y, shared=None):
     import warnings
 
-    est = _make_estimator(method, loss, max_iter, nuisance)
+    est = _make_estimator(method, loss, max_iter, shared)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
@@ -334,16 +334,16 @@ def _child_fit(cfg):
         res["hwm_reset"] = _reset_hwm()
 
         # Untimed warm-up on the real data, then timed fits.
-        nuisance = cfg.get("nuisance_topics")
-        _fit_once(method, loss, 1, X, Y, nuisance)
+        shared = cfg.get("n_shared")
+        _fit_once(method, loss, 1, X, Y, shared)
         import resource
 
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         res["loadavg_start"] = os.getloadavg()[0]
         runs = []
         for _ in range(cfg["repeats"]):
-            ta, na = _fit_once(method, loss, a, X, Y, nuisance)
-            tb, nb = _fit_once(method, loss, b, X, Y, nuisance)
+            ta, na = _fit_once(method, loss, a, X, Y, shared)
+            tb, nb = _fit_once(method, loss, b, X, Y, shared)
             runs.append({"ta": ta, "na": na, "tb": tb, "nb": nb})
         res["runs"] = runs
         res["peak_rss"] = _maxrss_bytes()
@@ -646,8 +646,8 @@ def main(argv=None):
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     p.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--nuisance-topics", type=int, default=None,
-                   help="BCNMF nuisance_topics (stable Poisson with a background; default: "
+    p.add_argument("--n-shared", type=int, default=None,
+                   help="BCNMF n_shared (stable Poisson with a background; default: "
                         "the estimator's)")
     p.add_argument("--child-timeout", type=float, default=1800.0,
                    help="seconds per configuration subprocess")
@@ -678,7 +678,7 @@ def main(argv=None):
                        "threads": args.threads, "repeats": args.repeats,
                        "iters": list(args.iters), "n_target": args.n_target,
                        "n_background": args.n_background,
-                       "nuisance_topics": args.nuisance_topics}
+                       "n_shared": args.n_shared}
                 t0 = time.perf_counter()
                 print(f"running {fmt:5s} {loss:16s} {method:12s} ...", end=" ",
                       file=sys.stderr, flush=True)

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
                            "threads": args.threads, "repeats": args.repeats,
                            "iters": iters, "n_target": int(round(10_000 * scale)),
                            "n_background": int(round(10_000 * scale)),
-                           "nuisance_topics": None}
+                           "n_shared": None}
                     times = {"baseline": [], "current": []}
                     print(f"{fmt} {loss} {method}", file=sys.stderr, flush=True)
                     for r in range(args.rounds):

@@ -524,7 +524,7 @@ def test_fit_passes_every_option_to_the_estimator(files, tmp_path, capsys):
     code = main(["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
                  "--background-rows", "features", "-k", "2", "--alpha", "1",
                  "--beta-loss", "kullback-leibler", "--alpha-scale", "raw", "--init", "uniform",
-                 "--damping", "0.5", "--smoothing", "0.2", "--nuisance-topics", "2",
+                 "--damping", "0.5", "--smoothing", "0.2", "--n-shared", "2",
                  "--max-iter", "40", "--tol", "0", "--n-init", "2", "--consensus",
                  "--random-state", "3", "--transform-max-iter", "50", "--block-size", "7",
                  "--engine", "local", "--checkpoint", str(tmp_path / "state.npz"),
@@ -533,7 +533,7 @@ def test_fit_passes_every_option_to_the_estimator(files, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     params = json.loads((out / "params.json").read_text())
     expected = dict(n_components=2, alpha=1.0, beta_loss="kullback-leibler", alpha_scale="raw",
-                    init="uniform", damping=0.5, smoothing=0.2, nuisance_topics=2, max_iter=40,
+                    init="uniform", damping=0.5, smoothing=0.2, n_shared=2, max_iter=40,
                     tol=0.0, n_init=2, consensus=True, random_state=3, transform_max_iter=50,
                     block_size=7, engine="local", mode="stable", device=None)
     assert {k: params[k] for k in expected} == expected

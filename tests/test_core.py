@@ -32,6 +32,9 @@ LOSSES = (FROBENIUS, KL)
 #: the authors' constants (added to denominators and to Poisson predictions)
 AUTHORS_EPS = {FROBENIUS: 1e-10, KL: 1e-16}
 
+#: the CSR squared-error kernel's "no denominator offset"
+NO_DEN_OFFSET = np.empty((0, 0))
+
 
 # --------------------------------------------------------------------------------------------
 # slow, obviously-correct dense references
@@ -392,7 +395,7 @@ def test_feature_tiles_change_no_bit(loss, want_div, per_entry):
         if loss == FROBENIUS:
             cgram = np.zeros((1, k, k))
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.gram, 1e-10,
-                         0.5, 1e-9, True, True, cross, cgram, 1, tile)
+                         0.5, 1e-9, True, True, cross, cgram, 1, tile, NO_DEN_OFFSET)
             div = np.array(div)
         else:
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
@@ -436,7 +439,8 @@ def test_unrolled_kernel_agrees_with_the_generic_one(loss, tiled, k):
                              64 if tiled else f, entry)
             else:
                 div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
-                             1e-10, 0.5, 1e-9, True, True, cross, cgram, 1, 64)
+                             1e-10, 0.5, 1e-9, True, True, cross, cgram, 1, 64,
+                             NO_DEN_OFFSET)
             results.append((np.array(div), codes, cross, cgram))
         for x, y in zip(*results):
             np.testing.assert_allclose(y, x, rtol=1e-13)
@@ -475,7 +479,7 @@ def test_specialised_parallel_kernel_equals_generic_serial_kernel(loss, k):
         if loss == FROBENIUS:
             cgram = np.zeros((chunks, k, k))
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.gram, 1e-10,
-                         1.0, 0.0, True, True, cross, cgram, chunks, tile)
+                         1.0, 0.0, True, True, cross, cgram, chunks, tile, NO_DEN_OFFSET)
             second = cgram.sum(axis=0)
         else:
             div = kernel(a.data, a.indices, a.indptr, codes, view.basis_t, view.rowsum,
@@ -563,10 +567,10 @@ def test_outputs_finite_nonnegative_with_empty_rows_and_columns(loss, mode, spar
     rng = np.random.default_rng(8)
     X, Y = _with_empty_rows_and_columns(rng)
     conv = sp.csr_matrix if sparse else np.asarray
-    # nuisance_topics=0: the check below rebuilds the prediction from the returned factors
-    # (the nuisance path's records are checked in test_nuisance.py)
+    # n_shared=0: the check below rebuilds the prediction from the returned factors
+    # (the shared path's records are checked in test_shared.py)
     model = BCNMF(3, alpha=0.5, beta_loss=loss, mode=mode, tol=0, max_iter=60,
-                  random_state=0, nuisance_topics=0)
+                  random_state=0, n_shared=0)
     codes = model.fit_transform(conv(X), background=conv(Y))
     for a in (model.components_, codes, model.background_codes_):
         assert np.all(np.isfinite(a)) and np.all(a >= 0)

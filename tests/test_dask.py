@@ -11,7 +11,7 @@
   on disk and AnnData with a dask-backed ``X`` fit as their in-memory data;
 * missing values (NaN in dense chunks, numpy or dask masks): the fit equals
   the in-memory fit with blocks of the chunks' rows (both losses, with and
-  without background, with nuisance topics, from a basis alone), the model
+  without background, with shared topics, from a basis alone), the model
   carries the same prior and transforms as in memory; sparse chunks with
   missing values and bad masks are refused.
 """
@@ -75,7 +75,7 @@ def _chunked(A, rows=32):
 
 def _settings_for(loss, mode="stable", **kw):
     kw.setdefault("transform_max_iter", 30)
-    kw.setdefault("nuisance_topics", 0)   # (tested apart: their schedule differs)
+    kw.setdefault("n_shared", 0)   # (tested apart: their schedule differs)
     p = BCNMF(K, alpha=0.8, beta_loss=loss, mode=mode, **kw).get_params()
     return _settings(K, 16, p)
 
@@ -202,18 +202,20 @@ def test_engine_parameter_is_checked():
         BCNMF(K, device="cpu").fit(Xd)
 
 
-@pytest.mark.parametrize("every", [core_fit.NUISANCE_EVERY, 1])
-def test_nuisance_topics_on_dask_equal_in_memory(client, monkeypatch, every):
-    """Stable Poisson with a background carries the fixed nuisance topics on
+@pytest.mark.parametrize("loss, every", [("kullback-leibler", core_fit.SHARED_EVERY),
+                                         ("kullback-leibler", 1), ("frobenius", 1)])
+def test_n_shared_on_dask_equal_in_memory(client, monkeypatch, loss, every):
+    """Stable mode with a background carries the fixed shared topics on
     the Dask engine too (their background NMF, the augmented starts, the
-    head-only basis step and gauge, the held sweeps between their updates,
-    whose chunks carry the nuisance entry offsets): the same fit as in
-    memory, with the default schedule and with updates at every sweep."""
-    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", every)
+    head-only basis step and gauge, the held sweeps, whose chunks carry the
+    shared topics' products: KL entry offsets between their updates,
+    squared error ``A G^T`` at every sweep): the same fit as in memory,
+    with the default schedule and with updates at every sweep."""
+    monkeypatch.setattr(core_fit, "SHARED_EVERY", every)
     X, Y = _data(3)
-    s = _settings_for("kullback-leibler", max_iter=25, tol=0.05, nuisance_topics=2)
+    s = _settings_for(loss, max_iter=25, tol=0.05, n_shared=2)
     local, ldiag = fit_factors(X, Y, s, random_state=0)
-    assert local.n_iter > core_fit.NUISANCE_EVERY + 1   # held sweeps on both sides of an update
+    assert local.n_iter > core_fit.SHARED_EVERY + 1   # held sweeps on both sides of an update
     dist, ddiag = fit_factors_dask(_chunked(X), _chunked(Y, 40), s, random_state=0,
                                    client=client)
     assert dist.components.shape == (K, X.shape[1])
@@ -221,15 +223,16 @@ def test_nuisance_topics_on_dask_equal_in_memory(client, monkeypatch, every):
     for a, b in zip(ldiag["offsets"], ddiag["offsets"]):   # floor, then the 2 topics
         assert a.shape == b.shape == (3, X.shape[1])
         assert_allclose(b, a, rtol=1e-9, atol=1e-15)
-    for a, b in zip(ldiag["nuisance_codes"], ddiag["nuisance_codes"]):
+    for a, b in zip(ldiag["shared_codes"], ddiag["shared_codes"]):
         assert a.shape[1] == 2
         assert_allclose(np.asarray(b), a, rtol=1e-9, atol=1e-12)
 
 
-def test_estimator_on_dask_fits_and_transforms_with_nuisance_topics(client):
+@pytest.mark.parametrize("loss", ["kullback-leibler", "frobenius"])
+def test_estimator_on_dask_fits_and_transforms_with_n_shared(client, loss):
     X, Y = _data(4)
-    kw = dict(beta_loss="kullback-leibler", max_iter=20, tol=0, random_state=0,
-              nuisance_topics=2, transform_max_iter=400)
+    kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0,
+              n_shared=2, transform_max_iter=400)
     local = BCNMF(K, **kw)
     codes_local = local.fit_transform(X, background=Y)
     with warnings.catch_warnings():
@@ -485,13 +488,13 @@ def test_missing_values_fit_equals_in_memory(client, loss, with_background, how)
             assert_array_equal(a, b)
 
 
-def test_missing_values_with_nuisance_topics_equal_in_memory(client):
-    """Stable Poisson with nuisance topics and missing values: no held sweeps
+def test_missing_values_with_n_shared_equal_in_memory(client):
+    """Stable Poisson with shared topics and missing values: no held sweeps
     (masked blocks take no entry offsets), the same fit as in memory."""
     X, Y, _, _ = _missing("nan", seed=3)
-    s = _settings_for("kullback-leibler", max_iter=25, tol=0.05, nuisance_topics=2)
+    s = _settings_for("kullback-leibler", max_iter=25, tol=0.05, n_shared=2)
     local, _ = fit_factors(X, Y, s, random_state=0, block_rows=32)
-    assert local.n_iter > core_fit.NUISANCE_EVERY + 1
+    assert local.n_iter > core_fit.SHARED_EVERY + 1
     dist, _ = fit_factors_dask(_chunked(X), _chunked(Y), s, random_state=0, client=client)
     _assert_same(local, dist)
 

@@ -238,12 +238,16 @@ def test_fit_transform_matches_fit_then_transform(loss, with_background):
 
 @pytest.mark.parametrize("with_background", [False, True])
 def test_transform_reaches_exact_codes(with_background):
-    """transform solves min_C ||X - C B||^2, C >= 0 with B = components_ fixed; at default
-    settings it should agree with scipy's NNLS (a slow exact reference) to ~1 %."""
+    """transform solves min_C ||X - C B||^2, C >= 0 with B = components_ fixed (and the
+    shared topics, whose codes it drops); at default settings it should agree with scipy's
+    NNLS (a slow exact reference) to ~1 %."""
     X, Y = planted(0)
     model = BCNMF(3, alpha=0.5, max_iter=2000, random_state=0)
     model.fit(X, background=Y if with_background else None)
-    reference = exact_codes(X, model.components_, "frobenius")
+    assert (model.n_shared_ > 0) == with_background
+    basis = model.components_ if model.shared_components_ is None else np.vstack(
+        [model.components_, model.shared_components_])
+    reference = exact_codes(X, basis, "frobenius")[:, :3]
     assert rel_err(model.transform(X), reference) <= 2e-2
 
 
@@ -260,12 +264,12 @@ def test_transform_of_background_matches_background_codes(loss):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_stable_poisson_transform_solves_the_fitted_model(smoothing):
     """Stable Poisson with a background models the target as C B + mu_X (mu_X =
-    smoothing * column means of X) when it has no nuisance topics (those are checked in
-    test_nuisance.py).  A fully converged transform of X must then return the fit's codes;
+    smoothing * column means of X) when it has no shared topics (those are checked in
+    test_shared.py).  A fully converged transform of X must then return the fit's codes;
     with smoothing=0 (no offset) it does."""
     X, Y = planted(0)
     model = BCNMF(3, alpha=0.5, beta_loss="kullback-leibler", smoothing=smoothing,
-                  max_iter=2000, random_state=0, nuisance_topics=0)
+                  max_iter=2000, random_state=0, n_shared=0)
     codes = model.fit_transform(X, background=Y)
     offset = smoothing * X.mean(axis=0)
     # the fit's codes are optimal for the model with the offset ...

@@ -142,7 +142,7 @@ def test_values_under_a_false_mask_are_ignored(loss):
 def test_transform_solves_codes_on_the_observed_entries():
     """A cell's codes with missing features are the codes of the same cell restricted to its
     observed features under the restricted basis (the same convex problem)."""
-    model = BCNMF(3, max_iter=60, tol=0, random_state=0).fit(X, background=Y)
+    model = BCNMF(3, max_iter=60, tol=0, random_state=0, n_shared=0).fit(X, background=Y)
     cell = X[:1].copy()
     miss = np.array([1, 4, 5])
     cell[0, miss] = np.nan
@@ -341,9 +341,9 @@ def test_prior_keeps_the_codes_of_near_empty_cells_in_range(seed, loss, monkeypa
     B = rng.poisson(rng.gamma(2.0, 1.0, (n, k - 1)) @ W[:k - 1] * 3).astype(float)
     M = np.ones(A.shape, bool)
     M[:6, :13] = False
-    # nuisance_topics=0: the predictions below are codes @ components (no nuisance part)
+    # n_shared=0: the predictions below are codes @ components (no shared part)
     kw = dict(alpha=1.0, max_iter=300, tol=0, random_state=0, beta_loss=loss,
-              nuisance_topics=0)
+              n_shared=0)
     full = factorize(A, k, background=B, **kw)
     err = {}
     for prior in (True, False):

@@ -9,7 +9,7 @@
   every epoch of it without memory;
 * outputs are finite and non-negative, inputs unchanged, runs reproducible;
 * on a planted problem the online fit recovers the target topics;
-* stable Poisson carries BCNMF's nuisance topics (one batch without memory
+* stable Poisson carries BCNMF's shared topics (one batch without memory
   equals the full-batch fit; the simulated subtypes are recovered);
 * parameters are validated with clear messages.
 """
@@ -41,13 +41,13 @@ def test_one_batch_of_every_cell_equals_the_full_batch_fit(loss, mode, sparse, f
         X[X < 0.3] = 0
         Y[Y < 0.3] = 0
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
-    # (without nuisance topics here: their schedules differ, tested below)
+    # (without shared topics here: their schedules differ, tested below)
     full = BCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0, random_state=0,
-                 nuisance_topics=0)
+                 n_shared=0)
     codes = full.fit_transform(X, background=Y)
     online = MiniBatchBCNMF(3, alpha=0.7, beta_loss=loss, mode=mode, max_iter=20, tol=0,
                             batch_size=10_000, forget_factor=forget, max_no_improvement=None,
-                            random_state=0, nuisance_topics=0)
+                            random_state=0, n_shared=0)
     online_codes = online.fit_transform(X, background=Y)
     assert online.n_steps_ == 20 and online.n_iter_ == 20
     assert_allclose(online.components_, full.components_, rtol=1e-10, atol=1e-14)
@@ -61,22 +61,22 @@ def test_one_batch_of_every_cell_equals_the_full_batch_fit(loss, mode, sparse, f
 
 
 @pytest.mark.filterwarnings("ignore::bcnmf.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("loss, nuisance", [("frobenius", 10), ("kullback-leibler", 0),
+@pytest.mark.parametrize("loss, shared", [("frobenius", 10), ("kullback-leibler", 0),
                                             ("kullback-leibler", 10)])
-def test_defaults_with_one_batch_are_the_full_batch_fit(monkeypatch, loss, nuisance):
+def test_defaults_with_one_batch_are_the_full_batch_fit(monkeypatch, loss, shared):
     """At the defaults (forgetting factor, tol and its stopping rule,
     max_iter, max_no_improvement, final code refinement), a batch holding
     every cell is BCNMF at its defaults: the same number of sweeps, topics
     and refined codes (after max_iter sweeps, or stopped by tol).  Stable
-    Poisson with nuisance topics, whose codes the online engine updates at
-    every step: with BCNMF's nuisance schedule set to every sweep."""
+    Poisson with shared topics, whose codes the online engine updates at
+    every step: with BCNMF's shared schedule set to every sweep."""
     from bcnmf.core import fit as core_fit
 
-    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
+    monkeypatch.setattr(core_fit, "SHARED_EVERY", 1)
     X, Y = _data(8, n_features=16)
-    full = BCNMF(3, beta_loss=loss, random_state=0, nuisance_topics=nuisance)
+    full = BCNMF(3, beta_loss=loss, random_state=0, n_shared=shared)
     codes = full.fit_transform(X, background=Y)
-    online = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, nuisance_topics=nuisance)
+    online = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, n_shared=shared)
     assert online.batch_size > X.shape[0]
     online_codes = online.fit_transform(X, background=Y)
     assert full.n_iter_ > 20
@@ -85,7 +85,7 @@ def test_defaults_with_one_batch_are_the_full_batch_fit(monkeypatch, loss, nuisa
     assert_allclose(online_codes, codes, rtol=1e-9, atol=1e-12)
     assert_allclose(online.background_codes_, full.background_codes_, rtol=1e-9, atol=1e-12)
     # max_no_improvement does not apply to full-batch steps
-    strict = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, nuisance_topics=nuisance,
+    strict = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, n_shared=shared,
                             max_no_improvement=1)
     assert_array_equal(strict.fit_transform(X, background=Y), online_codes)
 
@@ -101,7 +101,7 @@ def test_stream_accumulators_are_not_the_full_batch_step(loss):
 
     X, Y = _data(9)
     model = MiniBatchBCNMF(3, beta_loss=loss, max_iter=2, tol=0, random_state=0,
-                           nuisance_topics=0)
+                           n_shared=0)
     full = BCNMF(**{k: v for k, v in model.get_params().items()
                     if k in BCNMF().get_params()}).fit(X, background=Y)
     bases = {}
@@ -121,7 +121,7 @@ def test_fit_over_batches_applies_the_contrast_of_the_whole_data():
     BCNMF's, whatever the batches; partial_fit's are those of its block."""
     X, Y = _data(10, n_features=16)
     kw = dict(beta_loss="kullback-leibler", max_iter=2, tol=0, random_state=0,
-              nuisance_topics=0)
+              n_shared=0)
     full = BCNMF(3, **kw).fit(X, background=Y)
     online = MiniBatchBCNMF(3, batch_size=20, max_no_improvement=None, **kw)
     online.fit(X, background=Y)
@@ -145,10 +145,10 @@ def test_partial_fit_over_blocks_equals_fit(loss, forget, epochs):
     blocks seen so far."""
     X, Y = _data(1, n_x=90, n_y=60)
     start = np.random.default_rng(5).random((3, X.shape[1])) + 0.1
-    # no nuisance topics: partial_fit fits them on its first block, fit on every cell
+    # no shared topics: partial_fit fits them on its first block, fit on every cell
     kw = dict(alpha=0.7, alpha_scale="raw", smoothing=0.0, beta_loss=loss, tol=0,
               max_no_improvement=None, forget_factor=forget, fresh_restarts=True,
-              random_state=0, nuisance_topics=0)
+              random_state=0, n_shared=0)
     fitted = MiniBatchBCNMF(3, batch_size=30, max_iter=epochs, **kw)
     n = X.shape[0]
     fitted.fit(X, background=Y, init_components=start, init_codes=np.ones((n, 3)),
@@ -225,22 +225,23 @@ def test_parameters_are_validated(param, value, match):
         MiniBatchBCNMF(2, **{param: value}).fit(X, background=Y)
 
 
+@pytest.mark.parametrize("loss", ["poisson", "frobenius"])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_nuisance_topics_online_equal_the_full_batch_fit(monkeypatch, sparse):
-    """Stable Poisson with a background: the online engine fixes the same
-    nuisance topics as BCNMF (the background's KL NMF) and learns only the
+def test_n_shared_online_equal_the_full_batch_fit(monkeypatch, sparse, loss):
+    """Stable mode with a background: the online engine fixes the same
+    shared topics as BCNMF (the background's NMF) and learns only the
     contrastive topics; one batch of every cell without memory is the
-    full-batch fit that updates the nuisance codes at every sweep."""
+    full-batch fit that updates the shared codes at every sweep."""
     from bcnmf.core import fit as core_fit
 
-    monkeypatch.setattr(core_fit, "NUISANCE_EVERY", 1)
+    monkeypatch.setattr(core_fit, "SHARED_EVERY", 1)
     X, Y = _data(6, n_features=16)
     if sparse:
         X[X < 0.3] = 0
         Y[Y < 0.3] = 0
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
-    kw = dict(alpha=0.7, beta_loss="poisson", max_iter=20, tol=0, random_state=0,
-              nuisance_topics=2)
+    kw = dict(alpha=0.7, beta_loss=loss, max_iter=20, tol=0, random_state=0,
+              n_shared=2)
     full = BCNMF(3, **kw)
     codes = full.fit_transform(X, background=Y)
     online = MiniBatchBCNMF(3, batch_size=10_000, forget_factor=0.0, max_no_improvement=None,
@@ -256,7 +257,7 @@ def test_nuisance_topics_online_equal_the_full_batch_fit(monkeypatch, sparse):
         assert_allclose(a, b, rtol=1e-10)
     new = X[::2] * 2.0
     assert_allclose(online.transform(new), full.transform(new), rtol=1e-8, atol=1e-12)
-    # partial_fit fits the nuisance topics on its first block's background
+    # partial_fit fits the shared topics on its first block's background
     part = MiniBatchBCNMF(3, **kw).partial_fit(X, background=Y)
     assert part.components_.shape == (3, 16) and part.fit_state_.offsets[0].shape == (3, 16)
     assert_allclose(part.fit_state_.offsets[0][1:], full.fit_state_.offsets[0][1:],
@@ -266,9 +267,9 @@ def test_nuisance_topics_online_equal_the_full_batch_fit(monkeypatch, sparse):
 
 
 @pytest.mark.filterwarnings("ignore::bcnmf.exceptions.ConvergenceWarning")
-def test_online_poisson_with_nuisance_topics_recovers_the_simulated_subtypes():
+def test_online_poisson_with_n_shared_recovers_the_simulated_subtypes():
     """The raw-count simulation at beta 8: stable Poisson online recovers the
-    target subtypes with the nuisance topics, as BCNMF does (0.97 here; 0.56
+    target subtypes with the shared topics, as BCNMF does (0.97 here; 0.56
     online without them)."""
     from bcnmf.datasets import make_contrastive_counts
     from bcnmf.metrics import cluster_ari
@@ -307,23 +308,21 @@ def test_no_improvement_does_not_stop_while_the_topics_move(monkeypatch):
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_save_and_load(tmp_path, loss):
-    """A fitted MiniBatchBCNMF (stable Poisson: with its nuisance topics in the offsets)
-    is saved and loaded like BCNMF and transforms identically; partial_fit on the loaded
-    model says that the running accumulators were not saved."""
+    """A fitted MiniBatchBCNMF (with its shared topics in the offsets) is saved and
+    loaded like BCNMF and transforms identically; partial_fit on the loaded model says
+    that the running accumulators were not saved."""
     import bcnmf
 
     X, Y = _data(7, n_features=24)
-    model = MiniBatchBCNMF(3, beta_loss=loss, batch_size=20, max_iter=3, tol=0,
+    model = MiniBatchBCNMF(3, beta_loss=loss, batch_size=20, max_iter=3, tol=0, n_shared=3,
                            max_no_improvement=None, random_state=0).fit(X, background=Y)
     path = model.save(tmp_path / "online.npz")
     loaded = bcnmf.load(path)
     assert type(loaded) is MiniBatchBCNMF and loaded.n_steps_ == model.n_steps_ == 9
     assert loaded.get_params() == model.get_params()
     for a, b in zip(loaded.fit_state_.offsets, model.fit_state_.offsets):
-        assert (a is None) == (b is None) == (loss == "frobenius")
-        if a is not None:
-            assert a.shape == (1 + 3, 24)   # the floor, then 3 nuisance topics (24 // 8)
-            assert_array_equal(a, b)
+        assert a.shape == (1 + 3, 24)   # the floor (zero for squared error), 3 shared topics
+        assert_array_equal(a, b)
     assert_array_equal(loaded.transform(X), model.transform(X))
     assert_array_equal(loaded.transform(Y, as_background=True),
                        model.transform(Y, as_background=True))

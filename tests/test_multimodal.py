@@ -46,8 +46,8 @@ def test_one_modality_is_bcnmf(loss):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_history_is_the_weighted_objective_in_original_units(loss):
     X, Y = _planted(scale_b=3.0)
-    # nuisance_topics=0: the predictions below are rebuilt without the nuisance part
-    m = MultiModalBCNMF(3, beta_loss=loss, weights=[1.0, 4.0], nuisance_topics=0, **FIT)
+    # n_shared=0: the predictions below are rebuilt without the shared part
+    m = MultiModalBCNMF(3, beta_loss=loss, weights=[1.0, 4.0], n_shared=0, **FIT)
     codes = m.fit_transform(X, background=Y)
     w = m.weights_
     np.testing.assert_allclose(w, [0.4, 1.6])

@@ -232,14 +232,14 @@ def test_noise_columns_in_the_table(result):
         np.testing.assert_allclose(np.nanmean(b), c)
 
 
-def test_count_loss_null_is_the_nuisance_only_prediction():
-    # stable Poisson with nuisance topics: the held-out null is the floor plus the nuisance
+def test_count_loss_null_is_the_shared_only_prediction():
+    # stable Poisson with shared topics: the held-out null is the floor plus the shared
     # topics (codes solved), a special case of the full model, so the full model explains
-    # a non-negative fraction of it; without nuisance topics there is no such null
+    # a non-negative fraction of it; without shared topics there is no such null
     import warnings
 
     from bcnmf.datasets import make_contrastive_counts
-    from bcnmf.selection import _heldout, _nuisance_null, _per_cell_divergence
+    from bcnmf.selection import _heldout, _shared_null, _per_cell_divergence
 
     sim = make_contrastive_counts(8.0, n_genes=120, n_target=60, n_background=60,
                                   random_state=0)
@@ -248,16 +248,16 @@ def test_count_loss_null_is_the_nuisance_only_prediction():
         warnings.simplefilter("ignore")
         model = BCNMF(2, alpha=1.0, beta_loss="poisson", max_iter=60, tol=1e-6,
                       random_state=0).fit(X[:40], background=Y[:40])
-        plain = BCNMF(2, alpha=1.0, beta_loss="poisson", max_iter=60, nuisance_topics=0,
+        plain = BCNMF(2, alpha=1.0, beta_loss="poisson", max_iter=60, n_shared=0,
                       random_state=0).fit(X[:40], background=Y[:40])
     basis = np.asarray(model.components_, dtype=np.float64)
     for A, as_bg in ((X[40:], False), (Y[40:], True)):
-        null = _nuisance_null(model, A, as_bg)
+        null = _shared_null(model, A, as_bg)
         assert null.shape == (20,) and np.all(np.isfinite(null)) and np.all(null >= 0)
         _, pred = _heldout(model, A, basis, as_bg)
         full = _per_cell_divergence(A, pred, "kullback-leibler")[0]
         assert full.sum() <= null.sum() * (1 + 1e-6)
-    assert _nuisance_null(plain, X[40:], False) is None
+    assert _shared_null(plain, X[40:], False) is None
 
 
 @pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge

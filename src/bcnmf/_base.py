@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._inputs import is_dask, on_device, validate_target
 from ._validation import check_for_loss, check_params
 from .core.backend import asarray_like, is_torch, numpy_dtype, to_device, to_numpy
-from .core.fit import FitState, transform_codes
+from .core.fit import FitState, split_offset, transform_codes
 from .core.source import is_out_of_core
 from .registry import register
 
@@ -100,6 +100,21 @@ class BaseBCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.topic_stability_ = result.topic_stability
         self._n_features_out = state.settings.n_components
         self.fit_state_ = state
+
+    @property
+    def shared_components_(self):
+        """The fit's shared topics (``n_shared_`` x n_features, rows summing to
+        one): topics of the background alone, held fixed while the
+        contrastive ``components_`` were fitted, with free per-cell codes in
+        both datasets (see ``n_shared``); None when the fit has none."""
+        check_is_fitted(self, "fit_state_")
+        return split_offset(self.fit_state_.offsets[0])[1]
+
+    @property
+    def n_shared_(self) -> int:
+        """The number of shared topics of the fit (0 when it has none)."""
+        shared = self.shared_components_
+        return 0 if shared is None else int(shared.shape[0])
 
     def _state(self) -> dict:
         """Fitted state beyond the base's that has no attribute of its own

@@ -38,7 +38,8 @@ def resolve_settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
         tol=float(p["tol"]),
         n_init=int(p["n_init"]),
         code_max_iter=int(p["transform_max_iter"]),
-        nuisance_topics=int(p.get("nuisance_topics", 0)))
+        n_shared=p.get("n_shared", 0) if p.get("n_shared") == "auto"
+        else int(p.get("n_shared", 0)))
 
 
 def check_out_of_core(A, name, owner="BCNMF"):

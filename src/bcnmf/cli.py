@@ -133,6 +133,17 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _auto_or_count(text):
+    """An argparse type: ``auto`` or a whole number >= 0."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return _non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a whole number >= 0, got {text!r}") from None
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -240,9 +251,10 @@ def _model_options(group):
     group.add_argument("--smoothing", type=_non_negative_float, default=0.1, metavar="S",
                        help="stable Poisson: floor of the predictions, as a fraction of each "
                             "feature's mean (default: 0.1)")
-    group.add_argument("--nuisance-topics", type=_non_negative_int, default=10, metavar="N",
-                       help="stable Poisson: fixed topics of the background alone "
-                            "(default: 10)")
+    group.add_argument("--n-shared", type=_auto_or_count, default="auto", metavar="N",
+                       help="stable mode: shared topics, fixed topics of the background "
+                            "alone; 'auto' counts the background's programs, 0 drops them "
+                            "(default: auto)")
     group.add_argument("--max-iter", type=_positive_int, default=500, metavar="N",
                        help="maximum number of sweeps per fit (default: 500)")
     group.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T",
@@ -259,7 +271,7 @@ def _model_options(group):
 
 #: BCNMF parameters given by _model_options, passed on as they are
 _MODEL_PARAMS = ("beta_loss", "alpha_scale", "mode", "init", "damping", "smoothing",
-                 "nuisance_topics", "max_iter", "tol", "transform_max_iter", "random_state",
+                 "n_shared", "max_iter", "tol", "transform_max_iter", "random_state",
                  "block_size", "engine")
 
 

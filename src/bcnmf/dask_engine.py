@@ -19,7 +19,7 @@ task that touches a chunk, so it costs no extra round trip.
 
 Everything else is the in-memory engine's (:mod:`bcnmf.core.fit`,
 :mod:`bcnmf.core.solver`): relative alpha, step policy, Poisson offsets,
-the nuisance topics of stable Poisson and their held sweeps, missing values
+the shared topics of stable Poisson and their held sweeps, missing values
 (:mod:`bcnmf.core.masked`: masked chunks and the prior at missing entries,
 whose data-only part is summed over the chunks at set-up), stopping rule,
 history, divergence handling, code refinement, restarts and their
@@ -48,13 +48,14 @@ import scipy.sparse as sp
 
 from .core import masked
 from .core.fit import (FitSettings, _restart_seeds, _stack_offset, cell_total_ratio,
-                       choose_run, consensus_state, finish, nuisance_options, prepare,
-                       transform_codes)
+                       choose_run, consensus_state, fill_missing, finish, prepare,
+                       shared_options, transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
 from .core.solver import Contrast, gauge_scale, refine_block, solve
+from .core.shared_count import sample_rows
 from .core.source import RowSource, Scan
-from .core.updates import (FROBENIUS, Block, block_const, entry_predictions, sweep_block,
+from .core.updates import (FROBENIUS, Block, Held, block_const, held_products, sweep_block,
                            view_basis)
 
 #: number of partial results combined by one task of the tree reductions
@@ -261,8 +262,8 @@ def _add_arrays(*arrays):
     return sum(arrays)   # a new array: the inputs are not modified
 
 
-def _with_nuisance(codes, scales, extra, row):
-    """A chunk's codes with the nuisance topics' codes appended: ``extra``
+def _with_shared(codes, scales, extra, row):
+    """A chunk's codes with the shared topics' codes appended: ``extra``
     (the chunk's own, for the background) or ``row`` repeated (the target's
     starting codes, :func:`bcnmf.core.fit._augment`)."""
     codes = _scaled(codes, scales)
@@ -282,22 +283,24 @@ def _sweep_task(block, mask, codes, scales, const, payload, want_div):
     return codes, (div, parts)
 
 
-def _held_sweep_task(block, state, scales, const, payload, tail_t, first):
-    """One held sweep of one chunk (:func:`bcnmf.core.solver._sweep_held`):
-    the codes from column ``first`` on (the nuisance topics, basis rows
-    ``tail_t``) stay fixed and their prediction at the stored entries is
-    an entry offset, computed once after they last changed and then carried
-    with the chunk's state (datasets without missing values only, see
-    :attr:`OnDask.can_hold`).  Returns ``(new codes, (None, parts), entries)``."""
+def _held_sweep_task(block, state, scales, const, payload, want_div, tail_t, first):
+    """One held sweep of one chunk (:func:`bcnmf.core.updates.sweep_block`
+    with ``held``): the products of the fixed rows with the chunk
+    (:func:`~bcnmf.core.updates.held_products`) are computed once (KL: after
+    the codes on the fixed rows last changed) and then carried with the
+    chunk's state (datasets without missing values only, see
+    :attr:`OnDask.can_hold`).  Returns ``(new codes, (div, parts), products)``,
+    the divergence None for KL."""
     head, loss, policy = payload[:3]
     with np.errstate(**_QUIET):
         codes = _scaled(state, scales)   # (the scales touch the free columns only)
         block = _kernel_block(block, None, const, payload)
-        entries = state[2] if isinstance(state, tuple) and len(state) == 3 else \
-            entry_predictions(block, codes, first, tail_t)
-        _, parts = sweep_block(block, codes, view_basis(head, loss), loss, policy,
-                               want_div=False, entry_offset=entries)
-    return codes, (None, parts), entries
+        products = state[2] if isinstance(state, tuple) and len(state) == 3 else \
+            held_products(block, codes, first, tail_t, loss)
+        div, parts = sweep_block(block, codes, view_basis(head, loss), loss, policy,
+                                 want_div=want_div and loss == FROBENIUS,
+                                 held=Held(tail_t, first, products))
+    return codes, (div, parts), products
 
 
 def _eval_task(block, mask, codes, scales, const, payload):
@@ -626,7 +629,8 @@ def _sweep_graph(side: _Side, codes, scales, payload, want_div, held=None):
         if held is None:
             new.append(_delayed(_sweep_task)(block, mask, c, scales, const, payload, want_div))
         else:
-            new.append(_delayed(_held_sweep_task)(block, c, scales, const, payload, *held))
+            new.append(_delayed(_held_sweep_task)(block, c, scales, const, payload, want_div,
+                                                  *held))
     # the statistics are taken out where the chunk lives, so that the reduction moves
     # parts between workers, never codes
     return new, _tree([r[1] for r in new], _add_sweeps)
@@ -790,15 +794,15 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     y = (_load(runner, Y, "background", s.loss, dtype, background_mask) if Y is not None
          else None)
     info_y = y.info if y is not None else None
-    prep = prepare(x.info, info_y, s)
-    alpha_raw, policy, opts, n_nuisance = prep.alpha_raw, prep.policy, prep.opts, prep.n_nuisance
+    prep = prepare(x.info, info_y, s, sample=lambda: _background_sample(Y, background_mask))
+    alpha_raw, policy, opts, n_shared = prep.alpha_raw, prep.policy, prep.opts, prep.n_shared
     offset_x, offset_y = prep.offsets
     k = s.n_components
     for side, offset in ((x, offset_x), (y, offset_y)):
         if side is not None and s.loss != FROBENIUS:
             offset = np.zeros(side.info.shape[1]) if offset is None else offset
             side.offset = np.ascontiguousarray(offset, dtype=dtype)
-    nuisance = _nuisance_fit(runner, x, y, n_nuisance, s, policy) if n_nuisance else None
+    shared = _shared_fit(runner, x, y, n_shared, s, policy) if n_shared else None
     runs = []
     for seed in _restart_seeds(random_state, s.n_init):
         if init_factors is not None:
@@ -813,8 +817,8 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 scale = gauge_scale(basis, policy.basis_floor)
             executor.scale("target", scale)
             executor.scale("background", scale)
-        if nuisance is not None:
-            basis = _augment(basis, executor, nuisance)
+        if shared is not None:
+            basis = _augment(basis, executor, shared)
         out = solve(executor, Contrast(basis, opts, y is not None), opts, callback)
         runs.append((out, executor))
     objectives = np.array([o.history["objective"][-1] for o, _ in runs])
@@ -829,20 +833,33 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     codes = _as_array(runner, x, state.x, state.sx, width, dtype)
     bg_codes = (_as_array(runner, y, state.y, state.sy, width, dtype) if y is not None
                 else None)
-    components, nuisance_codes = out.basis, None
-    if nuisance is not None:   # the model's nuisance topics travel with its offsets
-        offset_x, offset_y = (_stack_offset(o, nuisance[0]) for o in (offset_x, offset_y))
-        nuisance_codes = (codes[:, k:], bg_codes[:, k:])
+    components, shared_codes = out.basis, None
+    if shared is not None:   # the model's shared topics travel with its offsets
+        offset_x, offset_y = (_stack_offset(o, shared[0]) for o in (offset_x, offset_y))
+        shared_codes = (codes[:, k:], bg_codes[:, k:])
         components, codes, bg_codes = out.basis[:k].copy(), codes[:, :k], bg_codes[:, :k]
     return finish(out, components, codes, bg_codes, alpha_raw,
                   (objectives, agreement, best, stability), info_y, s,
-                  offsets=(offset_x, offset_y), policy=policy, nuisance_codes=nuisance_codes,
+                  offsets=(offset_x, offset_y), policy=policy, shared_codes=shared_codes,
                   missing_prior=(x.prior, None if y is None else y.prior),
                   dask=DaskRun(runner.round_trips, runner.bytes_fetched))
 
 
-def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, policy):
-    """:func:`bcnmf.core.fit.nuisance_basis` on the cluster: a KL NMF of the
+def _background_sample(Y, mask):
+    """:func:`bcnmf.core.fit.background_sample` of a dask array: the sampled
+    rows computed to this process, missing entries (NaN, ``mask`` False)
+    filled by :func:`~bcnmf.core.fit.fill_missing`."""
+    rows = sample_rows(Y.shape[0])
+    sample = Y[rows].compute()
+    if mask is not None or (not sp.issparse(sample) and np.isnan(sample).any()):
+        observed = np.ones(sample.shape, dtype=bool) if mask is None else \
+            np.asarray(mask[rows].compute() if is_dask_array(mask) else np.asarray(mask)[rows])
+        sample = fill_missing(sample, observed)
+    return sample
+
+
+def _shared_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, policy):
+    """:func:`bcnmf.core.fit.shared_basis` on the cluster: a KL NMF of the
     background alone from the same host draws.  Returns ``(basis, persisted
     background codes, starting row of the target's codes)``, the last as
     :func:`bcnmf.core.fit._augment` computes it."""
@@ -851,7 +868,7 @@ def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, pol
                                   0, dtype)
     executor = OnDask(runner, y, None, state, s.loss, policy)
     executor.scale("target", gauge_scale(basis, policy.basis_floor))
-    opts = nuisance_options(s, policy)
+    opts = shared_options(s, policy)
     out = solve(executor, Contrast(basis, opts, False), opts)
     state = executor.state
     codes = [_delayed(_scaled)(c, state.sx) for c in state.x]
@@ -861,15 +878,15 @@ def _nuisance_fit(runner, x: _Side, y: _Side, n_topics: int, s: FitSettings, pol
     return out.basis, codes, row
 
 
-def _augment(basis, executor: OnDask, nuisance):
-    """:func:`bcnmf.core.fit._augment` on the cluster: the nuisance topics
+def _augment(basis, executor: OnDask, shared):
+    """:func:`bcnmf.core.fit._augment` on the cluster: the shared topics
     appended to a run's starting basis (returned) and to the executor's codes
     (pending scales applied on the way)."""
-    g, codes_y, row = nuisance
+    g, codes_y, row = shared
     st = executor.state
     basis = np.ascontiguousarray(np.concatenate([basis, g.astype(basis.dtype)]))
-    cx = [_delayed(_with_nuisance)(c, st.sx, None, row) for c in st.x]
-    cy = [_delayed(_with_nuisance)(c, st.sy, d, None) for c, d in zip(st.y, codes_y)]
+    cx = [_delayed(_with_shared)(c, st.sx, None, row) for c in st.x]
+    cy = [_delayed(_with_shared)(c, st.sy, d, None) for c, d in zip(st.y, codes_y)]
     executor.state = _Codes(cx, cy)
     return basis
 
@@ -932,7 +949,7 @@ def checkpoint_hooks(s: FitSettings, X, Y, init, checkpoint, checkpoint_every, r
     last = [-checkpoint_every]
 
     def callback(sweep, basis, record):
-        if sweep - last[0] >= checkpoint_every:   # the fitted topics, not the nuisance
+        if sweep - last[0] >= checkpoint_every:   # the fitted topics, not the shared
             write_basis(checkpoint, basis[:s.n_components], sweep, fingerprint)
             last[0] = sweep
     return init, callback

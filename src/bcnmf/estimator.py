@@ -19,7 +19,7 @@ RESTART_ARRAYS = ("restart_objectives_", "restart_agreement_", "topic_stability_
 #: the constructor parameters of BCNMF (and of factorize)
 PARAMETERS = ("n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "damping",
               "smoothing", "max_iter", "tol", "n_init", "consensus", "random_state",
-              "transform_max_iter", "block_size", "device", "engine", "nuisance_topics")
+              "transform_max_iter", "block_size", "device", "engine", "n_shared")
 
 
 class BCNMF(BaseBCNMF):
@@ -82,24 +82,30 @@ class BCNMF(BaseBCNMF):
         ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).
     smoothing : float, default=0.1
         Stable Poisson with a background only: target and background are
-        modelled as ``H W + mu`` (plus the nuisance topics, see
-        ``nuisance_topics``) with ``mu_j = smoothing * mean(A[:, j])``
+        modelled as ``H W + mu`` (plus the shared topics, see
+        ``n_shared``) with ``mu_j = smoothing * mean(A[:, j])``
         of each dataset.  This bounds the objective below by
         ``-alpha_raw D(Y | mu_Y)`` (the authors' objective is unbounded: it
         drives basis entries of background features to zero); 0 restores the
-        unbounded form (and drops the nuisance topics).
-    nuisance_topics : int, default=10
-        Stable Poisson with a background (and ``smoothing > 0``) only: both
-        predictions also carry this many fixed nuisance topics
-        ``G``, a KL NMF of the background alone, with free per-cell codes:
-        ``H W + D G + mu``.  The expression the background shares with the
-        target is then explained in target cells too, so it no longer drives
-        the contrastive codes; ``components_`` holds only the contrastive
-        topics ``W``, which stay penalised for what the background can still
-        use on top of ``G``.  :meth:`transform` solves both sets of codes and
-        returns the contrastive ones.  0 drops them.  Every engine fits them
-        (``engine="dask"``, :class:`MiniBatchBCNMF`).  See docs/design.md,
-        "Stable mode".
+        unbounded form (and drops the shared topics).
+    n_shared : "auto" or int, default="auto"
+        Stable mode with a background only: the number of shared topics
+        ``G``, topics of the background alone (an NMF of the background with
+        the fit's loss, held fixed) with free per-cell codes in both
+        predictions: ``H W + D G`` for the target and ``H_Y W + D_Y G`` for
+        the background (plus the floors ``mu`` of stable Poisson).  What the
+        two datasets share (cell types, baseline expression) is then
+        explained in both, so it no longer drives the contrastive codes;
+        ``components_`` holds only the contrastive topics ``W``, which stay
+        penalised for what the background can still use on top of ``G``.
+        ``"auto"`` counts the background's programs on a sample of its cells
+        (:func:`bcnmf.core.shared_count.shared_count`); an int sets the
+        number.  Either is capped at the background's number of cells and
+        an eighth of the features; 0 drops them (the paper's model).
+        :meth:`transform` solves both sets of codes and returns the
+        contrastive ones.  Fitted: ``n_shared_`` and ``shared_components_``.
+        Every engine fits them (``engine="dask"``, :class:`MiniBatchBCNMF`).
+        See docs/model.md.
     max_iter : int, default=500
         Maximum number of sweeps (exact number in reference mode).
     tol : float, default=1e-4
@@ -212,7 +218,7 @@ class BCNMF(BaseBCNMF):
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
                  random_state=None, transform_max_iter=1000, block_size=None, device=None,
-                 engine=None, nuisance_topics=10):
+                 engine=None, n_shared="auto"):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -230,7 +236,7 @@ class BCNMF(BaseBCNMF):
         self.block_size = block_size
         self.device = device
         self.engine = engine
-        self.nuisance_topics = nuisance_topics
+        self.n_shared = n_shared
 
     def _device(self):
         return resolve_device(self.device)
@@ -372,7 +378,7 @@ def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=N
               random_state=None, transform_max_iter=1000, block_size=None,
               init_factors=None, device=None, mask=None, background_mask=None,
               checkpoint=None, checkpoint_every=10, resume=None,
-              nuisance_topics=10, engine=None) -> FactorizationResult:
+              n_shared="auto", engine=None) -> FactorizationResult:
     """Functional bcNMF: the fit of :class:`BCNMF`, returning its result.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target and
@@ -406,7 +412,7 @@ def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=N
                   max_iter=max_iter, tol=tol, n_init=n_init, consensus=consensus,
                   random_state=random_state, transform_max_iter=transform_max_iter,
                   block_size=block_size, device=device, engine=engine,
-                  nuisance_topics=nuisance_topics)
+                  n_shared=n_shared)
     params = model.get_params()
     check_params(params, "factorize", BCNMF._parameter_constraints)
     return fit_contrast(model, X, background, params,

@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 
-from .core.fit import FitState, _augment, _restart_seeds, _stack_offset, nuisance_basis, prepare
+from .core.fit import (FitState, _augment, _restart_seeds, _stack_offset, background_sample,
+                       prepare, shared_basis)
 from .core.backend import is_torch
 from .core.init import initial_factors
 from .core.online import OnlineState, online_step, polish_codes
@@ -34,7 +35,7 @@ class MiniBatchBCNMF(BaseBCNMF):
     the cells; :meth:`partial_fit` learns from blocks that arrive one at a
     time.  With one batch per epoch (``batch_size`` at least the number of
     target cells) every step is the full-batch step and the fit is
-    :class:`BCNMF`'s (with nuisance topics, up to their schedule: their codes
+    :class:`BCNMF`'s (with shared topics, up to their schedule: their codes
     are updated at every step here, every 10th sweep there).  See
     docs/online.md.
 
@@ -47,9 +48,9 @@ random_state, transform_max_iter
         :meth:`partial_fit` applies a relative ``alpha`` per block,
         ``alpha * S(X_b) / S(Y_b)``, and offsets from the running feature
         means of the cells seen so far.
-    nuisance_topics : int, default=10
-        As in :class:`BCNMF`: stable Poisson with a background fixes this many
-        topics of the background (its KL NMF, fitted once before the first
+    n_shared : "auto" or int, default="auto"
+        As in :class:`BCNMF`: stable mode with a background fixes this many
+        topics of the background (counted and fitted once before the first
         step: on all background cells in :meth:`fit`, on the first block's
         in :meth:`partial_fit`) and fits their codes with the others; only the
         contrastive topics are learnt online.
@@ -120,14 +121,14 @@ random_state, transform_max_iter
     _parameter_constraints = constraints(
         "n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "smoothing",
         "batch_size", "forget_factor", "fresh_restarts", "fresh_restarts_max_iter", "max_iter",
-        "tol", "max_no_improvement", "random_state", "transform_max_iter", "nuisance_topics")
+        "tol", "max_no_improvement", "random_state", "transform_max_iter", "n_shared")
     _saved_scalars = ("alpha_raw_", "n_steps_")
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, smoothing=0.1,
                  batch_size=1024, forget_factor=0.7, fresh_restarts=False,
                  fresh_restarts_max_iter=30, max_iter=500, tol=1e-4, max_no_improvement=10,
-                 random_state=None, transform_max_iter=1000, nuisance_topics=10):
+                 random_state=None, transform_max_iter=1000, n_shared="auto"):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -144,7 +145,7 @@ random_state, transform_max_iter
         self.max_no_improvement = max_no_improvement
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
-        self.nuisance_topics = nuisance_topics
+        self.n_shared = n_shared
 
     # -- settings -------------------------------------------------------------------------
 
@@ -166,20 +167,20 @@ random_state, transform_max_iter
         if init is not None:
             basis, cx, cy = (None if a is None else np.array(a, dtype=X.dtype, order="C")
                              for a in init)
-        prep = prepare(info_x, info_y, s)
+        prep = prepare(info_x, info_y, s, sample=lambda: background_sample(Y))
         self._settings, self._policy = s, prep.policy
         if s.mode != "reference":
             with np.errstate(over="ignore", invalid="ignore"):
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 self._policy.basis_floor)
         k = basis.shape[0]
-        self._nuisance = None
-        if prep.n_nuisance:   # fixed topics of the background, as BCNMF fits them
+        self._shared = None
+        if prep.n_shared:   # fixed topics of the background, as BCNMF fits them
             blocks_y = make_blocks(RowSource(Y, "background", X.dtype), info_y, s.loss,
                                    prep.offsets[1])
             with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-                g, dy = nuisance_basis(blocks_y, info_y, prep.n_nuisance, s, self._policy)
-            self._nuisance = g
+                g, dy = shared_basis(blocks_y, info_y, prep.n_shared, s, self._policy)
+            self._shared = g
             if cx is None:   # the codes are solved afresh at the first step
                 basis = np.ascontiguousarray(np.concatenate([basis, g]))
             else:
@@ -339,8 +340,8 @@ random_state, transform_max_iter
         self.objective_ = float(self._hist["objective"][-1]) if self._hist["objective"] \
             else np.nan
         offsets = self._online.offsets(self._settings, self._online.n_y > 0)
-        if self._nuisance is not None:   # the fixed topics travel with the offsets
-            offsets = tuple(_stack_offset(o, self._nuisance) for o in offsets)
+        if self._shared is not None:   # the fixed topics travel with the offsets
+            offsets = tuple(_stack_offset(o, self._shared) for o in offsets)
         self.fit_state_ = FitState(self._settings, self._policy, offsets)
         self._n_features_out = k
         if stop == "diverged":

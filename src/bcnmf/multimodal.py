@@ -78,14 +78,14 @@ class MultiModalBCNMF(BaseBCNMF):
     _parameter_constraints = constraints(
         "n_components", "weights", "alpha", "alpha_scale", "beta_loss", "mode", "init",
         "damping", "smoothing", "max_iter", "tol", "n_init", "random_state",
-        "transform_max_iter", "block_size", "nuisance_topics")
+        "transform_max_iter", "block_size", "n_shared")
     _saved_arrays = RESTART_ARRAYS
     _saved_scalars = ("alpha_raw_",)
 
     def __init__(self, n_components=None, *, weights="balanced", alpha=1.5, alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, random_state=None,
-                 transform_max_iter=1000, block_size=None, nuisance_topics=10):
+                 transform_max_iter=1000, block_size=None, n_shared="auto"):
         self.n_components = n_components
         self.weights = weights
         self.alpha = alpha
@@ -101,7 +101,7 @@ class MultiModalBCNMF(BaseBCNMF):
         self.random_state = random_state
         self.transform_max_iter = transform_max_iter
         self.block_size = block_size
-        self.nuisance_topics = nuisance_topics
+        self.n_shared = n_shared
 
     def _block_rows(self):
         return self.block_size

@@ -10,7 +10,7 @@ labels:
     basis frozen (:meth:`bcnmf.BCNMF.transform`; background cells under the background's
     model).  The null is the zero prediction (squared error), or each cell's total spread over
     the features in proportion to the training mean profile (KL), or, for stable Poisson with
-    nuisance topics, the nuisance-only prediction (the floor plus the nuisance topics, their
+    shared topics, the shared-only prediction (the floor plus the shared topics, their
     codes solved), which every grid point shares.  Held-out fit alone always
     prefers a small alpha (``MODEL.md`` section 4.3), so it is reported, not maximised.
 ``contrast``
@@ -325,37 +325,37 @@ def _explained(d, d0):
 
 def _heldout(model, A, basis, as_background):
     """Codes of held-out cells and the model's prediction of them (stable Poisson: the
-    prediction floor and, when the model has them, the nuisance topics included)."""
+    prediction floor and, when the model has them, the shared topics included)."""
     from .core.fit import split_offset, transform_codes
 
     state = model.fit_state_
     offset = state.offsets[1 if as_background else 0]
-    floor, nuisance = split_offset(offset)
-    if nuisance is None:
+    floor, shared = split_offset(offset)
+    if shared is None:
         codes = model.transform(A, as_background=as_background)
         return codes, codes @ basis + (0.0 if floor is None else floor)
     A = A.astype(np.float64) if A.dtype != np.float64 else A   # the basis's dtype
     full, _ = transform_codes(A, basis, state.settings, state.policy, offset,
                               model.transform_max_iter, model.tol, full=True)
     k = basis.shape[0]
-    return full[:, :k], full @ np.vstack([basis, nuisance]) + floor
+    return full[:, :k], full @ np.vstack([basis, shared]) + floor
 
 
-def _nuisance_null(model, A, as_background):
-    """Per-cell divergence of the nuisance-only prediction of held-out cells (stable Poisson
-    with nuisance topics: the floor plus the nuisance topics with their codes solved, no
-    contrastive topic), or None when the model has no nuisance topics."""
+def _shared_null(model, A, as_background):
+    """Per-cell divergence of the shared-only prediction of held-out cells (stable Poisson
+    with shared topics: the floor plus the shared topics with their codes solved, no
+    contrastive topic), or None when the model has no shared topics."""
     from .core.fit import split_offset, transform_codes
 
     state = model.fit_state_
-    floor, nuisance = split_offset(state.offsets[1 if as_background else 0])
-    if nuisance is None:
+    floor, shared = split_offset(state.offsets[1 if as_background else 0])
+    if shared is None:
         return None
-    nuisance = np.asarray(nuisance, dtype=np.float64)
+    shared = np.asarray(shared, dtype=np.float64)
     A = A.astype(np.float64) if A.dtype != np.float64 else A
-    codes, _ = transform_codes(A, nuisance, state.settings, state.policy, floor,
+    codes, _ = transform_codes(A, shared, state.settings, state.policy, floor,
                                model.transform_max_iter, model.tol)
-    pred = codes @ nuisance + (0.0 if floor is None else floor)
+    pred = codes @ shared + (0.0 if floor is None else floor)
     return _per_cell_divergence(A, pred, "kullback-leibler")[0]
 
 
@@ -392,11 +392,11 @@ def _evaluate(k, alpha, X, Y, split, seeds, params, consensus_cells):
             dx, nx = _per_cell_divergence(x_ho, px, loss)
             dy, ny = _per_cell_divergence(y_ho, py, loss)
             if loss != "frobenius":
-                # the null: the nuisance-only prediction when the model has nuisance topics
+                # the null: the shared-only prediction when the model has shared topics
                 # (they are shared by every grid point and explain most of both datasets),
                 # else each cell's total along the training mean profile
-                nx = _nuisance_null(model, x_ho, False)
-                ny = _nuisance_null(model, y_ho, True)
+                nx = _shared_null(model, x_ho, False)
+                ny = _shared_null(model, y_ho, True)
                 nx = _kl_null(x_ho, profile) if nx is None else nx
                 ny = _kl_null(y_ho, profile) if ny is None else ny
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -90,11 +90,14 @@ def _dot(x, y, k):
 # Both add the same terms in the same order (equal to rounding, tested).
 
 # Squared-error sweep; returns (sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T) at the
-# codes *before* the update.  ``gram`` is B B^T.
+# codes *before* the update.  ``gram`` is B B^T.  Only the first k columns of
+# ``codes`` are read and updated; ``den_offset`` (n x k, or 0 x 0 for none) is
+# added to their denominators.
 _FROBENIUS = """
 def {name}(data, indices, indptr, codes, basis_t, gram, eps, gamma, floor, update,
-           want_parts, cross, cgram, n_chunks, tile):
+           want_parts, cross, cgram, n_chunks, tile, den_offset):
     n = codes.shape[0]
+    has_offset = den_offset.shape[0] > 0
     k = {k}
     n_features = basis_t.shape[0]
     ab_acc = np.zeros(n_chunks)
@@ -137,7 +140,7 @@ def {name}(data, indices, indptr, codes, basis_t, gram, eps, gamma, floor, updat
                     s = 0.0
                     for r in range(k):
                         s += ci[r] * gram[r, q]
-                    den[q] = s
+                    den[q] = s + den_offset[i, q] if has_offset else s
                     ab += ci[q] * nu[q]
                     quad += ci[q] * s
                 if update:

@@ -29,10 +29,12 @@ from .torch_arrays import TorchCSR, dense_to_csr, torch_module
 __all__ = ["TorchCSR", "dense_to_csr", "frobenius_sweep", "kl_sweep", "predict"]
 
 
-def frobenius_sweep(a: TorchCSR, codes, basis_t, gram, policy, update, want_parts):
+def frobenius_sweep(a: TorchCSR, codes, basis_t, gram, policy, update, want_parts,
+                    den_offset=None):
     """Squared error: returns ``(sum_i <c_i, a_i B^T>, sum_i c_i G c_i^T, cross, cgram)``
     at the codes before the update; ``cross`` (K x F) ``= C^T A`` and
-    ``cgram = C^T C`` with the updated codes (None unless ``want_parts``)."""
+    ``cgram = C^T C`` with the updated codes (None unless ``want_parts``).
+    ``den_offset`` (n x K) is added to the code denominators."""
     torch = torch_module()
     num = a._csr(a.data) @ basis_t
     den = codes @ gram
@@ -40,11 +42,17 @@ def frobenius_sweep(a: TorchCSR, codes, basis_t, gram, policy, update, want_part
     ab = float((c64 * num.to(torch.float64)).sum())
     quad = float((c64 * den.to(torch.float64)).sum())
     if update:
-        _mu(codes, num, den, policy, policy.code_floor)
+        _mu(codes, num, den if den_offset is None else den + den_offset, policy,
+            policy.code_floor)
     if not want_parts:
         return ab, quad, None, None
     cross_t = a._csr(a.data, transposed=True) @ codes
     return ab, quad, cross_t.T.contiguous(), codes.T @ codes
+
+
+def matmul(a: TorchCSR, dense):
+    """``A @ dense`` (n x m)."""
+    return a._csr(a.data) @ dense
 
 
 def predict(a: TorchCSR, codes, basis_t, shift):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .backend import copy
 from .solver import refine_codes
-from .updates import Block, entry_predictions, sweep_block, view_basis
+from .updates import FROBENIUS, Block, Held, held_products, sweep_block, view_basis
 
 #: the two datasets of a fit, in sweep order
 SIDES = ("target", "background")
@@ -97,30 +97,35 @@ class InMemory:
         return div, parts
 
     def _sweep_held(self, pairs, view, held, cache):
-        """A held sweep: the prediction of the fixed rows at the stored
-        entries is an entry offset, cached by pair index for blocks held in
-        memory (recomputed into the same buffers after the held codes
-        changed) and recomputed from a single read for streamed blocks."""
+        """A held sweep (:func:`~bcnmf.core.updates.sweep_block` with
+        ``held``): the products of the fixed rows with each block
+        (:func:`~bcnmf.core.updates.held_products`) are cached by pair index
+        for blocks held in memory (KL: recomputed into the same buffers after
+        the held codes changed; squared error: constant) and recomputed from
+        a single read for streamed blocks."""
         if not pairs:
             return 0.0, None
         tail_t, first = held
-        parts = None
+        stale = self._stale and self.loss != FROBENIUS
+        div, parts = 0.0, None
         for i, (block, codes) in enumerate(pairs):
             if not block.resident:   # streamed: read once for both uses
                 block = Block(block.data, block.const, block.offset, block.storage)
-                entries = entry_predictions(block, codes, first, tail_t)
+                products = held_products(block, codes, first, tail_t, self.loss)
             else:
-                entries = cache.get(i)
-                if self._stale or entries is None:
-                    entries = cache[i] = entry_predictions(block, codes, first, tail_t,
-                                                           out=entries)
-            _, p = sweep_block(block, codes, view, self.loss, self.policy, want_div=False,
-                               entry_offset=entries)
+                products = cache.get(i)
+                if stale or products is None:
+                    products = cache[i] = held_products(block, codes, first, tail_t, self.loss,
+                                                        out=products)
+            d, p = sweep_block(block, codes, view, self.loss, self.policy,
+                               want_div=self.loss == FROBENIUS,
+                               held=Held(tail_t, first, products))
+            div = None if d is None or div is None else div + d
             if parts is None:
                 parts = p
             else:
                 parts += p
-        return None, parts
+        return div, parts
 
     def evaluate(self, bx, by):
         """Divergences ``(D_X, D_Y)`` at the current state, no updates."""

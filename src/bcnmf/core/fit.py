@@ -8,14 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..matching import consensus_basis, restart_agreement  # noqa: F401 (re-exported)
 from . import guard, masked
-from .backend import asarray_like, copy, is_torch, namespace, to_numpy
+from .backend import asarray_like, copy, is_torch, is_torch_sparse, namespace, to_numpy
 from .checkpoint import FitCheckpoint
 from .init import codes_for_basis, initial_factors
 from .executor import InMemory
 from .result import FactorizationResult
+from .shared_count import sample_rows, shared_count
 from .solver import (Contrast, SolveOutput, SolverOptions, gauge_scale, normalize_basis,
                      refine_codes, solve)
 from .source import (RowSource, Scan, StreamBlock, default_block_rows, kernel_layout,
@@ -36,14 +38,14 @@ EVAL_EVERY = {FROBENIUS: 1, "kullback-leibler": 10}
 #: said to run away (a sound fit is near or below ~1 nat per count; the
 #: bounded stable contrast cannot exceed about log(1 / smoothing))
 RUNAWAY_NATS_PER_COUNT = 10.0
-#: stable Poisson nuisance topics (see :func:`nuisance_basis`): at most this
+#: stable Poisson shared topics (see :func:`shared_basis`): at most this
 #: many sweeps of their background NMF (basis-change rule with the fit's ``tol``,
 #: 1e-4 when it is 0)
-NUISANCE_MAX_ITER = 200
-#: the codes on the nuisance topics are updated every this many sweeps (and at
+SHARED_MAX_ITER = 200
+#: the codes on the shared topics are updated every this many sweeps (and at
 #: every evaluation) and held fixed in between, when the sweeps visit only the
-#: contrastive topics (``SolverOptions.nuisance_every``)
-NUISANCE_EVERY = 10
+#: contrastive topics (``SolverOptions.shared_every``)
+SHARED_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class FitSettings:
     tol: float
     n_init: int
     code_max_iter: int = 1000
-    nuisance_topics: int = 0
+    n_shared: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class FitState:
     """What a fitted estimator needs from its fit beyond its public attributes,
     to transform new cells and to be saved: the resolved ``settings``, the
     step ``policy``, the prediction ``offsets`` of the target and of the
-    background (with nuisance topics, see :func:`split_offset`) and the
+    background (with shared topics, see :func:`split_offset`) and the
     ``missing_prior`` of each (:class:`~bcnmf.core.masked.MissingPrior` of a
     fit with missing values, else None).  Estimators keep it in
     ``fit_state_``."""
@@ -139,23 +141,83 @@ def contrast_offsets(x: Scan, y: Scan | None, s: FitSettings):
     return s.smoothing * x.colsum / x.shape[0], s.smoothing * y.colsum / y.shape[0]
 
 
-def nuisance_count(s: FitSettings, info_y: Scan | None) -> int:
-    """Number of fixed nuisance topics of a fit: stable Poisson with a
-    background and ``smoothing > 0`` gets ``s.nuisance_topics``, at most the
-    background's number of cells and an eighth of the features; every other
-    fit gets none.  The cap keeps the nuisance low-rank next to the features:
-    on small problems of low rank (12 planted features of rank 3, K = 3) two
-    or three nuisance topics already make the per-cell codes non-unique
-    (``transform`` then lands 3-8 % away from the fitted codes at any
-    tolerance), one does not."""
-    if info_y is None or s.loss == FROBENIUS or s.mode == "reference" or s.smoothing <= 0:
+#: the most shared topics ``n_shared="auto"`` fits
+MAX_SHARED = 50
+#: ``n_shared="auto"`` fits at most one shared topic per this many background cells
+CELLS_PER_SHARED = 10
+
+
+def shared_cap(s: FitSettings, info_y: Scan | None) -> int:
+    """The most shared topics a fit can have: none without a background, in
+    reference mode or for the unbounded Poisson contrast (``smoothing=0``);
+    else at most the background's number of cells and an eighth of the
+    features.  The cap keeps the shared topics low-rank next to the
+    features: on small problems of low rank (12 planted features of rank 3,
+    K = 3) two or three shared topics already make the per-cell codes
+    non-unique (``transform`` then lands 3-8 % away from the fitted codes at
+    any tolerance), one does not."""
+    if info_y is None or s.mode == "reference" or (s.loss != FROBENIUS and s.smoothing <= 0):
         return 0
-    return max(0, min(int(s.nuisance_topics), info_y.shape[0], info_y.shape[1] // 8))
+    return max(0, min(info_y.shape[0], info_y.shape[1] // 8))
 
 
-def nuisance_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
+def shared_topic_count(s: FitSettings, info_y: Scan | None, sample=None) -> int:
+    """Number of shared topics of a fit: ``s.n_shared`` within
+    :func:`shared_cap`.  ``"auto"``: one more than the background's programs
+    counted on a sample of its cells (``sample()``: a host matrix of at most
+    :data:`~bcnmf.core.shared_count.MAX_ROWS` background rows, see
+    :func:`background_sample`; :func:`~bcnmf.core.shared_count.shared_count`),
+    at most one per :data:`CELLS_PER_SHARED` background cells and
+    :data:`MAX_SHARED`.  The topic more than the count is a margin for the
+    background's NMF: fitted with exactly as many topics as programs, it can
+    merge two programs and split another (the beta simulation at beta 8,
+    five programs: five shared topics score ARI 0.01, six 0.97)."""
+    cap = shared_cap(s, info_y)
+    if cap == 0:
+        return 0
+    if s.n_shared == "auto":
+        cap = min(cap, MAX_SHARED, max(1, info_y.shape[0] // CELLS_PER_SHARED))
+        return min(int(shared_count(sample(), s.loss, cap).count) + 1, cap)
+    return min(int(s.n_shared), cap)
+
+
+def background_sample(Y, mask=None, block_rows=None):
+    """The background rows ``n_shared="auto"`` is counted on, as a host
+    matrix (numpy or scipy CSR): the rows of
+    :func:`~bcnmf.core.shared_count.sample_rows` (at most
+    :data:`~bcnmf.core.shared_count.MAX_ROWS`, spread over the whole
+    matrix), read one block of ``block_rows`` rows at a time (default: as
+    the fit reads them) from any in-memory, out-of-core or torch matrix,
+    missing entries (``mask`` False) filled by :func:`fill_missing`."""
+    source = RowSource(Y, "background")
+    rows = sample_rows(source.shape[0])
+    parts = []
+    for lo, hi in source.bounds(default_block_rows(source) if block_rows is None
+                                else block_rows):
+        take = rows[(rows >= lo) & (rows < hi)]
+        if take.size:
+            block = source.read(lo, hi)
+            if is_torch(block):
+                block = block.to_scipy() if is_torch_sparse(block) else to_numpy(block)
+            parts.append(block[take - lo])
+    sample = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
+    return sample if mask is None else fill_missing(sample, np.asarray(mask)[rows])
+
+
+def fill_missing(sample, observed):
+    """A dense copy of ``sample`` whose entries outside ``observed`` (and NaN)
+    take their feature's mean over the observed entries of the sample (0
+    for a feature never observed)."""
+    sample = np.array(sample.toarray() if sp.issparse(sample) else sample, dtype=np.float64)
+    observed = observed & ~np.isnan(sample)
+    counts = observed.sum(axis=0)
+    means = np.where(observed, sample, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    return np.where(observed, sample, means[None, :])
+
+
+def shared_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
                    policy: StepPolicy, like=None):
-    """The stable Poisson contrast's nuisance topics: a KL NMF of the
+    """The stable Poisson contrast's shared topics: a KL NMF of the
     background alone (its prediction floor included), ``n_topics`` rows with
     unit L1 norm, from a fixed seed (a data-only constant of the fit, like the
     floor).  Returns ``(basis, background_codes)``.
@@ -172,32 +234,32 @@ def nuisance_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
     if like is not None:
         basis, cy = asarray_like(basis, like), asarray_like(cy, like)
     normalize_basis(basis, [cy], policy.basis_floor)
-    opts = nuisance_options(s, policy)
+    opts = shared_options(s, policy)
     out = solve(InMemory(_pairs(blocks_y, info_y, cy), [], s.loss, policy),
                 Contrast(basis, opts, False), opts)
     return out.basis, cy
 
 
-def nuisance_options(s: FitSettings, policy: StepPolicy) -> SolverOptions:
-    """The loop's settings for the nuisance topics' background NMF."""
+def shared_options(s: FitSettings, policy: StepPolicy) -> SolverOptions:
+    """The loop's settings for the shared topics' background NMF."""
     return SolverOptions(loss=s.loss, alpha=0.0, policy=policy, normalize=True,
-                         max_iter=NUISANCE_MAX_ITER, tol=s.tol if s.tol > 0 else 1e-4,
-                         eval_every=NUISANCE_MAX_ITER)
+                         max_iter=SHARED_MAX_ITER, tol=s.tol if s.tol > 0 else 1e-4,
+                         eval_every=SHARED_MAX_ITER)
 
 
 def cell_total_ratio(info_x: Scan, info_y: Scan) -> float:
     """The target's mean cell total over the background's: the factor from the
-    mean background code on the nuisance topics to the target's starting code
+    mean background code on the shared topics to the target's starting code
     (:func:`_augment`)."""
     return (info_x.total / max(info_x.shape[0], 1)) / max(
         info_y.total / max(info_y.shape[0], 1), float(np.finfo(np.float64).tiny))
 
 
-def _augment(basis, cx, cy, nuisance, info_x: Scan, info_y: Scan):
-    """Append the fixed nuisance topics to a run's starting factors: their
-    background codes start from the nuisance fit, the target's from the mean
+def _augment(basis, cx, cy, shared, info_x: Scan, info_y: Scan):
+    """Append the fixed shared topics to a run's starting factors: their
+    background codes start from the shared fit, the target's from the mean
     background code scaled to the target's mean cell total."""
-    g, dy = nuisance
+    g, dy = shared
     xp = namespace(basis)
     mean_dy = xp.mean(dy, axis=0) * cell_total_ratio(info_x, info_y)
     dx = xp.broadcast_to(mean_dy[None, :], (cx.shape[0], dy.shape[1]))
@@ -218,37 +280,39 @@ def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy,
                          tol=0.0 if reference else s.tol,
                          polish_iter=0 if reference else s.code_max_iter,
                          eval_every=EVAL_EVERY[s.loss], n_free=n_free,
-                         nuisance_every=1 if n_free is None else NUISANCE_EVERY)
+                         shared_every=1 if n_free is None or s.loss == FROBENIUS
+                         else SHARED_EVERY)
 
 
 @dataclass(frozen=True)
 class Prepared:
     """What every engine derives from the scans before its first sweep: the
     raw contrast weight, the step policy, the loop's settings, the number of
-    nuisance topics and the prediction offsets ``(target, background)``."""
+    shared topics and the prediction offsets ``(target, background)``."""
 
     alpha_raw: float
     policy: StepPolicy
     opts: SolverOptions
-    n_nuisance: int
+    n_shared: int
     offsets: tuple
 
 
 def prepare(info_x: Scan, info_y: Scan | None, s: FitSettings,
-            contrast: bool = True) -> Prepared:
+            contrast: bool = True, sample=None) -> Prepared:
     """The set-up of a fit from the scans of its data, for every engine and
     variant: relative alpha (:func:`raw_alpha`), step policy
-    (:func:`step_policy`), nuisance topics (:func:`nuisance_count`) and
-    offsets (:func:`contrast_offsets`).  ``contrast=False`` (models that fit
-    the background instead of subtracting it): no contrast weight, no
-    nuisance topics, no offsets."""
+    (:func:`step_policy`), shared topics (:func:`shared_topic_count`) and
+    offsets (:func:`contrast_offsets`); ``sample`` gives the background rows
+    that ``n_shared="auto"`` is counted on (:func:`shared_topic_count`).
+    ``contrast=False`` (models that fit the background instead of
+    subtracting it): no contrast weight, no shared topics, no offsets."""
     policy = step_policy(info_x, s)
     if not contrast:
         return Prepared(0.0, policy, _options(s, 0.0, policy), 0, (None, None))
     alpha_raw = raw_alpha(info_x, info_y, s)
-    n_nuisance = nuisance_count(s, info_y)
-    opts = _options(s, alpha_raw, policy, s.n_components if n_nuisance else None)
-    return Prepared(alpha_raw, policy, opts, n_nuisance, contrast_offsets(info_x, info_y, s))
+    n_shared = shared_topic_count(s, info_y, sample)
+    opts = _options(s, alpha_raw, policy, s.n_components if n_shared else None)
+    return Prepared(alpha_raw, policy, opts, n_shared, contrast_offsets(info_x, info_y, s))
 
 
 def _restart_seeds(random_state, n_init):
@@ -300,10 +364,10 @@ def _fingerprint(s: FitSettings, info_x: Scan, info_y, alpha_raw, mask_x, mask_y
     """What identifies a fit for :mod:`bcnmf.core.checkpoint` (the data by their
     shapes, dtype, totals and missing entries; the settings, and the engine
     switches that change the iterates: the missing-value prior and the
-    nuisance schedule)."""
+    shared schedule)."""
     fp = {"settings": repr(s), "alpha_raw": alpha_raw, "dtype": str(info_x.dtype),
           "blocks": [len(info_x.bounds), 0 if info_y is None else len(info_y.bounds)],
-          "engine": {"missing_prior": bool(masked.PRIOR), "nuisance_every": NUISANCE_EVERY}}
+          "engine": {"missing_prior": bool(masked.PRIOR), "shared_every": SHARED_EVERY}}
     for name, info, m in (("X", info_x, mask_x), ("background", info_y, mask_y)):
         if info is not None:
             fp[name] = [list(info.shape), info.total, info.sumsq,
@@ -328,8 +392,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     met), ``converged``, and ``runaway`` (KL background divergence per count
     when it exceeds ``RUNAWAY_NATS_PER_COUNT``, else None), plus the
     ``policy``, the prediction ``offsets`` that ``transform`` reuses (with
-    nuisance topics, see :func:`nuisance_basis`, each offset is a ``(1 + n, F)``
-    array: the floor, then the topics; ``nuisance_codes`` holds the target's and
+    shared topics, see :func:`shared_basis`, each offset is a ``(1 + n, F)``
+    array: the floor, then the topics; ``shared_codes`` holds the target's and
     the background's codes on them, else None) and the ``missing_prior``
     (target, background; None for a matrix without missing entries).
 
@@ -364,8 +428,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     for info, m in ((info_x, mask_x), (info_y, mask_y)):
         if m is not None:   # per-feature means over the observed entries
             info.colsum = masked.observed_colsum(info.colsum, m)
-    prep = prepare(info_x, info_y, s)
-    alpha_raw, policy, opts, n_nuisance = prep.alpha_raw, prep.policy, prep.opts, prep.n_nuisance
+    prep = prepare(info_x, info_y, s, sample=lambda: background_sample(Y, mask_y, rows_y))
+    alpha_raw, policy, opts, n_shared = prep.alpha_raw, prep.policy, prep.opts, prep.n_shared
     offset_x, offset_y = prep.offsets
     k = s.n_components
     blocks_x = make_blocks(source_x, info_x, s.loss, offset_x, keep_dense=mask_x is not None)
@@ -377,10 +441,10 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         blocks_x = masked.wrap_blocks(blocks_x, info_x.bounds, mask_x, prior_x)
     if mask_y is not None:
         blocks_y = masked.wrap_blocks(blocks_y, info_y.bounds, mask_y, prior_y)
-    nuisance = None
-    if n_nuisance:
+    shared = None
+    if n_shared:
         like = source_x.read(0, 1) if is_torch(X) else None
-        nuisance = nuisance_basis(blocks_y, info_y, n_nuisance, s, policy, like)
+        shared = shared_basis(blocks_y, info_y, n_shared, s, policy, like)
     runs = []
     seeds = _restart_seeds(random_state, s.n_init)
     ckpt = None
@@ -412,8 +476,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by solve
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 policy.basis_floor)
-        if nuisance is not None:
-            basis, cx, cy = _augment(basis, cx, cy, nuisance, info_x, info_y)
+        if shared is not None:
+            basis, cx, cy = _augment(basis, cx, cy, shared, info_x, info_y)
         background = _pairs(blocks_y, info_y, cy) if Y is not None else []
         out = solve(InMemory(_pairs(blocks_x, info_x, cx), background, s.loss, policy),
                     Contrast(basis, opts, Y is not None), opts, callback=callback,
@@ -429,14 +493,14 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
         background = _pairs(blocks_y, info_y, cy) if cy is not None else []
         consensus_state(out, merged, InMemory(_pairs(blocks_x, info_x, cx), background, s.loss,
                                               policy), opts, s)
-    components, nuisance_codes = out.basis, None
-    if nuisance is not None:   # the model's nuisance topics travel with its offsets
-        offset_x, offset_y = (_stack_offset(o, nuisance[0]) for o in (offset_x, offset_y))
-        nuisance_codes = (copy(cx[:, k:]), copy(cy[:, k:]))
+    components, shared_codes = out.basis, None
+    if shared is not None:   # the model's shared topics travel with its offsets
+        offset_x, offset_y = (_stack_offset(o, shared[0]) for o in (offset_x, offset_y))
+        shared_codes = (copy(cx[:, k:]), copy(cy[:, k:]))
         components, cx, cy = (copy(a) for a in (out.basis[:k], cx[:, :k], cy[:, :k]))
     return finish(out, components, cx, cy, alpha_raw, (objectives, agreement, best, stability),
                   info_y, s, offsets=(offset_x, offset_y), policy=policy,
-                  missing_prior=(prior_x, prior_y), nuisance_codes=nuisance_codes)
+                  missing_prior=(prior_x, prior_y), shared_codes=shared_codes)
 
 
 def finish(out, components, codes, background_codes, alpha_raw, restarts, info_y, s, **diag):
@@ -456,16 +520,17 @@ def finish(out, components, codes, background_codes, alpha_raw, restarts, info_y
 
 
 def _stack_offset(offset, g):
-    """A model's prediction offset with nuisance topics: a ``(1 + n, F)``
+    """A model's prediction offset with shared topics: a ``(1 + n, F)``
     array, the per-feature floor then the fixed topics (see
     :func:`split_offset`)."""
     g = to_numpy(g)
+    offset = np.zeros(g.shape[1], g.dtype) if offset is None else offset
     return np.ascontiguousarray(np.vstack([np.asarray(offset, dtype=g.dtype)[None, :], g]))
 
 
 def split_offset(offset):
-    """``(floor, nuisance)`` of a model's prediction offset: a per-feature
-    floor (or None) and the fixed nuisance topics (``(n, F)`` or None)."""
+    """``(floor, shared)`` of a model's prediction offset: a per-feature
+    floor (or None) and the fixed shared topics (``(n, F)`` or None)."""
     if offset is None or np.ndim(offset) == 1:
         return offset, None
     return offset[0], offset[1:]
@@ -512,8 +577,8 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     Missing entries (NaN, or ``mask`` False) are left out: codes are solved
     on the observed entries, with the fit's prior at missing entries when
     ``prior`` (a :class:`~bcnmf.core.masked.MissingPrior`) is given.  With
-    nuisance topics in ``offset`` (see :func:`split_offset`) their codes are
-    solved too and dropped, unless ``full`` (then the codes on the nuisance
+    shared topics in ``offset`` (see :func:`split_offset`) their codes are
+    solved too and dropped, unless ``full`` (then the codes on the shared
     topics follow the others)."""
     obs = masked.observed(A, mask)
     block_rows = guard.block_rows_for(A, "X", block_rows, basis.dtype, obs is not None)
@@ -521,10 +586,10 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
     source = RowSource(A, "X")
     rows = default_block_rows(source) if block_rows is None else block_rows
     k = basis.shape[0]
-    offset, nuisance = split_offset(offset)
-    if nuisance is not None:   # solve the nuisance codes too, return the contrastive ones
+    offset, shared = split_offset(offset)
+    if shared is not None:   # solve the shared codes too, return the contrastive ones
         xp = namespace(basis)
-        g = asarray_like(nuisance, basis)
+        g = asarray_like(shared, basis)
         basis = xp.concat([basis, g], axis=0) if is_torch(basis) else \
             np.ascontiguousarray(np.concatenate([basis, np.asarray(g, dtype=basis.dtype)]))
     if offset is None and s.loss != FROBENIUS:
@@ -547,6 +612,6 @@ def transform_codes(A, basis, s: FitSettings, policy: StepPolicy, offset, max_it
         pairs.append((block, codes[lo:hi]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         n_iter = refine_codes(pairs, view_basis(basis, s.loss), s.loss, policy, max_iter, tol)
-    if nuisance is not None and not full:
+    if shared is not None and not full:
         codes = copy(codes[:, :k])
     return codes, n_iter

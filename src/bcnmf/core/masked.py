@@ -357,7 +357,7 @@ def basis_terms(basis, target, background, alpha, loss):
             return parts.second
         if loss == FROBENIUS:
             return parts.second @ basis
-        return np.broadcast_to(parts.second[:, None], basis.shape)
+        return np.broadcast_to(parts.second[:, None], parts.cross.shape)
 
     numer = target.cross.copy()
     denom = np.array(per_feature(target), copy=True)

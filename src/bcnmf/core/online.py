@@ -51,8 +51,8 @@ from .updates import (FROBENIUS, StepPolicy, basis_policy, basis_terms, data_sca
 class OnlineState:
     """Everything an online fit carries from one step to the next.  The
     accumulators cover the free rows of the basis: all of them, or the
-    first ``n_free`` when fixed nuisance topics follow
-    (:func:`bcnmf.core.fit.nuisance_basis`)."""
+    first ``n_free`` when fixed shared topics follow
+    (:func:`bcnmf.core.fit.shared_basis`)."""
 
     basis: np.ndarray
     numer: np.ndarray            # running accumulator A
@@ -140,10 +140,11 @@ def online_step(state: OnlineState, X, codes_x, Y, codes_y, s: FitSettings,
     dx, px = sweep_block(bx, codes_x, view, s.loss, policy)
     dy, py = sweep_block(by, codes_y, view, s.loss, policy) if Y is not None else (0.0, None)
     k = state.n_free
-    if k < basis.shape[0]:   # fixed nuisance rows after the first k: only the head moves
+    full = basis
+    if k < basis.shape[0]:   # fixed shared rows after the first k: only the head moves
         basis, px, py = basis[:k], px.head(k), None if py is None else py.head(k)
         rescale = [c[:, :k] for c in rescale]
-    numer, denom = basis_terms(basis, px, py, alpha, s.loss)
+    numer, denom = basis_terms(basis, px, py, alpha, s.loss, full)
     numer *= basis
     if batch is None:
         state.numer *= rho

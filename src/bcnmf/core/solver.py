@@ -35,7 +35,7 @@ import numpy as np
 from .backend import all_finite, contiguous, copy, maximum_, namespace
 from .blocks import CSR, DENSE, Block
 from .step import StepPolicy
-from .updates import basis_step, sweep_block
+from .updates import FROBENIUS, basis_step, sweep_block
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ class SolverOptions:
     evaluation, so that returned codes are the solution for the returned
     basis, as :meth:`transform` computes it.  ``n_free`` (KL only): only the
     first ``n_free`` basis rows are updated and normalised; the rows after
-    them are fixed nuisance topics whose codes are fitted with the others
-    (``None``: every row is free).  ``nuisance_every`` (with ``n_free``):
-    the codes on the fixed rows are updated only every ``nuisance_every``-th
+    them are fixed shared topics whose codes are fitted with the others
+    (``None``: every row is free).  ``shared_every`` (with ``n_free``):
+    the codes on the fixed rows are updated only every ``shared_every``-th
     sweep (and at every evaluation); in between they are held fixed, so that
     their prediction at the stored entries is computed once and the sweeps
     only visit the free rows (a *held* sweep).  Each sweep remains a
@@ -78,7 +78,7 @@ class SolverOptions:
     polish_iter: int = 0
     eval_every: int = 1
     n_free: int | None = None
-    nuisance_every: int = 1
+    shared_every: int = 1
 
 
 @dataclass
@@ -128,7 +128,7 @@ class Contrast:
     """The contrastive model: one basis ``B`` for both datasets, objective
     ``D(X | C_X B) - alpha D(Y | C_Y B)`` (``alpha`` is 0 without a
     background).  With ``opts.n_free`` the rows after the first ``n_free``
-    are fixed nuisance topics: only the head is stepped and normalised, and
+    are fixed shared topics: only the head is stepped and normalised, and
     sweeps may hold the codes on the fixed rows (``held``)."""
 
     terms = ("target", "background", "objective")
@@ -176,10 +176,10 @@ class Contrast:
         if k is None:
             basis_step(self.basis, px, py, self.alpha, self.loss, self.policy)
             free = self.basis
-        else:   # fixed nuisance rows after the first n_free: only the head moves
+        else:   # fixed shared rows after the first n_free: only the head moves
             free = self.basis[:k]
             basis_step(free, px.head(k), None if py is None else py.head(k), self.alpha,
-                       self.loss, self.policy)
+                       self.loss, self.policy, full=self.basis)
         if self.normalize:
             scale = gauge_scale(free, self.policy.basis_floor)
             executor.scale("target", scale)
@@ -250,15 +250,18 @@ def _solve(executor, model, opts, callback, checkpoint=None):
         resumed = checkpoint.resume_into(model.params, executor.codes(), hist, out)
         if resumed is not None:
             start, last_good, recent = resumed
-    can_hold = (model.n_free is not None and opts.nuisance_every > 1
-                and executor.can_hold)
+    can_hold = model.n_free is not None and executor.can_hold
     for it in range(start, opts.max_iter):
         entering = (model.snapshot(), executor.snapshot())
         if checkpoint is not None:
             checkpoint.at(it, entering, hist, recent, last_good)
         want_div = it % opts.eval_every == 0
-        if can_hold and not want_div and it % opts.nuisance_every != 0:
-            (dx, px), (dy, py) = executor.sweep(*model.bases(held=True), False,
+        # squared error: every sweep is held (an exact step of every row, at the
+        # cost of the free rows); KL: between the scheduled updates of the fixed
+        # rows' codes, when the divergence is not wanted
+        if can_hold and (opts.loss == FROBENIUS or (
+                not want_div and opts.shared_every > 1 and it % opts.shared_every != 0)):
+            (dx, px), (dy, py) = executor.sweep(*model.bases(held=True), want_div,
                                                 held=model.held())
         else:
             (dx, px), (dy, py) = executor.sweep(*model.bases(), want_div)

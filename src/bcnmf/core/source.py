@@ -282,8 +282,10 @@ class StreamBlock:
 
 
 #: a dense in-memory KL block with at most this fraction of nonzero entries is
-#: stored as CSR once (see :func:`make_blocks`)
-KL_CSR_DENSITY = 0.3
+#: stored as CSR once (see :func:`make_blocks`): the CSR copy (a value and a
+#: 32-bit column index per nonzero) is then no larger than the dense block in
+#: float32 and at most three quarters of it in float64
+KL_CSR_DENSITY = 0.5
 
 
 def kernel_layout(data, loss: str):
@@ -304,8 +306,8 @@ def make_blocks(source: RowSource, info: Scan, loss: str, offset=None,
     otherwise converted to CSR chunk by chunk at every sweep (most of a dense
     KL sweep's time: 0.37 s per iteration on the speed benchmark's dense
     workload).  So a dense numpy block kept in memory with at most
-    ``KL_CSR_DENSITY`` nonzero entries is stored as CSR once (at most 0.45x
-    the dense size in float64, 0.6x in float32), unless ``keep_dense``
+    ``KL_CSR_DENSITY`` nonzero entries is stored as CSR once (at most 0.75x
+    the dense size in float64, 1x in float32), unless ``keep_dense``
     (blocks with missing values, whose weights need the dense layout)."""
     if offset is None and loss != FROBENIUS:
         offset = np.zeros(source.shape[1])

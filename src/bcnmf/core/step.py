@@ -83,6 +83,6 @@ class Parts:
         return self
 
     def head(self, k: int) -> "Parts":
-        """The parts of the first ``k`` basis rows (generalised KL, whose
-        ``second`` has one entry, or one row, per basis row)."""
+        """The parts of the first ``k`` basis rows (``second`` keeps its
+        columns: squared error's ``C_head^T C`` is multiplied by the whole basis)."""
         return type(self)(self.cross[:k], self.second[:k])

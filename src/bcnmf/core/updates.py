@@ -25,7 +25,7 @@ denominator swapped and weighted by ``alpha``:
 
 ``offset`` is a per-feature constant added to the prediction of a block (the
 smoothing floor of the stable Poisson contrast, zero otherwise).  Stable
-Poisson also appends fixed nuisance topics to the basis (and their free codes
+Poisson also appends fixed shared topics to the basis (and their free codes
 to every cell's codes): the kernel sweeps them like any topic, and the basis
 step updates only the leading, contrastive rows (:meth:`Parts.head`).
 
@@ -55,7 +55,7 @@ from .step import FROBENIUS, KL, Parts, StepPolicy, basis_policy, mu_step
 
 __all__ = ["FROBENIUS", "KL", "StepPolicy", "Block", "Parts", "BasisView", "KERNELS",
            "block_const", "data_scale", "make_block", "mu_step", "basis_policy", "view_basis",
-           "sweep_block", "entry_predictions", "basis_terms", "basis_step"]
+           "sweep_block", "Held", "held_products", "entry_predictions", "basis_terms", "basis_step"]
 
 # below this many stored entries x components a CSR block is swept serially
 _PARALLEL_MIN_WORK = 1 << 18
@@ -106,7 +106,7 @@ def _serial_blas(a):
 
 def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
                 policy: StepPolicy, *, update: bool = True, want_parts: bool = True,
-                want_div: bool = True, entry_offset=None):
+                want_div: bool = True, held=None):
     """One sweep over one block: returns ``(divergence_before, parts)``.
 
     ``codes`` (n x K, C-contiguous, same dtype as the data) is updated in
@@ -114,22 +114,85 @@ def sweep_block(block: Block, codes: np.ndarray, view: BasisView, loss: str,
     The divergence is ``None`` when ``want_div`` is False and it is not free
     (KL: its logarithms cost as much as the rest of the sweep).
 
-    ``entry_offset`` (KL, unmasked blocks): the prediction of topics held
-    fixed for this sweep at the block's stored entries
-    (:func:`entry_predictions`).  The view then holds only the leading
-    ``k`` basis rows: only the first ``k`` columns of ``codes`` are updated,
-    the parts are those of the ``k`` rows, and ``want_div`` must be False.
+    ``held`` (unmasked blocks): a sweep whose view holds only the leading
+    ``k`` basis rows, the rows after them being fixed (:class:`Held`, with
+    the block's products of :func:`held_products`).  The parts are those of
+    the ``k`` rows (squared error: ``second`` is ``C_head^T C``, every
+    column).  Generalised KL keeps the codes on the fixed rows as they are
+    (their prediction is an entry offset) and needs ``want_div=False``;
+    squared error updates them too, from the fixed rows' products, so that
+    the sweep is the same step as a sweep of every row.
 
     The kernel is :data:`KERNELS` ``[block.storage, loss]``; a block that is
     not ``resident`` is read once for the sweep.
     """
-    if entry_offset is not None and (want_div or loss != KL or block.masked):
-        raise ValueError("an entry offset needs a KL sweep of a block without missing values "
-                         "and without the divergence (want_div=False)")
+    if held is not None and (block.masked or (loss == KL and want_div)):
+        raise ValueError("a held sweep needs a block without missing values (and, for KL, "
+                         "no divergence: want_div=False)")
     if not (block.resident or block.masked):
         block = Block(block.data, block.const, block.offset, block.storage)
+    if held is not None and loss == FROBENIUS:
+        return _sweep_frobenius_held(block, codes, view, policy, update, want_parts, want_div,
+                                     held)
     kernel = KERNELS[block.storage, loss]
-    return kernel(block, codes, view, loss, policy, update, want_parts, want_div, entry_offset)
+    return kernel(block, codes, view, loss, policy, update, want_parts, want_div,
+                  None if held is None else held.products)
+
+
+@dataclass(frozen=True)
+class Held:
+    """The fixed basis rows of a held sweep: ``tail_t`` (``B[first:].T``,
+    C-contiguous), ``first`` (their first row) and one block's ``products``
+    (:func:`held_products`)."""
+
+    tail_t: object
+    first: int
+    products: object = None
+
+
+def held_products(block: Block, codes, first: int, tail_t, loss: str, out=None):
+    """What a held sweep of ``block`` needs from the fixed rows: generalised
+    KL, their prediction at the stored entries (:func:`entry_predictions`,
+    to be recomputed whenever their codes change); squared error, ``A
+    B[first:]^T`` (n x n_fixed, constant for the fit)."""
+    if loss == KL:
+        return entry_predictions(block, codes, first, tail_t, out)
+    a = block.data
+    if block.storage == TORCH_CSR:
+        return _torch_sparse.matmul(a, tail_t)
+    return contiguous(a @ tail_t) if not sp.issparse(a) else np.ascontiguousarray(a @ tail_t)
+
+
+def _sweep_frobenius_held(block, codes, view, policy, update, want_parts, want_div, held):
+    """Squared-error sweep with fixed rows ``G`` after the first ``k`` (codes
+    ``[C | D]``): the kernel sweeps the head with ``D G B^T`` added to its
+    code denominators, and ``D`` takes the same multiplicative step from
+    ``A G^T`` (held) and the small Gram products, all from the state entering
+    the sweep.  The per-sweep cost is that of the ``k`` free rows."""
+    k = view.basis.shape[0]
+    xp = namespace(codes)
+    head, tail = codes[:, :k], codes[:, k:]
+    tail_rows = xp.matrix_transpose(held.tail_t)
+    gb = tail_rows @ view.basis_t           # G B^T, n_fixed x k
+    gg = tail_rows @ held.tail_t            # G G^T
+    ag = held.products                      # A G^T
+    den_tail = head @ xp.matrix_transpose(gb) + tail @ gg
+    den_head = tail @ gb
+    extra = 0.0
+    if want_div:
+        t64 = xp.astype(tail, xp.float64)
+        extra = (-2.0 * vdot64(t64, xp.astype(ag, xp.float64))
+                 + 2.0 * vdot64(xp.astype(head, xp.float64), xp.astype(den_head, xp.float64))
+                 + vdot64(t64, xp.astype(tail @ gg, xp.float64)))
+    kernel = KERNELS[block.storage, FROBENIUS]
+    div, parts = kernel(block, codes if block.storage == CSR else head, view, FROBENIUS, policy,
+                        update, want_parts, want_div, den_head)
+    if update:
+        mu_step(tail, ag, den_tail, policy, policy.code_floor)
+    if parts is not None:
+        parts = Parts(parts.cross,
+                      xp.concat([parts.second, xp.matrix_transpose(head) @ tail], axis=1))
+    return (max(div + extra, 0.0) if want_div else div), parts
 
 
 def entry_predictions(block: Block, codes, first: int, basis_t, out=None):
@@ -161,8 +224,10 @@ def entry_predictions(block: Block, codes, first: int, basis_t, out=None):
 
 
 def _sweep_dense_frobenius(block, codes, view, loss, policy, update, want_parts, want_div,
-                           entry_offset):
-    """Squared error on a dense block (numpy or torch, through the array API)."""
+                           den_offset):
+    """Squared error on a dense block (numpy or torch, through the array API);
+    ``den_offset`` (n x K or None) is added to the code denominators (see
+    :func:`_sweep_frobenius_held`)."""
     a = block.data
     num = a @ view.basis_t
     den = codes @ view.gram
@@ -171,7 +236,8 @@ def _sweep_dense_frobenius(block, codes, view, loss, policy, update, want_parts,
     div = (block.const - 2.0 * vdot64(c64, xp.astype(num, xp.float64))
            + vdot64(c64, xp.astype(den, xp.float64)))
     if update:
-        mu_step(codes, num, den, policy, policy.code_floor)
+        mu_step(codes, num, den if den_offset is None else den + den_offset, policy,
+                policy.code_floor)
     parts = None
     if want_parts:
         parts = Parts(codes.T @ a, codes.T @ codes)
@@ -229,28 +295,32 @@ def _kernel_for(loss, a, k, tiled=True):
 
 
 def _sweep_csr_frobenius(block, codes, view, loss, policy, update, want_parts, want_div,
-                         entry_offset):
-    """Squared error on a scipy CSR block (numba kernel)."""
+                         den_offset):
+    """Squared error on a scipy CSR block (numba kernel); the kernel reads
+    the first ``k`` code columns (``k`` basis rows in the view) and adds
+    ``den_offset`` (n x k or None) to their denominators."""
     a = block.data
     f = a.shape[1]
-    k = codes.shape[1]
+    k = view.basis.shape[0]
+    if den_offset is None:
+        den_offset = _NO_DEN_OFFSET.setdefault(codes.dtype, np.empty((0, 0), codes.dtype))
     kernel, n_chunks = _kernel_for(loss, a, k)
     cross = np.zeros((n_chunks, f, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
     cgram = np.zeros((n_chunks, k, k) if want_parts else (1, 1, 1), dtype=codes.dtype)
     ab, quad = kernel(
         a.data, a.indices, a.indptr, codes, view.basis_t, view.gram,
         policy.eps, policy.gamma, policy.code_floor, update, want_parts,
-        cross, cgram, n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize))
+        cross, cgram, n_chunks, _csr_kernels.tile_features(f, k, codes.itemsize), den_offset)
     div = max(block.const - 2.0 * ab + quad, 0.0)
     parts = Parts(cross.sum(axis=0).T.copy(), cgram.sum(axis=0)) if want_parts else None
     return div, parts
 
 
 def _sweep_torch_csr_frobenius(block, codes, view, loss, policy, update, want_parts, want_div,
-                               entry_offset):
+                               den_offset):
     """Squared error on a :class:`~bcnmf.core.torch_arrays.TorchCSR` block."""
     ab, quad, cross, cgram = _torch_sparse.frobenius_sweep(
-        block.data, codes, view.basis_t, view.gram, policy, update, want_parts)
+        block.data, codes, view.basis_t, view.gram, policy, update, want_parts, den_offset)
     return max(block.const - 2.0 * ab + quad, 0.0), (Parts(cross, cgram) if want_parts
                                                      else None)
 
@@ -270,6 +340,7 @@ def _sweep_csr_kl(block, codes, view, loss, policy, update, want_parts, want_div
 
 
 _NO_ENTRY_OFFSET = {}   # an empty array per dtype: the kernels' "no entry offset"
+_NO_DEN_OFFSET = {}     # an empty matrix per dtype: the kernels' "no denominator offset"
 
 
 def _kl_csr_pass(a, offset, codes, view, policy, update, want_parts, want_div,
@@ -304,7 +375,8 @@ _CHUNK_CSR = {DENSE: (sp.csr_matrix, CSR), TORCH_DENSE: (_torch_sparse.dense_to_
 
 #: the sweep kernels, by (storage of the block's data, loss); every kernel is
 #: ``kernel(block, codes, view, loss, policy, update, want_parts, want_div,
-#: entry_offset) -> (divergence, parts)``
+#: offset) -> (divergence, parts)``, ``offset`` the KL entry offset or the
+#: squared-error code denominator offset of a held sweep (None: none)
 KERNELS = {
     (DENSE, FROBENIUS): _sweep_dense_frobenius,
     (DENSE, KL): partial(_sweep_dense_kl, to_csr=sp.csr_matrix, kl_pass=_kl_csr_pass),
@@ -321,16 +393,19 @@ KERNELS = {
 
 
 def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
-                alpha: float, loss: str):
+                alpha: float, loss: str, full=None):
     """Numerator and denominator of the multiplicative basis step (parts of
-    blocks with missing values: :func:`bcnmf.core.masked.basis_terms`)."""
+    blocks with missing values: :func:`bcnmf.core.masked.basis_terms`).
+    ``full``: the whole basis when ``basis`` is its free head and the parts
+    are :meth:`Parts.head` (the squared-error ``C^T C B`` needs every row)."""
+    full = basis if full is None else full
     if target.masked or (background is not None and background.masked):
-        return masked.basis_terms(basis, target, background, alpha, loss)
+        return masked.basis_terms(full, target, background, alpha, loss)
     if loss == FROBENIUS:
         numer = copy(target.cross)
-        denom = target.second @ basis
+        denom = target.second @ full
         if background is not None and alpha > 0:
-            numer += alpha * (background.second @ basis)
+            numer += alpha * (background.second @ full)
             denom += alpha * background.cross
     else:
         numer = copy(target.cross)
@@ -342,8 +417,9 @@ def basis_terms(basis: np.ndarray, target: Parts, background: Parts | None,
 
 
 def basis_step(basis: np.ndarray, target: Parts, background: Parts | None,
-               alpha: float, loss: str, policy: StepPolicy) -> None:
-    """In-place multiplicative basis step from the summed parts."""
-    numer, denom = basis_terms(basis, target, background, alpha, loss)
+               alpha: float, loss: str, policy: StepPolicy, full=None) -> None:
+    """In-place multiplicative basis step from the summed parts (``full``: see
+    :func:`basis_terms`)."""
+    numer, denom = basis_terms(basis, target, background, alpha, loss, full)
     policy = basis_policy(policy)
     mu_step(basis, numer, denom, policy, policy.basis_floor)

@@ -1,0 +1,220 @@
+"""Alpha robustness of bcNMF with and without shared topics, for both losses.
+
+For every benchmark set at its default K, fits ``BCNMF`` over the relative alpha grid
+(0, 0.25, 0.5, 1, 1.5, 2, 3, 5) for several fitting seeds and prints, per set, loss and
+model, the mean ARI of the target codes at every alpha and the fraction of the seven
+non-zero grid points whose mean ARI is within 90% of the grid's best.  alpha = 0 (no
+contrast: the shared topics alone, or plain NMF without them) is shown but not counted.
+
+Models:
+
+- ``shared``: the default, ``n_shared="auto"`` (shared topics counted on the background);
+- ``none``: ``n_shared=0``, the contrast alone (the paper's model);
+- ``combined``: ``CombinedBCNMF`` (untied shared and target topics fitted jointly, default
+  penalty, no contrast weight), once per seed, shown in the alpha = 0 column.
+
+Sets (arrays cells x features; labels never used in fitting):
+
+- ``beta4``, ``beta8``, ``beta16``: ``make_contrastive_counts(beta, random_state=0)``, K = 2;
+- ``mice``: ``mice_protein`` as shipped, missing values zero-filled as loaded, K = 5;
+- ``mnist``: ``mnist_daisy_demo`` as shipped, K = 2;
+- ``cells1``, ``cells0.3``: ``make_cell_type_counts(strength, random_state=0)``, K = 5.
+
+Squared error runs on per-cell-total-normalised log1p data (``normalize_log1p``) for the
+count sets and on the data as shipped for mice and mnist; Poisson runs on the raw counts
+(mice and mnist as shipped).  ARI: KMeans(n_clusters = #labels, n_init = 20,
+random_state = 42) on the per-cell L1-normalised codes ("norm") and on the raw codes
+("raw"), mean over seeds.  The fraction uses the normalised codes; both are printed.
+
+The last table compares the cost of a fit with shared topics with one without (median
+seconds of the alpha-grid fits of each set and loss, their ratio).  The shared-topic
+counts chosen by ``"auto"`` are printed per set and loss.  Sets under ``../shared/data``
+are skipped when absent.
+
+Usage::
+
+    python benchmarks/alpha_robustness.py                      # 3 seeds, every set, ~40 min
+    python benchmarks/alpha_robustness.py --quick              # 1 seed, beta8 and cells1
+    python benchmarks/alpha_robustness.py --sets mice,mnist --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+ALPHAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+DEFAULT_ALPHA = 1.5
+SETS = ("beta4", "beta8", "beta16", "mice", "mnist", "cells1", "cells0.3")
+K = {"mice": 5, "mnist": 2, "cells1": 5, "cells0.3": 5}
+LOSSES = ("frobenius", "kullback-leibler")
+MODELS = {"shared": {"n_shared": "auto"}, "none": {"n_shared": 0}}
+#: below this best mean ARI the grid found nothing and a fraction means nothing
+MIN_BEST = 0.1
+
+
+_CACHE = {}
+
+
+def load(name, loss):
+    """``(X, Y, labels, K)`` of a set as its loss sees it (cached per process)."""
+    if (name, loss) not in _CACHE:
+        _CACHE.clear()
+        _CACHE[name, loss] = _load(name, loss)
+    return _CACHE[name, loss]
+
+
+def _load(name, loss):
+    from bcnmf.datasets import (load_shared_dataset, make_cell_type_counts,
+                                make_contrastive_counts, normalize_log1p)
+
+    if name.startswith("beta") or name.startswith("cells"):
+        if name.startswith("beta"):
+            d = make_contrastive_counts(float(name[4:]), random_state=0)
+        else:
+            d = make_cell_type_counts(float(name[5:]), random_state=0)
+        X, Y, labels = d.X, d.Y, d.labels
+        if loss == "frobenius":
+            X, Y = normalize_log1p(X), normalize_log1p(Y)
+        return X, Y, labels, K.get(name, 2)
+    d = load_shared_dataset({"mice": "mice_protein", "mnist": "mnist_daisy_demo"}[name])
+    return np.asarray(d.X, float), np.asarray(d.Y, float), np.asarray(d.labels), K[name]
+
+
+def available(name):
+    if name in ("mice", "mnist"):
+        try:
+            load(name, "frobenius")
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            print(f"skipping {name}: {exc}", file=sys.stderr)
+            return False
+    return True
+
+
+def run_one(name, loss, model, alpha, seed):
+    from bcnmf import BCNMF, CombinedBCNMF
+    from bcnmf.metrics import cluster_ari
+
+    X, Y, labels, k = load(name, loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        if model == "combined":
+            est = CombinedBCNMF(k, beta_loss=loss, random_state=seed)
+            codes = est.fit_transform(X, background=Y)
+            n_shared = None
+        else:
+            est = BCNMF(k, beta_loss=loss, alpha=alpha, random_state=seed, **MODELS[model])
+            codes = est.fit_transform(X, background=Y)
+            n_shared = est.n_shared_
+        seconds = time.perf_counter() - t0
+        raw = cluster_ari(codes, labels)
+        norm = cluster_ari(codes, labels, normalize=True)
+    return dict(set=name, loss=loss, model=model, alpha=alpha, seed=seed, raw=raw, norm=norm,
+                seconds=seconds, n_shared=n_shared)
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def fraction(means):
+    """``(within, best)`` over the non-zero alphas of a row of mean ARIs."""
+    m = np.asarray(means[1:], dtype=float)
+    best = float(np.nanmax(m))
+    if not best >= MIN_BEST:
+        return None, best
+    return int(np.sum(m >= 0.9 * best)), best
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sets", default=",".join(SETS), help="comma list from " + ",".join(SETS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="1 seed, beta8 and cells1")
+    args = p.parse_args(argv)
+    sets = ["beta8", "cells1"] if args.quick else [s for s in args.sets.split(",") if s]
+    bad = sorted(set(sets) - set(SETS))
+    if bad:
+        p.error(f"unknown sets {bad}; choose from {', '.join(SETS)}")
+    seeds = range(1 if args.quick else args.seeds)
+    sets = [s for s in sets if available(s)]
+
+    from joblib import Parallel, delayed
+
+    import bcnmf
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    print("# Alpha robustness: shared topics versus the contrast alone\n")
+    print(f"`python benchmarks/alpha_robustness.py {' '.join(argv or sys.argv[1:])}`; "
+          f"bcnmf {bcnmf.__version__} (commit {commit}), Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, {args.n_jobs} jobs of one thread; seeds "
+          f"{list(seeds)}.\n")
+    tasks = [(n, loss, m, a, s) for n in sets for loss in LOSSES for m in MODELS
+             for a in ALPHAS for s in seeds]
+    tasks += [(n, loss, "combined", 0.0, s) for n in sets for loss in LOSSES for s in seeds]
+    t0 = time.perf_counter()
+    recs = Parallel(n_jobs=args.n_jobs)(delayed(run_one)(*t) for t in tasks)
+    wall = time.perf_counter() - t0
+
+    def cell(name, loss, model, alpha, which):
+        v = [r[which] for r in recs if (r["set"], r["loss"], r["model"], r["alpha"]) ==
+             (name, loss, model, alpha)]
+        return float(np.mean(v)) if v else float("nan")
+
+    summary, costs, counts = [], [], []
+    for name in sets:
+        rows = []
+        for loss in LOSSES:
+            for model in MODELS:
+                for which in ("norm", "raw"):
+                    means = [cell(name, loss, model, a, which) for a in ALPHAS]
+                    within, best = fraction(means)
+                    frac = "n/a" if within is None else f"{within}/7"
+                    rows.append([loss, model, which] + [f"{v:.2f}" for v in means]
+                                + [frac, f"{best:.2f}"])
+                    if which == "norm":
+                        summary.append([name, loss, model, frac, f"{best:.2f}",
+                                        f"{cell(name, loss, model, DEFAULT_ALPHA, which):.2f}"])
+            comb = [cell(name, loss, "combined", 0.0, w) for w in ("norm", "raw")]
+            rows.append([loss, "combined", "norm / raw", f"{comb[0]:.2f} / {comb[1]:.2f}"]
+                        + [""] * (len(ALPHAS) + 1))
+            secs = {m: np.median([r["seconds"] for r in recs if (r["set"], r["loss"],
+                                 r["model"]) == (name, loss, m) and r["alpha"] > 0])
+                    for m in MODELS}
+            costs.append([name, loss, f"{secs['none']:.2f}", f"{secs['shared']:.2f}",
+                          f"{secs['shared'] / secs['none']:.2f}"])
+            chosen = sorted({r["n_shared"] for r in recs if (r["set"], r["loss"], r["model"])
+                             == (name, loss, "shared")})
+            counts.append([name, loss, ", ".join(str(c) for c in chosen)])
+        print(f"## {name} (K = {load(name, 'frobenius')[3]})\n")
+        print(table(["loss", "model", "codes"] + [f"α={a:g}" for a in ALPHAS]
+                    + ["within 90%", "best"], rows) + "\n")
+    print("## Summary (normalised codes)\n")
+    print(f"within 90%: alpha grid points (of 7, α = 0 excluded) whose mean ARI is at least 90% "
+          f"of the best; n/a: best below {MIN_BEST}.\n")
+    print(table(["set", "loss", "model", "within 90%", "best", f"at α={DEFAULT_ALPHA:g}"],
+                summary) + "\n")
+    print("## Cost of the shared topics (median seconds per fit, α > 0)\n")
+    print(table(["set", "loss", "n_shared=0", "auto", "ratio"], costs) + "\n")
+    print("## Shared topics chosen by n_shared='auto'\n")
+    print(table(["set", "loss", "n_shared_"], counts) + "\n")
+    print(f"_{len(tasks)} fits in {wall:.0f} s wall._")
+
+
+if __name__ == "__main__":
+    main()
