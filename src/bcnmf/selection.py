@@ -342,9 +342,9 @@ def _heldout(model, A, basis, as_background):
 
 
 def _shared_null(model, A, as_background):
-    """Per-cell divergence of the shared-only prediction of held-out cells (stable Poisson
-    with shared topics: the floor plus the shared topics with their codes solved, no
-    contrastive topic), or None when the model has no shared topics."""
+    """Per-cell divergence of the shared-only prediction of held-out cells (the shared
+    topics with their codes solved, plus the floor of stable Poisson; no contrastive
+    topic), or None when the model has no shared topics."""
     from .core.fit import split_offset, transform_codes
 
     state = model.fit_state_
@@ -356,7 +356,7 @@ def _shared_null(model, A, as_background):
     codes, _ = transform_codes(A, shared, state.settings, state.policy, floor,
                                model.transform_max_iter, model.tol)
     pred = codes @ shared + (0.0 if floor is None else floor)
-    return _per_cell_divergence(A, pred, "kullback-leibler")[0]
+    return _per_cell_divergence(A, pred, state.settings.loss)[0]
 
 
 def _evaluate(k, alpha, X, Y, split, seeds, params, consensus_cells):
@@ -391,14 +391,15 @@ def _evaluate(k, alpha, X, Y, split, seeds, params, consensus_cells):
             cy, py = _heldout(model, y_ho, basis, True)
             dx, nx = _per_cell_divergence(x_ho, px, loss)
             dy, ny = _per_cell_divergence(y_ho, py, loss)
-            if loss != "frobenius":
-                # the null: the shared-only prediction when the model has shared topics
-                # (they are shared by every grid point and explain most of both datasets),
-                # else each cell's total along the training mean profile
-                nx = _shared_null(model, x_ho, False)
-                ny = _shared_null(model, y_ho, True)
-                nx = _kl_null(x_ho, profile) if nx is None else nx
-                ny = _kl_null(y_ho, profile) if ny is None else ny
+            # the null: the shared-only prediction when the model has shared topics
+            # (they are shared by every grid point and explain most of both datasets),
+            # else the zero prediction (squared error) or each cell's total along the
+            # training mean profile (KL)
+            sx, sy = _shared_null(model, x_ho, False), _shared_null(model, y_ho, True)
+            if sx is not None:
+                nx, ny = sx, sy
+            elif loss != "frobenius":
+                nx, ny = _kl_null(x_ho, profile), _kl_null(y_ho, profile)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ex = np.where(nx > 0, 1.0 - dx / nx, np.nan)
                 ey = np.where(ny > 0, 1.0 - dy / ny, np.nan)

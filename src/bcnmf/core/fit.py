@@ -38,13 +38,14 @@ EVAL_EVERY = {FROBENIUS: 1, "kullback-leibler": 10}
 #: said to run away (a sound fit is near or below ~1 nat per count; the
 #: bounded stable contrast cannot exceed about log(1 / smoothing))
 RUNAWAY_NATS_PER_COUNT = 10.0
-#: stable Poisson shared topics (see :func:`shared_basis`): at most this
+#: shared topics (see :func:`shared_basis`): at most this
 #: many sweeps of their background NMF (basis-change rule with the fit's ``tol``,
 #: 1e-4 when it is 0)
 SHARED_MAX_ITER = 200
-#: the codes on the shared topics are updated every this many sweeps (and at
-#: every evaluation) and held fixed in between, when the sweeps visit only the
-#: contrastive topics (``SolverOptions.shared_every``)
+#: Poisson: the codes on the shared topics are updated every this many sweeps
+#: (and at every evaluation) and held fixed in between, when the sweeps visit
+#: only the contrastive topics (``SolverOptions.shared_every``; squared error
+#: updates them at every held sweep, see :class:`~bcnmf.core.updates.Held`)
 SHARED_EVERY = 10
 
 
@@ -64,7 +65,7 @@ class FitSettings:
     tol: float
     n_init: int
     code_max_iter: int = 1000
-    n_shared: int = 0
+    n_shared: int | str = 0
 
 
 @dataclass(frozen=True)
@@ -217,17 +218,16 @@ def fill_missing(sample, observed):
 
 def shared_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
                    policy: StepPolicy, like=None):
-    """The stable Poisson contrast's shared topics: a KL NMF of the
-    background alone (its prediction floor included), ``n_topics`` rows with
-    unit L1 norm, from a fixed seed (a data-only constant of the fit, like the
-    floor).  Returns ``(basis, background_codes)``.
+    """The shared topics of a stable fit with a background: an NMF of the
+    background alone with the fit's loss (its prediction floor included for
+    Poisson), ``n_topics`` rows with unit L1 norm, from a fixed seed (a
+    data-only constant of the fit, like the floor).  Returns ``(basis,
+    background_codes)``.
 
-    Both predictions then read ``C B + D G + mu`` with ``G`` fixed and the
+    Both predictions then read ``C B + D G (+ mu)`` with ``G`` fixed and the
     codes ``D`` free per cell: the expression the background shares with the
-    target is explained in target cells too, so their unexplained counts no
-    longer drive the codes of the contrastive topics ``B`` (on the raw-count
-    simulation this moves the normalised ARI at beta = 8 from 0.18 to 0.98,
-    docs/benchmarks.md).  ``B`` stays penalised for whatever the background
+    target is explained in target cells too, so it no longer drives the
+    contrastive topics ``B`` and their codes (docs/model.md).  ``B`` stays penalised for whatever the background
     can still use on top of ``G``."""
     basis, cy, _ = initial_factors(info_y, None, n_topics, "random",
                                    np.random.default_rng(0), info_y.dtype)

@@ -25,9 +25,10 @@ denominator swapped and weighted by ``alpha``:
 
 ``offset`` is a per-feature constant added to the prediction of a block (the
 smoothing floor of the stable Poisson contrast, zero otherwise).  Stable
-Poisson also appends fixed shared topics to the basis (and their free codes
-to every cell's codes): the kernel sweeps them like any topic, and the basis
-step updates only the leading, contrastive rows (:meth:`Parts.head`).
+mode also appends fixed shared topics to the basis (and their free codes to
+every cell's codes): a full sweep visits them like any topic, a held sweep
+(:class:`Held`) through their products with the block, and the basis step
+updates only the leading, contrastive rows (:meth:`Parts.head`).
 
 The sweep of a block is the kernel :data:`KERNELS` holds for the block's
 storage (decided when the block was made, :mod:`bcnmf.core.blocks`) and the
@@ -157,10 +158,9 @@ def held_products(block: Block, codes, first: int, tail_t, loss: str, out=None):
     B[first:]^T`` (n x n_fixed, constant for the fit)."""
     if loss == KL:
         return entry_predictions(block, codes, first, tail_t, out)
-    a = block.data
     if block.storage == TORCH_CSR:
-        return _torch_sparse.matmul(a, tail_t)
-    return contiguous(a @ tail_t) if not sp.issparse(a) else np.ascontiguousarray(a @ tail_t)
+        return _torch_sparse.matmul(block.data, tail_t)
+    return contiguous(block.data @ tail_t)
 
 
 def _sweep_frobenius_held(block, codes, view, policy, update, want_parts, want_div, held):
@@ -185,6 +185,8 @@ def _sweep_frobenius_held(block, codes, view, policy, update, want_parts, want_d
                  + 2.0 * vdot64(xp.astype(head, xp.float64), xp.astype(den_head, xp.float64))
                  + vdot64(t64, xp.astype(tail @ gg, xp.float64)))
     kernel = KERNELS[block.storage, FROBENIUS]
+    # the numba CSR kernel reads the first k columns of the C-contiguous codes (a strided
+    # view would compile another specialisation); the array-API kernels take the view
     div, parts = kernel(block, codes if block.storage == CSR else head, view, FROBENIUS, policy,
                         update, want_parts, want_div, den_head)
     if update:
