@@ -1,6 +1,7 @@
 """The ``bcnmf`` command line, in-process (``bcnmf.cli.main``) and as a subprocess on real
 files (.h5ad written by anndata, .csv, 10x-style .mtx)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -566,3 +567,18 @@ def test_select_sample_key_holds_out_whole_samples(h5ad, tmp_path, capsys):
     assert main(["select", str(cells), "--groupby", "condition", "--background-value",
                  "control", "--sample-key", "donor", "-k", "2", "-o", str(out)]) == 1
     assert "no obs column 'donor'" in capsys.readouterr().err
+
+
+def test_n_shared_takes_auto_or_a_count(capsys):
+    """``--n-shared`` reads ``auto`` (any case) or a whole number >= 0, and refuses anything
+    else by naming what it accepts."""
+    from bcnmf.cli import _auto_or_count
+
+    assert _auto_or_count("auto") == _auto_or_count("AUTO") == "auto"
+    assert _auto_or_count("0") == 0 and _auto_or_count("7") == 7
+    for bad in ("-1", "2.5", "many", ""):
+        with pytest.raises(argparse.ArgumentTypeError,
+                           match=r"expected 'auto' or a whole number >= 0, got"):
+            _auto_or_count(bad)
+    assert main(["fit", "x.csv", "--background", "y.csv", "--n-shared", "some"]) == 2
+    assert "expected 'auto' or a whole number >= 0, got 'some'" in capsys.readouterr().err
