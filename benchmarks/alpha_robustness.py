@@ -24,7 +24,8 @@ Squared error runs on per-cell-total-normalised log1p data (``normalize_log1p``)
 count sets and on the data as shipped for mice and mnist; Poisson runs on the raw counts
 (mice and mnist as shipped).  ARI: KMeans(n_clusters = #labels, n_init = 20,
 random_state = 42) on the per-cell L1-normalised codes ("norm") and on the raw codes
-("raw"), mean over seeds.  The fraction uses the normalised codes; both are printed.
+("raw"), mean over seeds; both are printed.  The summary uses, per set and loss, the
+representation in which any model finds most (one choice for every model and alpha).
 
 The last table compares the cost of a fit with shared topics with one without (median
 seconds of the alpha-grid fits of each set and loss, their ratio).  The shared-topic
@@ -59,6 +60,14 @@ SETS = ("beta4", "beta8", "beta16", "mice", "mnist", "cells1", "cells0.3")
 K = {"mice": 5, "mnist": 2, "cells1": 5, "cells0.3": 5}
 LOSSES = ("frobenius", "kullback-leibler")
 MODELS = {"shared": {"n_shared": "auto"}, "none": {"n_shared": 0}}
+
+
+def model_params(model):
+    """Estimator parameters of a model name: ``shared``, ``none``, or ``n<count>`` (a fixed
+    number of shared topics, for the count study)."""
+    if model in MODELS:
+        return MODELS[model]
+    return {"n_shared": int(model[1:])}
 #: below this best mean ARI the grid found nothing and a fraction means nothing
 MIN_BEST = 0.1
 
@@ -114,7 +123,7 @@ def run_one(name, loss, model, alpha, seed):
             codes = est.fit_transform(X, background=Y)
             n_shared = None
         else:
-            est = BCNMF(k, beta_loss=loss, alpha=alpha, random_state=seed, **MODELS[model])
+            est = BCNMF(k, beta_loss=loss, alpha=alpha, random_state=seed, **model_params(model))
             codes = est.fit_transform(X, background=Y)
             n_shared = est.n_shared_
         seconds = time.perf_counter() - t0
@@ -145,6 +154,11 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="1 seed, beta8 and cells1")
+    p.add_argument("--models", default="shared,none",
+                   help="comma list of models: shared (n_shared='auto'), none (n_shared=0), "
+                        "n<count> (that many shared topics); default shared,none")
+    p.add_argument("--losses", default=",".join(LOSSES), help="comma list of losses")
+    p.add_argument("--no-combined", action="store_true", help="skip CombinedBCNMF")
     args = p.parse_args(argv)
     sets = ["beta8", "cells1"] if args.quick else [s for s in args.sets.split(",") if s]
     bad = sorted(set(sets) - set(SETS))
@@ -152,6 +166,8 @@ def main(argv=None):
         p.error(f"unknown sets {bad}; choose from {', '.join(SETS)}")
     seeds = range(1 if args.quick else args.seeds)
     sets = [s for s in sets if available(s)]
+    models = [m for m in args.models.split(",") if m]
+    losses = [loss for loss in args.losses.split(",") if loss]
 
     from joblib import Parallel, delayed
 
@@ -164,9 +180,10 @@ def main(argv=None):
           f"bcnmf {bcnmf.__version__} (commit {commit}), Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, {args.n_jobs} jobs of one thread; seeds "
           f"{list(seeds)}.\n")
-    tasks = [(n, loss, m, a, s) for n in sets for loss in LOSSES for m in MODELS
+    tasks = [(n, loss, m, a, s) for n in sets for loss in losses for m in models
              for a in ALPHAS for s in seeds]
-    tasks += [(n, loss, "combined", 0.0, s) for n in sets for loss in LOSSES for s in seeds]
+    if not args.no_combined:
+        tasks += [(n, loss, "combined", 0.0, s) for n in sets for loss in losses for s in seeds]
     t0 = time.perf_counter()
     recs = Parallel(n_jobs=args.n_jobs)(delayed(run_one)(*t) for t in tasks)
     wall = time.perf_counter() - t0
@@ -179,40 +196,52 @@ def main(argv=None):
     summary, costs, counts = [], [], []
     for name in sets:
         rows = []
-        for loss in LOSSES:
-            for model in MODELS:
-                for which in ("norm", "raw"):
-                    means = [cell(name, loss, model, a, which) for a in ALPHAS]
-                    within, best = fraction(means)
+        for loss in losses:
+            means = {(m, w): [cell(name, loss, m, a, w) for a in ALPHAS]
+                     for m in models for w in ("norm", "raw")}
+            # the set's codes: the representation in which any model finds most (one choice
+            # per set and loss, the same for every model and alpha)
+            which = max(("norm", "raw"), key=lambda w: max(np.nanmax(means[m, w][1:])
+                                                           for m in models))
+            for model in models:
+                for w in ("norm", "raw"):
+                    within, best = fraction(means[model, w])
                     frac = "n/a" if within is None else f"{within}/7"
-                    rows.append([loss, model, which] + [f"{v:.2f}" for v in means]
+                    rows.append([loss, model, w] + [f"{v:.2f}" for v in means[model, w]]
                                 + [frac, f"{best:.2f}"])
-                    if which == "norm":
-                        summary.append([name, loss, model, frac, f"{best:.2f}",
-                                        f"{cell(name, loss, model, DEFAULT_ALPHA, which):.2f}"])
-            comb = [cell(name, loss, "combined", 0.0, w) for w in ("norm", "raw")]
-            rows.append([loss, "combined", "norm / raw", f"{comb[0]:.2f} / {comb[1]:.2f}"]
-                        + [""] * (len(ALPHAS) + 1))
+                    if w == which:
+                        alpha_default = means[model, w][ALPHAS.index(DEFAULT_ALPHA)]
+                        summary.append([name, loss, model, w, frac, f"{best:.2f}",
+                                        f"{alpha_default:.2f}"])
+            if not args.no_combined:
+                comb = [cell(name, loss, "combined", 0.0, w) for w in ("norm", "raw")]
+                rows.append([loss, "combined", "norm / raw", f"{comb[0]:.2f} / {comb[1]:.2f}"]
+                            + [""] * (len(ALPHAS) + 1))
             secs = {m: np.median([r["seconds"] for r in recs if (r["set"], r["loss"],
                                  r["model"]) == (name, loss, m) and r["alpha"] > 0])
-                    for m in MODELS}
-            costs.append([name, loss, f"{secs['none']:.2f}", f"{secs['shared']:.2f}",
-                          f"{secs['shared'] / secs['none']:.2f}"])
-            chosen = sorted({r["n_shared"] for r in recs if (r["set"], r["loss"], r["model"])
-                             == (name, loss, "shared")})
+                    for m in models}
+            if "shared" in secs and "none" in secs:
+                costs.append([name, loss, f"{secs['none']:.2f}", f"{secs['shared']:.2f}",
+                              f"{secs['shared'] / secs['none']:.2f}"])
+            chosen = sorted({r["n_shared"] for r in recs if (r["set"], r["loss"]) == (name, loss)
+                             and r["model"] != "combined"})
             counts.append([name, loss, ", ".join(str(c) for c in chosen)])
-        print(f"## {name} (K = {load(name, 'frobenius')[3]})\n")
+        print(f"## {name} (K = {load(name, losses[0])[3]})\n")
         print(table(["loss", "model", "codes"] + [f"α={a:g}" for a in ALPHAS]
                     + ["within 90%", "best"], rows) + "\n")
-    print("## Summary (normalised codes)\n")
+    print("## Summary\n")
     print(f"within 90%: alpha grid points (of 7, α = 0 excluded) whose mean ARI is at least 90% "
-          f"of the best; n/a: best below {MIN_BEST}.\n")
-    print(table(["set", "loss", "model", "within 90%", "best", f"at α={DEFAULT_ALPHA:g}"],
-                summary) + "\n")
-    print("## Cost of the shared topics (median seconds per fit, α > 0)\n")
-    print(table(["set", "loss", "n_shared=0", "auto", "ratio"], costs) + "\n")
-    print("## Shared topics chosen by n_shared='auto'\n")
-    print(table(["set", "loss", "n_shared_"], counts) + "\n")
+          f"of the best; n/a: best below {MIN_BEST}. codes: per set and loss, the "
+          "representation (per-cell normalised or raw codes) in which any model finds most.\n")
+    print(table(["set", "loss", "model", "codes", "within 90%", "best",
+                 f"at α={DEFAULT_ALPHA:g}"], summary) + "\n")
+    if costs:
+        print("## Cost of the shared topics (median seconds per fit, α > 0)\n")
+        print("Fits of the alpha grid, two at a time on a shared machine: a rough guide; "
+              "`benchmarks/shared_cost.py` measures the cost under control.\n")
+        print(table(["set", "loss", "n_shared=0", "auto", "ratio"], costs) + "\n")
+    print("## Shared topics fitted (n_shared_)\n")
+    print(table(["set", "loss", "n_shared_ (every model)"], counts) + "\n")
     print(f"_{len(tasks)} fits in {wall:.0f} s wall._")
 
 

@@ -99,7 +99,8 @@ class BCNMF(BaseBCNMF):
         ``components_`` holds only the contrastive topics ``W``, which stay
         penalised for what the background can still use on top of ``G``.
         ``"auto"`` counts the background's programs on a sample of its cells
-        (:func:`bcnmf.core.shared_count.shared_count`); an int sets the
+        (:func:`bcnmf.core.shared_count.shared_count`) and fits twice as many
+        (at most one per 10 background cells and 50); an int sets the
         number.  Either is capped at the background's number of cells and
         an eighth of the features; 0 drops them (the paper's model).
         :meth:`transform` solves both sets of codes and returns the

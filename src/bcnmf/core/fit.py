@@ -164,21 +164,24 @@ def shared_cap(s: FitSettings, info_y: Scan | None) -> int:
 
 def shared_topic_count(s: FitSettings, info_y: Scan | None, sample=None) -> int:
     """Number of shared topics of a fit: ``s.n_shared`` within
-    :func:`shared_cap`.  ``"auto"``: one more than the background's programs
-    counted on a sample of its cells (``sample()``: a host matrix of at most
+    :func:`shared_cap`.  ``"auto"``: twice the background's programs counted
+    on a sample of its cells (``sample()``: a host matrix of at most
     :data:`~bcnmf.core.shared_count.MAX_ROWS` background rows, see
     :func:`background_sample`; :func:`~bcnmf.core.shared_count.shared_count`),
     at most one per :data:`CELLS_PER_SHARED` background cells and
-    :data:`MAX_SHARED`.  The topic more than the count is a margin for the
-    background's NMF: fitted with exactly as many topics as programs, it can
-    merge two programs and split another (the beta simulation at beta 8,
-    five programs: five shared topics score ARI 0.01, six 0.97)."""
+    :data:`MAX_SHARED`.  The margin serves the background's NMF, whose only
+    job is to span the programs: fitted with exactly as many topics as
+    programs it can merge two of them and split another.  Measured
+    (docs/model.md): beta simulation at beta 8, five programs, Poisson: five
+    shared topics score ARI 0.01, six 0.97, ten 0.97; cell-type simulation,
+    six programs, Poisson, alpha 1.5: seven topics 0.34, twelve 0.78, twenty
+    0.80."""
     cap = shared_cap(s, info_y)
     if cap == 0:
         return 0
     if s.n_shared == "auto":
         cap = min(cap, MAX_SHARED, max(1, info_y.shape[0] // CELLS_PER_SHARED))
-        return min(int(shared_count(sample(), s.loss, cap).count) + 1, cap)
+        return min(2 * int(shared_count(sample(), s.loss, cap).count), cap)
     return min(int(s.n_shared), cap)
 
 
