@@ -50,8 +50,9 @@ def planted():
                                   random_state=0)
     X = np.asarray(normalize_log1p(sim.X))
     Y = np.asarray(normalize_log1p(sim.Y))
-    # seven topics, fitted without labels (alpha = 0: plain NMF of the target)
-    model = BCNMF(7, alpha=0.0, random_state=0, max_iter=1000).fit(X, background=Y)
+    # seven topics, fitted without labels (alpha = 0 and no shared topics: plain NMF of the
+    # target, whose topics are the five shared and the two target programs)
+    model = BCNMF(7, alpha=0.0, n_shared=0, random_state=0, max_iter=1000).fit(X, background=Y)
     programs = np.vstack([sim.shared_programs, sim.target_programs])
     perm, similarity = match_topics(programs, model.components_)
     return sim, X, Y, model, perm, similarity
