@@ -36,8 +36,13 @@ class BCNMF(BaseBCNMF):
         \min_{W, H_X \ge 0} \; D(X \mid H_X W) - \alpha \min_{H_Y \ge 0} D(Y \mid H_Y W)
 
     with :math:`D` the squared Frobenius distance or the generalised
-    Kullback-Leibler (Poisson) divergence.  Without ``background`` (or with
-    ``alpha=0``) it is plain NMF with multiplicative updates.
+    Kullback-Leibler (Poisson) divergence: the paper's model, fitted with
+    ``n_shared=0`` (and in reference mode).  By default (stable mode with a
+    background) both predictions also carry fixed *shared topics* of the
+    background with free per-cell codes, ``H_X W + D_X G`` and ``H_Y W + D_Y
+    G``, so that ``W`` carries what the target has in excess of what the two
+    datasets share (see ``n_shared`` and docs/model.md).  Without
+    ``background`` it is plain NMF with multiplicative updates.
 
     Parameters
     ----------
