@@ -38,8 +38,12 @@ def resolve_settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
         tol=float(p["tol"]),
         n_init=int(p["n_init"]),
         code_max_iter=int(p["transform_max_iter"]),
-        n_shared=p.get("n_shared", 0) if p.get("n_shared") == "auto"
-        else int(p.get("n_shared", 0)))
+        n_shared=_shared_setting(p.get("n_shared", 0)))
+
+
+def _shared_setting(value):
+    """``"auto"`` or the number of shared topics as an int."""
+    return value if value == "auto" else int(value)
 
 
 def check_out_of_core(A, name, owner="BCNMF"):

@@ -171,11 +171,10 @@ def shared_topic_count(s: FitSettings, info_y: Scan | None, sample=None) -> int:
     at most one per :data:`CELLS_PER_SHARED` background cells and
     :data:`MAX_SHARED`.  The margin serves the background's NMF, whose only
     job is to span the programs: fitted with exactly as many topics as
-    programs it can merge two of them and split another.  Measured
-    (docs/model.md): beta simulation at beta 8, five programs, Poisson: five
-    shared topics score ARI 0.01, six 0.97, ten 0.97; cell-type simulation,
-    six programs, Poisson, alpha 1.5: seven topics 0.34, twelve 0.78, twenty
-    0.80."""
+    programs it can merge two of them and split another.  Measured with
+    ``benchmarks/alpha_robustness.py`` (docs/benchmarks.md): on the cell-type
+    simulation (six programs, Poisson, alpha 1.5) seven shared topics score
+    ARI 0.34, twelve 0.78 and twenty 0.80."""
     cap = shared_cap(s, info_y)
     if cap == 0:
         return 0
@@ -230,7 +229,8 @@ def shared_basis(blocks_y, info_y: Scan, n_topics: int, s: FitSettings,
     Both predictions then read ``C B + D G (+ mu)`` with ``G`` fixed and the
     codes ``D`` free per cell: the expression the background shares with the
     target is explained in target cells too, so it no longer drives the
-    contrastive topics ``B`` and their codes (docs/model.md).  ``B`` stays penalised for whatever the background
+    contrastive topics ``B`` and their codes (docs/model.md).  ``B`` stays
+    penalised for whatever the background
     can still use on top of ``G``."""
     basis, cy, _ = initial_factors(info_y, None, n_topics, "random",
                                    np.random.default_rng(0), info_y.dtype)
@@ -283,8 +283,7 @@ def _options(s: FitSettings, alpha_raw: float, policy: StepPolicy,
                          tol=0.0 if reference else s.tol,
                          polish_iter=0 if reference else s.code_max_iter,
                          eval_every=EVAL_EVERY[s.loss], n_free=n_free,
-                         shared_every=1 if n_free is None or s.loss == FROBENIUS
-                         else SHARED_EVERY)
+                         shared_every=1 if n_free is None else SHARED_EVERY)
 
 
 @dataclass(frozen=True)
