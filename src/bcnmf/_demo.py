@@ -56,7 +56,8 @@ DEMO_MAX_ITER = 3000
 #: measurements of each of 9 control mice; the shared topics learn those mice's profiles and
 #: then explain the target's genotype difference as mixtures of them (demo settings, seeds
 #: 0-2: normalised ARI 0.76-1.0 without shared topics, 0.56-0.66 with 4, 0.10-0.60 with the
-#: 9 that n_shared="auto" fits; docs/model.md, "Where it still fails").
+#: 9 that n_shared="auto" fits; benchmarks/demo_shared.py, docs/model.md "Where it still
+#: fails").
 DEMO_N_SHARED = 0
 #: Number of topics / components for every method.
 N_COMPONENTS = 5
