@@ -48,7 +48,7 @@ the min-max; the ratios are per pair (median and min-max of the per-repeat ratio
 Split of a fit (medians), timed by wrapping functions of ``bcnmf.core.fit`` from this script
 (the library is not modified):
 
-* ``count``: ``background_sample`` + ``shared_count`` (choosing ``n_shared`` for "auto");
+* ``count``: ``host_sample`` + ``shared_count`` (choosing ``n_shared`` for "auto");
 * ``shared NMF``: ``shared_basis``, the background-only NMF whose topics are then held fixed
   (its number of sweeps, at most 200, in brackets);
 * ``loop``: the main ``solve`` minus its final code polish;
@@ -160,7 +160,7 @@ def _install_timers():
         finally:
             TIMERS.t["solve"] += time.perf_counter() - t0
 
-    bc_fit.background_sample = _timed("count", bc_fit.background_sample)
+    bc_fit.host_sample = _timed("count", bc_fit.host_sample)
     bc_fit.shared_count = _timed("count", bc_fit.shared_count)
     bc_fit.shared_basis = shared_basis
     bc_fit.solve = solve
@@ -352,7 +352,7 @@ def report(results, repeats):
                        "shared NMF [sweeps]", "loop", "polish", "other", "plain: total",
                        "loop", "polish", "other", "loop/sweep ratio"], rows))
     out.append("")
-    out.append("count = background_sample + shared_count; shared NMF = shared_basis; loop = "
+    out.append("count = host_sample + shared_count; shared NMF = shared_basis; loop = "
                "main solve without its final code polish; polish = InMemory.refine; other = "
                "the rest of fit. loop/sweep ratio: (loop / n_iter_) shared over plain.")
     return out

@@ -25,11 +25,18 @@ from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterE
 
 def resolve_settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
     reference = p["mode"] == "reference"
+    auto = p["alpha"] == "auto" if isinstance(p["alpha"], str) else False
+    if auto and p["alpha_scale"] == "raw":
+        raise InvalidParameterError(
+            f"alpha='auto' of {owner} chooses alpha on the relative scale; pass "
+            "alpha_scale=None (or 'relative') with it, or a number as alpha with "
+            "alpha_scale='raw'.")
     return FitSettings(
-        n_components=check_n_components(n_components, n_features, owner),
+        n_components="auto" if isinstance(n_components, str) and n_components == "auto"
+        else check_n_components(n_components, n_features, owner),
         loss=LOSS_ALIASES[p["beta_loss"]],
-        alpha=float(p["alpha"]),
-        alpha_scale=p["alpha_scale"] or ("raw" if reference else "relative"),
+        alpha="auto" if auto else float(p["alpha"]),
+        alpha_scale=p["alpha_scale"] or ("raw" if reference and not auto else "relative"),
         mode=p["mode"],
         init=p["init"] or ("uniform" if reference else "random"),
         damping=p["damping"],

@@ -60,6 +60,15 @@ def _device(v):
     return v is None or isinstance(v, str) or (torch is not None and isinstance(v, torch.device))
 
 
+#: ``alpha`` of the estimators that choose it (``"auto"``) or take a number
+ALPHA_OR_AUTO = (lambda v: v == "auto" if isinstance(v, str)
+                 else _real_in(0, np.inf, hi_closed=False)(v),
+                 "'auto' or a finite real >= 0")
+
+#: ``n_components`` of the estimators that can choose it (``"auto"``)
+K_OR_AUTO = (lambda v: v == "auto" if isinstance(v, str) else _none_or(_int_at_least(1))(v),
+             "None, 'auto' or an int >= 1")
+
 #: name -> (predicate, what is accepted)
 PARAMETER_CONSTRAINTS = {
     "n_components": (_none_or(_int_at_least(1)), "None or an int >= 1"),
@@ -90,6 +99,7 @@ PARAMETER_CONSTRAINTS = {
                 "'balanced', None or one positive number per modality"),
     "device": (_device, "None, 'cpu', 'cuda', 'cuda:N' or a torch.device"),
     "engine": (_none_or(_one_of("local", "dask")), "None, 'local' or 'dask'"),
+    "progress": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
 }
 
 

@@ -154,6 +154,17 @@ def _fraction(text):
     return value
 
 
+def _auto_or_alpha(text):
+    """An argparse type: ``auto`` or a finite number >= 0."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return _non_negative_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a finite number >= 0, got {text!r}") from None
+
+
 def _non_negative_float(text):
     try:
         value = float(text)
@@ -302,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     model = fit.add_argument_group("model")
     model.add_argument("-k", "--n-components", type=_positive_int, default=10, metavar="K",
                        help="number of topics (default: 10)")
-    model.add_argument("--alpha", type=_non_negative_float, default=1.5, metavar="A",
-                       help="contrast weight (default: 1.5, relative scale)")
+    model.add_argument("--alpha", type=_auto_or_alpha, default="auto", metavar="A",
+                       help="contrast weight on the relative scale, or 'auto' to choose it "
+                            "without labels before the fit (default: auto; the choice is "
+                            "written to alpha_path.csv)")
     model.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                        help="number of restarts (default: 1)")
     model.add_argument("--consensus", action="store_true",
@@ -551,12 +564,18 @@ def _cmd_fit(args, progress, out):
     X, Y, x_names, y_names, features, inputs, notes, _ = _fit_inputs(args, progress, out)
     for line in notes:
         out.warn(line)
+    auto = args.alpha == "auto"
     model = BCNMF(args.n_components, alpha=args.alpha, n_init=args.n_init,
-                  consensus=args.consensus, device=args.device, **_model_params(args))
-    label = (f"fitting bcNMF (k={args.n_components}, alpha={args.alpha:g}, {args.beta_loss}) "
+                  consensus=args.consensus, device=args.device,
+                  progress=bool(auto and progress.tty), **_model_params(args))
+    shown = "auto" if auto else f"{args.alpha:g}"
+    label = (f"fitting bcNMF (k={args.n_components}, alpha={shown}, {args.beta_loss}) "
              f"on {X.shape[0]} target x {X.shape[1]} features"
              + (f", {Y.shape[0]} background" if Y is not None else ""))
-    with progress.step(label), warnings.catch_warnings(record=True) as caught:
+    # on a terminal the automatic alpha shows a bar of its own (one step per alpha), which
+    # the step's spinner would overwrite
+    step = progress.step(label) if not model.progress else _announce(progress, label)
+    with step, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         codes = model.fit_transform(X, background=Y, checkpoint=args.checkpoint,
                                     checkpoint_every=args.checkpoint_every, resume=args.resume)
@@ -585,10 +604,34 @@ def _cmd_fit(args, progress, out):
 
         with progress.step("writing the report"):
             files["report"] = write_report(args.out)
-    out.summary(f"fitted {model.n_iter_} sweeps; alpha_raw_ = {model.alpha_raw_:.6g}; "
-                f"objective_ = {model.objective_:.6g}")
+    if model.alpha_path_ is not None:
+        out.summary(_alpha_path_lines(model.alpha_path_))
+    out.summary(f"fitted {model.n_iter_} sweeps; alpha_ = {model.alpha_:g}; alpha_raw_ = "
+                f"{model.alpha_raw_:.6g}; objective_ = {model.objective_:.6g}")
     out.files(files.values())
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _announce(progress, label):
+    """A step that writes its label and its time without a spinner."""
+    start = time.perf_counter()
+    progress._write(f"{label}\n")
+    yield
+    progress._write(f"{label}: done in {time.perf_counter() - start:.1f} s\n")
+
+
+def _alpha_path_lines(path):
+    """The automatic alpha's measurements as a small text table (chosen row marked)."""
+    lines = ["alpha chosen without labels (contrast: P(target cell better explained than a "
+             "background cell); stability: agreement of two halves' topics):",
+             f"  {'alpha':>7} {'contrast':>9} {'stability':>9} {'explained':>9}"]
+    for i, a in enumerate(path["alpha"]):
+        mark = "  <- chosen" if path["chosen"][i] else \
+            ("" if path["counted"][i] else "  (not counted)")
+        lines.append(f"  {a:>7g} {path['contrast'][i]:>9.3f} {path['stability'][i]:>9.3f} "
+                     f"{path['explained_target'][i]:>9.3f}{mark}")
+    return "\n".join(lines)
 
 
 ANNOTATED_NAME = "annotated.h5ad"

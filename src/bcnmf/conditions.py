@@ -18,9 +18,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._inputs import resolve_settings
 from ._validation import check_matrix
+from .core.fit import host_sample
 from .core.updates import data_scale
-from .estimator import BCNMF, fit_contrast
+from .estimator import BCNMF, automatic, fit_contrast, path_table
 
 _OWNER = "MultiConditionBCNMF"
 
@@ -82,8 +84,9 @@ class MultiConditionBCNMF(BCNMF):
     # BCNMF's parameters (alpha may hold one value per background) on lists of matrices
     _parameter_constraints = {
         **BCNMF._parameter_constraints,
-        "alpha": (lambda v: np.ndim(v) <= 1 and np.size(v) >= 1,
-                  "a number, or one number per background"),
+        "alpha": (lambda v: v == "auto" if isinstance(v, str)
+                  else np.ndim(v) <= 1 and np.size(v) >= 1,
+                  "'auto', a number, or one number per background"),
     }
     _fits_missing = False
     _takes_torch = False
@@ -106,15 +109,24 @@ class MultiConditionBCNMF(BCNMF):
             raise ValueError(f"every target and background matrix must have the same "
                              f"features; got feature counts {widths} (targets first).")
         loss = "frobenius" if self.beta_loss == "frobenius" else "kullback-leibler"
-        alphas = np.asarray(self.alpha, dtype=np.float64).ravel()
+        choice = None
+        if isinstance(self.alpha, str):   # "auto": one relative alpha for every background,
+            # chosen on the pooled targets against the pooled backgrounds
+            s = resolve_settings(params["n_components"], widths[0], params, _OWNER)
+            s, choice, seed = automatic(s, params, widths[0],
+                                        lambda: host_sample(_stack(Xs), name="X"),
+                                        lambda: host_sample(_stack(Ys)), _OWNER)
+            params = dict(params, random_state=seed, n_components=s.n_components)
+        alphas = np.asarray(self.alpha if choice is None else s.alpha,
+                            dtype=np.float64).ravel()
         if alphas.size == 1:
             alphas = np.repeat(alphas, len(Ys))
         if alphas.size != len(Ys) or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(f"alpha must be one finite positive number, or one per background "
                              f"({len(Ys)}); got {self.alpha!r}.")
         scale_x = sum(data_scale(A, loss) for A in Xs)
-        relative = (self.alpha_scale or ("raw" if self.mode == "reference" else "relative")) \
-            == "relative"
+        relative = choice is not None or (
+            self.alpha_scale or ("raw" if self.mode == "reference" else "relative")) == "relative"
         raw = alphas.copy()
         if relative:
             ey = np.array([data_scale(A, loss) for A in Ys])
@@ -128,6 +140,8 @@ class MultiConditionBCNMF(BCNMF):
                              dict(params, alpha=1.0, alpha_scale="raw"), (None, None, None),
                              (None, None), {}).codes
         self.alphas_raw_ = raw
+        self.alpha_ = float(alphas[0]) if np.all(alphas == alphas[0]) else None
+        self.alpha_path_ = path_table(choice)
         self._background_scales = scales
         self.background_codes_ = [self.background_codes_[sl] / s
                                   for sl, s in zip(_slices(Ys), scales)]
@@ -148,7 +162,7 @@ class MultiConditionBCNMF(BCNMF):
     def _state(self):
         """Fitted state beyond BCNMF's, as named arrays (for :mod:`bcnmf.persistence`)."""
         codes = self.background_codes_
-        return {"alphas_raw": self.alphas_raw_,
+        return {**super()._state(), "alphas_raw": self.alphas_raw_,
                 "background_scales": np.asarray(self._background_scales),
                 "background_codes": np.vstack(codes),
                 "background_bounds": np.cumsum([0] + [len(c) for c in codes]),
@@ -159,6 +173,7 @@ class MultiConditionBCNMF(BCNMF):
             b = arrays[name].tolist()
             return [slice(lo, hi) for lo, hi in zip(b[:-1], b[1:])]
 
+        super()._set_state(arrays)
         self.alphas_raw_ = arrays["alphas_raw"]
         self._background_scales = arrays["background_scales"]
         self.background_codes_ = [arrays["background_codes"][sl]

@@ -794,7 +794,7 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
     y = (_load(runner, Y, "background", s.loss, dtype, background_mask) if Y is not None
          else None)
     info_y = y.info if y is not None else None
-    prep = prepare(x.info, info_y, s, sample=lambda: _background_sample(Y, background_mask))
+    prep = prepare(x.info, info_y, s, sample=lambda: _host_sample(Y, background_mask))
     alpha_raw, policy, opts, n_shared = prep.alpha_raw, prep.policy, prep.opts, prep.n_shared
     offset_x, offset_y = prep.offsets
     k = s.n_components
@@ -845,8 +845,8 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
                   dask=DaskRun(runner.round_trips, runner.bytes_fetched))
 
 
-def _background_sample(Y, mask):
-    """:func:`bcnmf.core.fit.background_sample` of a dask array: the sampled
+def _host_sample(Y, mask):
+    """:func:`bcnmf.core.fit.host_sample` of a dask array: the sampled
     rows computed to this process, missing entries (NaN, ``mask`` False)
     filled by :func:`~bcnmf.core.fit.fill_missing`."""
     rows = sample_rows(Y.shape[0])

@@ -7,10 +7,12 @@ from dataclasses import replace
 from ._base import BaseBCNMF
 from ._inputs import (check_background, check_init, checkpointing, on_device, report,
                       resolve_settings, use_dask, validate_target)
-from ._validation import (check_for_loss, check_orientation, check_params, constraints,
-                          reject_unsupported)
+from ._validation import (ALPHA_OR_AUTO, K_OR_AUTO, check_for_loss, check_orientation, check_params,
+                          constraints, reject_unsupported)
+from .core import masked
+from .core.alpha_path import K_GRID, resolve_seed, settle
 from .core.backend import resolve_device
-from .core.fit import FitState, fit_factors
+from .core.fit import FitState, fit_factors, host_sample
 from .core.result import FactorizationResult
 from .core.source import is_out_of_core
 
@@ -19,7 +21,7 @@ RESTART_ARRAYS = ("restart_objectives_", "restart_agreement_", "topic_stability_
 #: the constructor parameters of BCNMF (and of factorize)
 PARAMETERS = ("n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "damping",
               "smoothing", "max_iter", "tol", "n_init", "consensus", "random_state",
-              "transform_max_iter", "block_size", "device", "engine", "n_shared")
+              "transform_max_iter", "block_size", "device", "engine", "n_shared", "progress")
 
 
 class BCNMF(BaseBCNMF):
@@ -48,14 +50,26 @@ class BCNMF(BaseBCNMF):
     ----------
     n_components : int or None, default=None
         Number of topics K (1 <= K <= n_features); None means n_features.
-    alpha : float, default=1.5
+    alpha : "auto" or float, default="auto"
         Contrast weight (>= 0), interpreted according to ``alpha_scale``.
         With the relative scale, values a little above 1 ask for topics used
-        more in the target than in the background; the default 1.5 is the
-        value measured to work across the benchmark datasets
-        (``docs/benchmarks.md``).  Too large a value leaves no
-        target-enriched direction and the fit collapses (the topics then
-        explain almost nothing of either dataset).
+        more in the target than in the background; too large a value leaves
+        no target-enriched direction and the fit collapses (the topics then
+        explain almost nothing of either dataset).  The useful band moves
+        with the data, so ``"auto"`` (the default) chooses alpha without
+        labels before the fit (:mod:`bcnmf.core.alpha_path`): two random
+        halves of at most 2,000 cells of each dataset are fitted with short
+        fits along the relative grid 0.25 to 5 (extended at its edges), and
+        alpha is where the contrast (how much better the topics explain
+        target cells than background cells) is highest among the fits that
+        the two halves reproduce and that have not collapsed.  The model is
+        then fitted at that alpha, exactly as ``alpha=model.alpha_`` would
+        be; the measurements are in ``alpha_path_``.  An
+        :class:`~bcnmf.exceptions.AlphaSelectionWarning` says when no alpha
+        separates the datasets or the best lies at the edge of the search.
+        ``"auto"`` works on the relative scale (``alpha_scale="raw"`` is
+        refused with it).  Without a background there is no contrast and no
+        choice (``alpha_ = 0``).
     alpha_scale : {"relative", "raw"} or None, default=None
         ``"raw"``: alpha multiplies the background divergence as in the paper,
         so its meaning depends on the data's scale and on the numbers of cells.
@@ -180,6 +194,21 @@ class BCNMF(BaseBCNMF):
         ``history_["iteration"]`` sweeps: every sweep for the squared error,
         every 10th for KL (its logarithms cost as much as a sweep), and always
         the final state.
+    alpha_ : float
+        The contrast weight of the fit, on the relative scale unless
+        ``alpha_scale="raw"``: the chosen one with ``alpha="auto"``, else
+        ``alpha``.
+    alpha_path_ : dict of ndarray or None
+        With ``alpha="auto"``, one entry per alpha tried (as scikit-learn's
+        ``cv_results_``; ``pandas.DataFrame(model.alpha_path_)`` makes it a
+        table): ``alpha``, ``contrast`` (probability that a target cell is
+        better explained than a background cell, mean of the two halves),
+        ``stability`` (mean matched cosine of the halves' topics),
+        ``explained_target`` and ``explained_background`` (mean per-cell
+        fraction of the divergence beyond the shared topics that the
+        contrastive topics explain), ``n_iter`` (sweeps of both halves),
+        ``counted`` (whether the rule could choose it) and ``chosen``.
+        None for a fixed alpha.
     alpha_raw_ : float
         Contrast weight applied to the sums.
     objective_ : float
@@ -208,23 +237,28 @@ class BCNMF(BaseBCNMF):
     >>> Y = rng.poisson(1.0, size=(60, 12)).astype(float)
     >>> X = rng.poisson(1.0, size=(50, 12)).astype(float)
     >>> X[:25, :3] += 5.0                       # a program only in the target
-    >>> model = BCNMF(n_components=2, alpha=1.0, random_state=0, max_iter=1000)
-    >>> codes = model.fit_transform(X, background=Y)
+    >>> model = BCNMF(n_components=2, random_state=0, max_iter=1000)
+    >>> codes = model.fit_transform(X, background=Y)    # alpha="auto"
     >>> codes.shape, model.components_.shape
     ((50, 2), (2, 12))
+    >>> fixed = BCNMF(n_components=2, alpha=model.alpha_, random_state=0,
+    ...               max_iter=1000).fit(X, background=Y)
+    >>> bool(np.array_equal(fixed.components_, model.components_))
+    True
     """
 
-    _parameter_constraints = constraints(*PARAMETERS)
+    _parameter_constraints = {**constraints(*PARAMETERS), "alpha": ALPHA_OR_AUTO,
+                              "n_components": K_OR_AUTO}
     _saved_arrays = RESTART_ARRAYS
-    _saved_scalars = ("alpha_raw_",)
+    _saved_scalars = ("alpha_raw_", "alpha_")
     _fits_missing = True   # NaN / masks in fit (core/masked.py)
     _takes_torch = True    # torch tensors in, on their device (see ``device``)
 
-    def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
+    def __init__(self, n_components=None, *, alpha="auto", alpha_scale=None,
                  beta_loss="frobenius", mode="stable", init=None, damping=None,
                  smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
                  random_state=None, transform_max_iter=1000, block_size=None, device=None,
-                 engine=None, n_shared="auto"):
+                 engine=None, n_shared="auto", progress=False):
         self.n_components = n_components
         self.alpha = alpha
         self.alpha_scale = alpha_scale
@@ -243,9 +277,18 @@ class BCNMF(BaseBCNMF):
         self.device = device
         self.engine = engine
         self.n_shared = n_shared
+        self.progress = progress
 
     def _device(self):
         return resolve_device(self.device)
+
+    def _state(self) -> dict:
+        path = getattr(self, "alpha_path_", None)
+        return {} if path is None else {f"alpha_path_{k}": v for k, v in path.items()}
+
+    def _set_state(self, arrays: dict) -> None:
+        keys = [k for k in arrays if k.startswith("alpha_path_")]
+        self.alpha_path_ = {k[len("alpha_path_"):]: arrays[k] for k in keys} if keys else None
 
     def _block_rows(self):
         return self.block_size
@@ -330,20 +373,29 @@ def fit_contrast(estimator, X, background, params, init, masks, ckpt, owner=None
     for A, name in ((X, "X"), (Y, "background")):
         if not is_out_of_core(A):   # streamed data are checked block by block
             check_for_loss(A, name, s.loss, owner)
+    rows = params["block_size"]
+    s, choice, seed = automatic(
+        s, params, X.shape[1], lambda: host_sample(X, masked.observed(X, masks[0]), rows, "X"),
+        None if Y is None else lambda: host_sample(Y, masked.observed(Y, masks[1]), rows),
+        owner)
     init = check_init(init, X, Y, s.n_components)
-    result, diag = fit_factors(X, Y, s, params["random_state"], init,
+    result, diag = fit_factors(X, Y, s, seed, init,
                                block_rows=params["block_size"],
                                consensus=bool(params["consensus"]), **ckpt)
     report(diag, s, result, owner)
+    result = with_alpha(result, s, choice)
     estimator._store(result, result.background_codes, FitState.of(s, diag))
+    estimator.alpha_, estimator.alpha_path_ = result.alpha, result.alpha_path
     return result
+
 
 def _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks, owner):
     """:func:`fit_contrast` on the Dask engine (see ``engine``).  ``ckpt``: the
     checkpoint keywords; the engine checkpoints the basis (its codes live on
     the workers) and resumes from it, codes restarted as ``transform`` starts.
     ``masks``: ``(mask, background_mask)``, numpy or dask bool arrays or None."""
-    from .dask_engine import as_cell_chunks, checkpoint_hooks, fit_factors_dask, is_dask_array
+    from .dask_engine import (_host_sample, as_cell_chunks, checkpoint_hooks, fit_factors_dask,
+                              is_dask_array)
 
     if params["device"] is not None:
         raise ValueError(f"device={params['device']!r} and the Dask engine cannot be "
@@ -361,11 +413,14 @@ def _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks, owne
     estimator.n_features_in_ = X.shape[1]
     estimator.__dict__.pop("feature_names_in_", None)
     s = resolve_settings(params["n_components"], X.shape[1], params, owner)
+    s, choice, seed = automatic(s, params, X.shape[1], lambda: _host_sample(X, masks[0]),
+                                None if Y is None else lambda: _host_sample(Y, masks[1]),
+                                owner)
     init = check_init(init, X, Y, s.n_components, basis_only=True)
     callback = None
     if ckpt:
         init, callback = checkpoint_hooks(s, X, Y, init, **ckpt)
-    result, diag = fit_factors_dask(X, Y, s, params["random_state"], init,
+    result, diag = fit_factors_dask(X, Y, s, seed, init,
                                     callback=callback, consensus=bool(params["consensus"]),
                                     mask=masks[0], background_mask=masks[1])
     report(diag, s, result, owner)
@@ -373,18 +428,77 @@ def _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks, owne
         bg = result.background_codes
         result = replace(result, codes=result.codes.compute(),
                          background_codes=None if bg is None else bg.compute())
+    result = with_alpha(result, s, choice)
     estimator._store(result, result.background_codes, FitState.of(s, diag))
+    estimator.alpha_, estimator.alpha_path_ = result.alpha, result.alpha_path
     estimator.dask_run_ = diag["dask"]
     return result
 
 
-def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=None,
+def automatic(s, params, n_features, sample_x, sample_y, owner):
+    """``(settings, choice, random_state)`` of a fit: with ``alpha="auto"`` and/or
+    ``n_components="auto"`` the settings with the choices of
+    :func:`bcnmf.core.alpha_path.settle`, made on the host samples ``sample_x()`` and
+    ``sample_y()`` (None without a background), the choice, and the int seed that the
+    screening and the fit share; otherwise ``s``, None and the estimator's
+    ``random_state``."""
+    auto_k = s.n_components == "auto"
+    if auto_k and sample_y is None:
+        raise ValueError(f"n_components='auto' of {owner} chooses K by the contrast with the "
+                         "background; pass background=, or a number of topics.")
+    if s.alpha != "auto" and not auto_k:
+        return s, None, params["random_state"]
+    if sample_y is None:   # no background: no contrast, nothing to choose
+        return replace(s, alpha=0.0), None, params["random_state"]
+    seed = resolve_seed(params["random_state"])
+    k_grid = (tuple(k for k in K_GRID if k <= n_features) or (n_features,)) if auto_k \
+        else None
+    s, choice = settle(s, sample_x(), sample_y(), seed,
+                       alpha_progress(params.get("progress", False)), k_grid)
+    return s, choice, seed
+
+
+def with_alpha(result, s, choice):
+    """``result`` with the fit's ``alpha`` and, for ``alpha="auto"``, the ``alpha_path``
+    measured on the way; warns when the automatic choice is not one to trust
+    (:class:`~bcnmf.exceptions.AlphaSelectionWarning`)."""
+    return replace(result, alpha=float(s.alpha), alpha_path=path_table(choice))
+
+
+def path_table(choice):
+    """The ``alpha_path_`` of an automatic choice (a dict of arrays, as scikit-learn's
+    ``cv_results_``), or None; warns when the choice is not one to trust
+    (:class:`~bcnmf.exceptions.AlphaSelectionWarning`)."""
+    import warnings
+
+    import numpy as np
+
+    from .exceptions import AlphaSelectionWarning
+
+    if choice is None:
+        return None
+    if choice.message is not None:
+        warnings.warn(choice.message, AlphaSelectionWarning, stacklevel=5)
+    return {key: np.asarray(value) for key, value in choice.table.items()}
+
+
+def alpha_progress(enabled):
+    """The progress of the automatic path (:class:`bcnmf._progress.Progress`, one step per
+    alpha), or None."""
+    if not enabled:
+        return None
+    from ._progress import Progress
+
+    return Progress(True, None, "alpha='auto'", "alpha")
+
+
+def factorize(X, n_components=None, *, background=None, alpha="auto", alpha_scale=None,
               beta_loss="frobenius", mode="stable", init=None, damping=None,
               smoothing=0.1, max_iter=500, tol=1e-4, n_init=1, consensus=False,
               random_state=None, transform_max_iter=1000, block_size=None,
               init_factors=None, device=None, mask=None, background_mask=None,
               checkpoint=None, checkpoint_every=10, resume=None,
-              n_shared="auto", engine=None) -> FactorizationResult:
+              n_shared="auto", engine=None, progress=False) -> FactorizationResult:
     """Functional bcNMF: the fit of :class:`BCNMF`, returning its result.
 
     Parameters are those of :class:`BCNMF`; ``X`` is the target and
@@ -418,7 +532,7 @@ def factorize(X, n_components=None, *, background=None, alpha=1.5, alpha_scale=N
                   max_iter=max_iter, tol=tol, n_init=n_init, consensus=consensus,
                   random_state=random_state, transform_max_iter=transform_max_iter,
                   block_size=block_size, device=device, engine=engine,
-                  n_shared=n_shared)
+                  n_shared=n_shared, progress=progress)
     params = model.get_params()
     check_params(params, "factorize", BCNMF._parameter_constraints)
     return fit_contrast(model, X, background, params,

@@ -2,7 +2,7 @@
 
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["ConvergenceWarning", "DivergenceWarning", "FeatureAlignmentWarning",
+__all__ = ["AlphaSelectionWarning", "ConvergenceWarning", "DivergenceWarning", "FeatureAlignmentWarning",
            "InvalidParameterError", "ModelFormatError", "TransformedDataWarning"]
 
 
@@ -12,6 +12,12 @@ class DivergenceWarning(RuntimeWarning):
     The estimator returns the last finite state and says at which sweep it
     stopped; a smaller ``alpha``, ``mode="stable"`` or damping usually helps.
     """
+
+
+class AlphaSelectionWarning(UserWarning):
+    """``alpha="auto"`` could not settle on an alpha it trusts: no alpha gave a contrast
+    above chance, or the best lies at the edge of the searched range.  The message says what
+    to try; the fitted ``alpha_path_`` holds the measurements."""
 
 
 class InvalidParameterError(ValueError, TypeError):

@@ -282,9 +282,10 @@ def write_run(run_dir, model, target_codes, *, target_names=None, background_nam
 
     Files (see :data:`RUN_FILES`): ``model.npz`` (:func:`bcnmf.load`), ``components.csv``
     (topics x features), ``target_codes.csv`` and ``background_codes.csv`` (cells x topics),
-    ``history.csv`` (iteration, target, background, objective) and ``params.json`` (the
-    estimator's parameters, the fitted ``n_iter_``, ``alpha_raw_``, ``objective_``, the bcnmf
-    version, ``inputs`` and ``warnings``).
+    ``history.csv`` (iteration, target, background, objective), ``params.json`` (the
+    estimator's parameters, the fitted ``n_iter_``, ``alpha_``, ``alpha_raw_``,
+    ``objective_``, the bcnmf version, ``inputs`` and ``warnings``) and, for a model fitted
+    with ``alpha="auto"``, ``alpha_path.csv`` (its ``alpha_path_``, one row per alpha).
 
     Parameters
     ----------
@@ -336,7 +337,13 @@ def write_run(run_dir, model, target_codes, *, target_names=None, background_nam
                           for c in ("iteration", "target", "background", "objective")})
     frame.to_csv(files["history"], index=False)
     record = json_params(model)
+    path = getattr(model, "alpha_path_", None)
+    if path is not None:
+        files["alpha_path"] = out / "alpha_path.csv"
+        pd.DataFrame(path).to_csv(files["alpha_path"], index=False)
+    alpha = getattr(model, "alpha_", None)
     record.update(n_iter_=int(model.n_iter_), alpha_raw_=float(model.alpha_raw_),
+                  alpha_=None if alpha is None else float(alpha),
                   objective_=float(model.objective_), bcnmf_version=__version__,
                   inputs=inputs or {}, warnings=[str(w) for w in warnings])
     files["params"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .core.fit import (FitState, _augment, _restart_seeds, _stack_offset, background_sample,
+from .core.fit import (FitState, _augment, _restart_seeds, _stack_offset, host_sample,
                        prepare, shared_basis)
 from .core.backend import is_torch
 from .core.init import initial_factors
@@ -167,7 +167,7 @@ random_state, transform_max_iter
         if init is not None:
             basis, cx, cy = (None if a is None else np.array(a, dtype=X.dtype, order="C")
                              for a in init)
-        prep = prepare(info_x, info_y, s, sample=lambda: background_sample(Y))
+        prep = prepare(info_x, info_y, s, sample=lambda: host_sample(Y))
         self._settings, self._policy = s, prep.policy
         if s.mode != "reference":
             with np.errstate(over="ignore", invalid="ignore"):

@@ -51,7 +51,6 @@ The rule (:data:`RULE`) is written down in ``SelectionResult.rule`` and
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -543,40 +542,6 @@ def _check_samples(samples, n, name):
     return samples
 
 
-class _Progress:
-    """Progress over the (grid point, split) evaluations: a tqdm bar when tqdm is
-    installed, else one line per evaluation on stderr."""
-
-    def __init__(self, enabled, total):
-        self.bar = None
-        self.enabled = bool(enabled)
-        self.total = total
-        self.done = 0
-        if self.enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, desc="select_model", unit="evaluation")
-
-    def update(self, label):
-        if not self.enabled:
-            return
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(label)
-        else:
-            sys.stderr.write(f"select_model: {self.done}/{self.total} grid points x splits "
-                             f"({label})\n")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 def select_model(X, n_components=(2, 3, 5), *, background, alpha=(0.25, 0.5, 1.0, 1.5, 2.0),
                  beta_loss="frobenius", n_init=3, n_splits=3, holdout=0.2, samples=None,
                  background_samples=None, n_jobs=1, random_state=0, progress=False,
@@ -660,6 +625,7 @@ def select_model(X, n_components=(2, 3, 5), *, background, alpha=(0.25, 0.5, 1.0
     import pandas as pd
     from joblib import Parallel, delayed
 
+    from ._progress import Progress
     from ._validation import check_matrix, check_params, check_same_features, feature_names
 
     ks = _as_list(n_components, "n_components", "int")
@@ -719,7 +685,7 @@ def select_model(X, n_components=(2, 3, 5), *, background, alpha=(0.25, 0.5, 1.0
         splits.append(((tr_x, tr_y, ho_x, ho_y), seeds, np.sort(where[cells])))
     grid = [(k, a) for k in ks for a in alphas]
     tasks = [(k, a, s, split) for k, a in grid for s, split in enumerate(splits)]
-    bar = _Progress(progress, len(tasks))
+    bar = Progress(progress, len(tasks), "select_model", "evaluation")
     try:
         if n_jobs == 1:
             parts = []

@@ -109,6 +109,7 @@ def _record(model, *, source, n_target, n_background, n_features, extra):
     rec = {
         # h5ad cannot store None: such parameters are left out
         "params": {k: v for k, v in json_params(model).items() if v is not None},
+        "alpha": float(model.alpha_),
         "alpha_raw": float(model.alpha_raw_),
         "n_iter": int(model.n_iter_),
         "objective": float(model.objective_),
@@ -118,6 +119,8 @@ def _record(model, *, source, n_target, n_background, n_features, extra):
         "n_background": int(n_background),
         "n_features_used": int(n_features),
     }
+    if model.alpha_path_ is not None:
+        rec["alpha_path"] = {k: np.asarray(v) for k, v in model.alpha_path_.items()}
     rec.update({k: v for k, v in extra.items() if v is not None})
     return rec
 
@@ -131,7 +134,7 @@ def _write(adata, key, codes, loadings_rows, components, record):
     adata.uns[key] = record
 
 
-def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha=1.5,
+def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto",
           beta_loss="frobenius", layer=None, use_raw=False, mask_var=None, min_overlap=0.5,
           key_added=None, random_state=0, enrichment=True, n_permutations=1000, copy=False,
           **kwargs):
@@ -154,7 +157,8 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha=1.5,
       background codes), so ``sc.pl.embedding(adata, basis="k")`` plots topics;
     - ``varm["k"]`` (n_vars, n_components): loadings (``components_`` transposed), zero for
       genes not used (outside ``mask_var`` or dropped by the alignment);
-    - ``uns["k"]``: parameters, applied ``alpha_raw``, ``n_iter``, final ``objective``,
+    - ``uns["k"]``: parameters, the fit's ``alpha`` (with ``alpha="auto"`` the chosen one, and
+      ``alpha_path``: its measurements per alpha), applied ``alpha_raw``, ``n_iter``, final ``objective``,
       ``history`` (target and background divergences and objective per sweep), how the
       cells were split and, with ``enrichment=True``, ``uns["k"]["enrichment"]``: the
       :func:`bcnmf.topic_enrichment` table (one row per topic: usage in target and
@@ -174,8 +178,10 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha=1.5,
         Background value(s) of ``adata.obs[groupby]``, or the background AnnData.
     n_components : int, default=10
         Number of topics.
-    alpha : float, default=1.5
-        Contrast weight (relative scale by default; see :class:`bcnmf.BCNMF`).
+    alpha : "auto" or float, default="auto"
+        Contrast weight (relative scale by default; see :class:`bcnmf.BCNMF`). ``"auto"``
+        chooses it without labels; the choice and its measurements are stored in
+        ``uns[key]["alpha"]`` and ``uns[key]["alpha_path"]``.
     beta_loss : {"frobenius", "poisson", "kullback-leibler"}, default="frobenius"
         ``"frobenius"`` for log-normalised data; ``"poisson"`` for raw counts. For the Poisson
         loss, read the counts from a layer or ``.raw``: obviously log-transformed input

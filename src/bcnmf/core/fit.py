@@ -53,9 +53,9 @@ SHARED_EVERY = 10
 class FitSettings:
     """Validated, resolved settings of one fit."""
 
-    n_components: int
+    n_components: int | str   # "auto" until core.alpha_path.settle replaces it
     loss: str
-    alpha: float
+    alpha: float | str   # "auto" until core.alpha_path.settle replaces it
     alpha_scale: str
     mode: str
     init: str
@@ -167,7 +167,7 @@ def shared_topic_count(s: FitSettings, info_y: Scan | None, sample=None) -> int:
     :func:`shared_cap`.  ``"auto"``: twice the background's programs counted
     on a sample of its cells (``sample()``: a host matrix of at most
     :data:`~bcnmf.core.shared_count.MAX_ROWS` background rows, see
-    :func:`background_sample`; :func:`~bcnmf.core.shared_count.shared_count`),
+    :func:`host_sample`; :func:`~bcnmf.core.shared_count.shared_count`),
     at most one per :data:`CELLS_PER_SHARED` background cells and
     :data:`MAX_SHARED`.  The margin serves the background's NMF, whose only
     job is to span the programs: fitted with exactly as many topics as
@@ -184,15 +184,16 @@ def shared_topic_count(s: FitSettings, info_y: Scan | None, sample=None) -> int:
     return min(int(s.n_shared), cap)
 
 
-def background_sample(Y, mask=None, block_rows=None):
-    """The background rows ``n_shared="auto"`` is counted on, as a host
-    matrix (numpy or scipy CSR): the rows of
+def host_sample(A, mask=None, block_rows=None, name="background"):
+    """The rows of ``A`` that ``n_shared="auto"`` is counted on (of the
+    background) and ``alpha="auto"`` is chosen on (of both datasets), as a
+    host matrix (numpy or scipy CSR): the rows of
     :func:`~bcnmf.core.shared_count.sample_rows` (at most
     :data:`~bcnmf.core.shared_count.MAX_ROWS`, spread over the whole
     matrix), read one block of ``block_rows`` rows at a time (default: as
     the fit reads them) from any in-memory, out-of-core or torch matrix,
     missing entries (``mask`` False) filled by :func:`fill_missing`."""
-    source = RowSource(Y, "background")
+    source = RowSource(A, name)
     rows = sample_rows(source.shape[0])
     parts = []
     for lo, hi in source.bounds(default_block_rows(source) if block_rows is None
@@ -430,7 +431,7 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     for info, m in ((info_x, mask_x), (info_y, mask_y)):
         if m is not None:   # per-feature means over the observed entries
             info.colsum = masked.observed_colsum(info.colsum, m)
-    prep = prepare(info_x, info_y, s, sample=lambda: background_sample(Y, mask_y, rows_y))
+    prep = prepare(info_x, info_y, s, sample=lambda: host_sample(Y, mask_y, rows_y))
     alpha_raw, policy, opts, n_shared = prep.alpha_raw, prep.policy, prep.opts, prep.n_shared
     offset_x, offset_y = prep.offsets
     k = s.n_components

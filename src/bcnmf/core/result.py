@@ -52,6 +52,8 @@ class FactorizationResult:
     restart_agreement: np.ndarray
     best_restart: int
     topic_stability: np.ndarray | None = None
+    alpha: float | None = None
+    alpha_path: dict | None = None
 
     @property
     def objective(self) -> float:
