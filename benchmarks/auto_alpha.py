@@ -53,8 +53,9 @@ as many background cells, 2,000 genes, CSR): the cell-type model of
 ``make_cell_type_counts(1.0, n_genes=2000, random_state=0)`` (drawn before any cell, so the
 same at every size), and the cells are drawn by the same model (Dirichlet(3) type
 proportions, response gains U(0.3, 1.5), log-normal library sizes around 3000, Gamma(5)
-noise, Poisson counts) in chunks of 10,000 cells turned into CSR one at a time, because ``make_cell_type_counts`` draws its matrices dense (about 9 GB
-at 150,000 x 2,000); this keeps the workload at about 1.3 GB of CSR (about 36% non-zero).
+noise, Poisson counts) in chunks of 10,000 cells turned into CSR one at a time, because
+``make_cell_type_counts`` draws its matrices dense (about 9 GB at 150,000 x 2,000); this
+keeps the workload at about 1.3 GB of CSR (about 36% non-zero).
 For each loss (squared error on ``normalize_log1p`` of the counts, Poisson on the counts),
 K = 5, seed 0, default ``max_iter``: one fit at alpha = 1.5 and one ``alpha="auto"`` fit,
 timed back to back after an untimed warm-up on 300 cells; their ratio, the chosen alpha,
