@@ -2,6 +2,7 @@
 each plot draws, with hand-built inputs where the tables come from elsewhere."""
 
 import inspect
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 ad = pytest.importorskip("anndata")
 
@@ -45,6 +47,9 @@ ENRICHMENT = pd.DataFrame({
     "enriched": [True, False, False, False]}, index=pd.Index([0, 1, 2, 3], name="topic"))
 SELECTION = pd.DataFrame({"n_components": [2, 2, 3, 3, 4, 4], "alpha": [0.5, 1.5] * 3,
                           "score": [0.1, 0.4, 0.3, 0.9, 0.2, 0.5]})
+PATH = {"alpha": np.array([0.25, 0.5, 1.0, 2.0]), "contrast": np.array([0.6, 0.7, 0.72, 0.4]),
+        "counted": np.array([True, True, True, False]),
+        "chosen": np.array([False, False, True, False])}
 
 
 def _calls(fitted):
@@ -55,6 +60,7 @@ def _calls(fitted):
         "topic_usage": (adata, {}),
         "enrichment_volcano": (ENRICHMENT, {}),
         "selection_grid": (SELECTION, {"best": {"n_components": 3, "alpha": 1.5}}),
+        "alpha_path": (PATH, {}),
     }
 
 
@@ -136,7 +142,8 @@ def test_topic_usage_two_object_fit():
     var = pd.DataFrame(index=[f"g{j}" for j in range(8)])
     t = ad.AnnData(rng.poisson(2.0, (20, 8)).astype(float), var=var)
     b = ad.AnnData(rng.poisson(2.0, (15, 8)).astype(float), var=var)
-    bcnmf.tl.bcnmf(t, background=b, n_components=2, max_iter=30, tol=0)
+    # a fixed alpha: both are drawn alike, so alpha="auto" would warn that nothing separates them
+    bcnmf.tl.bcnmf(t, background=b, n_components=2, alpha=1.0, max_iter=30, tol=0)
     ax = bcnmf.pl.topic_usage(t, background=b)
     assert [x.get_text() for x in ax.get_legend().get_texts()] == ["target (n=20)",
                                                                    "background (n=15)"]
@@ -213,3 +220,122 @@ def test_plots_of_a_torch_fit_equal_those_of_the_numpy_fit(contrast_fit):
     for drawn, expected in zip(ax.lines, ref.lines, strict=True):  # whiskers, caps, medians
         np.testing.assert_allclose(drawn.get_ydata(), expected.get_ydata(), rtol=1e-6,
                                    atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# alpha_path: how alpha="auto" chose alpha
+# ---------------------------------------------------------------------------------------------
+
+def _auto_fit(X, Y, n_components=2):
+    with warnings.catch_warnings():  # short fits stop at max_iter: not what is tested here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return BCNMF(n_components, random_state=0, max_iter=100).fit(X, background=Y)
+
+
+@pytest.fixture(scope="module")
+def auto_model(contrast_fit):
+    X, Y, _, _ = contrast_fit
+    return _auto_fit(X, Y)
+
+
+def _curves(ax):
+    """{label: (x, y)} of the contrast lines (not the chance line)."""
+    return {line.get_label(): (line.get_xdata(), line.get_ydata()) for line in ax.get_lines()
+            if line.get_linestyle() == "-"}
+
+
+def _chosen(ax):
+    stars = [c for c in ax.collections if c.get_label().startswith("chosen")]
+    assert len(stars) == 1
+    return stars[0]
+
+
+def _hollow(ax):
+    """Offsets of the points drawn hollow (white face): the alphas that were not counted."""
+    found = [c.get_offsets() for c in ax.collections if not c.get_label().startswith("chosen")
+             and len(c.get_offsets()) and np.allclose(c.get_facecolors()[:, :3], 1.0)]
+    return np.vstack(found) if found else np.zeros((0, 2))
+
+
+def test_alpha_path_of_a_fitted_model(auto_model):
+    path = auto_model.alpha_path_
+    ax = bcnmf.pl.alpha_path(auto_model)
+    assert ax.get_xscale() == "log"
+    (label, (x, y)), = _curves(ax).items()  # one K: one line
+    assert label == "contrast"
+    order = np.argsort(path["alpha"])
+    np.testing.assert_allclose(x, path["alpha"][order])
+    np.testing.assert_allclose(y, path["contrast"][order])
+    i = int(np.flatnonzero(path["chosen"])[0])
+    assert path["alpha"][i] == auto_model.alpha_
+    np.testing.assert_allclose(_chosen(ax).get_offsets(), [[auto_model.alpha_,
+                                                            path["contrast"][i]]])
+    assert _chosen(ax).get_label() == f"chosen: alpha = {auto_model.alpha_:g}"
+    chance = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.5, 0.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{a:g}" for a in
+                                                            np.unique(path["alpha"])]
+    assert len(_hollow(ax)) == (~path["counted"]).sum()
+
+
+def test_alpha_path_from_the_csv_and_a_dict(auto_model, tmp_path):
+    """The table as a run folder holds it (alpha_path.csv read back by pandas) and as a dict
+    draw what the model draws; uncounted alphas are hollow; stability goes on a twin axis."""
+    pd.DataFrame(auto_model.alpha_path_).to_csv(tmp_path / "alpha_path.csv", index=False)
+    table = pd.read_csv(tmp_path / "alpha_path.csv")
+    expected = _curves(bcnmf.pl.alpha_path(auto_model))
+    for data in (table, {k: list(v) for k, v in auto_model.alpha_path_.items()}):
+        _, ax = plt.subplots()
+        assert bcnmf.pl.alpha_path(data, ax=ax) is ax
+        drawn = _curves(ax)
+        assert drawn.keys() == expected.keys()
+        for key in drawn:
+            np.testing.assert_allclose(drawn[key], expected[key])
+        assert _chosen(ax).get_label() == f"chosen: alpha = {auto_model.alpha_:g}"
+    collapsed = table.assign(counted=[j not in (0, 1) for j in range(len(table))])
+    ax = bcnmf.pl.alpha_path(collapsed)
+    first = table.sort_values("alpha").iloc[:2]
+    np.testing.assert_allclose(np.sort(_hollow(ax), axis=0),
+                               np.sort(first[["alpha", "contrast"]].to_numpy(), axis=0))
+    assert "collapsed, not counted" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax = bcnmf.pl.alpha_path(table, stability=True)
+    assert len(ax.figure.axes) == 2
+    twin = next(a for a in ax.figure.axes if a is not ax)
+    np.testing.assert_allclose(twin.get_lines()[0].get_ydata(),
+                               table.sort_values("alpha")["stability"])
+    with pytest.raises(KeyError, match="stability"):
+        bcnmf.pl.alpha_path(PATH, stability=True)
+    with pytest.raises(KeyError, match="lacks column"):
+        bcnmf.pl.alpha_path(table.drop(columns="contrast"))
+    with pytest.raises(TypeError, match="alpha='auto'"):
+        bcnmf.pl.alpha_path(42)
+
+
+def test_alpha_path_of_a_fixed_alpha_fit_says_nothing_was_chosen(fitted):
+    model, _, adata = fitted  # both fitted with alpha=1.0
+    with pytest.raises(ValueError, match="fitted with a fixed alpha.*nothing was chosen"):
+        bcnmf.pl.alpha_path(model)
+    with pytest.raises(ValueError, match="fixed alpha, nothing was chosen"):
+        bcnmf.pl.alpha_path(adata)
+    with pytest.raises(ValueError, match="not fitted"):
+        bcnmf.pl.alpha_path(BCNMF(2))
+
+
+def test_alpha_path_draws_one_line_per_n_components(contrast_fit):
+    from bcnmf.core.alpha_path import K_GRID
+
+    X, Y, _, _ = contrast_fit
+    model = _auto_fit(X, Y, n_components="auto")
+    path = model.alpha_path_
+    assert len(np.unique(path["n_components"])) > 1
+    ax = bcnmf.pl.alpha_path(model)
+    curves = _curves(ax)
+    assert list(curves) == [f"K = {k}" for k in K_GRID]
+    for k in K_GRID:
+        rows = path["n_components"] == k
+        np.testing.assert_allclose(curves[f"K = {k}"][1],
+                                   path["contrast"][rows][np.argsort(path["alpha"][rows])])
+    i = int(np.flatnonzero(path["chosen"])[0])
+    assert model.components_.shape[0] == path["n_components"][i]
+    assert _chosen(ax).get_label() == (f"chosen: alpha = {model.alpha_:g}, "
+                                       f"K = {path['n_components'][i]}")

@@ -3,15 +3,18 @@ browser (Debian's chromium): it loads without console errors, every figure decod
 screenshot is produced."""
 
 import base64
+import json
 import os
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from bcnmf import BCNMF
 from bcnmf.io import write_run
@@ -38,8 +41,25 @@ def run_dir(tmp_path_factory, contrast_fit):
     return out
 
 
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory, contrast_fit):
+    """A run folder of a model fitted with alpha="auto" (the default), and the model."""
+    X, Y, _, _ = contrast_fit
+    with warnings.catch_warnings():  # a short fit stops at max_iter: not what is tested here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BCNMF(2, random_state=0, max_iter=100).fit(X, background=Y)
+    out = tmp_path_factory.mktemp("auto-run")
+    files = write_run(out, model, model.transform(X))
+    assert files["alpha_path"] == out / "alpha_path.csv"
+    return out, model
+
+
 def _images(text):
     return re.findall(r'<img src="data:image/png;base64,([^"]+)"', text)
+
+
+def _section(text, table_id):
+    return text.split(f'<table id="{table_id}">')[1].split("</table>")[0]
 
 
 def test_report_is_self_contained_with_the_run_content(run_dir):
@@ -89,6 +109,69 @@ def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path):
     assert rows[0] == (' class="enriched"', "topic 3")  # the enriched topic comes first
     assert [r[1] for r in rows] == ["topic 3", "topic 1", "topic 2"]
     assert topics.count("); ") == 3  # two top features per topic
+
+
+def test_auto_alpha_run_shows_how_alpha_was_chosen(auto_run, tmp_path):
+    folder, model = auto_run
+    path = model.alpha_path_
+    text = write_report(folder, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<h2 id=\"alpha-path\">How alpha was chosen</h2>" in text
+    assert "without labels" in text and "two-fold" in text and "middle of the tied band" in text
+    assert f"alpha_ = {model.alpha_:g}" in text  # in the parameters' note
+    i = int(np.flatnonzero(path["chosen"])[0])
+    assert (f'<p id="alpha-chosen">Chosen: alpha = {model.alpha_:g} (contrast '
+            f'{path["contrast"][i]:.3f})') in text
+    assert "alpha fixed at" not in text
+    assert len(_images(text)) == 4  # + the contrast per alpha
+    table = _section(text, "alpha_path")
+    header = re.findall(r"<th[^>]*>([^<]+)</th>", table)
+    assert header == ["alpha", "contrast", "stability", "explained_target", "counted",
+                      "chosen"]
+    assert table.count("<tr") == len(path["alpha"]) + 1 and table.count('class="chosen"') == 1
+    chosen = table.split('<tr class="chosen">')[1].split("</tr>")[0]
+    assert re.findall(r"<td[^>]*>([^<]+)</td>", chosen) == [
+        f"{model.alpha_:g}", f"{path['contrast'][i]:.3f}", f"{path['stability'][i]:.3f}",
+        f"{path['explained_target'][i]:.3f}", "True", "True"]
+
+
+def test_fixed_alpha_run_says_so(run_dir, tmp_path):
+    text = write_report(run_dir, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<p id="alpha-note">alpha fixed at 1 by the user' in text  # BCNMF(alpha=1.0)
+    assert "How alpha was chosen" not in text and 'id="alpha_path"' not in text
+
+
+def test_old_run_folders_still_render(run_dir, auto_run, tmp_path):
+    """Folders written before alpha="auto" (no alpha_path.csv, no alpha_ in params.json)."""
+    for name, source in (("fixed", run_dir), ("auto", auto_run[0])):
+        folder = tmp_path / name
+        shutil.copytree(source, folder)
+        (folder / "alpha_path.csv").unlink(missing_ok=True)
+        record = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+        del record["alpha_"]
+        (folder / "params.json").write_text(json.dumps(record), encoding="utf-8")
+        text = write_report(folder).read_text(encoding="utf-8")
+        assert "How alpha was chosen" not in text and len(_images(text)) == 3
+        if name == "fixed":
+            assert "alpha fixed at 1 by the user" in text
+        else:
+            assert "alpha_ not recorded; no screening table" in text
+
+
+def test_selection_against_an_auto_alpha_fit(auto_run, tmp_path):
+    """params.json says alpha="auto": the selection is compared with the chosen alpha_."""
+    source, model = auto_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    SELECTION.assign(alpha=[model.alpha_, 2 * model.alpha_] * 2).to_csv(
+        folder / "selection.csv", index=False)
+    best = {"n_components": 2, "alpha": model.alpha_}
+    (folder / "selection.json").write_text(json.dumps({"best": best}))
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert "Chosen: n_components = 2" in text and 'id="selection-differs"' not in text
+    best["alpha"] = model.alpha_ * 2
+    (folder / "selection.json").write_text(json.dumps({"best": best}))
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert 'id="selection-differs"' in text and f"alpha = {model.alpha_:g}, not" in text
 
 
 def test_render_report_directly_and_missing_files(tmp_path, run_dir):
@@ -213,3 +296,13 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
     if keep:
         Path(keep).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, keep)
+
+
+@needs_chromium
+def test_auto_alpha_report_in_headless_chromium(auto_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(auto_run[0], folder)
+    images, broken, console, dom = _probe(write_report(folder), tmp_path)
+    assert console == []
+    assert images == 4 and broken == 0
+    assert "How alpha was chosen" in dom and 'id="alpha_path"' in dom

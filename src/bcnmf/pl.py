@@ -8,7 +8,10 @@ Every function draws into ``ax`` when given (else a new figure) and returns the 
   :func:`loss_history`, :func:`loadings` and :func:`topic_usage`;
 - a table (pandas DataFrame) for :func:`enrichment_volcano` (topic statistics: columns
   ``effect_size``, ``q_value``, optionally ``enriched``) and :func:`selection_grid`
-  (model-selection table: ``n_components``, ``alpha`` and a score column).
+  (model-selection table: ``n_components``, ``alpha`` and a score column);
+- a BCNMF fitted with ``alpha="auto"`` (its ``alpha_path_``), an AnnData annotated by such a
+  fit, or the screening table itself (dict of arrays, or the DataFrame read from a run
+  folder's ``alpha_path.csv``) for :func:`alpha_path`.
 
 Embeddings of the codes use scanpy itself: ``sc.pl.embedding(adata, basis="bcnmf")``.
 matplotlib is imported only when a plot is drawn.
@@ -22,7 +25,8 @@ import numpy as np
 
 from .core.backend import to_numpy
 
-__all__ = ["loss_history", "loadings", "topic_usage", "enrichment_volcano", "selection_grid"]
+__all__ = ["loss_history", "loadings", "topic_usage", "enrichment_volcano", "selection_grid",
+           "alpha_path"]
 
 _TARGET_COLOUR, _BACKGROUND_COLOUR = "#1f77b4", "#ff7f0e"
 
@@ -441,4 +445,168 @@ def selection_grid(table, *, value="score", best=None, annotate=True, cmap="viri
             raise ValueError(f"best={best!r} is not a candidate of the table.") from None
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
     ax.figure.colorbar(image, ax=ax, label=value, shrink=0.8)
+    return ax
+
+
+_PATH_COLUMNS = ("alpha", "contrast")
+
+
+def _flags(values, n, default):
+    """A boolean column of an alpha path (``True``/``False`` strings of a csv read without
+    pandas' bool parsing too); ``default`` when the column is missing."""
+    if values is None:
+        return np.full(n, default, dtype=bool)
+    values = np.asarray(values)
+    if values.dtype.kind in "USO":
+        return np.array([str(v).strip().lower() in ("true", "1", "1.0") for v in values])
+    return values.astype(bool)
+
+
+def _alpha_path_table(data, key):
+    """The screening table of an automatic alpha as a dict of equal-length arrays."""
+    if _is_anndata(data):
+        rec = _record(data, key)
+        table = rec.get("alpha_path")
+        if table is None:
+            raise ValueError(f"adata.uns[{key!r}] has no alpha_path: the fit was fitted with a "
+                             "fixed alpha, nothing was chosen (fit with alpha='auto').")
+    elif hasattr(data, "get_params") and hasattr(data, "fit"):  # an estimator
+        if not hasattr(data, "alpha_"):
+            raise ValueError(f"This {type(data).__name__} is not fitted yet: fit it with "
+                             "alpha='auto' first.")
+        table = getattr(data, "alpha_path_", None)
+        if table is None:
+            raise ValueError(f"This {type(data).__name__} was fitted with a fixed alpha "
+                             f"({data.alpha_:g}), nothing was chosen: fit with alpha='auto' to "
+                             "screen alphas.")
+    elif hasattr(data, "columns") and hasattr(data, "to_dict"):  # a DataFrame
+        table = {str(c): data[c].to_numpy() for c in data.columns}
+    elif isinstance(data, Mapping):
+        table = data
+    else:
+        raise TypeError("Expected a BCNMF fitted with alpha='auto', an AnnData annotated by "
+                        "such a fit, or its alpha_path_ table (dict of arrays or DataFrame); "
+                        f"got {type(data).__name__}.")
+    missing = [c for c in _PATH_COLUMNS if c not in table]
+    if missing:
+        raise KeyError(f"alpha_path: the table lacks column(s) {missing}; it has "
+                       f"{sorted(table)}.")
+    table = {str(k): np.asarray(to_numpy(v)) for k, v in table.items()}
+    lengths = {k: v.shape[0] if v.ndim else 1 for k, v in table.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"alpha_path: the table's columns differ in length: {lengths}.")
+    n = lengths["alpha"]
+    if n == 0:
+        raise ValueError("alpha_path: the table is empty.")
+    alpha = table["alpha"].astype(float)
+    if np.any(~np.isfinite(alpha) | (alpha <= 0)):
+        raise ValueError("alpha_path: alphas must be positive (the x axis is logarithmic).")
+    return {
+        "n_components": (table["n_components"].astype(int) if "n_components" in table
+                         else np.zeros(n, dtype=int)),
+        "alpha": alpha,
+        "contrast": table["contrast"].astype(float),
+        "stability": (table["stability"].astype(float) if "stability" in table else None),
+        "counted": _flags(table.get("counted"), n, True),
+        "chosen": _flags(table.get("chosen"), n, False),
+    }, "n_components" in table
+
+
+def alpha_path(data, *, key="bcnmf", stability=False, ax=None):
+    """How ``alpha="auto"`` chose alpha: the held-out contrast at every screened alpha.
+
+    One line per number of topics (several with ``n_components="auto"``), the chosen alpha
+    marked with a star, alphas the rule could not choose (their fit collapsed:
+    ``counted=False``) drawn hollow and grey, and chance (contrast 0.5: the topics explain
+    held-out target and background cells alike) as a dashed line. The x axis (alpha, on the
+    relative scale) is logarithmic.
+
+    Parameters
+    ----------
+    data : BCNMF, AnnData, dict of array or pandas.DataFrame
+        A BCNMF fitted with ``alpha="auto"`` (its ``alpha_path_``), an AnnData annotated by
+        :func:`bcnmf.tl.bcnmf` with ``alpha="auto"`` (``uns[key]["alpha_path"]``), or the
+        table itself: a dict of equal-length arrays or a DataFrame (e.g.
+        ``pandas.read_csv("OUTDIR/alpha_path.csv")``) with the columns ``alpha`` and
+        ``contrast``, and optionally ``n_components``, ``stability``, ``counted`` and
+        ``chosen``.
+    key : str, default="bcnmf"
+        AnnData key (``key_added`` of :func:`bcnmf.tl.bcnmf`).
+    stability : bool, default=False
+        Also draw the stability (mean matched cosine similarity of the topics fitted on the
+        two halves of the cells) as dotted lines on a second y axis, on the right.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes of the contrast (the stability axis, when drawn, is its twin).
+
+    Raises
+    ------
+    ValueError
+        When the model was fitted with a fixed alpha (``alpha_path_`` is None): nothing was
+        chosen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> path = {"alpha": np.array([0.5, 1.0, 2.0]), "contrast": np.array([0.61, 0.7, 0.66]),
+    ...         "chosen": np.array([False, True, False])}
+    >>> ax = alpha_path(path)
+    >>> ax.get_xscale()
+    'log'
+    """
+    path, has_k = _alpha_path_table(data, key)
+    if stability and path["stability"] is None:
+        raise KeyError("alpha_path: stability=True needs a 'stability' column.")
+    ax = _new_ax(ax, (5.0, 3.4))
+    ks = np.unique(path["n_components"])
+    colours = [f"C{j % 10}" for j in range(len(ks))]
+    twin = ax.twinx() if stability else None
+    for k, colour in zip(ks, colours):
+        rows = np.flatnonzero(path["n_components"] == k)
+        rows = rows[np.argsort(path["alpha"][rows], kind="stable")]
+        x, y, ok = path["alpha"][rows], path["contrast"][rows], path["counted"][rows]
+        label = f"K = {k}" if has_k and len(ks) > 1 else "contrast"
+        ax.plot(x, y, "-", color=colour, lw=1.5, label=label, zorder=2)
+        ax.scatter(x[ok], y[ok], color=colour, s=22, zorder=3)
+        if not ok.all():
+            ax.scatter(x[~ok], y[~ok], facecolors="white", edgecolors="#999999", s=30,
+                       linewidths=1.2, zorder=3)
+        if twin is not None:
+            twin.plot(x, path["stability"][rows], ":", color=colour, lw=1.2)
+    ax.axhline(0.5, color="#555555", lw=0.8, ls="--", label="chance (0.5)", zorder=1)
+    if not path["counted"].all():
+        ax.scatter([], [], facecolors="white", edgecolors="#999999", s=30, linewidths=1.2,
+                   label="collapsed, not counted")
+    chosen = np.flatnonzero(path["chosen"])
+    if chosen.size:
+        i = int(chosen[0])
+        what = f"alpha = {path['alpha'][i]:g}"
+        if has_k and len(ks) > 1:
+            what += f", K = {path['n_components'][i]}"
+        ax.scatter([path["alpha"][i]], [path["contrast"][i]], marker="*", s=180,
+                   facecolors="#d62728", edgecolors="black", linewidths=0.6, zorder=4,
+                   label=f"chosen: {what}")
+    ax.set_xscale("log")
+    alphas = np.unique(path["alpha"])
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("alpha (relative)")
+    ax.set_ylabel("contrast (held-out)")
+    ax.set_title("alpha = 'auto': contrast per screened alpha")
+    handles, labels = ax.get_legend_handles_labels()
+    if twin is not None:
+        from matplotlib.lines import Line2D
+
+        twin.set_ylabel("stability (dotted)")
+        handles.append(Line2D([], [], ls=":", color="#555555", lw=1.2))
+        labels.append("stability (right axis)")
+        # on the twin, drawn last, with a frame: the dotted lines do not cross it
+        twin.legend(handles, labels, fontsize="small", framealpha=0.9)
+    else:
+        ax.legend(handles, labels, frameon=False, fontsize="small")
     return ax

@@ -1,14 +1,15 @@
 """Self-contained HTML report of a bcNMF run (``bcnmf report OUTDIR``).
 
 One HTML file, no external assets: figures are embedded as base64 PNG, styles inline, no
-scripts. It shows the run's inputs and parameters, convergence, the topics with their top
-features, topic usage in target vs background, and, when available, the topic enrichment
-statistics and the model-selection table.
+scripts. It shows the run's inputs and parameters, how alpha was chosen (``alpha="auto"``),
+convergence, the topics with their top features, topic usage in target vs background, and,
+when available, the topic enrichment statistics and the model-selection table.
 
 :func:`render_report` builds the page from arrays and tables; :func:`write_report` reads a
 folder written by ``bcnmf fit`` (or ``bcnmf demo``) and writes ``report.html`` into it.
-Optional files picked up from the folder: ``enrichment.csv`` (topic statistics, one row per
-topic, first column the topic), ``selection.csv`` (model-selection table) with
+Optional files picked up from the folder: ``alpha_path.csv`` (the screening table of
+``alpha="auto"``, the model's ``alpha_path_``), ``enrichment.csv`` (topic statistics, one row
+per topic, first column the topic), ``selection.csv`` (model-selection table) with
 ``selection.json`` (``{"best": {"n_components": K, "alpha": a}}``), and ``ari.csv`` (the
 demo's comparison against labels).
 """
@@ -43,6 +44,7 @@ td.name { white-space: nowrap; }
 figure { margin: 0.5em 0; } img { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9em; } .warn { color: #8a4b00; }
 tr.enriched td { background: #fff4e5; } tr.chosen td { background: #e8f4e8; }
+tr.collapsed td { color: #888; }
 div.wide { overflow-x: auto; max-width: 100%; }
 """
 
@@ -72,9 +74,12 @@ def _fmt(v):
     return str(v)
 
 
-def _table(rows, header, *, table_id=None, row_class=None):
-    """HTML table from rows of cells (already plain values); the first column is a name."""
+def _table(rows, header, *, table_id=None, row_class=None, formats=None):
+    """HTML table from rows of cells (already plain values); the first column is a name.
+    ``formats`` maps a column's position to the function that writes its values (default
+    :func:`_fmt`); such values stay numbers (right-aligned)."""
     esc = html.escape
+    formats = formats or {}
     ident = f' id="{table_id}"' if table_id else ""
     head = "".join(f'<th class="name">{esc(str(h))}</th>' if i == 0 else
                    f"<th>{esc(str(h))}</th>" for i, h in enumerate(header))
@@ -82,8 +87,8 @@ def _table(rows, header, *, table_id=None, row_class=None):
     for r, row in enumerate(rows):
         cls = f' class="{row_class[r]}"' if row_class and row_class[r] else ""
         cells = "".join(
-            f'<td class="{"name" if i == 0 else "text"}">{esc(_fmt(c))}</td>'
-            if i == 0 or isinstance(c, str) else f"<td>{esc(_fmt(c))}</td>"
+            f'<td class="{"name" if i == 0 else "text"}">{esc(formats.get(i, _fmt)(c))}</td>'
+            if i == 0 or isinstance(c, str) else f"<td>{esc(formats.get(i, _fmt)(c))}</td>"
             for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table{ident}><tr>{head}</tr>{''.join(body)}</table>"
@@ -95,10 +100,43 @@ def _frame_table(df, table_id, row_class=None):
     return _table(rows, header, table_id=table_id, row_class=row_class)
 
 
-def _parameter_section(params, fit, inputs):
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def _fitted_alpha(params, fit):
+    """The alpha the model was fitted with: the number given, or with ``alpha="auto"`` the
+    chosen ``alpha_`` (None when the folder does not say)."""
+    alpha = params.get("alpha")
+    if _is_number(alpha):
+        return float(alpha)
+    chosen = (fit or {}).get("alpha_")
+    return float(chosen) if _is_number(chosen) else None
+
+
+def _alpha_note(params, fit, screened):
+    """One sentence on where the fit's alpha came from (``screened``: the report shows the
+    screening table)."""
+    alpha, chosen = params.get("alpha"), fit.get("alpha_")
+    if _is_number(alpha):
+        return (f'<p id="alpha-note">alpha fixed at {html.escape(_fmt(alpha))} by the user '
+                "(no alpha was screened).</p>")
+    if alpha == "auto":
+        value = (f"alpha_ = {html.escape(_fmt(chosen))}" if _is_number(chosen)
+                 else "alpha_ not recorded")
+        where = ("see How alpha was chosen" if screened
+                 else "no screening table (alpha_path.csv) in this run folder")
+        return (f'<p id="alpha-note">alpha chosen without labels (alpha = "auto"): {value}; '
+                f"{where}.</p>")
+    return ""
+
+
+def _parameter_section(params, fit, inputs, screened=False):
     parts = ["<h2>Run</h2>"]
     if inputs:
         parts.append(_table(sorted(inputs.items()), ["input", "value"], table_id="inputs"))
+    parts.append(_alpha_note(params, fit, screened))
     parts.append(_table(sorted(params.items()), ["parameter", "value"], table_id="params"))
     if fit:
         parts.append(_table(sorted(fit.items()), ["fitted", "value"], table_id="fit"))
@@ -148,6 +186,71 @@ def _topic_position(topic, n):
     return k if 0 <= k < n else None
 
 
+#: columns of the alpha screening shown in the report, with how they are written
+_PATH_COLUMNS = {"n_components": lambda v: str(int(v)), "alpha": lambda v: f"{float(v):g}",
+                 "contrast": lambda v: f"{float(v):.3f}",
+                 "stability": lambda v: f"{float(v):.3f}",
+                 "explained_target": lambda v: f"{float(v):.3f}",
+                 "counted": _fmt, "chosen": _fmt}
+
+_ALPHA_RULE = (
+    "alpha was chosen without labels: at every alpha of a grid, short screening fits ran "
+    "two-fold (topics fitted on one half of the cells, scored on the other half); the "
+    "contrast is the probability that a held-out target cell is better explained by the "
+    "contrastive topics than a held-out background cell (0.5 = no difference); the chosen "
+    "alpha has the highest contrast among the fits that did not collapse, and when several "
+    "alphas are tied (contrasts the held-out cells cannot tell apart) the choice goes to the "
+    "middle of the tied band.")
+
+
+def _alpha_path_section(path, fit):
+    """How ``alpha="auto"`` chose alpha: the rule, the choice, the screening table and its
+    plot (:func:`bcnmf.pl.alpha_path`)."""
+    import pandas as pd
+
+    if path is None:
+        return ""
+    path = path if isinstance(path, pd.DataFrame) else pd.DataFrame(
+        {k: np.asarray(to_numpy(v)) for k, v in path.items()})
+    esc = html.escape
+    several_k = "n_components" in path.columns and path["n_components"].nunique() > 1
+    chosen = pl._flags(path["chosen"] if "chosen" in path.columns else None, len(path), False)
+    counted = pl._flags(path["counted"] if "counted" in path.columns else None, len(path),
+                        True)
+    parts = ['<h2 id="alpha-path">How alpha was chosen</h2>', f"<p>{esc(_ALPHA_RULE)}"]
+    if several_k:
+        parts.append(" With n_components = \"auto\" every number of topics was screened the "
+                     "same way and the one whose best contrast is highest was kept (ties: "
+                     "fewer topics).")
+    parts.append("</p>")
+    alpha = fit.get("alpha_")
+    if not _is_number(alpha) and chosen.any():
+        alpha = float(path["alpha"].to_numpy(float)[np.flatnonzero(chosen)[0]])
+    if _is_number(alpha):
+        what = f"alpha = {float(alpha):g}"
+        if several_k and chosen.any():
+            what += f", n_components = {int(path['n_components'].to_numpy()[chosen][0])}"
+        contrast = (f" (contrast {float(path['contrast'].to_numpy(float)[chosen][0]):.3f})"
+                    if chosen.any() and "contrast" in path.columns else "")
+        parts.append(f'<p id="alpha-chosen">Chosen: {esc(what)}{esc(contrast)}, on the '
+                     "relative scale.</p>")
+    parts.append(_img(_figure_png(lambda ax: pl.alpha_path(path, ax=ax), (6.4, 3.6)),
+                      "held-out contrast per screened alpha, the chosen alpha marked"))
+    columns = [c for c in _PATH_COLUMNS if c in path.columns
+               and (c != "n_components" or several_k)]
+    rows = [list(r) for r in path[columns].itertuples(index=False)]
+    classes = ["chosen" if c else ("" if ok else "collapsed")
+               for c, ok in zip(chosen, counted)]
+    parts.append('<div class="wide">' + _table(
+        rows, columns, table_id="alpha_path", row_class=classes,
+        formats={i: _PATH_COLUMNS[c] for i, c in enumerate(columns)}) + "</div>")
+    if not counted.all():
+        parts.append('<p class="note">Grey rows: the screening fit collapsed (its topics '
+                     "explain much less of the target than at the best alpha); the rule does "
+                     "not choose them.</p>")
+    return "".join(parts)
+
+
 def _mean_sd(values):
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -168,9 +271,9 @@ def _comparison_section(comparison):
 
 
 def render_report(*, params, history, components, feature_names, target_codes=None,
-                  background_codes=None, fit=None, inputs=None, enrichment=None,
-                  selection=None, selection_best=None, comparison=None, warnings=(),
-                  title="bcNMF report", n_top=10) -> str:
+                  background_codes=None, fit=None, inputs=None, alpha_path=None,
+                  enrichment=None, selection=None, selection_best=None, comparison=None,
+                  warnings=(), title="bcNMF report", n_top=10) -> str:
     """The report as one HTML string.
 
     Parameters
@@ -187,6 +290,9 @@ def render_report(*, params, history, components, feature_names, target_codes=No
         Fitted scalars (``n_iter_``, ``alpha_raw_``, ``objective_`` ...).
     inputs : dict, optional
         Description of the inputs (paths, shapes).
+    alpha_path : pandas.DataFrame or dict of array, optional
+        The screening table of ``alpha="auto"`` (``alpha_path_``, or ``alpha_path.csv``):
+        shown with its plot in a section "How alpha was chosen".
     enrichment : pandas.DataFrame, optional
         Topic statistics (``bcnmf.topic_enrichment`` schema), indexed by topic.
     selection : pandas.DataFrame, optional
@@ -206,7 +312,8 @@ def render_report(*, params, history, components, feature_names, target_codes=No
     parts = [f"<h1>{esc(title)}</h1>",
              f'<p class="note">bcNMF: {n_k} topics over {components.shape[1]} features. '
              f"Written by bcnmf {esc(__version__)}.</p>",
-             _parameter_section(params, fit or {}, inputs or {})]
+             _parameter_section(params, fit or {}, inputs or {}, alpha_path is not None),
+             _alpha_path_section(alpha_path, fit or {})]
     recorded = np.asarray(history.get("iteration", np.arange(
         len(np.asarray(history.get("objective", ()))))))
     sweeps = int(recorded[-1]) if recorded.size else 0
@@ -243,10 +350,12 @@ def render_report(*, params, history, components, feature_names, target_codes=No
         if selection_best:
             parts.append(f"<p>Chosen: n_components = {esc(_fmt(selection_best['n_components']))}"
                          f", alpha = {esc(_fmt(selection_best['alpha']))}.</p>")
-            fitted = (params.get("n_components"), params.get("alpha"))
-            if None not in fitted and (
-                    int(fitted[0]) != int(selection_best["n_components"])
-                    or not np.isclose(float(fitted[1]), float(selection_best["alpha"]))):
+            # n_components="auto" / alpha="auto": the K and alpha the model was fitted with
+            k = params.get("n_components")
+            fitted = (int(k) if _is_number(k) else n_k, _fitted_alpha(params, fit))
+            if fitted[1] is not None and (
+                    fitted[0] != int(selection_best["n_components"])
+                    or not np.isclose(fitted[1], float(selection_best["alpha"]))):
                 parts.append(f'<p class="note warn" id="selection-differs">The model in this '
                              f"report was fitted with n_components = {esc(_fmt(fitted[0]))}, "
                              f"alpha = {esc(_fmt(fitted[1]))}, not the chosen values.</p>")
@@ -305,6 +414,8 @@ def read_run(run_dir) -> dict:
         path = run_dir / f"{name}.csv"
         if path.is_file():
             out[name] = pd.read_csv(path, index_col=0).to_numpy(dtype=float)
+    if (run_dir / "alpha_path.csv").is_file():
+        out["alpha_path"] = pd.read_csv(run_dir / "alpha_path.csv")
     if (run_dir / "enrichment.csv").is_file():
         out["enrichment"] = pd.read_csv(run_dir / "enrichment.csv", index_col=0)
     if (run_dir / "selection.csv").is_file():
@@ -324,7 +435,8 @@ def write_report(run_dir, out=None, *, title=None, n_top=10) -> Path:
     ----------
     run_dir : str or path-like
         Folder written by ``bcnmf fit`` (``params.json``, ``history.csv``,
-        ``components.csv``, codes; optional ``enrichment.csv``, ``selection.csv``).
+        ``components.csv``, codes; optional ``alpha_path.csv``, ``enrichment.csv``,
+        ``selection.csv``).
     out : str or path-like, optional
         Report file; default ``run_dir / "report.html"``.
     title : str, optional
