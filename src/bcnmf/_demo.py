@@ -14,7 +14,8 @@ for the first seed's bcNMF fit, plus the comparison:
 - ``components.csv``: bcNMF topics x proteins, protein names as header;
 - ``target_codes.csv``, ``background_codes.csv``: bcNMF codes, cells x topics;
 - ``history.csv``: iteration, target, background, objective;
-- ``params.json``: ``get_params()`` of the model plus ``alpha_raw_``, ``n_iter_``,
+- ``alpha_path.csv``: how the automatic alpha was chosen (the model's ``alpha_path_``);
+- ``params.json``: ``get_params()`` of the model plus ``alpha_``, ``alpha_raw_``, ``n_iter_``,
   ``objective_``, the bcnmf version, the inputs and the warnings raised;
 - ``ari.csv``: method, seed, ari_raw, ari_norm (one row per fit);
 - ``report.html``: the self-contained report of :mod:`bcnmf.report` (needs matplotlib).
@@ -44,9 +45,9 @@ from .metrics import cluster_ari
 __all__ = ["DEFAULT_OUT", "DEMO_ALPHA", "N_COMPONENTS", "METHODS", "format_table",
            "run_demo"]
 
-#: Contrast weight of the demo's bcNMF fits (relative scale).  1.0 rather than the library's
-#: default 1.5: on this data the alpha grid of docs/benchmarks.md peaks near 1.
-DEMO_ALPHA = 1.0
+#: Contrast weight of the demo's bcNMF fits: the library's default, chosen without labels
+#: before every fit (``alpha_`` and ``alpha_path_`` of the model; alpha_path.csv).
+DEMO_ALPHA = "auto"
 #: Restarts per bcNMF fit; the medoid restart is kept, which removes most of the
 #: seed-to-seed variance of single runs on this data.
 DEMO_N_INIT = 5
@@ -146,8 +147,8 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=5, *, alpha=None, max_iter=None, progres
         Output folder (created if needed; existing files of the same names are overwritten).
     seeds : int, default=5
         Number of fitting seeds; seeds 0 .. seeds-1 are used.
-    alpha : float or None, default=None
-        bcNMF contrast weight; None means :data:`DEMO_ALPHA`.
+    alpha : "auto", float or None, default=None
+        bcNMF contrast weight; None means :data:`DEMO_ALPHA` (``"auto"``).
     max_iter : int or None, default=None
         bcNMF ``max_iter``; None means ``DEMO_MAX_ITER``.  (NMF always uses 500.)
     progress : callable, optional
@@ -166,7 +167,7 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=5, *, alpha=None, max_iter=None, progres
         ``"seeds"``, ``"first_seed"``, ``"out_dir"``.
     """
     n_seeds = _check_seeds(seeds)
-    alpha = DEMO_ALPHA if alpha is None else float(alpha)
+    alpha = DEMO_ALPHA if alpha is None else alpha if alpha == "auto" else float(alpha)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = load_mice_protein()
@@ -212,7 +213,8 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=5, *, alpha=None, max_iter=None, progres
         notes.append("report.html not written: matplotlib is not installed "
                      "(pip install 'bcnmf[plot]').")
     params = dict(first_model.get_params())
-    params.update(alpha_raw_=float(first_model.alpha_raw_), n_iter_=int(first_model.n_iter_))
+    params.update(alpha_=float(first_model.alpha_), alpha_raw_=float(first_model.alpha_raw_),
+                  n_iter_=int(first_model.n_iter_))
     return {"out_dir": out, "seeds": n_seeds, "first_seed": 0, "ari": rows,
             "summary": summary, "params": params, "model": first_model,
             "warnings": notes, "files": files}

@@ -31,7 +31,7 @@ Background-contrastive NMF: topics enriched in a target dataset against a matche
 
 Typical use:
   bcnmf fit target.h5ad --groupby condition --background-value control -k 10 -o run1
-  bcnmf fit target.csv --background background.csv -k 5 --alpha 1.5 -o run2
+  bcnmf fit target.csv --background background.csv -k 5 --alpha 1.5 -o run2   # fixed alpha
   bcnmf transform run1/model.npz new_cells.h5ad -o new_codes.csv
   bcnmf select target.csv --background background.csv -k 2,3,5 --alpha 0.5,1,1.5 -o sel
   bcnmf select target.h5ad --groupby condition --background-value control \
@@ -766,7 +766,8 @@ def _cmd_demo(args, progress, out):
     results = run_demo(args.out, args.seeds, progress=progress.bar)
     out.summary(format_table(results))
     p = results["params"]
-    out.summary(f"\nbcNMF: n_components={N_COMPONENTS}, alpha={p['alpha']} "
+    chosen = " chosen without labels" if p["alpha"] == "auto" else ""
+    out.summary(f"\nbcNMF: n_components={N_COMPONENTS}, alpha_={p['alpha_']:g}{chosen} "
                 f"(alpha_raw_={p['alpha_raw_']:.6g}), n_iter_={p['n_iter_']} (seed 0)")
     if results["warnings"]:
         out.summary(f"\n{len(results['warnings'])} warning(s) raised by the fits:")

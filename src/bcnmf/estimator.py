@@ -57,13 +57,14 @@ class BCNMF(BaseBCNMF):
         no target-enriched direction and the fit collapses (the topics then
         explain almost nothing of either dataset).  The useful band moves
         with the data, so ``"auto"`` (the default) chooses alpha without
-        labels before the fit (:mod:`bcnmf.core.alpha_path`): two random
-        halves of at most 2,000 cells of each dataset are fitted with short
-        fits along the relative grid 0.25 to 5 (extended at its edges), and
-        alpha is where the contrast (how much better the topics explain
-        target cells than background cells) is highest among the fits that
-        the two halves reproduce and that have not collapsed.  The model is
-        then fitted at that alpha, exactly as ``alpha=model.alpha_`` would
+        labels before the fit (:mod:`bcnmf.core.alpha_path`): at every alpha
+        of the relative grid 0.25 to 5 (extended at an edge where the best
+        lies), short fits on two random halves of at most 2,000 cells of each
+        dataset are scored on the other half by the contrast, the probability
+        that a held-out target cell is better explained than a held-out
+        background cell; alpha is the middle of the alphas whose contrast the
+        held-out cells cannot tell from the best.  The model is then fitted
+        on all cells at that alpha, exactly as ``alpha=model.alpha_`` would
         be; the measurements are in ``alpha_path_``.  An
         :class:`~bcnmf.exceptions.AlphaSelectionWarning` says when no alpha
         separates the datasets or the best lies at the edge of the search.
@@ -201,12 +202,13 @@ class BCNMF(BaseBCNMF):
     alpha_path_ : dict of ndarray or None
         With ``alpha="auto"``, one entry per alpha tried (as scikit-learn's
         ``cv_results_``; ``pandas.DataFrame(model.alpha_path_)`` makes it a
-        table): ``alpha``, ``contrast`` (probability that a target cell is
-        better explained than a background cell, mean of the two halves),
-        ``stability`` (mean matched cosine of the halves' topics),
-        ``explained_target`` and ``explained_background`` (mean per-cell
-        fraction of the divergence beyond the shared topics that the
-        contrastive topics explain), ``n_iter`` (sweeps of both halves),
+        table): ``n_components``, ``alpha``, ``contrast`` (probability that a
+        held-out target cell is better explained than a held-out background
+        cell; 0.5: no difference), ``stability`` (mean matched cosine of the
+        topics fitted on the two halves), ``explained_target`` and
+        ``explained_background`` (mean per-cell fraction of the held-out
+        cells' divergence beyond the shared topics that the contrastive
+        topics explain), ``n_iter`` (sweeps of both halves),
         ``counted`` (whether the rule could choose it) and ``chosen``.
         None for a fixed alpha.
     alpha_raw_ : float

@@ -4,29 +4,37 @@ few fits.
 ``alpha="auto"`` (the estimators' default) runs :func:`settle` before the fit:
 
 1. **Cells.**  At most :data:`MAX_CELLS` cells of each dataset (all of them below; beyond, a
-   fixed random subset read on the host whatever the engine).
-2. **Screening fits.**  At every alpha of :data:`GRID` a short fit (:func:`screen_sweeps`
-   sweeps) runs from the fit's own first start (the start ``BCNMF(alpha=a)`` would take with
-   the same seed), so that what is screened is the beginning of the trajectory the final fit
-   follows.  The shared topics are fitted once on the background for every alpha.
-3. **The criterion, without labels**: ``contrast``, the probability that a target cell is
-   better explained by the contrastive topics than a background cell (the area under the
-   ROC curve of the per-cell explained fraction ``1 - D(a | prediction) / D(a | null)``; the
-   null is the shared topics alone with their codes solved, or without shared topics the
-   zero prediction for squared error and each cell's total along the mean profile for KL).
-   It measures what the contrast asks for, topics that explain the target and not the
-   background, and is scale-free, so it does not reward a small or a large alpha by itself.
-4. **The rule** (:data:`RULE`): the alpha of the highest contrast, among the fits that have
-   not collapsed (:func:`counted`); ties go to the smaller alpha.  A choice at an edge of the
-   grid whose contrast beats every other alpha's extends the grid in that direction
-   (:data:`EXTEND`).
-5. When no alpha gives a contrast above chance, or the best lies at the edge of the
-   extended grid, the choice says so (``status`` and ``message``) and the estimator warns.
+   fixed random subset read on the host whatever the engine), split at random into two
+   halves of the target and two of the background.
+2. **Screening fits.**  At every alpha of :data:`GRID` each half is fitted with a short fit
+   (:func:`screen_sweeps` sweeps, from one random start per half shared by every alpha), with
+   its own shared topics fitted once on its background half, and the *other* half's cells are
+   encoded with the fitted topics frozen: every cell is scored once, by topics fitted
+   without it (two-fold cross-fitting).
+3. **The criterion, without labels**: ``contrast``, the probability that a held-out target
+   cell is better explained by the contrastive topics than a held-out background cell (the
+   area under the ROC curve of the per-cell explained fraction ``1 - D(a | prediction) /
+   D(a | null)``; the null is the shared topics alone with their codes solved, or without
+   shared topics the zero prediction for squared error and each cell's total along the mean
+   profile for KL).  It measures what the contrast asks for, topics that explain the target
+   and not the background, and it is scale-free, so it does not reward a small or a large
+   alpha by itself.  Scored in sample it would not be 0.5 for a target drawn like the
+   background (topics fitted to target cells explain those cells better); held out it is.
+   ``stability`` (the two halves' matched topics) is reported, not used.
+4. **The rule** (:data:`RULE`): among the fits that have not collapsed (:func:`counted`),
+   the alphas whose contrast the held-out cells cannot tell from the best (:func:`_tie`:
+   within one paired standard error of the difference, DeLong) are tied, and the middle one
+   of them along alpha is chosen (:func:`pick`).  A choice at an edge of the grid whose
+   contrast beats every other alpha's extends the grid in that direction (:data:`EXTEND`).
+5. When the best contrast is within :data:`NULL_Z` standard errors of 0.5 (no alpha
+   separates the datasets), or the best lies at the edge of the extended grid, the choice
+   says so (``status`` and ``message``) and the estimator warns.
 
-The fit at the chosen alpha is then an ordinary fit (any engine), so that
+The fit at the chosen alpha is then an ordinary fit on all cells (any engine), so that
 ``BCNMF(alpha="auto", random_state=s)`` equals ``BCNMF(alpha=model.alpha_, random_state=s)``.
-``n_components="auto"`` screens every K of :data:`K_GRID` the same way and keeps the K whose
-best contrast is highest (ties: fewer topics).
+``n_components="auto"`` screens every K of :data:`K_GRID` on the same halves and keeps the K
+whose best contrast is highest; a K with more topics must beat one with fewer by more than
+their tie.
 
 Designed on the simulations of :mod:`bcnmf.datasets` (``make_contrastive_counts``,
 ``make_cell_type_counts``) and the two benchmark sets of the docs (mouse proteins, digits
@@ -64,14 +72,15 @@ SCREEN_FRACTION = 0.2
 MIN_SWEEPS = 50
 
 RULE = (
-    "Every alpha of the grid is screened by a short fit from the fit's own start. contrast "
-    "= probability that a target cell is better explained by the contrastive topics than a "
-    "background cell (per-cell fraction of the divergence beyond the shared topics that the "
-    "contrastive topics explain). alpha = the alpha of the highest contrast among fits that "
-    f"have not collapsed (explaining at least {COLLAPSE:g} of the target's divergence they "
-    f"explain at their best alpha); contrasts within {CONTRAST_TIE} are tied and ties go to "
-    "the smaller alpha. A choice at the grid's edge that beats every other alpha extends "
-    "the grid. No labels are used.")
+    "Every alpha of the grid is screened by short fits on two halves of the cells, each "
+    "scored on the other half. contrast = probability that a held-out target cell is better "
+    "explained by the contrastive topics than a held-out background cell (per-cell fraction "
+    "of the divergence beyond the shared topics that the contrastive topics explain). Among "
+    f"fits that have not collapsed (explaining at least {COLLAPSE:g} of the target's "
+    "divergence they explain at their best alpha), alphas whose contrast is within one "
+    f"paired standard error (at least {CONTRAST_TIE}) of the best are tied, and the middle "
+    "one along alpha is chosen. A choice at the grid's edge that beats every other alpha "
+    "extends the grid. No labels are used.")
 
 
 def first_peak(score, alpha, rows, tie=CONTRAST_TIE):
@@ -452,9 +461,9 @@ def settle(s, X, Y, seed: int, progress=None, k_grid=None):
     """``(settings, choice)``: the settings ``s`` with the alpha (when ``s.alpha`` is
     ``"auto"``) and the number of topics (when ``k_grid`` is given) that the rule picks on
     the host samples ``X`` and ``Y`` of the data (:func:`bcnmf.core.fit.host_sample`), and
-    the :class:`AlphaChoice`.  ``seed`` is the fit's ``random_state`` as an int (the
-    screening fits start where the fit starts).  Without a background there is nothing to
-    choose: alpha 0, no choice (``k_grid`` then needs a fixed K)."""
+    the :class:`AlphaChoice`.  ``seed`` (the fit's ``random_state`` as an int) draws the
+    halves and the screening starts.  Without a background there is nothing to choose:
+    alpha 0, no choice (``k_grid`` then needs a fixed K)."""
     from .fit import _restart_seeds
 
     auto_alpha = s.alpha == "auto"
