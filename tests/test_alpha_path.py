@@ -273,3 +273,12 @@ def test_an_inner_peak_does_not_extend():
     rows = alpha_path.screen_alpha(screen)
     assert screen.visited == list(alpha_path.GRID)
     assert rows[alpha_path.pick(rows)]["alpha"] == 1.5
+
+
+def test_too_few_cells_to_screen():
+    X, Y = _data(n_x=12, n_y=30)
+    with pytest.warns(AlphaSelectionWarning, match="at least 20 cells"):
+        model = BCNMF(2, random_state=0, max_iter=50).fit(X, background=Y)
+    assert model.alpha_ == 1.0 and model.alpha_path_ is None
+    with pytest.raises(ValueError, match="n_components='auto' needs at least"):
+        BCNMF("auto", random_state=0, max_iter=50).fit(X, background=Y)

@@ -162,15 +162,15 @@ def test_bad_values_in_a_streamed_block_name_the_rows(tmp_path, bad, word):
     X[23, 4] = bad
     (mx, my), _ = _memmaps(tmp_path, X, Y)
     with pytest.raises(ValueError, match=rf"X has {word} values in rows 20-29"):
-        BCNMF(2, block_size=10, max_iter=5).fit(mx, background=my)
+        BCNMF(2, block_size=10, max_iter=5, alpha=1.5).fit(mx, background=my)
 
 
 def test_streamed_input_feature_count_is_checked(tmp_path):
     X, Y = (a.toarray() for a in _data(7))
     (mx, _), _ = _memmaps(tmp_path, X, Y)
     with pytest.raises(ValueError, match="X has 12 features but background has 5"):
-        BCNMF(2, max_iter=5).fit(mx, background=Y[:, :5])
-    model = BCNMF(2, max_iter=5, tol=0).fit(mx, background=Y)
+        BCNMF(2, max_iter=5, alpha=1.5).fit(mx, background=Y[:, :5])
+    model = BCNMF(2, max_iter=5, tol=0, alpha=1.5).fit(mx, background=Y)
     assert model.n_features_in_ == 12
     with pytest.raises(ValueError, match="X has 5 features, but BCNMF is expecting 12"):
         model.transform(np.load(_memmaps(tmp_path, X[:, :5], Y)[1][0], mmap_mode="r"))

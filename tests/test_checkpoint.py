@@ -78,7 +78,7 @@ def test_interrupt_then_resume_is_bit_identical(tmp_path, loss, mode, stop):
 
 
 def test_resume_through_the_estimator_and_factorize(tmp_path):
-    kw = dict(max_iter=30, tol=0, n_init=2, random_state=np.random.RandomState(3))
+    kw = dict(max_iter=30, tol=0, n_init=2, alpha=1.5, random_state=np.random.RandomState(3))
     ref = factorize(X, 3, background=Y, **{**kw, "random_state": np.random.RandomState(3)})
     path = tmp_path / "a.npz"
     with warnings.catch_warnings():
@@ -127,7 +127,7 @@ def test_corrupted_checkpoint_is_refused(tmp_path, damage):
     with pytest.raises(ck.CheckpointError, match=r"(not a readable bcnmf checkpoint|is "
                                                   r"corrupted: the checksum).*Delete it and fit "
                                                   r"again without resume="):
-        factorize(X, 3, background=Y, max_iter=6, n_init=1, random_state=0, resume=path)
+        factorize(X, 3, background=Y, max_iter=6, n_init=1, random_state=0, resume=path, alpha=1.5)
 
 
 def test_checkpoint_of_another_fit_is_refused(tmp_path):
@@ -156,12 +156,12 @@ def test_checkpoint_of_another_engine_switch_is_refused(tmp_path, monkeypatch):
 
 def test_checkpoint_every_is_validated(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint_every must be an int >= 1; got 0"):
-        factorize(X, 2, background=Y, checkpoint=tmp_path / "c.npz", checkpoint_every=0)
+        factorize(X, 2, background=Y, checkpoint=tmp_path / "c.npz", checkpoint_every=0, alpha=1.5)
 
 
 def test_saved_model_checksum_detects_truncation(tmp_path):
     """persistence.py already checksums its arrays; a cut-short model file is refused."""
-    model = BCNMF(2, max_iter=10, tol=0, random_state=0).fit(X, background=Y)
+    model = BCNMF(2, max_iter=10, tol=0, random_state=0, alpha=1.5).fit(X, background=Y)
     path = model.save(tmp_path / "m.npz")
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) - 40])

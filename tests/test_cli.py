@@ -222,7 +222,7 @@ def test_subprocess_h5ad_groupby_poisson(h5ad, tmp_path):
     assert codes.shape == (30, 2) and codes.index[0] == "c0"
     assert pd.read_csv(out / "background_codes.csv", index_col=0).index[0] == "c30"
     assert (out / "report.html").is_file()
-    model = bcnmf.BCNMF(2, beta_loss="poisson", max_iter=60, tol=0, random_state=0)
+    model = bcnmf.BCNMF(2, beta_loss="poisson", max_iter=60, tol=0, random_state=0, alpha=1.5)
     np.testing.assert_allclose(codes.to_numpy(), model.fit_transform(X, background=Y),
                                rtol=1e-6)
     proc = _run("transform", out / "model.npz", path, "--layer", "counts", "-o",
@@ -241,7 +241,7 @@ def test_subprocess_mtx_against_csv(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "fitting bcNMF" in proc.stderr and "done in" in proc.stderr
     codes = pd.read_csv(out / "target_codes.csv", index_col=0)
-    model = bcnmf.BCNMF(2, max_iter=60, tol=0, random_state=0)
+    model = bcnmf.BCNMF(2, max_iter=60, tol=0, random_state=0, alpha=1.5)
     np.testing.assert_allclose(codes.to_numpy(), model.fit_transform(X, background=Y),
                                rtol=1e-6)
     proc = _run("report", out)
@@ -382,7 +382,8 @@ def test_write_h5ad_equals_tl_bcnmf(h5ad, tmp_path, capsys):
     written = ad.read_h5ad(out / "annotated.h5ad")
     expected = ad.read_h5ad(path)
     bcnmf.tl.bcnmf(expected, "condition", background="control", n_components=2,
-                   beta_loss="poisson", layer="counts", max_iter=60, tol=0, n_permutations=50)
+                   beta_loss="poisson", layer="counts", max_iter=60, tol=0, n_permutations=50,
+                   alpha=1.5)
     np.testing.assert_allclose(written.obsm["X_bcnmf"], expected.obsm["X_bcnmf"], rtol=1e-12)
     np.testing.assert_allclose(written.varm["bcnmf"], expected.varm["bcnmf"], rtol=1e-12)
     got, want = written.uns["bcnmf"], expected.uns["bcnmf"]

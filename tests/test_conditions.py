@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from bcnmf import BCNMF, MultiConditionBCNMF
 
 # no shared topics: the tests rebuild the predictions from codes @ components_
-FIT = dict(random_state=0, max_iter=120, tol=0, n_shared=0)
+FIT = dict(random_state=0, max_iter=120, tol=0, n_shared=0, alpha=1.5)
 
 
 def _data(seed=0):

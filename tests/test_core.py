@@ -614,7 +614,7 @@ def test_history_is_recorded_every_sweep_for_squared_error_every_tenth_for_kl():
     assert EVAL_EVERY == {FROBENIUS: 1, KL: 10}
     X = _planted(np.random.default_rng(3))
     for loss in LOSSES:
-        model = BCNMF(2, beta_loss=loss, max_iter=25, tol=0, random_state=0).fit(X)
+        model = BCNMF(2, beta_loss=loss, max_iter=25, tol=0, random_state=0, alpha=1.5).fit(X)
         iters = model.history_["iteration"]
         expected = np.arange(26) if loss == FROBENIUS else np.array([0, 10, 20, 25])
         np.testing.assert_array_equal(iters, expected)
@@ -633,7 +633,7 @@ def _planted(rng):
 def test_stopping_rule_fires_on_planted_problem(loss):
     X = _planted(np.random.default_rng(9))
     max_iter = 2000
-    model = BCNMF(2, beta_loss=loss, max_iter=max_iter, random_state=0).fit(X)
+    model = BCNMF(2, beta_loss=loss, max_iter=max_iter, random_state=0, alpha=1.5).fit(X)
     assert model.n_iter_ < max_iter
     assert_recorded_sweeps(model.history_, model.n_iter_, loss)
     np.testing.assert_allclose(model.components_.sum(axis=1), 1.0, rtol=1e-9)
@@ -646,7 +646,7 @@ def test_stopping_rule_fires_on_planted_problem(loss):
 def test_convergence_warning_at_max_iter(loss):
     X = _planted(np.random.default_rng(10))
     with pytest.warns(ConvergenceWarning):
-        model = BCNMF(2, beta_loss=loss, max_iter=2, random_state=0).fit(X)
+        model = BCNMF(2, beta_loss=loss, max_iter=2, random_state=0, alpha=1.5).fit(X)
     assert model.n_iter_ == 2
     assert_recorded_sweeps(model.history_, 2, loss)
 

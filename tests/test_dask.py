@@ -192,14 +192,14 @@ def test_factorize_on_dask_is_the_estimator_fit(client):
 def test_engine_parameter_is_checked():
     X, Y = _data()
     with pytest.raises(InvalidParameterError, match="'engine'.*'spark'"):
-        BCNMF(K, engine="spark").fit(X.toarray())
+        BCNMF(K, engine="spark", alpha=1.5).fit(X.toarray())
     with pytest.raises(ValueError, match="engine='local' cannot fit dask arrays"):
-        BCNMF(K, engine="local").fit(_chunked(X.toarray()))
+        BCNMF(K, engine="local", alpha=1.5).fit(_chunked(X.toarray()))
     Xd = _chunked(X.toarray())
     with pytest.raises(ValueError, match=r"mask must have the shape of X, \(120, 16\)"):
-        BCNMF(K).fit(Xd, mask=np.ones((3, 3), dtype=bool))
+        BCNMF(K, alpha=1.5).fit(Xd, mask=np.ones((3, 3), dtype=bool))
     with pytest.raises(ValueError, match="device='cpu' and the Dask engine"):
-        BCNMF(K, device="cpu").fit(Xd)
+        BCNMF(K, device="cpu", alpha=1.5).fit(Xd)
 
 
 @pytest.mark.parametrize("loss, every", [("kullback-leibler", core_fit.SHARED_EVERY),
@@ -232,7 +232,7 @@ def test_n_shared_on_dask_equal_in_memory(client, monkeypatch, loss, every):
 def test_estimator_on_dask_fits_and_transforms_with_n_shared(client, loss):
     X, Y = _data(4)
     kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0,
-              n_shared=2, transform_max_iter=400)
+              n_shared=2, transform_max_iter=400, alpha=1.5)
     local = BCNMF(K, **kw)
     codes_local = local.fit_transform(X, background=Y)
     with warnings.catch_warnings():
@@ -309,7 +309,7 @@ def test_bad_values_are_reported_with_their_rows(client):
     X = X.toarray()
     X[70, 3] = -1.0
     with pytest.raises(ValueError, match=r"X has negative values in rows 64-95"):
-        BCNMF(K, max_iter=3).fit(_chunked(X), background=_chunked(Y.toarray()))
+        BCNMF(K, max_iter=3, alpha=1.5).fit(_chunked(X), background=_chunked(Y.toarray()))
 
 
 @pytest.mark.parametrize("init", ["random", "uniform"])
@@ -433,7 +433,7 @@ def test_client_side_checkpoint_and_resume(client, tmp_path):
         BCNMF(K + 1, alpha=0.8, max_iter=3, tol=0, engine="dask").fit(
             X, background=Y, resume=path)
     with pytest.raises(ValueError, match="n_init=1"):
-        BCNMF(K, n_init=2, engine="dask").fit(X, background=Y, checkpoint=path)
+        BCNMF(K, n_init=2, engine="dask", alpha=1.5).fit(X, background=Y, checkpoint=path)
 
 
 # --------------------------------------------------------------------------- missing values

@@ -122,7 +122,7 @@ def assert_unchanged(before, after):
 # holds with the default n_components (= n_features).  With tol > 0 the fit stops while a few
 # codes that should be exactly zero are still ~0.1 away (multiplicative updates approach the
 # boundary sublinearly), so that one check needs tol=0 here.
-@parametrize_with_checks([BCNMF(max_iter=2000, tol=0)])
+@parametrize_with_checks([BCNMF(max_iter=2000, tol=0, alpha=1.5)])
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)
 
@@ -157,7 +157,7 @@ def test_fit_returns_self_and_keyword_only_parameters():
     model = BCNMF(2, alpha=1.0, max_iter=20, tol=0, random_state=0)
     assert model.fit(X) is model
     with pytest.raises(TypeError, match="positional argument"):
-        BCNMF(2, 1.0)  # everything but n_components is keyword-only
+        BCNMF(2, 1.0, alpha=1.5)  # everything but n_components is keyword-only
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,8 +207,8 @@ def test_factorize_matches_estimator_with_stopping_rule(loss):
 
 def test_factorize_without_background():
     X, _ = poisson_data(3)
-    res = factorize(X, 2, max_iter=30, tol=0, random_state=0)
-    model = BCNMF(2, max_iter=30, tol=0, random_state=0)
+    res = factorize(X, 2, max_iter=30, tol=0, random_state=0, alpha=1.5)
+    model = BCNMF(2, max_iter=30, tol=0, random_state=0, alpha=1.5)
     assert_array_equal(model.fit_transform(X), res.codes)
     assert res.background_codes is None and model.background_codes_ is None
     assert_array_equal(res.history["background"], np.zeros(31))
@@ -300,7 +300,7 @@ def test_inverse_transform_shapes_and_feature_names():
 
 def test_default_n_components_is_n_features():
     X, _ = poisson_data(5, n_features=4)
-    model = BCNMF(max_iter=20, tol=0, random_state=0).fit(X)
+    model = BCNMF(max_iter=20, tol=0, random_state=0, alpha=1.5).fit(X)
     assert model.components_.shape == (4, 4)
     assert len(model.get_feature_names_out()) == 4
 
@@ -532,9 +532,9 @@ def test_background_with_different_column_names_raises(which):
     match = r"differ at 2 position\(s\), first at column 2 \('c' vs 'x'\)"
     with pytest.raises(ValueError, match=match):
         if which == "estimator":
-            BCNMF(2, max_iter=5, tol=0).fit(dX, background=dY)
+            BCNMF(2, max_iter=5, tol=0, alpha=1.5).fit(dX, background=dY)
         else:
-            factorize(dX, 2, background=dY, max_iter=5, tol=0)
+            factorize(dX, 2, background=dY, max_iter=5, tol=0, alpha=1.5)
 
 
 def test_background_with_reordered_columns_raises():
@@ -542,7 +542,7 @@ def test_background_with_reordered_columns_raises():
     dX = pd.DataFrame(X, columns=["a", "b", "c"])
     dY = pd.DataFrame(Y, columns=["b", "a", "c"])
     with pytest.raises(ValueError, match=r"first at column 0 \('a' vs 'b'\).*reorder"):
-        BCNMF(2, max_iter=5, tol=0).fit(dX, background=dY)
+        BCNMF(2, max_iter=5, tol=0, alpha=1.5).fit(dX, background=dY)
 
 
 # --------------------------------------------------------------------------------------------

@@ -364,7 +364,7 @@ def test_n_components_at_and_above_min_shape(loss, mode):
     """Accepted: K up to n_features, even when K >= the number of cells (scikit-learn's NMF
     with init='random' accepts any K; we cap K at n_features because the basis is K x F and
     topics beyond F are exact duplicates in every fit).  Outputs are finite, non-negative."""
-    kw = dict(beta_loss=loss, mode=mode)
+    kw = dict(beta_loss=loss, mode=mode, alpha=1.5)
     fit_both(X0, Y0, 5, **kw)                       # K = n_features = min(shape)
     fit_both(X0[:3], Y0[:2], 3, **kw)               # K = n_cells of the target
     fit_both(X0[:2], Y0[:2], 5, **kw)               # K > n_cells (target and background)
@@ -400,7 +400,7 @@ def test_single_count_cell_is_reconstructed_in_stable_mode():
     X = np.array(X0, copy=True)
     X[0] = 0.0
     X[0, 1] = 1.0
-    model = BCNMF(2, beta_loss="kullback-leibler", max_iter=200, random_state=0)
+    model = BCNMF(2, beta_loss="kullback-leibler", max_iter=200, random_state=0, alpha=1.5)
     model.fit(sp.csr_matrix(X))
     row = model.transform(X[:1]) @ model.components_
     # at the KL optimum of a cell's codes, its prediction has the cell's total
@@ -420,7 +420,7 @@ def test_huge_and_tiny_values_stay_finite(loss, mode, dtype, scale):
     """1e30 and 1e-30 never give NaN: finite, non-negative outputs, or (squared error of
     1e30 in float32, whose squares overflow) a clear error saying what to do."""
     X, Y = (X0 * scale).astype(dtype), (Y0 * scale).astype(dtype)
-    kw = dict(beta_loss=loss, mode=mode)
+    kw = dict(beta_loss=loss, mode=mode, alpha=1.5)
     if loss == "frobenius" and dtype == np.float32 and scale > 1:
         raises_both(ValueError, r"X is too large for the frobenius loss in float32: its "
                                 r"squared Frobenius norm \(.*\) exceeds .* Divide X and the "
@@ -548,7 +548,8 @@ def test_all_zero_target_with_background(loss, dtype):
     inverse, which overflowed float32.  The scale now floors at the working dtype's tiny and
     an all-zero target takes its scale from the background."""
     X, Y = np.zeros((3, 4), dtype), np.ones((2, 4), dtype)
-    res = factorize(X, 2, background=Y, beta_loss=loss, max_iter=5, tol=0, random_state=0)
+    res = factorize(X, 2, background=Y, beta_loss=loss, max_iter=5, tol=0, random_state=0,
+                    alpha=1.5)
     assert_sane(res.codes, res.components, res.background_codes)
 
 
@@ -584,7 +585,7 @@ def test_guard_switches_to_blocks(tiny_memory, loss, layout):
     """A whole-matrix copy (memory order or dtype conversion, 480 bytes) above the limit is
     replaced by blocks of cells that fit: the same fit up to rounding.  C-ordered float data
     are read in place and are not affected."""
-    kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0)
+    kw = dict(beta_loss=loss, max_iter=20, tol=0, random_state=0, alpha=1.5)
     with tiny_memory.config_context(memory_fraction=1.0):
         ref = factorize(X0, 2, background=Y0, **kw)
         ref_blocks = factorize(X0, 2, background=Y0, block_size=5, **kw)

@@ -75,10 +75,10 @@ def test_all_true_mask_fit_equals_unmasked_fit(loss, mode, block_rows):
 
 
 def test_no_missing_value_runs_the_unmasked_engine_bit_for_bit():
-    model = BCNMF(3, max_iter=30, tol=0, random_state=0)
+    model = BCNMF(3, max_iter=30, tol=0, random_state=0, alpha=1.5)
     a = model.fit_transform(X, background=Y, mask=np.ones(X.shape, bool))
     assert_array_equal(a, factorize(X, 3, background=Y, max_iter=30, tol=0,
-                                    random_state=0).codes)
+                                    random_state=0, alpha=1.5).codes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_values_under_a_false_mask_are_ignored(loss):
     junk = np.where(M, X, -7.0)
     junk[~M & (np.arange(12) % 2 == 0)] = np.inf
     before = junk.copy()
-    kw = dict(beta_loss=loss, max_iter=25, tol=0, random_state=0)
+    kw = dict(beta_loss=loss, max_iter=25, tol=0, random_state=0, alpha=1.5)
     ref = factorize(as_nan, 3, background=Y, **kw)
     assert_array_equal(factorize(junk, 3, background=Y, mask=M, **kw).codes, ref.codes)
     assert_array_equal(factorize(X, 3, background=Y, mask=M, **kw).components, ref.components)
@@ -142,7 +142,7 @@ def test_values_under_a_false_mask_are_ignored(loss):
 def test_transform_solves_codes_on_the_observed_entries():
     """A cell's codes with missing features are the codes of the same cell restricted to its
     observed features under the restricted basis (the same convex problem)."""
-    model = BCNMF(3, max_iter=60, tol=0, random_state=0, n_shared=0).fit(X, background=Y)
+    model = BCNMF(3, max_iter=60, tol=0, random_state=0, n_shared=0, alpha=1.5).fit(X, background=Y)
     cell = X[:1].copy()
     miss = np.array([1, 4, 5])
     cell[0, miss] = np.nan
@@ -183,7 +183,7 @@ def test_planted_basis_is_recovered_despite_missing_entries(loss):
     A = H @ W * (50.0 if loss == KL else 1.0)
     M = np.ones(A.shape, bool)
     M[:, :6] = rng.random((n, 6)) > 0.6
-    kw = dict(beta_loss=loss, max_iter=500, tol=0, random_state=0)
+    kw = dict(beta_loss=loss, max_iter=500, tol=0, random_state=0, alpha=1.5)
     full = factorize(A, k, **kw)
     fit = factorize(np.where(M, A, np.nan), k, **kw)
     zero = factorize(np.where(M, A, 0.0), k, **kw)
@@ -232,21 +232,22 @@ def test_planted_contrast_with_missing_background_entries():
 def test_mask_errors():
     with pytest.raises(ValueError, match=r"mask must have the shape of X, \(40, 12\); got "
                                          r"\(40, 11\)"):
-        factorize(X, 2, background=Y, mask=np.ones((40, 11), bool))
+        factorize(X, 2, background=Y, mask=np.ones((40, 11), bool), alpha=1.5)
     with pytest.raises(ValueError, match=r"background_mask must be a boolean array \(True = "
                                          r"observed, False = missing\); got dtype float64"):
-        factorize(X, 2, background=Y, background_mask=np.ones(Y.shape))
+        factorize(X, 2, background=Y, background_mask=np.ones(Y.shape), alpha=1.5)
     with pytest.raises(ValueError, match=r"mask was given with a sparse X; .* dense input "
                                          r"only: pass X\.toarray\(\)"):
-        BCNMF(2).fit(sp.csr_matrix(X), mask=np.ones(X.shape, bool))
+        BCNMF(2, alpha=1.5).fit(sp.csr_matrix(X), mask=np.ones(X.shape, bool))
     with pytest.raises(ValueError, match=r"Input X has no observed values"):
-        factorize(X, 2, background=Y, mask=np.zeros(X.shape, bool))
+        factorize(X, 2, background=Y, mask=np.zeros(X.shape, bool), alpha=1.5)
 
 
 def test_masked_data_keep_their_dtype_and_are_not_modified():
     X32 = np.where(random_mask(X.shape, 0.2, 5), X, np.nan).astype(np.float32)
     before = X32.copy()
-    res = factorize(X32, 3, background=Y.astype(np.float32), max_iter=20, tol=0, random_state=0)
+    res = factorize(X32, 3, background=Y.astype(np.float32), max_iter=20, tol=0,
+                    random_state=0, alpha=1.5)
     assert res.codes.dtype == np.float32 and np.all(np.isfinite(res.codes))
     assert_array_equal(X32, before)
 
@@ -362,7 +363,7 @@ def test_masked_fit_with_the_prior_is_scale_equivariant(loss):
     the stable masked fit of 8 X is the fit of X with codes times 8 (stable mode is
     scale-equivariant, tests/test_hostile.py)."""
     Xm = np.where(random_mask(X.shape, 0.2, 6), X, np.nan)
-    kw = dict(beta_loss=loss, max_iter=40, tol=0, random_state=0)
+    kw = dict(beta_loss=loss, max_iter=40, tol=0, random_state=0, alpha=1.5)
     a = factorize(Xm, 3, background=Y, **kw)
     b = factorize(8.0 * Xm, 3, background=8.0 * Y, **kw)
     assert_allclose(b.codes, 8.0 * a.codes, rtol=1e-9, atol=1e-12 * b.codes.max())
@@ -399,7 +400,7 @@ def test_transform_reuses_the_fits_prior(loss, tmp_path):
     import bcnmf
 
     Xm = np.where(random_mask(X.shape, 0.2, 9), X, np.nan)
-    model = BCNMF(3, beta_loss=loss, max_iter=300, tol=1e-6, random_state=0)
+    model = BCNMF(3, beta_loss=loss, max_iter=300, tol=1e-6, random_state=0, alpha=1.5)
     codes = model.fit_transform(Xm, background=Y)
     again = model.transform(Xm)
     assert_allclose(again, codes, rtol=0, atol=0.01 * codes.max())

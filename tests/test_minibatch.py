@@ -74,7 +74,7 @@ def test_defaults_with_one_batch_are_the_full_batch_fit(monkeypatch, loss, share
 
     monkeypatch.setattr(core_fit, "SHARED_EVERY", 1)
     X, Y = _data(8, n_features=16)
-    full = BCNMF(3, beta_loss=loss, random_state=0, n_shared=shared)
+    full = BCNMF(3, beta_loss=loss, random_state=0, n_shared=shared, alpha=1.5)
     codes = full.fit_transform(X, background=Y)
     online = MiniBatchBCNMF(3, beta_loss=loss, random_state=0, n_shared=shared)
     assert online.batch_size > X.shape[0]
@@ -103,7 +103,7 @@ def test_stream_accumulators_are_not_the_full_batch_step(loss):
     model = MiniBatchBCNMF(3, beta_loss=loss, max_iter=2, tol=0, random_state=0,
                            n_shared=0)
     full = BCNMF(**{k: v for k, v in model.get_params().items()
-                    if k in BCNMF().get_params()}).fit(X, background=Y)
+                    if k in BCNMF(alpha=1.5).get_params()}).fit(X, background=Y)
     bases = {}
     for batch in (None, 0):
         cx, cy = model._start(X, Y, model._params(), None)
@@ -121,7 +121,7 @@ def test_fit_over_batches_applies_the_contrast_of_the_whole_data():
     BCNMF's, whatever the batches; partial_fit's are those of its block."""
     X, Y = _data(10, n_features=16)
     kw = dict(beta_loss="kullback-leibler", max_iter=2, tol=0, random_state=0,
-              n_shared=0)
+              n_shared=0, alpha=1.5)
     full = BCNMF(3, **kw).fit(X, background=Y)
     online = MiniBatchBCNMF(3, batch_size=20, max_no_improvement=None, **kw)
     online.fit(X, background=Y)

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from bcnmf import BCNMF, MultiModalBCNMF
 
 LOSSES = ["frobenius", "kullback-leibler"]
-FIT = dict(random_state=0, max_iter=150, tol=0)
+FIT = dict(random_state=0, max_iter=150, tol=0, alpha=1.5)
 
 
 def _planted(scale_b=1.0, seed=0):

@@ -62,7 +62,7 @@ def test_round_trip_preserves_transform_exactly(tmp_path, case, dtype):
 def test_no_background_and_feature_names(tmp_path):
     X, _ = _data()
     frame = pd.DataFrame(X, columns=[f"gene{j}" for j in range(10)])
-    model = BCNMF(2, random_state=0, max_iter=40, tol=0).fit(frame)
+    model = BCNMF(2, random_state=0, max_iter=40, tol=0, alpha=1.5).fit(frame)
     loaded = bcnmf.load(model.save(tmp_path / "m.npz"))
     assert loaded.background_codes_ is None
     np.testing.assert_array_equal(loaded.feature_names_in_, model.feature_names_in_)
@@ -72,7 +72,7 @@ def test_no_background_and_feature_names(tmp_path):
 
 def test_descriptive_feature_names_do_not_become_feature_names_in(tmp_path):
     X, Y = _data()
-    model = BCNMF(2, random_state=0, max_iter=40, tol=0).fit(X, background=Y)
+    model = BCNMF(2, random_state=0, max_iter=40, tol=0, alpha=1.5).fit(X, background=Y)
     names = [f"p{j}" for j in range(10)]
     model.save(tmp_path / "m.npz", feature_names=names)
     assert read_metadata(tmp_path / "m.npz")["feature_names"] == names
@@ -85,7 +85,7 @@ def test_descriptive_feature_names_do_not_become_feature_names_in(tmp_path):
 
 def test_file_is_plain_npz_and_json(tmp_path):
     X, Y = _data()
-    model = BCNMF(2, random_state=np.random.RandomState(0), max_iter=30, tol=0)
+    model = BCNMF(2, random_state=np.random.RandomState(0), max_iter=30, tol=0, alpha=1.5)
     model.fit(X, background=Y)
     path = model.save(tmp_path / "m.npz")
     with np.load(path, allow_pickle=False) as npz:  # no pickle needed anywhere
@@ -113,7 +113,7 @@ def _rewrite(path, member, transform):
 @pytest.fixture
 def saved(tmp_path):
     X, Y = _data()
-    model = BCNMF(2, random_state=0, max_iter=30, tol=0).fit(X, background=Y)
+    model = BCNMF(2, random_state=0, max_iter=30, tol=0, alpha=1.5).fit(X, background=Y)
     return model.save(tmp_path / "m.npz")
 
 
@@ -173,5 +173,5 @@ def test_other_npz_and_unknown_parameters_are_refused(saved, tmp_path):
 
 def test_unfitted_model_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
-        BCNMF(2).save(tmp_path / "m.npz")
+        BCNMF(2, alpha=1.5).save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()

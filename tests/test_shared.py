@@ -242,7 +242,7 @@ def test_resume_at_a_held_sweep_is_bit_identical(tmp_path, monkeypatch):
 
     _, X, Y = small_sim()
     s = _settings(2, X.shape[1], BCNMF(2, beta_loss="poisson", n_shared=4,
-                                        max_iter=25, tol=0, n_init=1).get_params())
+                                        max_iter=25, tol=0, n_init=1, alpha=1.5).get_params())
     ref, _ = fit_factors(X, Y, s, 0)
     path = tmp_path / "fit.ckpt.npz"
     calls = []
@@ -367,16 +367,16 @@ def test_both_losses_fit_shared_topics(loss):
     unit L1 norm (fitted on the background only: the same for any target), reported as
     n_shared_ and shared_components_; n_shared=0 fits none."""
     _, X, Y = small_sim()
-    model = BCNMF(2, beta_loss=loss, n_shared=3, max_iter=40, tol=0, random_state=0)
+    model = BCNMF(2, beta_loss=loss, n_shared=3, max_iter=40, tol=0, random_state=0, alpha=1.5)
     model.fit(X, background=Y)
     assert model.n_shared_ == 3
     g = model.shared_components_
     assert g.shape == (3, X.shape[1]) and np.all(g >= 0)
     assert_allclose(g.sum(axis=1), 1.0, rtol=1e-9)
-    other = BCNMF(2, beta_loss=loss, n_shared=3, max_iter=40, tol=0, random_state=1)
+    other = BCNMF(2, beta_loss=loss, n_shared=3, max_iter=40, tol=0, random_state=1, alpha=1.5)
     other.fit(X[::-1], background=Y)
     assert_allclose(other.shared_components_, g, rtol=1e-10)
-    none = BCNMF(2, beta_loss=loss, n_shared=0, max_iter=40, tol=0, random_state=0)
+    none = BCNMF(2, beta_loss=loss, n_shared=0, max_iter=40, tol=0, random_state=0, alpha=1.5)
     none.fit(X, background=Y)
     assert none.n_shared_ == 0 and none.shared_components_ is None
     assert not np.allclose(none.components_, model.components_)
@@ -386,7 +386,7 @@ def test_persistence_keeps_the_shared_topics(tmp_path):
     from bcnmf.persistence import load_model
 
     _, X, Y = small_sim()
-    model = BCNMF(2, beta_loss="poisson", max_iter=30, tol=0, random_state=0).fit(
+    model = BCNMF(2, beta_loss="poisson", max_iter=30, tol=0, random_state=0, alpha=1.5).fit(
         X, background=Y)
     assert split_offset(model.fit_state_.offsets[0])[1] is not None
     model.save(tmp_path / "m")
@@ -399,7 +399,7 @@ def test_n_shared_is_validated():
     for bad in (-1, "many", 2.5, True):
         with pytest.raises(InvalidParameterError, match="'n_shared' parameter of BCNMF "
                                                         "must be 'auto' or an int >= 0; got"):
-            BCNMF(2, beta_loss="poisson", n_shared=bad).fit(X, background=Y)
+            BCNMF(2, beta_loss="poisson", n_shared=bad, alpha=1.5).fit(X, background=Y)
 
 
 @pytest.mark.slow
@@ -409,6 +409,6 @@ def test_recovers_the_target_subtypes_at_beta_8():
     from bcnmf.metrics import cluster_ari
 
     sim = make_contrastive_counts(8.0, random_state=0)
-    codes = BCNMF(2, beta_loss="poisson", random_state=0).fit_transform(
+    codes = BCNMF(2, beta_loss="poisson", random_state=0, alpha=1.5).fit_transform(
         sp.csr_matrix(sim.X), background=sp.csr_matrix(sim.Y))
     assert cluster_ari(codes, sim.labels, normalize=True) >= 0.9

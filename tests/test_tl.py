@@ -185,7 +185,7 @@ def test_bad_arguments(kwargs, error, match):
 
 def test_not_anndata():
     with pytest.raises(TypeError, match="AnnData"):
-        bcnmf.tl.bcnmf(np.ones((3, 3)), "a", background="b")
+        bcnmf.tl.bcnmf(np.ones((3, 3)), "a", background="b", alpha=1.5)
 
 
 def test_backed_anndata_is_refused_and_the_streaming_route_works(tmp_path):

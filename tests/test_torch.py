@@ -91,8 +91,8 @@ def test_numpy_and_torch_cpu_agree(loss, mode, dtype, sparse, alpha, background)
 def test_stopping_rule_and_polish_agree(loss):
     """Default stable settings (tolerance, code refinement): same sweeps, same result."""
     X, Y = _data()
-    ref = BCNMF(3, beta_loss=loss, random_state=0, max_iter=300)
-    model = BCNMF(3, beta_loss=loss, random_state=0, max_iter=300, device="cpu")
+    ref = BCNMF(3, beta_loss=loss, random_state=0, max_iter=300, alpha=1.5)
+    model = BCNMF(3, beta_loss=loss, random_state=0, max_iter=300, device="cpu", alpha=1.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # ConvergenceWarning for both, or neither
         codes = ref.fit_transform(X, background=Y)
@@ -107,7 +107,7 @@ def test_random_starts_are_drawn_on_the_host(init):
     state entering the first sweep is the same to rounding, for every restart."""
     X, Y = _data()
     kw = dict(init=init, n_init=3, random_state=np.random.RandomState(7), max_iter=1, tol=0,
-              mode="reference")
+              mode="reference", alpha=1.5)
     ref = BCNMF(2, **kw).fit(X, background=Y)
     kw["random_state"] = np.random.RandomState(7)
     model = BCNMF(2, device="cpu", **kw).fit(X, background=Y)
@@ -126,7 +126,7 @@ def test_torch_in_torch_out(layout, tdtype):
         tx, ty = torch.as_tensor(X, dtype=dt), torch.as_tensor(Y, dtype=dt)
     else:
         tx, ty = (_sparse_tensor(a.astype(tdtype), layout) for a in (X, Y))
-    model = BCNMF(2, beta_loss="kullback-leibler", random_state=0, max_iter=30, tol=0)
+    model = BCNMF(2, beta_loss="kullback-leibler", random_state=0, max_iter=30, tol=0, alpha=1.5)
     codes = model.fit_transform(tx, background=ty)
     for out in (codes, model.components_, model.background_codes_, model.transform(tx),
                 model.transform(ty, as_background=True), model.inverse_transform(codes)):
@@ -135,7 +135,7 @@ def test_torch_in_torch_out(layout, tdtype):
         assert out.layout == torch.strided
     assert model.n_features_in_ == 15
     # and it is the numpy fit
-    ref = BCNMF(2, beta_loss="kullback-leibler", random_state=0, max_iter=30, tol=0)
+    ref = BCNMF(2, beta_loss="kullback-leibler", random_state=0, max_iter=30, tol=0, alpha=1.5)
     _close(codes, ref.fit_transform(X.astype(tdtype), background=Y.astype(tdtype)),
            np.dtype(tdtype))
 
@@ -144,18 +144,18 @@ def test_inputs_are_not_modified_and_integer_tensors_become_float64():
     X, Y = _data()
     tx = torch.as_tensor(X).to(torch.int64)
     before = tx.clone()
-    codes = BCNMF(2, random_state=0, max_iter=10, tol=0).fit_transform(tx)
+    codes = BCNMF(2, random_state=0, max_iter=10, tol=0, alpha=1.5).fit_transform(tx)
     assert codes.dtype == torch.float64
     assert torch.equal(tx, before)
 
 
 def test_numpy_stays_numpy_without_device():
     X, Y = _data()
-    model = BCNMF(2, random_state=0, max_iter=10, tol=0)
+    model = BCNMF(2, random_state=0, max_iter=10, tol=0, alpha=1.5)
     codes = model.fit_transform(X, background=Y)
     assert isinstance(codes, np.ndarray) and isinstance(model.components_, np.ndarray)
     # a torch-fitted model transforms numpy input on numpy
-    tmodel = BCNMF(2, random_state=0, max_iter=10, tol=0).fit(torch.as_tensor(X))
+    tmodel = BCNMF(2, random_state=0, max_iter=10, tol=0, alpha=1.5).fit(torch.as_tensor(X))
     out = tmodel.transform(X)
     assert isinstance(out, np.ndarray)
     _close(torch.as_tensor(out), tmodel.transform(torch.as_tensor(X)).numpy(), np.float64)
@@ -163,15 +163,15 @@ def test_numpy_stays_numpy_without_device():
 
 def test_mixed_inputs_follow_the_tensor():
     X, Y = _data()
-    codes = BCNMF(2, random_state=0, max_iter=10, tol=0).fit_transform(
+    codes = BCNMF(2, random_state=0, max_iter=10, tol=0, alpha=1.5).fit_transform(
         X, background=torch.as_tensor(Y, dtype=torch.float32))
     assert isinstance(codes, torch.Tensor) and codes.dtype == torch.float64
 
 
 def test_factorize_device_matches_estimator():
     X, Y = _data()
-    res = factorize(X, 3, background=Y, random_state=1, max_iter=25, tol=0, device="cpu")
-    model = BCNMF(3, random_state=1, max_iter=25, tol=0, device=torch.device("cpu"))
+    res = factorize(X, 3, background=Y, random_state=1, max_iter=25, tol=0, device="cpu", alpha=1.5)
+    model = BCNMF(3, random_state=1, max_iter=25, tol=0, device=torch.device("cpu"), alpha=1.5)
     codes = model.fit_transform(X, background=Y)
     assert isinstance(res.components, torch.Tensor)
     assert torch.equal(res.codes, codes) and torch.equal(res.components, model.components_)
@@ -184,7 +184,7 @@ def test_block_engine_on_torch(sparse, loss):
     X, Y = _data()
     if sparse:
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
-    kw = dict(beta_loss=loss, random_state=0, max_iter=20, tol=0, device="cpu")
+    kw = dict(beta_loss=loss, random_state=0, max_iter=20, tol=0, device="cpu", alpha=1.5)
     whole = BCNMF(3, **kw).fit(X, background=Y)
     blocks = BCNMF(3, block_size=7, **kw).fit(X, background=Y)
     _close(blocks.components_, whole.components_.numpy(), np.float64)
@@ -196,7 +196,7 @@ def test_out_of_core_blocks_stream_to_the_device(tmp_path, loss):
     X, Y = _data()
     np.save(tmp_path / "x.npy", X)
     mx = np.load(tmp_path / "x.npy", mmap_mode="r")
-    kw = dict(beta_loss=loss, random_state=0, max_iter=15, tol=0, device="cpu")
+    kw = dict(beta_loss=loss, random_state=0, max_iter=15, tol=0, device="cpu", alpha=1.5)
     ref = BCNMF(2, **kw)
     codes = ref.fit_transform(X, background=Y)
     model = BCNMF(2, block_size=9, **kw)
@@ -229,7 +229,7 @@ def test_save_load_stores_numpy_and_the_device(tmp_path):
     from bcnmf.persistence import read_metadata
 
     X, Y = _data(np.float32)
-    model = BCNMF(2, random_state=0, max_iter=20, tol=0, device=torch.device("cpu")).fit(
+    model = BCNMF(2, random_state=0, max_iter=20, tol=0, device=torch.device("cpu"), alpha=1.5).fit(
         X, background=Y)
     path = model.save(tmp_path / "m.npz")
     meta = read_metadata(path)
@@ -269,7 +269,7 @@ def test_estimator_contract_with_device():
     from sklearn.base import clone
 
     X, _ = _data()
-    model = BCNMF(2, device="cpu", max_iter=5, tol=0, random_state=0)
+    model = BCNMF(2, device="cpu", max_iter=5, tol=0, random_state=0, alpha=1.5)
     twin = clone(model)
     assert twin.get_params()["device"] == "cpu" and not hasattr(twin, "components_")
     assert twin.fit(X) is twin
@@ -283,7 +283,7 @@ def test_check_estimator_on_torch_cpu():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = check_estimator(BCNMF(2, max_iter=20, device="cpu"), on_fail=None)
+        results = check_estimator(BCNMF(2, max_iter=20, device="cpu", alpha=1.5), on_fail=None)
     failed = {r["check_name"] for r in results if r["status"] == "failed"}
     assert failed <= {"check_transformer_preserve_dtypes", "check_fit_idempotent"}, failed
     assert len(results) > 40
@@ -292,34 +292,34 @@ def test_check_estimator_on_torch_cpu():
 def test_errors():
     X, _ = _data()
     with pytest.raises(InvalidParameterError, match="'device' parameter"):
-        BCNMF(2, device=3).fit(X)
+        BCNMF(2, device=3, alpha=1.5).fit(X)
     with pytest.raises(ValueError, match="device='tpu'"):
-        BCNMF(2, device="tpu").fit(X)
+        BCNMF(2, device="tpu", alpha=1.5).fit(X)
     bad = torch.as_tensor(X).clone()
     bad[3, 2] = -1.0
     with pytest.raises(ValueError, match="row 3, column 2"):
-        BCNMF(2).fit(bad)
+        BCNMF(2, alpha=1.5).fit(bad)
     bad[3, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        BCNMF(2).fit(bad)
+        BCNMF(2, alpha=1.5).fit(bad)
     with pytest.raises(ValueError, match="2-D"):
-        BCNMF(2).fit(torch.ones(5))
+        BCNMF(2, alpha=1.5).fit(torch.ones(5))
     with pytest.raises(ValueError, match="features"):
-        BCNMF(2).fit(torch.as_tensor(X), background=torch.ones((4, 3)))
+        BCNMF(2, alpha=1.5).fit(torch.as_tensor(X), background=torch.ones((4, 3)))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_cuda_unavailable_is_a_clear_error():
     X, _ = _data()
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        BCNMF(2, device="cuda").fit(X)
+        BCNMF(2, device="cuda", alpha=1.5).fit(X)
 
 
 def test_missing_torch_is_a_clear_error(monkeypatch):
     X, _ = _data()
     monkeypatch.setitem(sys.modules, "torch", None)   # import torch now fails
     with pytest.raises(ImportError, match="pip install"):
-        BCNMF(2, device="cpu").fit(X)
+        BCNMF(2, device="cpu", alpha=1.5).fit(X)
 
 
 @CUDA
@@ -330,7 +330,7 @@ def test_cuda_agrees_with_numpy(loss, sparse, dtype):
     X, Y = _data(dtype)
     if sparse:
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
-    kw = dict(beta_loss=loss, random_state=2, max_iter=40, tol=0)
+    kw = dict(beta_loss=loss, random_state=2, max_iter=40, tol=0, alpha=1.5)
     ref = BCNMF(3, **kw)
     codes = ref.fit_transform(X, background=Y)
     model = BCNMF(3, device="cuda", **kw)
@@ -347,7 +347,7 @@ def test_cuda_agrees_with_numpy(loss, sparse, dtype):
 def test_cuda_tensor_in_cuda_tensor_out():
     X, Y = _data(np.float32)
     tx, ty = torch.as_tensor(X, device="cuda"), torch.as_tensor(Y, device="cuda")
-    model = BCNMF(2, random_state=0, max_iter=20, tol=0)
+    model = BCNMF(2, random_state=0, max_iter=20, tol=0, alpha=1.5)
     codes = model.fit_transform(tx, background=ty)
     for out in (codes, model.components_, model.transform(tx), model.inverse_transform(codes)):
         assert out.device.type == "cuda" and out.dtype == torch.float32

@@ -7,8 +7,8 @@ from dataclasses import replace
 from ._base import BaseBCNMF
 from ._inputs import (check_background, check_init, checkpointing, on_device, report,
                       resolve_settings, use_dask, validate_target)
-from ._validation import (ALPHA_OR_AUTO, K_OR_AUTO, check_for_loss, check_orientation, check_params,
-                          constraints, reject_unsupported)
+from ._validation import (ALPHA_OR_AUTO, K_OR_AUTO, check_for_loss, check_orientation,
+                          check_params, constraints, reject_unsupported)
 from .core import masked
 from .core.alpha_path import K_GRID, resolve_seed, settle
 from .core.backend import resolve_device
@@ -48,8 +48,12 @@ class BCNMF(BaseBCNMF):
 
     Parameters
     ----------
-    n_components : int or None, default=None
+    n_components : int, "auto" or None, default=None
         Number of topics K (1 <= K <= n_features); None means n_features.
+        ``"auto"`` (with a background) screens K = 2, 3, 5 and 8 as
+        ``alpha="auto"`` screens alphas and keeps the K whose best held-out
+        contrast is highest (a larger K must beat a smaller one beyond
+        noise); the screening table is in ``alpha_path_``.
     alpha : "auto" or float, default="auto"
         Contrast weight (>= 0), interpreted according to ``alpha_scale``.
         With the relative scale, values a little above 1 ask for topics used
@@ -340,6 +344,9 @@ class BCNMF(BaseBCNMF):
             (the codes live on the workers): the resumed fit starts from the
             saved basis with codes started as :meth:`transform` starts them,
             so it continues from where the topics were, not bit for bit.
+            With ``alpha="auto"`` the choice is made again before resuming:
+            pass the same int ``random_state`` (or ``alpha=model.alpha_``) so
+            that it is the alpha of the checkpoint.
 
         Returns
         -------
@@ -481,6 +488,8 @@ def path_table(choice):
         return None
     if choice.message is not None:
         warnings.warn(choice.message, AlphaSelectionWarning, stacklevel=5)
+    if not choice.table:   # nothing was screened
+        return None
     return {key: np.asarray(value) for key, value in choice.table.items()}
 
 

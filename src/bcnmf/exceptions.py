@@ -2,8 +2,9 @@
 
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["AlphaSelectionWarning", "ConvergenceWarning", "DivergenceWarning", "FeatureAlignmentWarning",
-           "InvalidParameterError", "ModelFormatError", "TransformedDataWarning"]
+__all__ = ["AlphaSelectionWarning", "ConvergenceWarning", "DivergenceWarning",
+           "FeatureAlignmentWarning", "InvalidParameterError", "ModelFormatError",
+           "TransformedDataWarning"]
 
 
 class DivergenceWarning(RuntimeWarning):

@@ -157,9 +157,9 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
       background codes), so ``sc.pl.embedding(adata, basis="k")`` plots topics;
     - ``varm["k"]`` (n_vars, n_components): loadings (``components_`` transposed), zero for
       genes not used (outside ``mask_var`` or dropped by the alignment);
-    - ``uns["k"]``: parameters, the fit's ``alpha`` (with ``alpha="auto"`` the chosen one, and
-      ``alpha_path``: its measurements per alpha), applied ``alpha_raw``, ``n_iter``, final ``objective``,
-      ``history`` (target and background divergences and objective per sweep), how the
+    - ``uns["k"]``: parameters, the fit's ``alpha`` (with ``alpha="auto"`` the chosen one,
+      and ``alpha_path``: its measurements per alpha), applied ``alpha_raw``, ``n_iter``,
+      final ``objective``, ``history`` (target and background divergences and objective per sweep), how the
       cells were split and, with ``enrichment=True``, ``uns["k"]["enrichment"]``: the
       :func:`bcnmf.topic_enrichment` table (one row per topic: usage in target and
       background, effect size, permutation p-value and BH q-value, ``enriched``).

@@ -52,6 +52,9 @@ import scipy.sparse as sp
 GRID = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 #: alphas screened beyond the grid when the choice is at its edge and still rising: up, down
 EXTEND = ((8.0, 12.0), (0.125, 0.0625))
+#: below this many cells in a dataset there are too few to score held-out halves: alpha
+#: 1 (target and background weighed equally) is used, with a warning
+MIN_CELLS = 20
 #: the numbers of topics ``n_components="auto"`` screens
 K_GRID = (2, 3, 5, 8)
 #: cells of each dataset the choice is made on (a fixed random subset beyond)
@@ -105,7 +108,8 @@ class AlphaChoice:
     screening ``table`` (a dict of equal-length lists: ``n_components``, ``alpha``,
     ``contrast``, ``explained_target``, ``explained_background``, ``n_iter``, ``counted``,
     ``chosen``), the ``status`` (``"ok"``, ``"edge"``: the best alpha lies at the edge of
-    the extended grid, or ``"no_contrast"``), a ``message`` for the user (None when
+    the extended grid, ``"no_contrast"``, or ``"too_few_cells"``: nothing was screened and
+    alpha is 1), a ``message`` for the user (None when
     ``"ok"``) and the numbers of cells of each dataset screened."""
 
     alpha: float
@@ -472,6 +476,20 @@ def settle(s, X, Y, seed: int, progress=None, k_grid=None):
     if auto_alpha:
         s = replace(s, alpha=1.0, alpha_scale="relative")
     X, Y = _host(X), _host(Y)
+    if min(X.shape[0], Y.shape[0]) < MIN_CELLS:
+        if k_grid:
+            raise ValueError(f"n_components='auto' needs at least {MIN_CELLS} cells in the "
+                             f"target and in the background (got {X.shape[0]} and "
+                             f"{Y.shape[0]}); pass a number of topics.")
+        if not auto_alpha:
+            return s, None
+        message = (f"alpha='auto' needs at least {MIN_CELLS} cells in the target and in the "
+                   f"background to score held-out cells (got {X.shape[0]} and {Y.shape[0]}); "
+                   "alpha = 1 (both weighed equally) is used. Pass alpha to choose it.")
+        choice = AlphaChoice(alpha=1.0, n_components=int(s.n_components), table={},
+                             status="too_few_cells", message=message,
+                             n_cells=(int(X.shape[0]), int(Y.shape[0])))
+        return s, choice
     start = int(_restart_seeds(seed, max(1, s.n_init))[0])
     alphas = GRID if auto_alpha else (float(s.alpha),)
     try:
