@@ -138,6 +138,27 @@ def test_dropped_features_are_reported_and_recorded(files, tmp_path, capsys):
     assert capsys.readouterr().err == ""  # quiet: nothing but the paths
 
 
+def test_fit_chooses_alpha_by_default(files, tmp_path, capsys):
+    """`bcnmf fit` without --alpha chooses it (the library's default), prints how and writes
+    alpha_path.csv; the fit is the library's automatic fit of the same data."""
+    d, X, Y = files
+    out = tmp_path / "run"
+    code = main(["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+                 "--background-rows", "features", *K, "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "alpha chosen without labels" in captured.out and "<- chosen" in captured.out
+    path = pd.read_csv(out / "alpha_path.csv")
+    params = json.loads((out / "params.json").read_text())
+    assert params["alpha"] == "auto" and path["chosen"].sum() == 1
+    assert path.loc[path["chosen"], "alpha"].item() == params["alpha_"]
+    model = bcnmf.BCNMF(2, max_iter=60, tol=0, random_state=0)
+    codes = model.fit_transform(X, background=Y)
+    assert model.alpha_ == params["alpha_"]
+    np.testing.assert_allclose(pd.read_csv(out / "target_codes.csv", index_col=0).to_numpy(),
+                               codes, rtol=1e-12)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["fit", "t.csv", "-o", "x", "--background", "b.csv", "--groupby", "g",
       "--background-value", "v"], "either --background or --groupby"),
@@ -147,6 +168,7 @@ def test_dropped_features_are_reported_and_recorded(files, tmp_path, capsys):
      "needs an .h5ad TARGET"),
     (["fit", "t.csv", "-o", "x", "-k", "0"], "whole number >= 1"),
     (["fit", "t.csv", "--alpha", "-1", "-o", "x"], "number >= 0"),
+    (["fit", "t.csv", "--alpha", "best", "-o", "x"], "expected 'auto' or a finite number"),
     (["fit", "t.csv"], "required: -o/--out"),
     (["fit", "t.csv", "-o", "x", "--beta-loss", "l1"], "invalid choice"),
     (["fit", "t.csv", "-o", "x", "--write-h5ad"], "--write-h5ad needs an .h5ad TARGET"),
@@ -222,7 +244,7 @@ def test_subprocess_h5ad_groupby_poisson(h5ad, tmp_path):
     assert codes.shape == (30, 2) and codes.index[0] == "c0"
     assert pd.read_csv(out / "background_codes.csv", index_col=0).index[0] == "c30"
     assert (out / "report.html").is_file()
-    model = bcnmf.BCNMF(2, beta_loss="poisson", max_iter=60, tol=0, random_state=0, alpha=1.5)
+    model = bcnmf.BCNMF(2, beta_loss="poisson", max_iter=60, tol=0, random_state=0)
     np.testing.assert_allclose(codes.to_numpy(), model.fit_transform(X, background=Y),
                                rtol=1e-6)
     proc = _run("transform", out / "model.npz", path, "--layer", "counts", "-o",
@@ -241,7 +263,7 @@ def test_subprocess_mtx_against_csv(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "fitting bcNMF" in proc.stderr and "done in" in proc.stderr
     codes = pd.read_csv(out / "target_codes.csv", index_col=0)
-    model = bcnmf.BCNMF(2, max_iter=60, tol=0, random_state=0, alpha=1.5)
+    model = bcnmf.BCNMF(2, max_iter=60, tol=0, random_state=0)
     np.testing.assert_allclose(codes.to_numpy(), model.fit_transform(X, background=Y),
                                rtol=1e-6)
     proc = _run("report", out)
@@ -382,12 +404,11 @@ def test_write_h5ad_equals_tl_bcnmf(h5ad, tmp_path, capsys):
     written = ad.read_h5ad(out / "annotated.h5ad")
     expected = ad.read_h5ad(path)
     bcnmf.tl.bcnmf(expected, "condition", background="control", n_components=2,
-                   beta_loss="poisson", layer="counts", max_iter=60, tol=0, n_permutations=50,
-                   alpha=1.5)
+                   beta_loss="poisson", layer="counts", max_iter=60, tol=0, n_permutations=50)
     np.testing.assert_allclose(written.obsm["X_bcnmf"], expected.obsm["X_bcnmf"], rtol=1e-12)
     np.testing.assert_allclose(written.varm["bcnmf"], expected.varm["bcnmf"], rtol=1e-12)
     got, want = written.uns["bcnmf"], expected.uns["bcnmf"]
-    for key in ("alpha_raw", "n_iter", "objective", "n_target", "n_background",
+    for key in ("alpha", "alpha_raw", "n_iter", "objective", "n_target", "n_background",
                 "n_features_used", "groupby", "source", "form"):
         assert np.all(got[key] == want[key]), key
     assert list(got["background"]) == list(want["background"])

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from bcnmf import BCNMF, MultiConditionBCNMF
 
 # no shared topics: the tests rebuild the predictions from codes @ components_
-FIT = dict(random_state=0, max_iter=120, tol=0, n_shared=0, alpha=1.5)
+FIT = dict(random_state=0, max_iter=120, tol=0, n_shared=0)
 
 
 def _data(seed=0):
@@ -54,9 +54,9 @@ def test_history_is_the_weighted_contrast():
 def test_target_conditions_are_stacked():
     X, Y1, Y2 = _data(2)
     parts = [X[:15], X[15:]]
-    m = MultiConditionBCNMF(3, **FIT)
+    m = MultiConditionBCNMF(3, alpha=1.5, **FIT)
     codes = m.fit_transform(parts, background=[Y1, Y2])
-    whole = MultiConditionBCNMF(3, **FIT).fit_transform(X, background=[Y1, Y2])
+    whole = MultiConditionBCNMF(3, alpha=1.5, **FIT).fit_transform(X, background=[Y1, Y2])
     np.testing.assert_array_equal(codes, whole)
     assert m.target_slices_ == [slice(0, 15), slice(15, 40)]
 

@@ -19,7 +19,7 @@ from bcnmf.demo import METHODS, N_COMPONENTS, main, run_demo
 SRC = str(Path(bcnmf.__file__).resolve().parents[1])
 N_PROTEINS, N_TARGET, N_BACKGROUND = 77, 270, 135
 FILES = ("model.npz", "ari.csv", "components.csv", "target_codes.csv", "background_codes.csv",
-         "history.csv", "params.json", "report.html")
+         "history.csv", "params.json", "alpha_path.csv", "report.html")
 
 
 def _read_csv(path):
@@ -96,7 +96,9 @@ def test_report(demo):
     text = (out / "report.html").read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert '<table id="ari">' in text and all(f">{m}<" in text for m in METHODS)
-    assert text.count('<img src="data:image/png;base64,') == 3
+    # the figures of the run, and the automatic alpha's screening
+    assert text.count('<img src="data:image/png;base64,') == 4
+    assert "How alpha was chosen" in text
     assert "topic 1" in text and "loading" in text and "_N (" in text  # protein (loading)
     # self-contained: no external stylesheets, scripts or images
     assert "<link" not in text and "<script" not in text

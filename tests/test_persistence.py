@@ -27,7 +27,8 @@ def _data(seed=0, dtype=np.float64):
 CASES = {
     "frobenius": dict(beta_loss="frobenius"),
     "poisson-stable-offsets": dict(beta_loss="poisson"),
-    "poisson-reference-damped": dict(beta_loss="poisson", mode="reference", damping=0.5),
+    "poisson-reference-damped": dict(beta_loss="poisson", mode="reference", damping=0.5,
+                                     alpha=1.5),
     "n_init": dict(n_init=3),
 }
 

@@ -157,7 +157,7 @@ def test_memmap_is_streamed_and_equals_the_dense_fit(tmp_path, loss, monkeypatch
 def test_torch_cpu_equals_numpy(loss, layout, torch_one_thread):
     torch = torch_one_thread
     X, Y = _data()
-    kw = {"device": "cpu", "alpha": 1.5}
+    kw = {"device": "cpu"}
     if layout == "csr-blocks":
         X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
         kw["block_size"] = BLOCK

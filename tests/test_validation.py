@@ -178,7 +178,8 @@ def test_transform_checks():
 PARAM_ERRORS = {
     # id: (params, error type, message pattern)
     "n_components=0": (dict(n_components=0), InvalidParameterError,
-                       r"'n_components' parameter of \w+ must be None or an int >= 1; got 0"),
+                       r"'n_components' parameter of \w+ must be None(, 'auto')? or an int >= 1;"
+                       r" got 0"),
     "n_components=True": (dict(n_components=True), InvalidParameterError,
                           r"'n_components' parameter .* got True"),
     "n_components=2.0": (dict(n_components=2.0), InvalidParameterError,
@@ -187,7 +188,7 @@ PARAM_ERRORS = {
                                   r"n_components=5 is larger than the number of features "
                                   r"\(4\); \w+ accepts 1 <= n_components <= n_features"),
     "alpha<0": (dict(alpha=-0.1), InvalidParameterError,
-                r"'alpha' parameter of \w+ must be a finite real >= 0; got -0\.1"),
+                r"'alpha' parameter of \w+ must be ('auto' or )?a finite real >= 0; got -0\.1"),
     "alpha=nan": (dict(alpha=float("nan")), InvalidParameterError,
                   r"'alpha' parameter .* finite real >= 0; got nan"),
     "alpha=inf": (dict(alpha=float("inf")), InvalidParameterError,

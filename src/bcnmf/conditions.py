@@ -63,6 +63,10 @@ class MultiConditionBCNMF(BCNMF):
     ----------
     alphas_raw_ : ndarray of shape (n_backgrounds,)
         Weight applied to each background's divergence.
+    alpha_, alpha_path_
+        As in :class:`BCNMF`: ``alpha="auto"`` chooses one relative alpha for every
+        background, on the pooled targets against the pooled backgrounds (``alpha_``
+        is NaN when a list of different alphas is given).
     background_codes_ : list of ndarray
         Codes of each background's cells, in its own units.
     target_slices_ : list of slice
@@ -140,7 +144,8 @@ class MultiConditionBCNMF(BCNMF):
                              dict(params, alpha=1.0, alpha_scale="raw"), (None, None, None),
                              (None, None), {}).codes
         self.alphas_raw_ = raw
-        self.alpha_ = float(alphas[0]) if np.all(alphas == alphas[0]) else None
+        # one relative alpha for every background (NaN when they differ: see alphas_raw_)
+        self.alpha_ = float(alphas[0]) if np.all(alphas == alphas[0]) else float("nan")
         self.alpha_path_ = path_table(choice)
         self._background_scales = scales
         self.background_codes_ = [self.background_codes_[sl] / s
