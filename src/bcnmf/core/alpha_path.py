@@ -86,22 +86,6 @@ RULE = (
     "extends the grid. No labels are used.")
 
 
-def first_peak(score, alpha, rows, tie=CONTRAST_TIE):
-    """``(level, row)`` of the first peak of ``score`` along increasing ``alpha`` among
-    ``rows``: the best score so far until a score first falls more than ``tie`` below it,
-    and the row of the largest alpha before that fall whose score is within ``tie`` of the
-    peak (the rule :func:`bcnmf.select_model` applies along alpha at every K)."""
-    rows = np.asarray(rows)[np.argsort(np.asarray(alpha)[rows], kind="stable")]
-    peak, stop = -np.inf, len(rows)
-    for j, i in enumerate(rows):
-        if score[i] < peak - tie:
-            stop = j
-            break
-        peak = max(peak, score[i])
-    candidates = [i for i in rows[:stop] if score[i] >= peak - tie]
-    return float(peak), int(max(candidates, key=lambda i: alpha[i]))
-
-
 @dataclass(frozen=True)
 class AlphaChoice:
     """What :func:`settle` found: the chosen relative ``alpha`` and ``n_components``, the
@@ -270,17 +254,6 @@ class _Fold:
         return explained, topics, int(out.n_iter)
 
 
-def _matched_cosine(b1, b2) -> float:
-    """Mean cosine similarity of the Hungarian-matched rows of two bases."""
-    from scipy.optimize import linear_sum_assignment
-
-    u = b1 / np.maximum(np.linalg.norm(b1, axis=1, keepdims=True), 1e-300)
-    v = b2 / np.maximum(np.linalg.norm(b2, axis=1, keepdims=True), 1e-300)
-    sim = u @ v.T
-    r, c = linear_sum_assignment(-sim)
-    return float(sim[r, c].mean())
-
-
 class _Screen:
     """The screening of one K: two folds of the cells, each fitted on one half and scored
     on the other, so that every cell is scored once, by topics fitted without it."""
@@ -297,13 +270,15 @@ class _Screen:
 
     def run(self, alpha) -> dict:
         """Both folds' screening fits at ``alpha``: its row of the table."""
+        from ..matching import restart_agreement
+
         parts = [fold.run(alpha) for fold in self.folds]
         ex = np.concatenate([p[0][0] for p in parts])
         ey = np.concatenate([p[0][1] for p in parts])
         place = placements(ex, ey)
         return {"n_components": int(self.s.n_components), "alpha": float(alpha),
                 "contrast": float(place[0].mean()), "_placements": place,
-                "stability": _matched_cosine(parts[0][1], parts[1][1]),
+                "stability": float(restart_agreement([parts[0][1], parts[1][1]])[0]),
                 "explained_target": float(ex.mean()),
                 "explained_background": float(ey.mean()),
                 "n_iter": int(sum(p[2] for p in parts))}
