@@ -623,8 +623,9 @@ def _announce(progress, label):
 
 def _alpha_path_lines(path):
     """The automatic alpha's measurements as a small text table (chosen row marked)."""
-    lines = ["alpha chosen without labels (contrast: P(target cell better explained than a "
-             "background cell); stability: agreement of two halves' topics):",
+    lines = ["alpha chosen without labels (contrast: P(a held-out target cell is better "
+             "explained than a held-out background cell); stability: agreement of the two "
+             "halves' topics):",
              f"  {'alpha':>7} {'contrast':>9} {'stability':>9} {'explained':>9}"]
     for i, a in enumerate(path["alpha"]):
         mark = "  <- chosen" if path["chosen"][i] else \
