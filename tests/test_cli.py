@@ -159,6 +159,21 @@ def test_fit_chooses_alpha_by_default(files, tmp_path, capsys):
                                codes, rtol=1e-12)
 
 
+def test_fit_chooses_k_on_request(files, tmp_path, capsys):
+    d, X, Y = files
+    out = tmp_path / "run"
+    code = main(["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+                 "--background-rows", "features", "-k", "auto", "--max-iter", "60", "--tol",
+                 "0", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    path = pd.read_csv(out / "alpha_path.csv")
+    k = len(pd.read_csv(out / "components.csv", index_col=0))
+    assert path.loc[path["chosen"], "n_components"].item() == k
+    assert len(set(path["n_components"])) > 1
+    assert json.loads((out / "params.json").read_text())["n_components"] == "auto"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["fit", "t.csv", "-o", "x", "--background", "b.csv", "--groupby", "g",
       "--background-value", "v"], "either --background or --groupby"),
@@ -167,6 +182,7 @@ def test_fit_chooses_alpha_by_default(files, tmp_path, capsys):
     (["fit", "t.csv", "-o", "x", "--groupby", "g", "--background-value", "v"],
      "needs an .h5ad TARGET"),
     (["fit", "t.csv", "-o", "x", "-k", "0"], "whole number >= 1"),
+    (["fit", "t.csv", "-o", "x", "-k", "many"], "expected 'auto' or a whole number >= 1"),
     (["fit", "t.csv", "--alpha", "-1", "-o", "x"], "number >= 0"),
     (["fit", "t.csv", "--alpha", "best", "-o", "x"], "expected 'auto' or a finite number"),
     (["fit", "t.csv"], "required: -o/--out"),

@@ -154,6 +154,17 @@ def _fraction(text):
     return value
 
 
+def _auto_or_positive(text):
+    """An argparse type: ``auto`` or a whole number >= 1."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a whole number >= 1, got {text!r}") from None
+
+
 def _auto_or_alpha(text):
     """An argparse type: ``auto`` or a finite number >= 0."""
     if str(text).strip().lower() == "auto":
@@ -311,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_arguments(fit)
     model = fit.add_argument_group("model")
-    model.add_argument("-k", "--n-components", type=_positive_int, default=10, metavar="K",
-                       help="number of topics (default: 10)")
+    model.add_argument("-k", "--n-components", type=_auto_or_positive, default=10, metavar="K",
+                       help="number of topics, or 'auto' to choose it among 2, 3, 5 and 8 "
+                            "without labels (default: 10)")
     model.add_argument("--alpha", type=_auto_or_alpha, default="auto", metavar="A",
                        help="contrast weight on the relative scale, or 'auto' to choose it "
                             "without labels before the fit (default: auto; the choice is "
@@ -476,7 +488,8 @@ def _align(target, background, args):
         return (*same_kind(target.X, background.X), target.var_names)
     t_idx, b_idx, names = align_features(target.var_names, background.var_names,
                                          min_overlap=args.min_overlap,
-                                         min_features=args.n_components)
+                                         min_features=args.n_components
+                                         if isinstance(args.n_components, int) else 1)
     X = take_columns(target.X, t_idx)
     Y = take_columns(background.X, b_idx)
     return (*same_kind(X, Y), names)

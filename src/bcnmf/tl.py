@@ -304,7 +304,8 @@ def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_over
     names = np.asarray(adata.var_names)[cols]
     t_pos, b_idx, _ = align_features(names, np.asarray(bdata.var_names),
                                      min_overlap=min_overlap,
-                                     min_features=model.n_components or 1)
+                                     min_features=model.n_components
+                                     if isinstance(model.n_components, int) else 1)
     t_idx = cols[t_pos]
     Mt, source_t, log1p_t = _anndata_matrix(adata, layer, use_raw, "adata")
     Mb, source_b, log1p_b = _anndata_matrix(bdata, layer, use_raw, "background")
