@@ -282,3 +282,24 @@ def test_too_few_cells_to_screen():
     assert model.alpha_ == 1.0 and model.alpha_path_ is None
     with pytest.raises(ValueError, match="n_components='auto' needs at least"):
         BCNMF("auto", random_state=0, max_iter=50).fit(X, background=Y)
+
+
+def test_tl_records_the_choice():
+    ad = pytest.importorskip("anndata")
+    import pandas as pd
+
+    import bcnmf
+
+    X, Y = _data()
+    adata = ad.AnnData(np.vstack([X, Y]),
+                       obs=pd.DataFrame({"condition": ["case"] * len(X) + ["control"] * len(Y)},
+                                        index=[f"c{i}" for i in range(len(X) + len(Y))]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bcnmf.tl.bcnmf(adata, "condition", background="control", n_components="auto",
+                       beta_loss="poisson", max_iter=100)
+    rec = adata.uns["bcnmf"]
+    k = adata.obsm["X_bcnmf"].shape[1]
+    chosen = np.flatnonzero(rec["alpha_path"]["chosen"])
+    assert len(chosen) == 1 and rec["alpha_path"]["n_components"][chosen[0]] == k
+    assert rec["alpha"] == rec["alpha_path"]["alpha"][chosen[0]]
