@@ -534,7 +534,7 @@ def factorize(X, n_components=None, *, background=None, alpha="auto", alpha_scal
     >>> from bcnmf import factorize
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.random((30, 8)), rng.random((20, 8))
-    >>> res = factorize(X, 2, background=Y, random_state=0, max_iter=50, tol=0)
+    >>> res = factorize(X, 2, background=Y, alpha=1.5, random_state=0, max_iter=50, tol=0)
     >>> res.codes.shape, res.background_codes.shape
     ((30, 2), (20, 2))
     """

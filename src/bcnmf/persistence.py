@@ -163,7 +163,7 @@ def save_model(model, path, *, feature_names=None) -> Path:
     >>> from bcnmf import BCNMF, load
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.random((30, 6)), rng.random((20, 6))
-    >>> model = BCNMF(2, random_state=0, max_iter=50, tol=0).fit(X, background=Y)
+    >>> model = BCNMF(2, alpha=1.5, random_state=0, max_iter=50, tol=0).fit(X, background=Y)
     >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
     >>> _ = model.save(path)
     >>> bool(np.array_equal(load(path).transform(X), model.transform(X)))
