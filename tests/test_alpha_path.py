@@ -242,17 +242,16 @@ class _Scripted:
 
     def __init__(self, contrast):
         self.contrast = contrast
-        self.s = type("S", (), {"n_components": 2})()
         self.visited = []
 
-    def run(self, alpha):
+    def run(self, k, alpha):
         self.visited.append(alpha)
         return _row(alpha, self.contrast(alpha))
 
 
 def test_a_choice_still_rising_at_the_top_extends_the_grid_upwards():
     screen = _Scripted(lambda a: 0.5 + 0.04 * min(a, 8.0))
-    rows = alpha_path.screen_alpha(screen)
+    rows = alpha_path.screen_alpha(screen, 2)
     assert screen.visited[:len(alpha_path.GRID)] == list(alpha_path.GRID)
     assert screen.visited[len(alpha_path.GRID):] == list(alpha_path.EXTEND[0])
     # the contrast stopped rising at 8: 8 is chosen, 12 ties and is larger
@@ -261,7 +260,7 @@ def test_a_choice_still_rising_at_the_top_extends_the_grid_upwards():
 
 def test_a_choice_still_rising_at_the_bottom_extends_the_grid_downwards():
     screen = _Scripted(lambda a: 0.9 - 0.2 * a)
-    rows = alpha_path.screen_alpha(screen)
+    rows = alpha_path.screen_alpha(screen, 2)
     assert screen.visited[len(alpha_path.GRID):] == list(alpha_path.EXTEND[1])
     status, message = alpha_path._verdict(rows, alpha_path.pick(rows),
                                           [r["alpha"] for r in rows])
@@ -270,7 +269,7 @@ def test_a_choice_still_rising_at_the_bottom_extends_the_grid_downwards():
 
 def test_an_inner_peak_does_not_extend():
     screen = _Scripted(lambda a: 0.9 - 0.05 * abs(a - 1.5))
-    rows = alpha_path.screen_alpha(screen)
+    rows = alpha_path.screen_alpha(screen, 2)
     assert screen.visited == list(alpha_path.GRID)
     assert rows[alpha_path.pick(rows)]["alpha"] == 1.5
 

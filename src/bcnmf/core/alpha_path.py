@@ -162,49 +162,54 @@ def null_se(n_target, n_background) -> float:
 # ------------------------------------------------------------------------------ screening
 
 class _Fold:
-    """One of the two folds of a choice: the screening fits run on its training cells (set
-    up once for every alpha: blocks, floors, shared topics, start) and are scored on the
-    other fold's cells, encoded with the fitted topics frozen."""
+    """One of the two folds of a choice: the screening fits run on its training cells and
+    are scored on the other fold's cells, encoded with the fitted topics frozen.  What does
+    not depend on K or alpha (blocks, floors, shared topics, the held-out cells' null
+    divergences) is set up once; the random start of each K once per K."""
 
     def __init__(self, train, test, s, seed, n_shared, sweeps):
-        from .fit import (_augment, _options, _scanned, contrast_offsets, raw_alpha,
-                          step_policy)
-        from .init import initial_factors
-        from .solver import normalize_basis
+        from .fit import _scanned, _stack_offset, contrast_offsets, raw_alpha, step_policy
         from .source import make_blocks
 
-        (X, Y), self.test, self.s, self.sweeps = train, test, s, sweeps
+        (X, Y), self.test, self.s, self.sweeps, self.seed = train, test, s, sweeps, seed
         # the shared topics of the training background only: fitted on held-out background
         # cells too, they would explain those better than held-out target cells
         shared = fit_shared(Y, s, n_shared)
-        g, dy = (None, None) if shared is None else shared
+        self.shared, self.shared_codes = (None, None) if shared is None else shared
         (source_x, info_x), (source_y, info_y) = (_scanned(X, "X", s.loss, None),
                                                   _scanned(Y, "background", s.loss, None))
         self.info = (info_x, info_y)
         self.policy = step_policy(info_x, s)
         self.unit = raw_alpha(info_x, info_y, replace(s, alpha=1.0))
         self.floors = contrast_offsets(info_x, info_y, s)
+        # the prediction offsets of held-out cells, as a fitted model keeps them
+        self.offsets = tuple(f if self.shared is None else _stack_offset(f, self.shared)
+                             for f in self.floors)
         self.blocks = (make_blocks(source_x, info_x, s.loss, self.floors[0]),
                        make_blocks(source_y, info_y, s.loss, self.floors[1]))
-        k = s.n_components
-        basis, cx, cy = initial_factors(info_x, info_y, k, s.init,
-                                        np.random.default_rng(seed), np.float64)
-        self.opts = _options(s, 0.0, self.policy, None if g is None else k)
-        if self.opts.normalize:
-            normalize_basis(basis, [cx, cy], self.policy.basis_floor)
-        if g is not None:
-            basis, cx, cy = _augment(basis, cx, cy, (g, dy), info_x, info_y)
-        self.start = (basis, cx, cy)
-        self.shared = g
         self.null = tuple(self._null(A, side) for side, A in enumerate(test))
+        self.starts = {}
 
-    def _offset(self, side):
-        """The prediction offset of held-out cells of ``side`` (0 target, 1 background):
-        the floor and the shared topics, as a fitted model keeps them."""
-        from .fit import _stack_offset
+    def _start(self, k):
+        """The loop's settings and the starting factors of the screening fits with ``k``
+        topics (drawn once per K, shared by every alpha)."""
+        from .fit import _augment, _options
+        from .init import initial_factors
+        from .solver import normalize_basis
 
-        floor = self.floors[side]
-        return floor if self.shared is None else _stack_offset(floor, self.shared)
+        if k not in self.starts:
+            info_x, info_y = self.info
+            basis, cx, cy = initial_factors(info_x, info_y, k, self.s.init,
+                                            np.random.default_rng(self.seed), np.float64)
+            opts = _options(replace(self.s, n_components=k), 0.0, self.policy,
+                            None if self.shared is None else k)
+            if opts.normalize:
+                normalize_basis(basis, [cx, cy], self.policy.basis_floor)
+            if self.shared is not None:
+                basis, cx, cy = _augment(basis, cx, cy, (self.shared, self.shared_codes),
+                                         info_x, info_y)
+            self.starts[k] = (opts, (basis, cx, cy))
+        return self.starts[k]
 
     def _null(self, A, side):
         """Per-cell divergence of the null prediction of held-out cells (see the module
@@ -224,30 +229,29 @@ class _Fold:
         totals = np.asarray(A.sum(axis=1), dtype=np.float64).reshape(-1, 1)
         return per_cell_divergence(A, totals, profile[None, :], None, self.s.loss)
 
-    def run(self, alpha):
-        """A screening fit at ``alpha`` (on the settings' scale): ``(explained fractions of
-        the held-out target and background cells, contrastive topics, sweeps)``."""
+    def run(self, k, alpha):
+        """A screening fit with ``k`` topics at ``alpha`` (on the settings' scale):
+        ``(explained fractions of the held-out target and background cells, contrastive
+        topics, sweeps)``."""
         from .executor import InMemory
-        from .fit import _pairs, split_offset, transform_codes
+        from .fit import _pairs, transform_codes
         from .solver import Contrast, solve
 
-        basis, cx, cy = (a.copy() for a in self.start)
-        opts = replace(self.opts, alpha=float(alpha) * self.unit, max_iter=self.sweeps,
+        opts, start = self._start(k)
+        basis, cx, cy = (a.copy() for a in start)
+        opts = replace(opts, alpha=float(alpha) * self.unit, max_iter=self.sweeps,
                        polish_iter=0)
         (info_x, info_y), (blocks_x, blocks_y) = self.info, self.blocks
         executor = InMemory(_pairs(blocks_x, info_x, cx), _pairs(blocks_y, info_y, cy),
                             self.s.loss, self.policy)
         out = solve(executor, Contrast(basis, opts, True), opts)
-        k = self.s.n_components
         topics = np.ascontiguousarray(out.basis[:k])
+        full = topics if self.shared is None else np.vstack([topics, self.shared])
         explained = []
         for side, A in enumerate(self.test):
-            offset = self._offset(side)
-            codes, _ = transform_codes(A, topics, self.s, self.policy, offset, self.sweeps,
-                                       self.s.tol or 1e-4, full=True)
-            floor, shared = split_offset(offset)
-            full = topics if shared is None else np.vstack([topics, shared])
-            d = per_cell_divergence(A, codes, full, floor, self.s.loss)
+            codes, _ = transform_codes(A, topics, self.s, self.policy, self.offsets[side],
+                                       self.sweeps, self.s.tol or 1e-4, full=True)
+            d = per_cell_divergence(A, codes, full, self.floors[side], self.s.loss)
             null = self.null[side]
             with np.errstate(divide="ignore", invalid="ignore"):
                 explained.append(np.where(null > 0, 1.0 - d / null, 0.0))
@@ -255,12 +259,12 @@ class _Fold:
 
 
 class _Screen:
-    """The screening of one K: two folds of the cells, each fitted on one half and scored
-    on the other, so that every cell is scored once, by topics fitted without it."""
+    """The screening: two folds of the cells, each fitted on one half and scored on the
+    other, so that every cell is scored once, by topics fitted without it; every K and
+    alpha is screened on the same folds."""
 
     def __init__(self, X, Y, s, seed, n_shared, sweeps):
         rng = np.random.default_rng(seed)
-        self.s = s
         halves = [_halves(X.shape[0], rng), _halves(Y.shape[0], rng)]
         self.folds = []
         for j in (0, 1):
@@ -268,15 +272,16 @@ class _Screen:
             self.folds.append(_Fold((_rows(X, tx), _rows(Y, ty)), (_rows(X, ex), _rows(Y, ey)),
                                     s, int(rng.integers(2**31 - 1)), n_shared, sweeps))
 
-    def run(self, alpha) -> dict:
-        """Both folds' screening fits at ``alpha``: its row of the table."""
+    def run(self, k, alpha) -> dict:
+        """Both folds' screening fits with ``k`` topics at ``alpha``: its row of the
+        table."""
         from ..matching import restart_agreement
 
-        parts = [fold.run(alpha) for fold in self.folds]
+        parts = [fold.run(k, alpha) for fold in self.folds]
         ex = np.concatenate([p[0][0] for p in parts])
         ey = np.concatenate([p[0][1] for p in parts])
         place = placements(ex, ey)
-        return {"n_components": int(self.s.n_components), "alpha": float(alpha),
+        return {"n_components": int(k), "alpha": float(alpha),
                 "contrast": float(place[0].mean()), "_placements": place,
                 "stability": float(restart_agreement([parts[0][1], parts[1][1]])[0]),
                 "explained_target": float(ex.mean()),
@@ -338,16 +343,16 @@ def beats_rest(rows, row) -> bool:
                for i, r in enumerate(rows) if ok[i] and i != row)
 
 
-def screen_alpha(screen, alphas=GRID, extend=True, progress=None) -> list:
-    """The rows of the screened alphas: ``alphas``, then, with ``extend``, the alphas of
-    :data:`EXTEND` beyond an edge where the choice beats the rest, one at a time until the
-    choice stops moving outwards."""
+def screen_alpha(screen, k, alphas=GRID, extend=True, progress=None) -> list:
+    """The rows of the screened alphas with ``k`` topics: ``alphas``, then, with ``extend``,
+    the alphas of :data:`EXTEND` beyond an edge where the choice beats the rest, one at a
+    time until the choice stops moving outwards."""
     rows = []
 
     def visit(alpha):
-        rows.append(screen.run(alpha))
+        rows.append(screen.run(k, alpha))
         if progress is not None:
-            progress.update(f"K={screen.s.n_components}, alpha={alpha:g}")
+            progress.update(f"K={k}, alpha={alpha:g}")
 
     for alpha in alphas:
         visit(alpha)
@@ -468,13 +473,10 @@ def settle(s, X, Y, seed: int, progress=None, k_grid=None):
     start = int(_restart_seeds(seed, max(1, s.n_init))[0])
     alphas = GRID if auto_alpha else (float(s.alpha),)
     try:
-        n_shared = shared_count(Y, s)
+        screen = _Screen(X, Y, s, start, shared_count(Y, s), screen_sweeps(s))
         tables = []
         for k in (k_grid or (s.n_components,)):
-            sk = replace(s, n_components=int(k))
-            sweeps = screen_sweeps(sk)
-            rows = screen_alpha(_Screen(X, Y, sk, start, n_shared, sweeps), alphas,
-                                extend=auto_alpha, progress=progress)
+            rows = screen_alpha(screen, int(k), alphas, extend=auto_alpha, progress=progress)
             tables.append((rows, pick(rows)))
         best = _best_k(tables)
     finally:
