@@ -70,21 +70,23 @@ class _Progress:
         self.stream.flush()
 
     @contextlib.contextmanager
-    def step(self, label):
+    def step(self, label, spin=True):
+        """A step with its time; on a terminal a spinner while it runs (``spin=False``:
+        none, for steps that draw progress of their own)."""
         if not self.enabled:
             yield
             return
         start = time.perf_counter()
         stop = threading.Event()
         spinner = None
-        if self.tty:
-            def spin():
+        if self.tty and spin:
+            def turn():
                 frames = "|/-\\"
                 i = 0
                 while not stop.wait(0.2):
                     self._write(f"\r{label} {frames[i % 4]} {time.perf_counter() - start:5.1f} s")
                     i += 1
-            spinner = threading.Thread(target=spin, daemon=True)
+            spinner = threading.Thread(target=turn, daemon=True)
             spinner.start()
         else:
             self._write(f"{label} ...\n")
@@ -133,15 +135,17 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _auto_or_count(text):
-    """An argparse type: ``auto`` or a whole number >= 0."""
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        return _non_negative_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto' or a whole number >= 0, got {text!r}") from None
+def _auto_or(parse, what):
+    """An argparse type: ``auto``, or what ``parse`` reads (``what`` names it)."""
+    def read(text):
+        if str(text).strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected 'auto' or {what}, got {text!r}") from None
+    return read
 
 
 def _fraction(text):
@@ -154,28 +158,6 @@ def _fraction(text):
     return value
 
 
-def _auto_or_positive(text):
-    """An argparse type: ``auto`` or a whole number >= 1."""
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto' or a whole number >= 1, got {text!r}") from None
-
-
-def _auto_or_alpha(text):
-    """An argparse type: ``auto`` or a finite number >= 0."""
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        return _non_negative_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto' or a finite number >= 0, got {text!r}") from None
-
-
 def _non_negative_float(text):
     try:
         value = float(text)
@@ -184,6 +166,11 @@ def _non_negative_float(text):
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
+
+
+_auto_or_count = _auto_or(_non_negative_int, "a whole number >= 0")
+_auto_or_k = _auto_or(_positive_int, "a whole number >= 1")
+_auto_or_alpha = _auto_or(_non_negative_float, "a finite number >= 0")
 
 
 def _number_list(kind):
@@ -322,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_arguments(fit)
     model = fit.add_argument_group("model")
-    model.add_argument("-k", "--n-components", type=_auto_or_positive, default=10, metavar="K",
+    model.add_argument("-k", "--n-components", type=_auto_or_k, default=10, metavar="K",
                        help="number of topics, or 'auto' to choose it among 2, 3, 5 and 8 "
                             "without labels (default: 10)")
     model.add_argument("--alpha", type=_auto_or_alpha, default="auto", metavar="A",
@@ -587,8 +574,8 @@ def _cmd_fit(args, progress, out):
              + (f", {Y.shape[0]} background" if Y is not None else ""))
     # on a terminal the automatic alpha shows a bar of its own (one step per alpha), which
     # the step's spinner would overwrite
-    step = progress.step(label) if not model.progress else _announce(progress, label)
-    with step, warnings.catch_warnings(record=True) as caught:
+    with progress.step(label, spin=not model.progress), \
+            warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         codes = model.fit_transform(X, background=Y, checkpoint=args.checkpoint,
                                     checkpoint_every=args.checkpoint_every, resume=args.resume)
@@ -623,15 +610,6 @@ def _cmd_fit(args, progress, out):
                 f"{model.alpha_raw_:.6g}; objective_ = {model.objective_:.6g}")
     out.files(files.values())
     return EXIT_OK
-
-
-@contextlib.contextmanager
-def _announce(progress, label):
-    """A step that writes its label and its time without a spinner."""
-    start = time.perf_counter()
-    progress._write(f"{label}\n")
-    yield
-    progress._write(f"{label}: done in {time.perf_counter() - start:.1f} s\n")
 
 
 def _alpha_path_lines(path):
