@@ -57,6 +57,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .core.alpha_path import paired_se, resolve_seed
+from .core.alpha_path import placements as _placements
+
 __all__ = ["select_model", "SelectionResult", "RULE", "selection_score", "paired_contrast_se"]
 
 #: grid points whose restarts agree less than this (mean matched cosine) are not chosen
@@ -249,29 +252,6 @@ def _auc(a, b):
     return float(u / (a.size * b.size))
 
 
-def _placements(a, b):
-    """DeLong placement values of two samples: ``P(b < a_i) + P(b = a_i) / 2`` for every
-    ``a_i`` and ``P(a > b_j) + P(a = b_j) / 2`` for every ``b_j`` (NaN where the value is not
-    finite).  Their means are both the AUC :func:`_auc`."""
-    from scipy.stats import rankdata
-
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    fa, fb = np.isfinite(a), np.isfinite(b)
-    va = np.full(a.shape, np.nan)
-    vb = np.full(b.shape, np.nan)
-    na, nb = int(fa.sum()), int(fb.sum())
-    if na == 0 or nb == 0:
-        return va, vb
-    a_, b_ = a[fa], b[fb]
-    both = rankdata(np.concatenate([a_, b_]))
-    # rank among the pooled sample minus rank within its own sample = number of the other
-    # sample's values below it (ties counted half)
-    va[fa] = (both[:na] - rankdata(a_)) / nb
-    vb[fb] = 1.0 - (both[na:] - rankdata(b_)) / na
-    return va, vb
-
-
 def paired_contrast_se(first, second):
     """Standard error of the difference of two grid points' contrasts measured on the same
     held-out cells (DeLong, DeLong and Clarke-Pearson 1988).
@@ -281,13 +261,7 @@ def paired_contrast_se(first, second):
     cells, so the sampling noise they share cancels in the difference; this is the noise
     level against which the rule compares grid points.
     """
-    (ta, ba), (tb, bb) = first, second
-    dt = np.asarray(ta, dtype=float) - np.asarray(tb, dtype=float)
-    db = np.asarray(ba, dtype=float) - np.asarray(bb, dtype=float)
-    dt, db = dt[np.isfinite(dt)], db[np.isfinite(db)]
-    if dt.size < 2 or db.size < 2:
-        return float("nan")
-    return float(np.sqrt(dt.var(ddof=1) / dt.size + db.var(ddof=1) / db.size))
+    return paired_se(first, second)
 
 
 def _auc_se(auc, n_a, n_b):
@@ -490,18 +464,7 @@ def _as_list(values, name, kind):
 
 
 def _seeds(random_state, n):
-    if isinstance(random_state, np.random.Generator):
-        root = int(random_state.integers(0, 2**31 - 1))
-    elif isinstance(random_state, np.random.RandomState):
-        root = int(random_state.randint(0, 2**31 - 1))
-    elif random_state is None:
-        root = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
-    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        root = int(random_state)
-    else:
-        raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; "
-                         f"got {random_state!r}.")
-    rng = np.random.default_rng(root)
+    rng = np.random.default_rng(resolve_seed(random_state))
     return rng, rng.integers(0, 2**31 - 1, size=n)
 
 

@@ -132,23 +132,39 @@ def per_cell_divergence(A, codes, basis, floor, loss):
 
 
 def placements(a, b):
-    """DeLong placements of two samples: for every ``a_i`` the fraction of ``b`` below it,
-    for every ``b_j`` the fraction of ``a`` above it (ties half).  Both means are the AUC
-    ``P(a > b) + P(a = b) / 2``."""
+    """DeLong placements of two samples: ``P(b < a_i) + P(b = a_i) / 2`` for every ``a_i``
+    and ``P(a > b_j) + P(a = b_j) / 2`` for every ``b_j`` (NaN where the value is not
+    finite).  Both means are the AUC ``P(a > b) + P(a = b) / 2``."""
     from scipy.stats import rankdata
 
-    both = rankdata(np.concatenate([a, b]))
-    va = (both[:a.size] - rankdata(a)) / b.size
-    vb = 1.0 - (both[a.size:] - rankdata(b)) / a.size
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    va = np.full(a.shape, np.nan)
+    vb = np.full(b.shape, np.nan)
+    na, nb = int(fa.sum()), int(fb.sum())
+    if na == 0 or nb == 0:
+        return va, vb
+    a_, b_ = a[fa], b[fb]
+    both = rankdata(np.concatenate([a_, b_]))
+    # rank among the pooled sample minus rank within its own sample = number of the other
+    # sample's values below it (ties counted half)
+    va[fa] = (both[:na] - rankdata(a_)) / nb
+    vb[fb] = 1.0 - (both[na:] - rankdata(b_)) / na
     return va, vb
 
 
 def paired_se(first, second) -> float:
     """Standard error of the difference of two contrasts measured on the same cells, from
-    their placements (DeLong, DeLong and Clarke-Pearson 1988): the noise against which two
-    screened alphas are compared."""
+    their ``(target, background)`` placements (DeLong, DeLong and Clarke-Pearson 1988;
+    cells whose placement is not finite are left out): the noise against which two
+    screened alphas, or two grid points of :func:`bcnmf.select_model`, are compared."""
     (ta, ba), (tb, bb) = first, second
-    dt, db = ta - tb, ba - bb
+    dt = np.asarray(ta, dtype=float) - np.asarray(tb, dtype=float)
+    db = np.asarray(ba, dtype=float) - np.asarray(bb, dtype=float)
+    dt, db = dt[np.isfinite(dt)], db[np.isfinite(db)]
+    if dt.size < 2 or db.size < 2:
+        return float("nan")
     return float(np.sqrt(dt.var(ddof=1) / dt.size + db.var(ddof=1) / db.size))
 
 
@@ -319,7 +335,7 @@ def _tie(rows, i, j) -> float:
     :data:`CONTRAST_TIE` and :data:`TIE_SE` paired standard errors of their difference."""
     pi, pj = rows[i].get("_placements"), rows[j].get("_placements")
     se = 0.0 if pi is None or pj is None or i == j else paired_se(pi, pj)
-    return max(CONTRAST_TIE, TIE_SE * se)
+    return max(CONTRAST_TIE, TIE_SE * np.nan_to_num(se))
 
 
 def pick(rows) -> int:
@@ -501,12 +517,16 @@ def settle(s, X, Y, seed: int, progress=None, k_grid=None):
 
 
 def resolve_seed(random_state) -> int:
-    """An int seed from an estimator's ``random_state`` (drawn from it when it is a
-    generator; fresh entropy for None), so that the screening and the fit share it."""
+    """An int seed from a ``random_state`` (drawn from it when it is a generator; fresh
+    entropy for None), so that the screening and the fit share it (and the restarts of
+    :func:`bcnmf.select_model` derive from it)."""
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(0, 2**31 - 1))
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1))
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
-    return int(random_state)
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; "
+                     f"got {random_state!r}.")
