@@ -195,7 +195,7 @@ class BCNMF(BaseBCNMF):
         Number of sweeps run by the selected restart.
     history_ : dict of ndarray
         ``"target"``, ``"background"`` (divergences) and ``"objective"``
-        (target - alpha_raw_ * background) of the state after
+        (``target - alpha_raw_ * background``) of the state after
         ``history_["iteration"]`` sweeps: every sweep for the squared error,
         every 10th for KL (its logarithms cost as much as a sweep), and always
         the final state.
