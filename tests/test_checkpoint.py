@@ -1,4 +1,4 @@
-"""Checkpoints (issue 7, item 3): atomic writes with a checksum, exact resume,
+"""Checkpoints: atomic writes with a checksum, exact resume,
 KeyboardInterrupt keeps the last complete state, SIGKILL mid-fit resumes to the
 same answer, corrupted files are refused."""
 

@@ -3,8 +3,8 @@
 Everything here is a property or an equivalence (STYLE.md, habit 10):
 
 * the authors' algorithm (``mode="reference"``) equals a slow dense transcription of the
-  update rules of MODEL.md section 3, written below in the paper's orientation
-  (features x cells) with explicit all-ones matrices;
+  paper's multiplicative update rules (docs/model.md), written below in the paper's
+  orientation (features x cells) with explicit all-ones matrices;
 * every positive/negative split used by a multiplicative step is the gradient of the
   objective (central finite differences);
 * one basis step with the codes fixed never increases D_X - alpha D_Y;
@@ -57,8 +57,8 @@ def divergence(A, P, loss, eps=0.0):
 
 
 def reference_updates(X, Y, W, HX, HY, alpha, loss, gamma, n_iter):
-    """MODEL.md section 3, paper orientation: X (M x N_X), Y (M x N_Y), W (M x K),
-    HX (K x N_X), HY (K x N_Y).  Order: HX, HY, then W with the new codes.  Damping:
+    """The paper's update rules (docs/model.md), paper orientation: X (M x N_X),
+    Y (M x N_Y), W (M x K), HX (K x N_X), HY (K x N_Y).  Order: HX, HY, then W with the new codes.  Damping:
     every ratio r becomes max(r, eps) ** gamma."""
     eps = AUTHORS_EPS[loss]
     X, Y = dense(X), dense(Y)
@@ -219,7 +219,7 @@ def test_code_split_is_gradient_of_block_divergence(loss, with_offset, central_g
         shift = 0.0 if offset is None else offset[None, :]
         block = make_block(A, loss, offset)
         # the kernel's numerator, recovered from its undamped, unfloored update ratio
-        # c_new / c = num / (den + eps), with the denominator of the rule (MODEL.md 3):
+        # c_new / c = num / (den + eps), with the denominator of the rule:
         # C G (squared error, G = B B^T) or the row sums of B broadcast (KL)
         updated = codes.copy()
         div, _ = sweep_block(block, updated, view, loss, policy, want_parts=False)
@@ -584,7 +584,7 @@ def test_outputs_finite_nonnegative_with_empty_rows_and_columns(loss, mode, spar
     if mode == "stable":
         np.testing.assert_allclose(model.components_.sum(axis=1), 1.0, rtol=1e-9)
     # the final record is the divergence at the returned factors.  Reference Poisson
-    # drives basis entries of background-only features to exactly 0 (MODEL.md 4.4), so
+    # drives basis entries of background-only features to exactly 0 (docs/model.md), so
     # D(Y | W H_Y) is infinite; the library reports it with the predictions offset by
     # eps inside the log (as the authors' code), and so does the check.
     if loss == KL and mode == "stable":   # stable Poisson predicts codes B + smoothing*mean

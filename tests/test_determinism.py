@@ -1,4 +1,4 @@
-"""Determinism (issue 7, item 5).
+"""Determinism.
 
 Guarantees, each asserted here (``docs/reliability.md`` states them for users):
 

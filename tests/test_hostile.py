@@ -1,4 +1,4 @@
-"""Hostile-input corpus (issue 7, item 2).
+"""Hostile-input corpus.
 
 Every case either raises a clear error -- asserted with ``match=`` on a message that names
 the problem and says what is accepted -- or is a documented handling, asserted here:
@@ -464,9 +464,9 @@ def test_scale_checked_in_transform():
 @pytest.mark.parametrize("loss,scale", [("frobenius", 1e-8), ("kullback-leibler", 1e-14),
                                         ("frobenius", 1e6), ("kullback-leibler", 1e8)])
 def test_stable_mode_is_scale_equivariant(loss, scale):
-    """Was a core bug: StepPolicy.eps was absolute, so data around 1e-8 (squared error) or
-    1e-14 (KL) collapsed to the code floor.  Stable mode's epsilons now act as on the data
-    divided by their mean (core/fit.py step_policy)."""
+    """With absolute epsilons, data around 1e-8 (squared error) or 1e-14 (KL) would collapse
+    to the code floor: stable mode's epsilons act as on the data divided by their mean
+    (core/fit.py step_policy)."""
     kw = dict(beta_loss=loss, max_iter=100, tol=0, alpha=1.0, random_state=0)
     ref = factorize(X0, 2, background=Y0, **kw)
     small = factorize(X0 * scale, 2, background=Y0 * scale, **kw)

@@ -1,4 +1,4 @@
-"""Missing values (issue 7, item 1): weighted multiplicative updates over the observed
+"""Missing values: weighted multiplicative updates over the observed
 entries (core/masked.py), NaN or ``mask=`` (True = observed)."""
 
 from __future__ import annotations

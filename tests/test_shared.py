@@ -404,8 +404,8 @@ def test_n_shared_is_validated():
 
 @pytest.mark.slow
 def test_recovers_the_target_subtypes_at_beta_8():
-    """The raw-count simulation of MODEL.md 7 at beta = 8 (docs/benchmarks.md): without the
-    shared topics the stable fit clustered at ARI ~0.2 (normalised codes)."""
+    """The raw-count simulation (``make_contrastive_counts``) at beta = 8: without the shared
+    topics the stable fit clusters at ARI ~0.2 (normalised codes)."""
     from bcnmf.metrics import cluster_ari
 
     sim = make_contrastive_counts(8.0, random_state=0)

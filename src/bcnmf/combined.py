@@ -1,4 +1,4 @@
-"""Combined-basis bcNMF: shared plus target-specific topics (MODEL.md section 6)."""
+"""Combined-basis bcNMF: shared plus target-specific topics (docs/variants.md)."""
 
 from __future__ import annotations
 

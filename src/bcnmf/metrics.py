@@ -1,4 +1,4 @@
-"""Agreement of codes with labels, by the fixed protocol of MODEL.md section 8.
+"""Agreement of codes with labels, by one fixed protocol (the one the benchmarks use).
 
 KMeans with ``n_clusters`` = number of distinct labels, ``n_init=20``,
 ``random_state=42`` on the target codes (raw or per-cell L1-normalised,

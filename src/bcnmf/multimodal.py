@@ -1,4 +1,4 @@
-"""Several modalities sharing per-cell codes (MODEL.md section 6).
+"""Several modalities sharing per-cell codes (docs/variants.md).
 
 Modalities ``m = 1..M`` (RNA and protein, say) are measured on the same cells;
 each has its own basis ``B_m`` and all share the codes::

@@ -12,7 +12,8 @@ labels:
     the features in proportion to the training mean profile (KL), or, for stable Poisson with
     shared topics, the shared-only prediction (the floor plus the shared topics, their
     codes solved), which every grid point shares.  Held-out fit alone always
-    prefers a small alpha (``MODEL.md`` section 4.3), so it is reported, not maximised.
+    prefers a small alpha (a smaller contrast always fits the target better), so it is
+    reported, not maximised.
 ``contrast``
     The contrast criterion: the probability that a held-out target cell is better explained
     (per-cell explained fraction) than a held-out background cell, i.e. the area under the ROC

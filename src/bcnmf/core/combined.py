@@ -1,4 +1,4 @@
-"""Combined-basis model (MODEL.md section 6): the target is explained by a
+"""Combined-basis model (docs/variants.md): the target is explained by a
 shared plus a target-specific basis, the background by the shared basis only.
 
 With cells as rows, shared basis ``S`` and target basis ``T`` (K x F)::
