@@ -9,6 +9,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
+from bcnmf.exceptions import InputFileError
 from bcnmf.io import read_table, write_table
 
 rng = np.random.default_rng(0)
@@ -46,10 +47,10 @@ def test_csv_errors(tmp_path):
     frame = pd.DataFrame(M, index=CELLS, columns=GENES)
     frame["label"] = "x"
     frame.to_csv(tmp_path / "bad.csv")
-    with pytest.raises(ValueError, match="column 'label' is not numeric"):
+    with pytest.raises(InputFileError, match="non-numeric value 'x' in row 'c0', column 'label'"):
         read_table(tmp_path / "bad.csv")
     (tmp_path / "one.csv").write_text("a\nb\n")
-    with pytest.raises(ValueError, match="no data columns"):
+    with pytest.raises(InputFileError, match="no data columns"):
         read_table(tmp_path / "one.csv")
 
 
@@ -64,7 +65,7 @@ def test_npz_dense_with_names_and_sparse(tmp_path):
     np.testing.assert_array_equal(table.X.toarray(), M)
     assert table.var_names[0] == "feature_1"
     np.savez(tmp_path / "odd.npz", a=M, b=M)
-    with pytest.raises(ValueError, match="found keys"):
+    with pytest.raises(InputFileError, match=r"found the arrays \['a', 'b'\]"):
         read_table(tmp_path / "odd.npz")
 
 
@@ -114,7 +115,7 @@ def test_general_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_table(tmp_path / "missing.csv")
     (tmp_path / "a.xlsx").write_text("x")
-    with pytest.raises(ValueError, match="Unsupported input"):
+    with pytest.raises(InputFileError, match="'.xlsx' is not a supported format"):
         read_table(tmp_path / "a.xlsx")
     (tmp_path / "a.csv").write_text("x,a\ny,1\n")
     with pytest.raises(ValueError, match="rows must be"):

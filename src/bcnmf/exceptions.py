@@ -3,8 +3,8 @@
 from sklearn.exceptions import ConvergenceWarning
 
 __all__ = ["AlphaSelectionWarning", "ConvergenceWarning", "DivergenceWarning",
-           "FeatureAlignmentWarning", "InvalidParameterError", "ModelFormatError",
-           "TransformedDataWarning"]
+           "FeatureAlignmentWarning", "InputFileError", "InvalidParameterError",
+           "ModelFormatError", "TransformedDataWarning"]
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -29,9 +29,22 @@ class FeatureAlignmentWarning(UserWarning):
     """Target and background were aligned on their shared features; some were dropped."""
 
 
-class ModelFormatError(ValueError):
+class InputFileError(ValueError):
+    """An input file cannot be read as the data it should hold.
+
+    Raised by :func:`bcnmf.io.read_table` (and so by every command-line input) for a file
+    that is empty, truncated or corrupted, of another format than its name says, a directory,
+    or whose content is not a matrix of finite, non-negative numbers. The message names the
+    file, the format expected and what was found; the error of the underlying reader (pandas,
+    h5py, anndata, scipy, numpy), if any, is chained as ``__cause__``.
+    """
+
+
+class ModelFormatError(InputFileError):
     """A saved model file cannot be read: not a bcnmf model, corrupted or truncated,
     or written in a newer format than this version of bcnmf understands."""
+
+
 class TransformedDataWarning(UserWarning):
     """Data given to the Poisson (KL) loss look log-transformed.
 

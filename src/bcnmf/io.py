@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .exceptions import InputFileError
+
 __all__ = ["FORMATS", "RUN_FILES", "Table", "read_table", "write_table", "write_run"]
 
 #: suffixes understood by :func:`read_table` (each may also end in ``.gz``, except .h5ad/.npz)
@@ -66,12 +68,197 @@ def _suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _names(values, prefix, n):
+# ---------------------------------------------------------------------------------------------
+# what a file should hold and what it holds: every reader error names the file, the format
+# expected from its name and what was found there
+# ---------------------------------------------------------------------------------------------
+
+#: the format each suffix promises, as error messages name it
+_EXPECTED = {
+    ".h5ad": "an AnnData .h5ad file (HDF5)",
+    ".csv": "a comma-separated table (.csv)",
+    ".tsv": "a tab-separated table (.tsv)",
+    ".txt": "a tab-separated table (.txt)",
+    ".npz": "a NumPy .npz archive (scipy.sparse.save_npz output or an array 'X')",
+    ".mtx": "a Matrix Market file (.mtx)",
+}
+#: the content signature each suffix needs (after gzip decompression for csv/tsv/txt/mtx)
+_NEEDS = {".h5ad": "hdf5", ".csv": "text", ".tsv": "text", ".txt": "text", ".npz": "zip",
+          ".mtx": "mtx"}
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_SIGNATURES = ((_HDF5, "hdf5"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
+               (b"\x1f\x8b", "gzip"), (b"\x93NUMPY", "npy"), (b"%%MatrixMarket", "mtx"))
+_FOUND = {
+    "empty": "an empty file (0 bytes)",
+    "hdf5": "an HDF5 file (such as an AnnData .h5ad file)",
+    "zip": "a zip archive (such as a NumPy .npz file)",
+    "gzip": "gzip-compressed data",
+    "npy": "a single NumPy .npy array",
+    "mtx": "a Matrix Market file",
+}
+#: where a file of each signature belongs, when its name says otherwise
+_BELONGS = {
+    "hdf5": "If it is an AnnData file, name it .h5ad.",
+    "zip": "If it is a NumPy archive, name it .npz (a saved bcnmf model is read with "
+           "bcnmf.load).",
+    "npy": "Save the matrix in an .npz archive instead: numpy.savez(path, X=matrix).",
+    "mtx": "If it is a Matrix Market file, name it .mtx.",
+}
+_SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+_HEAD = 4096
+
+
+def _error(path, expected, found, hint=""):
+    return InputFileError(f"Cannot read {path} as {expected}: found {found}."
+                          + (f" {hint}" if hint else ""))
+
+
+class _Input:
+    """A file being read: its path, its format from the suffix, and its first bytes."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
+        self.gz = path.name.lower().endswith(".gz")
+        self.expected = _EXPECTED[kind] + (", gzip-compressed" if self.gz else "")
+        self.head = b""
+
+    def error(self, found, hint=""):
+        return _error(self.path, self.expected, found, hint)
+
+
+def _signature(head: bytes) -> str:
+    if not head:
+        return "empty"
+    for magic, name in _SIGNATURES:
+        if head.startswith(magic):
+            return name
+    if any(head[offset:offset + 8] == _HDF5 for offset in (512, 1024, 2048)):
+        return "hdf5"   # an HDF5 file with a user block
+    return "binary" if b"\x00" in head else "text"
+
+
+def _first_line(head: bytes, width=60) -> str:
+    lines = [line for line in head.decode("utf-8", errors="replace").splitlines()
+             if line.strip()]
+    line = lines[0] if lines else ""
+    return line if width is None or len(line) <= width else line[:width] + "..."
+
+
+def _describe(signature: str, head: bytes) -> str:
+    if signature in _FOUND:
+        return _FOUND[signature]
+    if signature == "binary":
+        return f"binary data of an unknown format (first bytes {head[:8]!r})"
+    if not head.strip():
+        return "only blank lines"
+    return f"text beginning {_first_line(head)!r}"
+
+
+def _sniff(inp: _Input) -> None:
+    """Check that the file's content is of the format its name says; keep its first bytes
+    (decompressed for ``.gz`` names) in ``inp.head``."""
+    import gzip
+    import zlib
+
+    with open(inp.path, "rb") as f:
+        head = f.read(_HEAD)
+    signature = _signature(head)
+    if inp.gz:
+        if inp.kind in (".h5ad", ".npz"):
+            raise inp.error(_describe(signature, head),
+                            f"{inp.kind} files are not read gzip-compressed: decompress it "
+                            "first (gunzip).")
+        if signature != "gzip":
+            raise inp.error(f"{_describe(signature, head)}, not gzip-compressed data",
+                            "Remove .gz from its name if it is not compressed.")
+        try:
+            with gzip.open(inp.path, "rb") as f:
+                head = f.read(_HEAD)
+        except (OSError, EOFError, zlib.error) as err:
+            raise inp.error(f"gzip-compressed data that cannot be decompressed "
+                            f"({type(err).__name__}: {err})",
+                            "The file may be truncated or corrupted.") from err
+        signature = _signature(head)
+        if signature == "empty":
+            raise inp.error("gzip-compressed empty content")
+    elif signature == "gzip" and inp.kind not in (".h5ad", ".npz"):
+        raise inp.error("gzip-compressed data, but the name does not end in .gz",
+                        f"Name it {inp.path.name}.gz.")
+    inp.head = head
+    if signature == _NEEDS[inp.kind]:
+        return
+    if signature == "empty":
+        raise inp.error(_FOUND["empty"])
+    hint = _BELONGS.get(signature, "")
+    if signature == "text" and any(s in _first_line(head, None) for s in (",", "\t")):
+        hint = "If it is a delimited table, name it .csv (commas) or .tsv (tabs)."
+    elif signature == "text" and inp.kind == ".mtx":
+        hint = "A Matrix Market file begins with the line '%%MatrixMarket'."
+    raise inp.error(_describe(signature, head), hint)
+
+
+def _position(i, j, row_names, col_names) -> str:
+    row = f"row {row_names[i]!r}" if row_names is not None else f"row {i + 1}"
+    col = f"column {col_names[j]!r}" if col_names is not None else f"column {j + 1}"
+    return f"{row}, {col}"
+
+
+def _first(mask_of, X):
+    """(row, column, count) of the first entry of X where ``mask_of(values)`` holds."""
+    if sp.issparse(X):
+        coo = sp.coo_matrix(X)
+        hits = np.flatnonzero(mask_of(coo.data))
+        order = np.lexsort((coo.col[hits], coo.row[hits]))
+        k = hits[order[0]]
+        return int(coo.row[k]), int(coo.col[k]), hits.size
+    hits = np.argwhere(mask_of(np.asarray(X)))
+    return int(hits[0][0]), int(hits[0][1]), len(hits)
+
+
+def _check_values(inp, X, row_names=None, col_names=None, where=None, hint=""):
+    """Refuse an empty matrix, a dtype that is not real numbers, infinities and negative
+    values, naming the first offending entry by its row and column in the file. NaN (a
+    missing value, which the estimators fit around in dense input) is kept. ``where`` names
+    the matrix inside the file (``.h5ad``: ``X``, a layer or ``raw``)."""
+    at = f" in {where}" if where else ""
+    if 0 in X.shape:
+        raise inp.error(f"an empty matrix{at} ({X.shape[0]} rows x {X.shape[1]} columns)")
+    dtype = X.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+            or dtype == bool):
+        what = {"U": "text", "S": "bytes", "O": "Python objects", "c": "complex numbers"}.get(
+            dtype.kind, "not real numbers")
+        raise inp.error(f"a matrix{at} of dtype {dtype} ({what})",
+                        "Expected real numbers (integer or floating point).")
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    if values.size == 0 or dtype == bool:
+        return
+    lowest = np.fmin.reduce(values, axis=None)
+    highest = np.fmax.reduce(values, axis=None)
+    for bad, what, test, default in (
+            (np.isinf(lowest) or np.isinf(highest), "infinite", np.isinf,
+             "bcNMF needs finite, non-negative numbers; a missing value may be NaN "
+             "(an empty cell)."),
+            (lowest < 0, "negative", lambda v: v < 0,
+             "bcNMF needs non-negative data (counts, intensities, or log1p of them).")):
+        if bad:
+            i, j, n = _first(test, X)
+            value = X[i, j]
+            value = (value.toarray() if sp.issparse(value) else np.asarray(value)).item()
+            raise inp.error(f"{n} {what} value(s){at}, the first {value} at "
+                            f"{_position(i, j, row_names, col_names)}",
+                            hint if what == "negative" and hint else default)
+
+
+def _names(values, prefix, n, inp, source=None):
+    """Names of the n rows or columns, or generated ones (and whether they were given)."""
     if values is None:
         return np.array([f"{prefix}_{i + 1}" for i in range(n)], dtype=object), False
     values = np.asarray(values).astype(str).astype(object)
     if values.shape != (n,):
-        raise ValueError(f"{prefix} names: expected {n}, got {values.size}.")
+        raise inp.error(f"{values.size} {prefix} names"
+                        + (f" in {source}" if source else "")
+                        + f" for the {n} {prefix}s of the matrix")
     return values, True
 
 
@@ -85,45 +272,145 @@ def _orient(X, rows, row_names, col_names):
     return X, row_names, col_names
 
 
-def _read_delimited(path: Path, rows: str, sep: str):
+def _read_delimited(inp: _Input, rows: str):
+    import gzip
+    import re
+    import zlib
+
     import pandas as pd
 
-    df = pd.read_csv(path, sep=sep, index_col=0, float_precision="round_trip")
+    sep = "," if inp.kind == ".csv" else "\t"
+    try:
+        df = pd.read_csv(inp.path, sep=sep, index_col=0, float_precision="round_trip")
+    except pd.errors.EmptyDataError as err:
+        raise inp.error("no header line (only blank lines)") from err
+    except pd.errors.ParserError as err:
+        text = str(err).replace("Error tokenizing data. C error: ", "").strip()
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+        if ragged:
+            n, line, saw = ragged.groups()
+            raise inp.error(f"rows of different lengths: line {line} has {saw} fields, the "
+                            f"lines before it {n}",
+                            "Every row must have as many fields as the header row (plus the "
+                            "row name).") from err
+        raise inp.error(f"text that pandas cannot parse ({text})") from err
+    except UnicodeDecodeError as err:
+        raise inp.error(f"text that is not UTF-8 ({err.reason} at byte {err.start})",
+                        "Save it with UTF-8 encoding.") from err
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise inp.error(f"gzip-compressed data that ends early or is corrupted "
+                        f"({type(err).__name__}: {err})",
+                        "The file may be truncated.") from err
+    layout = ("Expected a header row, a first column of row names and numbers in every "
+              "other cell.")
     if df.shape[1] == 0:
-        raise ValueError(f"{path}: found no data columns with separator {sep!r}; the first "
-                         "column must hold row names and the first row column names.")
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
-        raise ValueError(f"{path}: column {bad[0]!r} is not numeric ({len(bad)} such "
-                         "column(s)); expected a header row, a first column of names and "
-                         "numbers everywhere else.")
-    X = df.to_numpy(dtype=np.float64)
-    X, r, c = _orient(X, rows, df.index.to_numpy(), df.columns.to_numpy())
-    obs, _ = _names(r, "sample", X.shape[0])
-    var, _ = _names(c, "feature", X.shape[1])
-    return Table(X, obs, var, source=str(path))
-
-
-def _read_npz(path: Path, rows: str):
-    with np.load(path, allow_pickle=False) as data:
-        keys = set(data.files)
-        if {"format", "shape", "data", "indices", "indptr"} <= keys:
-            X = sp.load_npz(path)
-        elif "X" in keys:
-            X = data["X"]
-        elif len(keys) == 1:
-            X = data[next(iter(keys))]
+        line = _first_line(inp.head, None)
+        shown = line if len(line) <= 60 else line[:60] + "..."
+        others = [(s, line.count(s)) for s in _SEPARATORS if s != sep and s in line]
+        found = (f"no data columns: the first line {shown!r} has no "
+                 f"{_SEPARATORS[sep]}")
+        if others:
+            s, count = others[0]
+            found += f" but {count} {_SEPARATORS[s]}"
+            hint = {"\t": "It looks tab-separated: name it .tsv.",
+                    ",": "It looks comma-separated: name it .csv."}.get(
+                s, "bcnmf reads comma-separated (.csv) and tab-separated (.tsv, .txt) tables: "
+                   "write it with one of those separators.")
         else:
-            raise ValueError(f"{path}: expected a scipy.sparse.save_npz file or an npz with an "
-                             f"array 'X' (optional 'obs_names', 'var_names'); found keys "
-                             f"{sorted(keys)}.")
-        obs_names = data["obs_names"] if "obs_names" in keys else None
-        var_names = data["var_names"] if "var_names" in keys else None
-    if not sp.issparse(X) and np.asarray(X).ndim != 2:
-        raise ValueError(f"{path}: the matrix must be 2-D; got shape {np.shape(X)}.")
+            hint = layout
+        raise inp.error(found, hint)
+    if df.shape[0] == 0:
+        raise inp.error(f"a header line with {df.shape[1]} column names but no data rows")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])
+           or pd.api.types.is_bool_dtype(df[c])]
+    if bad:
+        column = df[bad[0]]
+        coerced = pd.to_numeric(column, errors="coerce") if column.dtype == object else None
+        offending = (column.notna() & coerced.isna()).to_numpy() if coerced is not None \
+            else np.ones(len(column), bool)
+        i = int(np.flatnonzero(offending)[0]) if offending.any() else 0
+        more = f" ({len(bad)} columns hold text)" if len(bad) > 1 else ""
+        raise inp.error(f"a non-numeric value {column.iloc[i]!r} in row {df.index[i]!r}, "
+                        f"column {bad[0]!r}{more}",
+                        f"{layout} Annotation columns belong in a separate file (or in obs "
+                        "of an .h5ad file).")
+    X = df.to_numpy(dtype=np.float64)
+    if not np.isfinite(np.add.reduce(X, axis=None)) and np.isnan(X).any():
+        short = _short_row(inp, sep, df.shape[1] + 1)
+        if short is not None:
+            line, n = short
+            raise inp.error(f"rows of different lengths: line {line} has {n} fields, the header "
+                            f"and the first column {df.shape[1] + 1}",
+                            "Missing values are empty cells between separators "
+                            "(for example 'x,1,,3').")
+    row_names, col_names = df.index.to_numpy(), df.columns.to_numpy()
+    _check_values(inp, X, row_names, col_names)
+    X, r, c = _orient(X, rows, row_names, col_names)
+    obs, _ = _names(r, "sample", X.shape[0], inp)
+    var, _ = _names(c, "feature", X.shape[1], inp)
+    return Table(X, obs, var, source=str(inp.path))
+
+
+def _short_row(inp: _Input, sep: str, n: int):
+    """(line number, field count) of the first data line with fewer than ``n`` fields (which
+    pandas would fill with NaN), or None."""
+    import csv
+    import gzip
+
+    opener = gzip.open if inp.gz else open
+    with opener(inp.path, "rt", newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter=sep)
+        next(reader, None)   # the header
+        for fields in reader:
+            if fields and len(fields) < n:
+                return reader.line_num, len(fields)
+    return None
+
+
+def _read_npz(inp: _Input, rows: str):
+    import zipfile
+    import zlib
+
+    path = inp.path
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if "metadata.json" in keys:
+                raise inp.error("a saved bcnmf model (it holds metadata.json)",
+                                "Load it with bcnmf.load(path).")
+            if {"meta", "checksum"} <= keys:
+                raise inp.error("a bcnmf fit checkpoint (it holds meta and checksum)",
+                                "Resume it with fit(..., resume=path).")
+            if {"format", "shape", "data", "indices", "indptr"} <= keys:
+                X = sp.load_npz(path)
+            elif "X" in keys:
+                X = data["X"]
+            elif len(keys) == 1:
+                X = data[next(iter(keys))]
+            else:
+                raise inp.error(f"the arrays {sorted(keys)}",
+                                "Expected a scipy.sparse.save_npz file or an npz with an array "
+                                "'X' (optional 'obs_names', 'var_names').")
+            obs_names = data["obs_names"] if "obs_names" in keys else None
+            var_names = data["var_names"] if "var_names" in keys else None
+    except InputFileError:
+        raise
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise inp.error("an array of Python objects, which bcnmf does not unpickle",
+                            "Store numbers (and names as strings): numpy.savez(path, X=matrix, "
+                            "obs_names=np.asarray(names, dtype=str)).") from err
+        raise inp.error(f"a zip archive that NumPy cannot read ({type(err).__name__}: {err})",
+                        "The file may be truncated or corrupted.") from err
+    except (zipfile.BadZipFile, EOFError, zlib.error, KeyError, OSError) as err:
+        raise inp.error(f"a zip archive that NumPy cannot read ({type(err).__name__}: {err})",
+                        "The file may be truncated or corrupted.") from err
+    if not sp.issparse(X) and np.ndim(X) != 2:
+        raise inp.error(f"a matrix of shape {np.shape(X)}", "The matrix must be 2-D.")
+    _check_values(inp, X)
     X, _, _ = _orient(X, rows, None, None)
-    obs, _ = _names(obs_names, "sample", X.shape[0])
-    var, has = _names(var_names, "feature", X.shape[1])
+    obs, _ = _names(obs_names, "sample", X.shape[0], inp, "obs_names")
+    var, has = _names(var_names, "feature", X.shape[1], inp, "var_names")
     return Table(X, obs, var, has_var_names=has, source=str(path))
 
 
@@ -135,40 +422,102 @@ def _sibling(directory: Path, stems):
     return None
 
 
-def _first_column(path: Path):
+def _first_column(path: Path, role: str, matrix: Path):
+    import zlib
+
     import pandas as pd
 
-    return pd.read_csv(path, sep="\t", header=None, usecols=[0]).iloc[:, 0].to_numpy()
+    expected = f"the {role} names of {matrix.name} (a tab-separated list, names first)"
+    try:
+        column = pd.read_csv(path, sep="\t", header=None, usecols=[0], dtype=str,
+                             keep_default_na=False).iloc[:, 0].to_numpy()
+    except pd.errors.EmptyDataError as err:
+        raise _error(path, expected, "an empty file") from err
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, zlib.error, OSError) as err:
+        raise _error(path, expected, f"content pandas cannot parse ({type(err).__name__}: "
+                                     f"{err})") from err
+    return column, path
 
 
-def _read_mtx(path: Path, rows: str):
+def _read_mtx(inp: _Input, rows: str):
     import scipy.io
 
-    X = sp.csr_matrix(scipy.io.mmread(path))
+    path = inp.path
+    try:
+        X = scipy.io.mmread(path)
+    except MemoryError:   # pragma: no cover - depends on the machine
+        raise
+    except Exception as err:   # scipy's parsers raise several types for damaged files
+        raise inp.error(f"a Matrix Market file that scipy cannot parse ({type(err).__name__}: "
+                        f"{err})", "The file may be truncated or corrupted.") from err
+    X = sp.csr_matrix(X)
+    _check_values(inp, X)
     d = path.parent
     # 10x Genomics layout: matrix.mtx(.gz) next to features.tsv / genes.tsv and barcodes.tsv,
     # features as rows; generic .mtx files get generated names
     feature_file = _sibling(d, ("features.tsv", "genes.tsv"))
     barcode_file = _sibling(d, ("barcodes.tsv",))
-    feat = _first_column(feature_file) if feature_file is not None else None
-    cells = _first_column(barcode_file) if barcode_file is not None else None
+    feat = _first_column(feature_file, "feature", path) if feature_file is not None else None
+    cells = _first_column(barcode_file, "sample", path) if barcode_file is not None else None
     row_names, col_names = (feat, cells) if rows == "features" else (cells, feat)
-    X, r, c = _orient(X, rows, row_names, col_names)
-    obs, _ = _names(r, "sample", X.shape[0])
-    var, has = _names(c, "feature", X.shape[1])
+    n_rows, n_cols = X.shape
+    for names, n, axis in ((row_names, n_rows, "rows"), (col_names, n_cols, "columns")):
+        if names is not None and len(names[0]) != n:
+            swapped = [(x[0] if x is not None else None) for x in (col_names, row_names)]
+            fits = all(x is None or len(x) == m for x, m in zip(swapped, X.shape))
+            raise _error(names[1], f"the names of the {n} {axis} of {path.name}",
+                         f"{len(names[0])} names",
+                         "10x Genomics matrix.mtx files hold features as rows: pass "
+                         "rows='features' (bcnmf --rows features)." if fits and
+                         rows == "samples" else
+                         "Matrices with features as columns take rows='samples'."
+                         if fits else "")
+    X, r, c = _orient(X, rows, *[None if x is None else x[0] for x in (row_names, col_names)])
+    obs, _ = _names(r, "sample", X.shape[0], inp)
+    var, has = _names(c, "feature", X.shape[1], inp)
     return Table(X, obs, var, has_var_names=has, source=str(path))
 
 
-def _read_h5ad(path: Path, layer, use_raw):
+def _read_h5ad(inp: _Input, layer, use_raw):
+    path = inp.path
     try:
         import anndata
+        import h5py
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("Reading .h5ad files needs anndata: pip install 'bcnmf[anndata]'.")
-    adata = anndata.read_h5ad(path)
+        raise ImportError(f"Reading {path.name} (.h5ad) needs anndata: "
+                          "pip install 'bcnmf[anndata]'.") from None
+    try:
+        with h5py.File(path, "r") as f:
+            entries = sorted(f.keys())
+    except OSError as err:
+        raise inp.error(f"an HDF5 file that h5py cannot open ({err})",
+                        "The file may be truncated or corrupted: write it again.") from err
+    if not {"obs", "var"} <= set(entries):
+        shown = entries[:8] + (["..."] if len(entries) > 8 else [])
+        raise inp.error(f"an HDF5 file that is not AnnData (top-level entries {shown}, no "
+                        "'obs' and 'var')",
+                        "A 10x Genomics .h5 file? Read it with scanpy.read_10x_h5 and save it "
+                        "with adata.write_h5ad." if "matrix" in entries else "")
+    try:
+        adata = anndata.read_h5ad(path)
+    except MemoryError:   # pragma: no cover - depends on the machine
+        raise
+    except Exception as err:   # anndata, h5py and pandas raise many types for damaged files
+        raise inp.error(f"an AnnData file that anndata cannot read ({type(err).__name__}: "
+                        f"{err})", "The file may be truncated or corrupted.") from err
     X, source, log1p = _anndata_matrix(adata, layer, use_raw, str(path))
-    return Table(X, np.asarray(adata.obs_names, dtype=object),
-                 np.asarray(adata.var_names, dtype=object), obs=adata.obs,
-                 log1p_recorded=log1p, source=f"{path}: {source}")
+    if X is None:
+        raise inp.error("an AnnData file without a matrix X",
+                        f"Pass layer= naming one of its layers {sorted(adata.layers)}."
+                        if len(adata.layers) else "")
+    obs_names = np.asarray(adata.obs_names, dtype=object)
+    var_names = np.asarray(adata.var_names, dtype=object)
+    hint = ("bcNMF needs non-negative data (counts, intensities, or log1p of them); pass "
+            "layer= (bcnmf --layer) naming the counts"
+            + (f", one of {sorted(adata.layers)}." if len(adata.layers) else "."))
+    _check_values(inp, X, obs_names, var_names, where=source, hint=hint)
+    return Table(X, obs_names, var_names, obs=adata.obs, log1p_recorded=log1p,
+                 source=f"{path}: {source}")
 
 
 def _anndata_matrix(adata, layer, use_raw, where="adata"):
@@ -193,6 +542,10 @@ def _anndata_matrix(adata, layer, use_raw, where="adata"):
     return adata.X, "X", "log1p" in adata.uns
 
 
+def _supported() -> str:
+    return f"{', '.join(FORMATS)} (.csv, .tsv, .txt and .mtx may end in .gz)"
+
+
 def read_table(path, *, rows="samples", layer=None, use_raw=False) -> Table:
     """Read a data matrix with its sample and feature names.
 
@@ -200,7 +553,8 @@ def read_table(path, *, rows="samples", layer=None, use_raw=False) -> Table:
     ----------
     path : str or path-like
         ``.h5ad`` (AnnData; needs ``anndata``), ``.csv`` / ``.tsv`` / ``.txt`` (optionally
-        ``.gz``; first row feature or sample names, first column the other names),
+        ``.gz``; first row feature or sample names, first column the other names; empty
+        cells and ``NA`` are read as NaN, a missing value),
         ``.npz`` (``scipy.sparse.save_npz`` output, or an array ``X`` with optional string
         arrays ``obs_names`` and ``var_names``), ``.mtx`` (optionally ``.gz``; names from
         ``features.tsv``/``genes.tsv`` and ``barcodes.tsv`` beside it, 10x style).
@@ -215,28 +569,65 @@ def read_table(path, *, rows="samples", layer=None, use_raw=False) -> Table:
     Returns
     -------
     Table
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    bcnmf.exceptions.InputFileError
+        When the file cannot be read as the format its name says: a directory, an
+        unsupported suffix, an empty, truncated or corrupted file, content of another format
+        (a CSV named ``.h5ad``, text that is not gzip-compressed named ``.gz``), a table with
+        the wrong separator, rows of different lengths or a non-numeric cell, or a matrix
+        with infinite or negative values. The message names the file, the format expected
+        and what was found (the offending value with its row and column); the underlying
+        reader's error is chained.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from bcnmf.io import read_table
+    >>> path = os.path.join(tempfile.mkdtemp(), "counts.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("cell,g1,g2\\nc1,0,3\\nc2,1,x\\n")
+    >>> read_table(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bcnmf.exceptions.InputFileError: Cannot read ...counts.csv as a comma-separated table (.csv): found a non-numeric value 'x' in row 'c2', column 'g2'. ...
     """
     path = Path(path)
     if rows not in _ROWS:
         raise ValueError(f"rows must be 'samples' or 'features'; got {rows!r}.")
+    if path.is_dir():
+        inside = _sibling(path, ("matrix.mtx",))
+        raise InputFileError(
+            f"Cannot read {path}: it is a directory; expected a data file, one of "
+            f"{_supported()}."
+            + (f" It holds {inside.name} (10x Genomics layout): pass {inside} with "
+               "rows='features'." if inside is not None else ""))
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
     kind = _suffix(path)
+    if kind not in _EXPECTED:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD)
+        raise InputFileError(
+            f"Cannot read {path}: its suffix {kind or '(none)'!r} is not a supported format "
+            f"(found {_describe(_signature(head), head)}); supported: {_supported()}.")
     if kind != ".h5ad" and (layer is not None or use_raw):
         raise ValueError(f"layer / use_raw apply to .h5ad files only, not {path.name}.")
+    if kind == ".h5ad" and rows != "samples":
+        raise ValueError(".h5ad files are always cells x genes; rows='features' does not "
+                         "apply to them.")
+    inp = _Input(path, kind)
+    _sniff(inp)
     if kind == ".h5ad":
-        if rows != "samples":
-            raise ValueError(".h5ad files are always cells x genes; rows='features' does not "
-                             "apply to them.")
-        return _read_h5ad(path, layer, use_raw)
+        return _read_h5ad(inp, layer, use_raw)
     if kind in (".csv", ".tsv", ".txt"):
-        return _read_delimited(path, rows, "," if kind == ".csv" else "\t")
+        return _read_delimited(inp, rows)
     if kind == ".npz":
-        return _read_npz(path, rows)
-    if kind == ".mtx":
-        return _read_mtx(path, rows)
-    raise ValueError(f"Unsupported input {path.name!r}: expected one of "
-                     f"{', '.join(FORMATS)} (csv/tsv/mtx may be gzipped).")
+        return _read_npz(inp, rows)
+    return _read_mtx(inp, rows)
 
 
 def write_table(path, matrix, row_names, col_names, *, index_label="name") -> Path:
