@@ -7,7 +7,8 @@ Public names: :class:`BCNMF`, :class:`MiniBatchBCNMF` (online),
 :func:`load` (saved models); model selection and topic statistics
 (:func:`select_model`, :class:`SelectionResult`, :func:`topic_enrichment`,
 :func:`top_features`, :func:`background_corrected`, :func:`match_topics`,
-:func:`consensus_basis`, loaded on first use); submodules ``tl`` (AnnData tools), ``pl`` (plots),
+:func:`consensus_basis`, :func:`topic_gene_sets`, loaded on first use); submodules ``tl``
+(AnnData tools), ``pl`` (plots),
 ``io`` (file readers), ``report``, ``datasets``, ``metrics`` and ``exceptions``
 are loaded on first access, so ``import bcnmf`` imports none of anndata,
 scanpy or matplotlib.
@@ -29,7 +30,7 @@ __all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "MultiConditionBCNMF", "M
            "get_config", "set_config",
            "io", "metrics", "pl", "report", "tl", "__version__",
            "select_model", "SelectionResult", "topic_enrichment", "top_features",
-           "background_corrected", "match_topics", "consensus_basis"]
+           "background_corrected", "match_topics", "consensus_basis", "topic_gene_sets"]
 
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}
 #: public functions and classes loaded from their module on first access
@@ -37,6 +38,7 @@ _LAZY_NAMES = {
     "select_model": "selection", "SelectionResult": "selection",
     "topic_enrichment": "topics", "top_features": "topics", "background_corrected": "topics",
     "match_topics": "matching", "consensus_basis": "matching",
+    "topic_gene_sets": "gene_sets",
 }
 
 
