@@ -590,10 +590,11 @@ def read_table(path, *, rows="samples", layer=None, use_raw=False) -> Table:
     >>> path = os.path.join(tempfile.mkdtemp(), "counts.csv")
     >>> with open(path, "w") as f:
     ...     _ = f.write("cell,g1,g2\\nc1,0,3\\nc2,1,x\\n")
-    >>> read_table(path)  # doctest: +ELLIPSIS
+    >>> read_table(path)  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    bcnmf.exceptions.InputFileError: Cannot read ...counts.csv as a comma-separated table (.csv): found a non-numeric value 'x' in row 'c2', column 'g2'. ...
+    bcnmf.exceptions.InputFileError: Cannot read ...counts.csv as a comma-separated table ...:
+    found a non-numeric value 'x' in row 'c2', column 'g2'. ...
     """
     path = Path(path)
     if rows not in _ROWS:

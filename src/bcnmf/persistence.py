@@ -182,46 +182,92 @@ def save_model(model, path, *, feature_names=None) -> Path:
     return path
 
 
-def _corrupt(path, why):
-    return ModelFormatError(f"{path} is not a readable bcnmf model file ({why}); it may be "
-                            "truncated or corrupted: save the model again.")
+_EXPECTED = "a zip archive of .npy arrays and metadata.json, written by model.save"
+_DAMAGED = "It may be truncated or corrupted: save the model again."
+#: metadata entries the loader reads, with their JSON types
+_REQUIRED = {"arrays": dict, "params": dict, "settings": dict, "policy": dict,
+             "attributes": dict, "history_keys": list, "feature_names": (list, type(None))}
+
+
+def _corrupt(path, found, hint=_DAMAGED):
+    return ModelFormatError(f"{path} is not a readable bcnmf model file (expected {_EXPECTED}): "
+                            f"found {found}." + (f" {hint}" if hint else ""))
+
+
+def _other_content(path):
+    """A ModelFormatError for a file that is not a zip archive (None when it is one)."""
+    from .io import _HEAD, _describe, _signature
+
+    with open(path, "rb") as f:
+        head = f.read(_HEAD)
+    signature = _signature(head)
+    if signature == "zip":
+        return None
+    if signature == "empty":
+        return _corrupt(path, _describe(signature, head))
+    return _corrupt(path, _describe(signature, head),
+                    "It is not a saved model; data files are read with bcnmf.io.read_table.")
+
+
+def _without_metadata(path, members):
+    names = sorted(m[:-4] if m.endswith(".npy") else m for m in members)
+    if {"meta", "checksum"} <= set(names):
+        return _corrupt(path, "a bcnmf fit checkpoint, not a saved model",
+                        "Resume it with fit(..., resume=path).")
+    shown = names[:6] + (["..."] if len(names) > 6 else [])
+    return _corrupt(path, f"a zip archive with no {_METADATA} inside (it holds {shown})",
+                    "An .npz of arrays is data: read it with bcnmf.io.read_table."
+                    if names else _DAMAGED)
 
 
 def _read(path):
+    path = Path(path)
+    if path.is_dir():
+        raise _corrupt(path, "a directory", "Pass the model file (for a run folder of "
+                       "`bcnmf fit`: its model.npz).")
+    if not path.is_file():
+        raise FileNotFoundError(f"No such model file: {path}")
+    other = _other_content(path)
+    if other is not None:
+        raise other
     try:
         with zipfile.ZipFile(path) as zf:
             members = set(zf.namelist())
             if _METADATA not in members:
-                raise _corrupt(path, f"no {_METADATA} inside")
+                raise _without_metadata(path, members)
             meta = json.loads(zf.read(_METADATA).decode("utf-8"))
             if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-                raise _corrupt(path, "its metadata does not name the bcnmf model format")
+                raise _corrupt(path, f"a {_METADATA} that does not name the bcnmf model format",
+                               "It is not a saved bcnmf model.")
             _check_version(path, meta)
+            wrong = sorted(k for k, kind in _REQUIRED.items()
+                           if not isinstance(meta.get(k), kind))
+            if wrong:
+                raise _corrupt(path, f"a {_METADATA} without valid {wrong}")
             arrays = {}
             for name, spec in meta["arrays"].items():
                 if f"{name}.npy" not in members:
-                    raise _corrupt(path, f"array {name!r} is missing")
+                    raise _corrupt(path, f"no array {name!r} (missing from the archive)")
                 with zf.open(f"{name}.npy") as fh:
                     a = np.lib.format.read_array(io.BytesIO(fh.read()), allow_pickle=False)
                 if a.dtype.str != spec["dtype"] or list(a.shape) != spec["shape"]:
-                    raise _corrupt(path, f"array {name!r} has the wrong dtype or shape")
+                    raise _corrupt(path, f"array {name!r} with the wrong dtype or shape")
                 arrays[name] = a
     except ModelFormatError:
         raise
-    except FileNotFoundError:
-        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError, TypeError,
             ValueError, UnicodeDecodeError, zlib.error) as err:  # JSONDecodeError: ValueError
-        raise _corrupt(path, f"{type(err).__name__}: {err}") from None
+        raise _corrupt(path, f"a zip archive that cannot be read ({type(err).__name__}: {err})"
+                       ) from err
     if _checksum(arrays) != meta.get("sha256"):
-        raise _corrupt(path, "the checksum of its arrays does not match")
+        raise _corrupt(path, "arrays whose checksum does not match the one in its metadata")
     return meta, arrays
 
 
 def _check_version(path, meta):
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _corrupt(path, f"invalid format version {version!r}")
+        raise _corrupt(path, f"an invalid format version {version!r}")
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{path} was written by bcnmf {meta.get('library_version', '?')} in model format "
@@ -257,8 +303,9 @@ def load_model(path, *, device=None):
     FileNotFoundError
         When ``path`` does not exist.
     bcnmf.exceptions.ModelFormatError
-        When the file is not a bcnmf model, is corrupted or truncated, or was written in a
-        newer format version.
+        When the file is not a bcnmf model (a directory, a data file, a checkpoint), is
+        corrupted or truncated, or was written in a newer format version; the message names
+        the file and what was found there.
     """
     meta, arrays = _read(path)
     saved = REGISTRY.get(meta.get("estimator"))
