@@ -47,6 +47,11 @@ ENRICHMENT = pd.DataFrame({
     "enriched": [True, False, False, False]}, index=pd.Index([0, 1, 2, 3], name="topic"))
 SELECTION = pd.DataFrame({"n_components": [2, 2, 3, 3, 4, 4], "alpha": [0.5, 1.5] * 3,
                           "score": [0.1, 0.4, 0.3, 0.9, 0.2, 0.5]})
+GENE_SETS = pd.DataFrame({
+    "topic": ["topic 1"] * 3 + ["topic 2"] * 3 + ["topic 3"] * 3,
+    "gene_set": ["A", "B", "C"] * 3,
+    "effect": [0.9, 0.55, 0.3, 0.5, 0.8, 0.5, 0.45, 0.5, 0.52],
+    "q_value": [1e-6, 0.04, 0.9, 0.8, 1e-3, 0.8, 0.9, 0.9, 0.7]})
 PATH = {"alpha": np.array([0.25, 0.5, 1.0, 2.0]), "contrast": np.array([0.6, 0.7, 0.72, 0.4]),
         "counted": np.array([True, True, True, False]),
         "chosen": np.array([False, False, True, False])}
@@ -61,6 +66,7 @@ def _calls(fitted):
         "enrichment_volcano": (ENRICHMENT, {}),
         "selection_grid": (SELECTION, {"best": {"n_components": 3, "alpha": 1.5}}),
         "alpha_path": (PATH, {}),
+        "gene_sets": (GENE_SETS, {}),
     }
 
 
@@ -339,3 +345,69 @@ def test_alpha_path_draws_one_line_per_n_components(contrast_fit):
     assert model.components_.shape[0] == path["n_components"][i]
     assert _chosen(ax).get_label() == (f"chosen: alpha = {model.alpha_:g}, "
                                        f"K = {path['n_components'][i]}")
+
+
+def test_gene_sets_dots_are_the_top_sets_of_each_topic():
+    """Rows: the n_top sets with q <= q_threshold of each topic, in the order of the first
+    topic that shows them; a dot per (topic, row); area grows with -log10 q, colour is the
+    effect, a black edge marks q <= q_threshold."""
+    ax = bcnmf.pl.gene_sets(GENE_SETS, n_top=1)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["topic 1", "topic 2", "topic 3"]
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)][0]
+    xy = dots.get_offsets()
+    assert len(xy) == 6  # 3 topics x 2 sets
+    shown = GENE_SETS[GENE_SETS["gene_set"].isin(["A", "B"])]
+    np.testing.assert_array_equal(xy[:, 0], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(xy[:, 1], [0, 1, 0, 1, 0, 1])
+    height = -np.log10(shown["q_value"].to_numpy())
+    sizes = dots.get_sizes()
+    assert np.all(np.diff(sizes[np.argsort(height)]) >= 0)
+    assert sizes.max() > 10 * sizes.min()
+    np.testing.assert_allclose(dots.get_array(), shown["effect"].to_numpy())
+    assert dots.norm(0.5) == pytest.approx(0.5)  # no enrichment in the middle of the map
+    edges = dots.get_edgecolors()[:, 3]
+    np.testing.assert_array_equal(edges > 0, shown["q_value"].to_numpy() <= 0.05)
+    ax = bcnmf.pl.gene_sets(GENE_SETS, n_top=2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]  # C is never below q
+    ax = bcnmf.pl.gene_sets(GENE_SETS, n_top=3, q_threshold=1.0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B", "C"]
+
+
+def test_gene_sets_without_a_significant_set_shows_the_best_and_says_so():
+    table = GENE_SETS.assign(q_value=np.linspace(0.2, 1.0, 9))
+    ax = bcnmf.pl.gene_sets(table, n_top=1)
+    assert "none at q <= 0.05" in ax.get_title()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A"]
+
+
+def test_gene_sets_reads_the_csv_of_a_run(tmp_path):
+    from bcnmf.gene_sets import COLUMNS
+
+    rng = np.random.default_rng(0)
+    genes = [f"g{j}" for j in range(80)]
+    loadings = rng.gamma(0.5, 1.0, size=(3, 80))
+    sets = {f"S{i}": list(rng.choice(genes, 10, replace=False)) for i in range(6)}
+    table = bcnmf.topic_gene_sets(loadings, sets, feature_names=genes)
+    table.to_csv(tmp_path / "gene_sets.csv", index=False)
+    again = pd.read_csv(tmp_path / "gene_sets.csv")
+    assert tuple(again.columns) == COLUMNS
+    ax = bcnmf.pl.gene_sets(again)
+    assert len(ax.get_yticklabels()) >= 1
+
+
+def test_gene_sets_refuses_bad_tables():
+    with pytest.raises(KeyError, match=r"lacks column\(s\) \['effect'\]"):
+        bcnmf.pl.gene_sets(GENE_SETS.drop(columns="effect"))
+    with pytest.raises(TypeError, match="DataFrame"):
+        bcnmf.pl.gene_sets({"topic": []})
+    with pytest.raises(ValueError, match="n_top"):
+        bcnmf.pl.gene_sets(GENE_SETS, n_top=0)
+    with pytest.raises(ValueError, match="q_threshold"):
+        bcnmf.pl.gene_sets(GENE_SETS, q_threshold=0)
+    with pytest.raises(ValueError, match="q_value"):
+        bcnmf.pl.gene_sets(GENE_SETS.assign(q_value=np.nan))
+    with pytest.raises(ValueError, match="AUC"):
+        bcnmf.pl.gene_sets(GENE_SETS.assign(effect=2.0))
+    with pytest.raises(ValueError, match="empty"):
+        bcnmf.pl.gene_sets(GENE_SETS.iloc[:0])

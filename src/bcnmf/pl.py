@@ -7,8 +7,9 @@ Every function draws into ``ax`` when given (else a new figure) and returns the 
   ``key``), a fitted :class:`bcnmf.BCNMF`, or a :class:`bcnmf.FactorizationResult`, for
   :func:`loss_history`, :func:`loadings` and :func:`topic_usage`;
 - a table (pandas DataFrame) for :func:`enrichment_volcano` (topic statistics: columns
-  ``effect_size``, ``q_value``, optionally ``enriched``) and :func:`selection_grid`
-  (model-selection table: ``n_components``, ``alpha`` and a score column);
+  ``effect_size``, ``q_value``, optionally ``enriched``), :func:`selection_grid`
+  (model-selection table: ``n_components``, ``alpha`` and a score column) and
+  :func:`gene_sets` (the table of :func:`bcnmf.topic_gene_sets`);
 - a BCNMF fitted with ``alpha="auto"`` (its ``alpha_path_``), an AnnData annotated by such a
   fit, or the screening table itself (dict of arrays, or the DataFrame read from a run
   folder's ``alpha_path.csv``) for :func:`alpha_path`.
@@ -26,7 +27,7 @@ import numpy as np
 from .core.backend import to_numpy
 
 __all__ = ["loss_history", "loadings", "topic_usage", "enrichment_volcano", "selection_grid",
-           "alpha_path"]
+           "alpha_path", "gene_sets"]
 
 _TARGET_COLOUR, _BACKGROUND_COLOUR = "#1f77b4", "#ff7f0e"
 
@@ -609,4 +610,109 @@ def alpha_path(data, *, key="bcnmf", stability=False, ax=None):
         twin.legend(handles, labels, fontsize="small", framealpha=0.9)
     else:
         ax.legend(handles, labels, frameon=False, fontsize="small")
+    return ax
+
+
+_GENE_SET_COLUMNS = ("topic", "gene_set", "effect", "q_value")
+
+
+def _gene_set_rows(table, topics, n_top, q_threshold):
+    """The sets shown: per topic, its ``n_top`` smallest q-values at or below
+    ``q_threshold`` (all sets when none is), ordered by the first topic that shows them."""
+    q = table["q_value"].to_numpy(dtype=float)
+    significant = bool((q <= q_threshold).any())
+    ranked = table.assign(_q=q, _e=-table["effect"].to_numpy(dtype=float))
+    if significant:
+        ranked = ranked[ranked["_q"] <= q_threshold]
+    rows = []
+    for topic in topics:
+        best = ranked[ranked["_topic"] == topic].sort_values(["_q", "_e", "gene_set"],
+                                                             kind="stable").head(n_top)
+        rows.extend(s for s in best["gene_set"] if s not in rows)
+    return rows, significant
+
+
+def gene_sets(table, *, n_top=5, q_threshold=0.05, ax=None):
+    """Dot plot of the gene sets of every topic: topics across, the top sets down.
+
+    Every dot is one (topic, set) pair of the table: its area grows with ``-log10 q`` and
+    its colour is the effect (the AUC of :func:`bcnmf.topic_gene_sets`: 0.5 no enrichment,
+    red above, blue below). Dots at or below ``q_threshold`` have a black edge.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table of :func:`bcnmf.topic_gene_sets` (or a run folder's ``gene_sets.csv``):
+        needs the columns ``topic``, ``gene_set``, ``effect`` (in [0, 1]) and ``q_value``.
+    n_top : int, default=5
+        Sets shown per topic: its ``n_top`` smallest q-values at or below ``q_threshold``
+        (a set shown for one topic is shown for all). When no set of any topic reaches
+        ``q_threshold``, the ``n_top`` smallest q-values of every topic are shown and the
+        title says so.
+    q_threshold : float, default=0.05
+        The q-value at or below which a set counts as enriched.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"topic": ["topic 1", "topic 1", "topic 2", "topic 2"],
+    ...                       "gene_set": ["A", "B", "A", "B"], "effect": [0.9, 0.5, 0.4, 0.8],
+    ...                       "q_value": [1e-4, 0.6, 0.9, 0.01]})
+    >>> ax = gene_sets(table)
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['A', 'B']
+    """
+    _need_columns(table, _GENE_SET_COLUMNS, "gene_sets")
+    if not (isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool)
+            and n_top >= 1):
+        raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
+    if not 0 < q_threshold <= 1:
+        raise ValueError(f"q_threshold must be in (0, 1]; got {q_threshold!r}.")
+    if len(table) == 0:
+        raise ValueError("gene_sets: the table is empty.")
+    q = table["q_value"].to_numpy(dtype=float)
+    effect = table["effect"].to_numpy(dtype=float)
+    if np.any(~(q >= 0) | (q > 1)):
+        raise ValueError("Column 'q_value' must hold probabilities in [0, 1].")
+    if np.any(~(effect >= 0) | (effect > 1)):
+        raise ValueError("Column 'effect' must hold AUCs in [0, 1] (bcnmf.topic_gene_sets).")
+    data = table.assign(_topic=table["topic"].astype(str))
+    topics = list(dict.fromkeys(data["_topic"]))
+    rows, significant = _gene_set_rows(data, topics, int(n_top), q_threshold)
+    shown = data[data["gene_set"].isin(rows)]
+    x = shown["_topic"].map({t: i for i, t in enumerate(topics)}).to_numpy()
+    y = shown["gene_set"].map({s: i for i, s in enumerate(rows)}).to_numpy()
+    qs = shown["q_value"].to_numpy(dtype=float)
+    positive = q[q > 0]
+    floor = positive.min() if positive.size else 1e-300
+    height = -np.log10(np.clip(qs, floor, 1.0))
+    top = max(float(-np.log10(floor)), 1.0)
+    sizes = 12.0 + 228.0 * height / top
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.lines import Line2D
+
+    hit = qs <= q_threshold
+    ax = _new_ax(ax, (2.5 + 0.7 * len(topics), 1.4 + 0.32 * len(rows)))
+    dots = ax.scatter(x, y, s=sizes, c=shown["effect"].to_numpy(dtype=float), cmap="RdBu_r",
+                      norm=TwoSlopeNorm(vcenter=0.5, vmin=0.0, vmax=1.0),
+                      edgecolors=np.where(hit[:, None], [[0, 0, 0, 1]], [[0, 0, 0, 0]]),
+                      linewidths=0.8)
+    ax.set_xticks(np.arange(len(topics)), topics, rotation=45, ha="right")
+    ax.set_yticks(np.arange(len(rows)), rows)
+    ax.set_xlim(-0.6, len(topics) - 0.4)
+    ax.set_ylim(len(rows) - 0.4, -0.6)
+    ax.set_xlabel("topic")
+    ax.set_title("gene sets per topic" if significant else
+                 f"gene sets per topic (none at q <= {q_threshold:g})")
+    ax.figure.colorbar(dots, ax=ax, label="effect (AUC)", shrink=0.8)
+    marks = sorted({1.0, round(top / 2, 1), round(top, 1)} - {0.0})
+    handles = [Line2D([], [], ls="", marker="o", color="#777777",
+                      markersize=np.sqrt(12.0 + 228.0 * h / top)) for h in marks]
+    ax.legend(handles, [f"{h:g}" for h in marks], title="-log10 q", frameon=False,
+              fontsize="small", loc="upper left", bbox_to_anchor=(1.3, 1.0))
     return ax
