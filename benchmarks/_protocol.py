@@ -1,4 +1,4 @@
-"""Evaluation protocol shared by the quality benchmarks (MODEL.md section 8).
+"""Evaluation protocol shared by the quality benchmarks (described in docs/benchmarks.md).
 
 Everything here is deterministic given its seeds:
 
@@ -102,7 +102,7 @@ def contrastive_pca(X, Y, n_components, a):
     Eigenvector signs are fixed so that the largest-magnitude loading is positive; for more than
     ``DENSE_EIGH_MAX_FEATURES`` features ARPACK is used with a fixed start vector, so the result is
     deterministic either way.  For the standardised variant (the ``contrastive`` package's
-    default, which gives the numbers in MODEL.md section 8) pass ``standardise_features(X)`` and
+    default, the setting of the contrastive PCA paper's numbers) pass ``standardise_features(X)`` and
     ``standardise_features(Y)``.
 
     Parameters

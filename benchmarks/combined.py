@@ -2,11 +2,11 @@
 """CombinedBCNMF, untied form: penalty sweep on the blended digits (and planted data).
 
 1. ``mnist_daisy_demo`` (needs ../shared/data): K_s = K_t = 2 (the paper's K = 2 for both
-   kinds of topic), the target-specific codes clustered by the protocol of MODEL.md section 8
+   kinds of topic), the target-specific codes clustered by the protocol of docs/benchmarks.md
    (KMeans n_init 20, seed 42; raw and per-cell L1-normalised codes), mean +- sd over seeds,
    over a penalty sweep.  The digit labels are used only to score; the column "seed
    agreement" (mean ARI between the clusterings of every pair of seeds) uses no labels.
-2. ``--planted``: the beta simulation of MODEL.md section 7 at beta 8, scaled down to 600
+2. ``--planted``: the beta simulation (``make_contrastive_counts``) at beta 8, scaled down to 600
    genes, 300 target and 300 background cells (log-CP10k, squared error), K_s = 5 and
    K_t = 2, with the share of the target topics' mass on the target genes (slow).
 

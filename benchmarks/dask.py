@@ -3,7 +3,7 @@
 
 Usage
 -----
-    python benchmarks/dask.py                       # issue workload: 1M cells x 3,000 genes
+    python benchmarks/dask.py                       # reference workload: 1M cells x 3,000 genes
     python benchmarks/dask.py --cells 100000 --iters 4
     python benchmarks/dask.py --cells 20000 --losses frobenius --chunk 5000
 

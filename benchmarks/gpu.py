@@ -3,11 +3,11 @@
 
 Usage
 -----
-    python benchmarks/gpu.py                       # issue-5 workload, every device present
+    python benchmarks/gpu.py                       # reference workload, every device present
     python benchmarks/gpu.py --scale 0.02          # 2% of the cells (CPU-friendly)
     python benchmarks/gpu.py --devices cpu numpy --dtype float64
 
-Workload (issue 5): ``--genes`` genes x (``--scale`` x 100,000 target + as many
+Workload: ``--genes`` genes x (``--scale`` x 100,000 target + as many
 background) cells, K = ``--k``, 7% nonzero entries at random positions with
 values 1 + Poisson(2), held in memory as CSR (scipy for ``numpy``, a TorchCSR
 on the device for torch).  Devices: ``numpy`` (numba CSR kernels), ``cpu``
@@ -94,7 +94,7 @@ def time_fit(X, Y, loss, k, iters, device, torch):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=1.0,
-                   help="fraction of the issue's 100,000 cells per side")
+                   help="fraction of the reference workload's 100,000 cells per side")
     p.add_argument("--genes", type=int, default=10_000)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--iters", type=int, default=3)

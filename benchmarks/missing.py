@@ -1,4 +1,4 @@
-"""Missing values (issue 7): masked fitting vs zero-filling on ``mice_protein``.
+"""Missing values: masked fitting vs zero-filling on ``mice_protein``.
 
 The shipped ``mice_protein`` data have their 324 (target) and 199 (background) missing entries
 set to 0, as both papers did; ``load_mice_protein(return_masks=True)`` returns the masks (the
@@ -8,7 +8,7 @@ Each row fits the same data with the missing entries
 - **zero-filled**: the zeros as shipped (what the paper had to do);
 - **masked**: NaN, the library's handling (core/masked.py): left out of the data fit, with the
   variance-weighted prior at missing entries;
-- **masked, no prior**: NaN, only left out (the engine before the prior; ``masked.PRIOR`` off,
+- **masked, no prior**: NaN, only left out (the engine without the prior; ``masked.PRIOR`` off,
   an ablation);
 - **mean-imputed**: the feature's mean over the observed entries (a neutral imputation);
 - **incomplete cells dropped**: cells with any missing entry removed from target and background
@@ -17,11 +17,11 @@ Each row fits the same data with the missing entries
   missing removed (ARI over the other 267 cells), zero-filled and masked: a check of how much
   the zero-filled score rests on those three rows of zeros.
 
-Protocol (MODEL.md section 8, ``_protocol.py``): KMeans(n_clusters = 2, n_init = 20,
+Protocol (docs/benchmarks.md, ``_protocol.py``): KMeans(n_clusters = 2, n_init = 20,
 random_state = 42) on the target codes, raw and per-cell L1-normalised, ARI against the
 genotype labels (never used in fitting); fitting seeds 0 .. seeds-1, mean ± sd.
 
-Settings: stable bcNMF as in docs/benchmarks.md's real-data table (K = 5, relative alpha = 1.0,
+Settings: stable bcNMF (K = 5, relative alpha = 1.0,
 5 restarts, max_iter 3000), and the authors' reference settings (K = 5, alpha = 3 raw,
 100 iterations).  A second block adds missingness: a further ``--extra`` fraction (default 0.2)
 of entries, drawn at random per seed (MCAR), is removed from target and background.

@@ -1,9 +1,9 @@
 """Is the Poisson contrast bounded?  Reference (the authors' objective) vs stable mode.
 
-On the raw-count simulation (MODEL.md section 7, beta = 8, K = 2, alpha = 2), fits both
+On the raw-count simulation (``make_contrastive_counts``, beta = 8, K = 2, alpha = 2), fits both
 modes for an increasing number of sweeps and prints, per row: the final objective, the
 background divergence per background count, the smallest basis entry relative to its row
-maximum, and the ARI of the target codes (MODEL.md section 8 protocol).  The authors'
+maximum, and the ARI of the target codes (the protocol of docs/benchmarks.md).  The authors'
 objective runs to minus infinity (basis entries of background genes collapse toward zero, so
 the background divergence per count grows without bound); the stable mode's smoothed
 contrast is bounded below by ``-alpha_raw * D(Y | mu_Y)``, which the script also prints.

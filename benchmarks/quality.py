@@ -1,4 +1,4 @@
-"""Clustering-quality benchmark of bcNMF against PCA, contrastive PCA and NMF (MODEL.md section 8).
+"""Clustering-quality benchmark of bcNMF against PCA, contrastive PCA and NMF (docs/benchmarks.md).
 
 Prints markdown tables of the adjusted Rand index (KMeans with n_clusters = number of labels,
 n_init = 20, random_state = 42 on the target codes; see ``_protocol.py``), mean ± sd over fitting
@@ -6,7 +6,7 @@ seeds, for raw codes and for per-cell L1-normalised codes.
 
 Sections
 --------
-(a) Simulation beta series (MODEL.md section 7), beta in {0, 1, 2, 4, 8, 16}, K = 2.
+(a) Simulation beta series (``make_contrastive_counts``), beta in {0, 1, 2, 4, 8, 16}, K = 2.
     The simulated data are FIXED (``make_contrastive_counts(beta, random_state=0)``); only the
     fitting seed varies (0 .. seeds-1), as in the paper.  PCA and cPCA are deterministic and are
     fitted once.  PCA, cPCA, sklearn NMF (Frobenius) and bcNMF Frobenius use log-CP10k data

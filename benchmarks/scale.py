@@ -3,7 +3,7 @@
 
 Usage
 -----
-    python benchmarks/scale.py                          # issue workload (large: ~2 GB on disk)
+    python benchmarks/scale.py                          # reference workload (large: ~2 GB on disk)
     python benchmarks/scale.py --cells 20000 --genes 10000 --iters 3
     python benchmarks/scale.py --sources memory memmap --losses frobenius
 

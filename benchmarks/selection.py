@@ -1,11 +1,11 @@
-"""Validation of the label-free model-selection rule (issue 3).
+"""Validation of the label-free model-selection rule (docs/selection.md).
 
 For every dataset and selection seed: ``bcnmf.select_model`` runs on the grid (labels never
 seen), then every grid point is fitted on all cells with the procedure the recommended model
 uses (``n_init`` restarts, consensus of the restarts, seed = selection seed) and
 scored by the fixed protocol (KMeans on the target codes, ARI against the labels; raw and
-per-cell L1-normalised codes), averaged over ``--ari-seeds`` fitting seeds (MODEL.md section 8
-reports means over fitting seeds; one fit's ARI on the mouse data varies from 0.1 to 0.8 with
+per-cell L1-normalised codes), averaged over ``--ari-seeds`` fitting seeds (the protocol of
+docs/benchmarks.md reports means over fitting seeds; one fit's ARI on the mouse data varies from 0.1 to 0.8 with
 the seed, so a single fit would make "the best ARI on the grid" a maximum of noise).
 Reported per grid point: the criteria, the ARI, and whether the recommended point's ARI is
 within 10% of the best ARI on the grid.

@@ -3,13 +3,13 @@
 
 Usage
 -----
-    python benchmarks/speed.py                  # full workload (issue spec)
+    python benchmarks/speed.py                  # full workload (the reference size)
     python benchmarks/speed.py --quick          # 10x fewer cells
     python benchmarks/speed.py --repeats 3 --threads 2 --out bench.md
     python benchmarks/speed.py --methods sklearn_mu --formats csr   # subsets
 
-Workload (issue spec)
----------------------
+Workload (reference size)
+-------------------------
 3,000 genes x (10,000 target + 10,000 background) cells, K = 10.  Each cell has
 Binomial(3000, 0.07) nonzero genes at uniformly random positions with values
 1 + Poisson(2); built row by row directly as CSR (int32 indices, float64 data),
@@ -39,8 +39,8 @@ first compiles any JIT code, then the data are generated, then one untimed
 ``max_iter=1`` fit on the real data, then the timed fits.  Sweeps ``a`` to
 ``b - 1`` are timed: with the defaults 40 sweeps, four of them (10, 20, 30, 40)
 the KL sweeps that also evaluate the objective and update the codes on stable
-Poisson's shared topics, the same share as in a long fit (the former default
-pair 2, 10 timed none of them).
+Poisson's shared topics, the same share as in a long fit (a pair such as 2, 10
+would time none of them).
 
 Memory
 ------
@@ -51,7 +51,7 @@ peak also contains the data-generation transient and the table says so), and
 ``peak`` = ``getrusage(RUSAGE_SELF).ru_maxrss`` after all fits.  ``input`` is
 ``data + indices + indptr`` bytes for CSR and ``nbytes`` for dense, summed over
 the matrices the method receives (target, plus background for bcnmf_full).
-Reported: peak / input (the issue's criterion, which includes the interpreter
+Reported: peak / input (the memory criterion, which includes the interpreter
 and imported libraries, ~100-200 MB), (peak - RSS pre) / input (net of the
 interpreter), and peak - RSS load (working memory of the fits).
 
@@ -83,8 +83,8 @@ set to ``--threads`` in the child environment before numpy is imported, and the
 child also wraps everything in ``threadpoolctl.threadpool_limits(threads)``.
 OPENBLAS_CORETYPE is left as found and printed.
 
-Targets (issue)
----------------
+Targets
+-------
 sparse KL <= 0.04 s/iter and sparse frobenius <= 0.03 s/iter (bcnmf_full on
 CSR, full workload; with ``--quick`` the thresholds are scaled by 1/10 and are
 indicative only), peak RSS < 4 x input size (bcnmf rows), and bcNMF alpha=0

@@ -3,7 +3,7 @@
 
 ``beta_series.py`` fixes the simulation at ``random_state=0``; the paper's draws are unknown.
 This script repeats the squared-error comparison over draws ``0 .. --draws - 1`` of the same
-recipe (MODEL.md section 7; log-CP10k, K = 2), fitting ``--seeds`` seeds per draw with stable
+recipe (``make_contrastive_counts``; log-CP10k, K = 2), fitting ``--seeds`` seeds per draw with stable
 bcNMF (one relative alpha for every beta, estimator defaults) and with the authors' algorithm
 (reference mode, raw alpha 2, 300 iterations), and prints per draw and over all fits the ARI
 of raw and per-cell normalised codes, next to the supervised ceiling of each draw (see

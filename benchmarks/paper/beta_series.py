@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Paper reproduction: the simulation beta series (MODEL.md section 7), K = 2.
+"""Paper reproduction: the simulation beta series (``make_contrastive_counts``), K = 2.
 
 Squared error on log-CP10k of the simulated counts, one fixed alpha for every beta (no
-per-beta tuning).  Paper (MODEL.md section 8): bcNMF 1.000, 1.000, 0.999, 0.997, 0.998, 0.965 at
+per-beta tuning).  Paper (its results table): bcNMF 1.000, 1.000, 0.999, 0.997, 0.998, 0.965 at
 beta 0, 1, 2, 4, 8, 16.  Usage: python benchmarks/paper/beta_series.py [--seeds 5]
 [--betas 0 1 2 4 8 16] [--alpha 2.0]
 

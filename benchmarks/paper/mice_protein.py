@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Paper reproduction: mouse cortex proteins (Ts65Dn vs control, 77 proteins), K = 5 and 15.
 
-Paper (MODEL.md section 8): bcNMF 0.651 (K = 5, alpha 3, UMAP then KMeans) and 0.789 (K = 15,
-alpha 1); our measurements of the baselines in MODEL.md (KMeans on the raw representation): PCA
+Paper (its results table): bcNMF 0.651 (K = 5, alpha 3, UMAP then KMeans) and 0.789 (K = 15,
+alpha 1); the baselines measured with the same protocol (KMeans on the raw representation): PCA
 0.013, NMF (K = 5) 0.19 +- 0.23, contrastive PCA 0.024 (a = 1) and 0.789 (a = 10, standardised).
 Missing values are zeros, as the paper had them.  Needs ../shared/data/mice_protein.
 Usage: python benchmarks/paper/mice_protein.py [--seeds 5]
