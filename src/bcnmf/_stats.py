@@ -1,4 +1,4 @@
-"""Small statistics helpers: Benjamini-Hochberg q-values, Welch t-tests, permutation p-values.
+"""Small statistics helpers: Benjamini-Hochberg q-values, Welch t-tests, permutation tests.
 
 Thin wrappers of :mod:`scipy.stats` where it has the test; what is added here is the handling
 of degenerate inputs (constant samples, too few samples) with NaN instead of warnings.
@@ -80,3 +80,82 @@ def permutation_pvalues(observed, null) -> np.ndarray:
     n = null.shape[0]
     return (1.0 + (null >= observed[None, :] - 1e-12 * np.abs(observed[None, :])).sum(axis=0)) \
         / (1.0 + n)
+
+
+def welch_greater(a, b):
+    """One-sided Welch t-test of ``mean(a) > mean(b)`` along axis 0.
+
+    Returns ``(t, p)``; ``p`` is :func:`scipy.stats.ttest_ind` with ``equal_var=False`` and
+    ``alternative="greater"``, derived from the two-sided :func:`welch_ttest` so that the
+    degenerate columns are handled the same way (equal constants: NaN; different constants:
+    ``t = +-inf`` and ``p`` 0 or 1).
+    """
+    t, p, _ = welch_ttest(a, b)
+    one = np.where(t > 0, p / 2.0, 1.0 - p / 2.0)
+    one[np.isnan(t)] = np.nan
+    return t, one
+
+
+def random_relabel_null(pooled, n_x, n_permutations, rng, batch=64):
+    """Difference of column means (first ``n_x`` rows minus the rest) under random relabellings.
+
+    ``pooled`` has shape ``(n, k)``; returns ``(n_permutations, k)``, one row per uniformly
+    random choice of ``n_x`` of the ``n`` rows (drawn from ``rng``).
+    """
+    n, k = pooled.shape
+    total = pooled.sum(axis=0)
+    null = np.empty((n_permutations, k))
+    base = np.arange(n)
+    for lo in range(0, n_permutations, batch):
+        hi = min(lo + batch, n_permutations)
+        idx = rng.permuted(np.broadcast_to(base, (hi - lo, n)), axis=1)[:, :n_x]
+        sums = pooled[idx].sum(axis=1)
+        null[lo:hi] = sums / n_x - (total - sums) / (n - n_x)
+    return null
+
+
+#: Largest number of arrangements :func:`group_permutation_test` enumerates exactly.
+MAX_EXACT_ARRANGEMENTS = 20_000
+
+
+def group_permutation_test(a, b, *, n_permutations, rng, max_exact=MAX_EXACT_ARRANGEMENTS):
+    r"""One-sided permutation test of ``mean(a) - mean(b) > 0`` by relabelling rows.
+
+    ``a`` (shape ``(n_a, k)``) and ``b`` (``(n_b, k)``) are the values of the units (for
+    example per-sample means); every column is tested.  The null distribution is that of the
+    difference of means over the :math:`C = \binom{n_a + n_b}{n_a}` ways of choosing which
+    ``n_a`` units are labelled ``a``.
+
+    - :math:`C \le` ``max_exact``: all arrangements are enumerated (the observed one among
+      them) and :math:`p = \#\{\text{null} \ge \text{observed}\} / C`, the exact p-value;
+      the smallest attainable is :math:`1 / C`.
+    - otherwise ``n_permutations`` arrangements are drawn at random and
+      :math:`p = (1 + \#\{\text{null} \ge \text{observed}\}) / (1 + n_\text{permutations})`.
+
+    Returns ``(observed, p, n_arrangements, exact)``.  Ties are counted as ``>=`` up to a
+    rounding tolerance of the column's scale (sums in another order differ in the last bits).
+    """
+    from itertools import chain, combinations
+    from math import comb
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n_a, n_b = a.shape[0], b.shape[0]
+    n = n_a + n_b
+    pooled = np.vstack([a, b])
+    observed = a.mean(axis=0) - b.mean(axis=0)
+    scale = np.abs(pooled).max(axis=0)
+    tol = 1e-10 * np.where(scale > 0, scale, 1.0)
+    n_arrangements = comb(n, n_a)
+    if n_arrangements <= max_exact:
+        flat = np.fromiter(chain.from_iterable(combinations(range(n), n_a)), dtype=np.intp,
+                           count=n_arrangements * n_a)
+        idx = flat.reshape(n_arrangements, n_a)
+        total = pooled.sum(axis=0)
+        sums = pooled[idx].sum(axis=1)
+        null = sums / n_a - (total - sums) / n_b
+        p = (null >= observed - tol).sum(axis=0) / n_arrangements
+        return observed, p, n_arrangements, True
+    null = random_relabel_null(pooled, n_a, int(n_permutations), rng)
+    p = (1.0 + (null >= observed - tol).sum(axis=0)) / (1.0 + n_permutations)
+    return observed, p, n_arrangements, False

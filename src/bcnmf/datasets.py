@@ -8,6 +8,9 @@ Everything here is sample-major (samples x features), like scikit-learn and AnnD
 - :func:`make_cell_type_counts` simulates single-cell-like negative binomial counts: discrete
   cell types shared by target and background, and a cell-type-dependent response to a
   stimulus on a few genes in half of the target cells.
+- :func:`make_sample_counts` simulates counts of several samples (donors) per condition,
+  each sample with its own random deviation, with or without a condition effect: the null
+  and the alternative of sample-level statistics.
 - :func:`normalize_log1p` is the per-cell total-count normalisation followed by ``log1p`` used
   before squared-error fits, for dense and sparse inputs.
 - :func:`load_mice_protein` loads the Mice Protein Expression data (CC BY 4.0) shipped inside the
@@ -34,6 +37,8 @@ __all__ = [
     "make_contrastive_counts",
     "CellTypeCounts",
     "make_cell_type_counts",
+    "SampleCounts",
+    "make_sample_counts",
     "normalize_log1p",
     "load_mice_protein",
     "load_shared_dataset",
@@ -599,6 +604,247 @@ def make_cell_type_counts(
         type_profiles=profiles,
         response_genes=response_genes,
         strength=strength,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SampleCounts:
+    """Simulated counts of several samples per condition, from :func:`make_sample_counts`.
+
+    Attributes
+    ----------
+    X : ndarray or scipy.sparse.csr_matrix of shape (n_target, n_genes), float64
+        Target counts (whole numbers), the cells of the target samples one sample after the
+        other.
+    Y : ndarray or scipy.sparse.csr_matrix of shape (n_background, n_genes), float64
+        Background counts.
+    samples : ndarray of shape (n_target,), str
+        The sample of every target cell (``"target_1"``, ``"target_2"``, ...).
+    background_samples : ndarray of shape (n_background,), str
+        The sample of every background cell (``"background_1"``, ...).
+    programs : ndarray of shape (n_programs, n_genes), float64
+        The shared programs, every row summing to 1.
+    planted_program : ndarray of shape (n_genes,), float64
+        The program added to the target cells when ``effect > 0``; sums to 1.
+    planted_genes : ndarray of shape (n_block,), int64
+        The gene block the planted program owns.
+    sample_offsets : ndarray of shape (n_samples + n_background_samples, n_programs + 1)
+        Log-scale deviation of every sample (target samples first) on every shared program
+        and, last column, on the planted program.
+    gene_factors : ndarray of shape (n_samples + n_background_samples, n_genes)
+        Factor of every sample (target samples first) on every gene.
+    effect : float
+        Strength of the planted program in the target (0: no condition effect).
+    sample_effect : float
+        Standard deviation of the sample offsets.
+    gene_effect : float
+        Standard deviation of the log gene factors.
+    """
+
+    X: np.ndarray | sp.csr_matrix
+    Y: np.ndarray | sp.csr_matrix
+    samples: np.ndarray
+    background_samples: np.ndarray
+    programs: np.ndarray
+    planted_program: np.ndarray
+    planted_genes: np.ndarray
+    sample_offsets: np.ndarray
+    gene_factors: np.ndarray
+    effect: float
+    sample_effect: float
+    gene_effect: float
+
+    def __repr__(self):
+        return (
+            f"SampleCounts(X={_shape_repr(self.X)}, Y={_shape_repr(self.Y)}, "
+            f"n_samples={np.unique(self.samples).size}, "
+            f"n_background_samples={np.unique(self.background_samples).size}, "
+            f"effect={self.effect!r}, sample_effect={self.sample_effect!r})"
+        )
+
+
+def make_sample_counts(
+    effect=0.0,
+    *,
+    n_samples=6,
+    n_background_samples=None,
+    cells_per_sample=30,
+    n_genes=100,
+    n_programs=3,
+    sample_effect=0.5,
+    gene_effect=0.3,
+    library_size=1000.0,
+    random_state=0,
+    sparse=False,
+):
+    r"""Simulate counts from several samples (donors, animals) per condition.
+
+    A generator for testing the statistics of condition effects when cells come in samples:
+    cells of one sample share the sample's own deviation (a random effect), so they are not
+    independent.  With ``effect=0`` there is no condition effect: every sample, target or
+    background, is drawn from the same distribution, and only which samples are called target
+    differs.  With ``effect > 0`` every cell of every target sample also expresses a planted
+    program.
+
+    Genes: ``n_genes`` are cut into ``n_programs + 1`` blocks of ``n_genes // (n_programs +
+    1)`` genes.  Shared program :math:`P_k` loads :math:`\mathrm{Gamma}(2, 1)` on block
+    :math:`k`; the planted program :math:`T` on the last block; every program also gets
+    :math:`\mathrm{Gamma}(0.5, \mathrm{scale}=0.01)` on every gene and is scaled to sum 1.
+
+    Samples: each sample :math:`s` (``n_samples`` target, ``n_background_samples``
+    background) draws offsets :math:`z_{sk} \sim N(0, \sigma^2)`, :math:`\sigma` =
+    ``sample_effect``, one per shared program and one for the planted program, and a
+    factor :math:`e^{\tau \epsilon_{sj}}` of every gene, :math:`\epsilon_{sj} \sim N(0, 1)`,
+    :math:`\tau` = ``gene_effect`` (the sample's own expression, as a donor's genotype
+    gives).  Cells: each
+    of the ``cells_per_sample`` cells :math:`i` of sample :math:`s` draws activities
+    :math:`a_{ik} \sim \mathrm{Gamma}(2, \mathrm{scale}=1/2)`,
+    :math:`b_i \sim \mathrm{Gamma}(2, \mathrm{scale}=1/2)` and a library size
+    :math:`L_i \sim \mathrm{LogNormal}(\log(\text{library\_size}), 0.3)`; the counts are
+    Poisson with means
+
+    .. math::
+
+        E[X_{ij}] = \frac{L_i e^{\tau \epsilon_{sj}}}{n_\text{programs}}
+                    \Big(\sum_k a_{ik} e^{z_{sk}} P_{kj}
+                    + \text{effect}\; b_i e^{z_{sT}} T_j\Big),
+        \qquad
+        E[Y_{ij}] = \frac{L_i e^{\tau \epsilon_{sj}}}{n_\text{programs}}
+                    \sum_k a_{ik} e^{z_{sk}} P_{kj}.
+
+    Parameters
+    ----------
+    effect : float, default=0.0
+        Strength of the planted program in every target cell, relative to one shared
+        program (finite, >= 0).  0 gives null data.
+    n_samples : int, default=6
+        Target samples, at least 1.
+    n_background_samples : int, optional
+        Background samples, at least 1; default ``n_samples``.
+    cells_per_sample : int, default=30
+        Cells of every sample, at least 1.
+    n_genes : int, default=100
+        Genes, at least ``n_programs + 1``.
+    n_programs : int, default=3
+        Shared programs, at least 1.
+    sample_effect : float, default=0.5
+        Standard deviation :math:`\sigma` of the samples' log-scale program offsets
+        (finite, >= 0).
+    gene_effect : float, default=0.3
+        Standard deviation :math:`\tau` of the samples' log-scale gene factors (finite,
+        >= 0).  With ``sample_effect=0`` and ``gene_effect=0`` all cells of a condition are
+        independent and identically distributed.
+    library_size : float, default=1000.0
+        Median library size (finite, > 0).
+    random_state : int, numpy.random.Generator or None, default=0
+        Seed for :func:`numpy.random.default_rng`, or a generator to draw from.
+    sparse : bool, default=False
+        Return ``X`` and ``Y`` as :class:`scipy.sparse.csr_matrix`.
+
+    Returns
+    -------
+    SampleCounts
+        ``X`` (n_samples * cells_per_sample, n_genes) and ``Y`` (n_background_samples *
+        cells_per_sample, n_genes) float64 counts, the per-cell ``samples`` and
+        ``background_samples`` labels, the programs and the sample offsets.
+
+    Raises
+    ------
+    TypeError
+        If an integer argument is not an int, or ``sparse`` is not a bool.
+    ValueError
+        If a number is out of its range (the message names the argument and the accepted
+        values).
+
+    Notes
+    -----
+    Draw order (fixed, so results are reproducible for a seed): shared block loadings, shared
+    noise, planted block loadings, planted noise, sample offsets (target samples first),
+    sample gene factors (standard normals, scaled by ``gene_effect`` afterwards), target
+    activities, target planted activities, target library sizes, background
+    activities, background library sizes, background counts, target counts.  Nothing drawn
+    before the counts depends on ``effect`` and the background counts come first, so for one
+    seed all fields but ``X`` and ``effect`` are the same at every ``effect``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bcnmf.datasets import make_sample_counts
+    >>> data = make_sample_counts(0.0, n_samples=4, cells_per_sample=10, random_state=0)
+    >>> data.X.shape, data.Y.shape
+    ((40, 100), (40, 100))
+    >>> [str(s) for s in np.unique(data.samples)]
+    ['target_1', 'target_2', 'target_3', 'target_4']
+    >>> str(data.background_samples[0])
+    'background_1'
+    """
+    effect = _check_real(effect, "effect", positive=False)
+    n_samples = _check_int(n_samples, "n_samples", 1)
+    n_background_samples = n_samples if n_background_samples is None else _check_int(
+        n_background_samples, "n_background_samples", 1)
+    cells_per_sample = _check_int(cells_per_sample, "cells_per_sample", 1)
+    n_programs = _check_int(n_programs, "n_programs", 1)
+    n_genes = _check_int(n_genes, "n_genes", n_programs + 1)
+    sample_effect = _check_real(sample_effect, "sample_effect", positive=False)
+    gene_effect = _check_real(gene_effect, "gene_effect", positive=False)
+    library_size = _check_real(library_size, "library_size", positive=True)
+    if not isinstance(sparse, (bool, np.bool_)):
+        raise TypeError(f"sparse must be a bool, got {type(sparse).__name__} ({sparse!r}).")
+    rng = _check_rng(random_state)
+
+    block = n_genes // (n_programs + 1)
+    programs = np.zeros((n_programs, n_genes))
+    loads = rng.gamma(2.0, 1.0, size=(n_programs, block))
+    for k in range(n_programs):
+        programs[k, k * block : (k + 1) * block] = loads[k]
+    programs += rng.gamma(0.5, 0.01, size=programs.shape)
+    programs /= programs.sum(axis=1, keepdims=True)
+    planted_genes = np.arange(n_programs * block, (n_programs + 1) * block, dtype=np.int64)
+    planted = np.zeros(n_genes)
+    planted[planted_genes] = rng.gamma(2.0, 1.0, size=block)
+    planted += rng.gamma(0.5, 0.01, size=n_genes)
+    planted /= planted.sum()
+
+    n_all = n_samples + n_background_samples
+    offsets = rng.normal(0.0, sample_effect, size=(n_all, n_programs + 1))
+    scale = np.exp(offsets)
+    gene_scale = np.exp(gene_effect * rng.standard_normal((n_all, n_genes)))
+    n_x = n_samples * cells_per_sample
+    n_y = n_background_samples * cells_per_sample
+    side_x = np.repeat(np.arange(n_samples), cells_per_sample)
+    side_y = np.repeat(np.arange(n_samples, n_all), cells_per_sample)
+    act_x = rng.gamma(2.0, 0.5, size=(n_x, n_programs)) * scale[side_x, :n_programs]
+    planted_x = rng.gamma(2.0, 0.5, size=n_x) * scale[side_x, n_programs]
+    lib_x = rng.lognormal(np.log(library_size), 0.3, size=n_x)
+    act_y = rng.gamma(2.0, 0.5, size=(n_y, n_programs)) * scale[side_y, :n_programs]
+    lib_y = rng.lognormal(np.log(library_size), 0.3, size=n_y)
+
+    rate_x = act_x @ programs
+    rate_x += effect * np.outer(planted_x, planted)
+    rate_x *= (lib_x / n_programs)[:, None]
+    rate_x *= gene_scale[side_x]
+    rate_y = act_y @ programs
+    rate_y *= (lib_y / n_programs)[:, None]
+    rate_y *= gene_scale[side_y]
+    Y = rng.poisson(rate_y).astype(np.float64)
+    X = rng.poisson(rate_x).astype(np.float64)
+    if sparse:
+        X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
+    names_x = np.array([f"target_{s + 1}" for s in range(n_samples)])
+    names_y = np.array([f"background_{s + 1}" for s in range(n_background_samples)])
+    return SampleCounts(
+        X=X,
+        Y=Y,
+        samples=names_x[side_x],
+        background_samples=names_y[side_y - n_samples],
+        programs=programs,
+        planted_program=planted,
+        planted_genes=planted_genes,
+        sample_offsets=offsets,
+        gene_factors=gene_scale,
+        effect=effect,
+        sample_effect=sample_effect,
+        gene_effect=gene_effect,
     )
 
 

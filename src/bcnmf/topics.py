@@ -1,8 +1,9 @@
 """What each topic means: enrichment in the target, top features, background-corrected data.
 
 - :func:`topic_enrichment`: per topic, usage in target vs background, effect sizes, a
-  permutation p-value (cells shuffled between target and background) with Benjamini-Hochberg
-  q-values and, given labels of the target cells, Welch t-tests between the labelled groups;
+  permutation p-value (cells, or with sample labels whole samples, shuffled between target
+  and background) with Benjamini-Hochberg q-values and, given labels of the target cells,
+  Welch t-tests between the labelled groups;
 - :func:`top_features`: the features with the largest loadings per topic, optionally with
   per-feature Welch tests between the labelled groups of target cells;
 - :func:`background_corrected`: the target reconstructed from its enriched topics only, and
@@ -23,7 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._stats import bh_qvalues, permutation_pvalues, welch_ttest
+from ._stats import (
+    bh_qvalues,
+    group_permutation_test,
+    permutation_pvalues,
+    random_relabel_null,
+    welch_greater,
+    welch_ttest,
+)
 
 __all__ = ["topic_enrichment", "top_features", "background_corrected", "topic_usage",
            "BackgroundCorrected"]
@@ -77,20 +85,6 @@ def topic_usage(model, X, *, as_background=False, usage="share"):
     return out
 
 
-def _permutation_null(pooled, n_x, n_permutations, rng, batch=64):
-    """Difference of mean usage (first n_x cells minus the rest) under random relabellings."""
-    n, k = pooled.shape
-    total = pooled.sum(axis=0)
-    null = np.empty((n_permutations, k))
-    base = np.arange(n)
-    for lo in range(0, n_permutations, batch):
-        hi = min(lo + batch, n_permutations)
-        idx = rng.permuted(np.broadcast_to(base, (hi - lo, n)), axis=1)[:, :n_x]
-        sums = pooled[idx].sum(axis=1)
-        null[lo:hi] = sums / n_x - (total - sums) / (n - n_x)
-    return null
-
-
 def _label_array(labels, n, what="labels"):
     g = np.asarray(labels)
     if g.ndim != 1 or g.shape[0] != n:
@@ -102,28 +96,158 @@ def _label_array(labels, n, what="labels"):
     return g, values
 
 
-def topic_enrichment(model, X, *, background, labels=None, usage="share", n_permutations=1000,
+def _n_rows(A):
+    return A.shape[0] if hasattr(A, "shape") else len(A)
+
+
+def _sample_labels(samples, n, name, cells):
+    """Integer codes (0..S-1) and the distinct labels of one sample label per cell."""
+    import pandas as pd
+
+    arr = np.asarray(samples, dtype=object)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        got = f"{arr.shape[0]} labels" if arr.ndim == 1 else f"shape {arr.shape}"
+        raise ValueError(f"{name} must hold one sample label per {cells} cell ({n}); got "
+                         f"{got}.")
+    missing = np.asarray(pd.isna(arr), dtype=bool)
+    if missing.any():
+        raise ValueError(f"{name} has {int(missing.sum())} missing label(s) (None/NaN), the "
+                         f"first at {cells} cell {int(np.flatnonzero(missing)[0])}: every cell "
+                         "needs the sample (donor, animal, well) it was measured on.")
+    codes, uniques = pd.factorize(arr)
+    return codes, list(uniques)
+
+
+def _check_samples(samples, background_samples, n_target, n_background, q_threshold):
+    """Validate the two sample label vectors; warn when the test cannot be fine-grained."""
+    import warnings
+    from math import comb
+
+    if (samples is None) != (background_samples is None):
+        given, absent = (("samples", "background_samples") if background_samples is None
+                         else ("background_samples", "samples"))
+        raise ValueError(f"{given} was given without {absent}: the sample-level test needs "
+                         "one sample label per target cell (samples=) and per background "
+                         "cell (background_samples=); pass neither for the cell-level test.")
+    codes_t, names_t = _sample_labels(samples, n_target, "samples", "target")
+    codes_b, names_b = _sample_labels(background_samples, n_background, "background_samples",
+                                      "background")
+    both = [v for v in names_t if v in set(names_b)]
+    if both:
+        raise ValueError(f"sample label(s) {both[:10]} occur in both samples and "
+                         "background_samples: a sample belongs to one condition (target or "
+                         "background). If these are different samples that share a name, "
+                         "make the names distinct (for example prefix the condition).")
+    for name, values in (("samples", names_t), ("background_samples", names_b)):
+        if len(values) < 2:
+            raise ValueError(
+                f"{name} holds {len(values)} distinct sample ({values}); the sample-level "
+                "test needs at least 2 samples on each side, since it compares the "
+                "condition with the spread between samples. With fewer, pass neither "
+                "samples nor background_samples for the cell-level test (which treats "
+                "cells as independent).")
+    n_t, n_b = len(names_t), len(names_b)
+    if min(n_t, n_b) <= 3:
+        arrangements = comb(n_t + n_b, n_t)
+        floor = 1.0 / arrangements
+        msg = (f"Only {n_t} target and {n_b} background samples: the smallest p-value the "
+               f"sample-level permutation test can give is 1/C({n_t + n_b}, {n_t}) = "
+               f"{floor:.3g} ({arrangements} arrangements of the samples)")
+        if floor > q_threshold:
+            msg += f", above q_threshold={q_threshold}, so no topic can be called enriched"
+        warnings.warn(msg + ". More samples per side give a finer test.", UserWarning,
+                      stacklevel=3)
+    return codes_t, n_t, codes_b, n_b
+
+
+def _sample_means(values, codes, n_groups):
+    """Mean of the rows of ``values`` within each group ``codes`` (groups in code order)."""
+    sums = np.zeros((n_groups, values.shape[1]))
+    np.add.at(sums, codes, values)
+    return sums / np.bincount(codes, minlength=n_groups)[:, None]
+
+
+def _effects(a, b):
+    """Means, log2 fold change (pseudo-count) and Cohen's d of the rows of ``a`` vs ``b``."""
+    k = a.shape[1]
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    pooled = np.vstack([a, b])
+    pseudo = 1e-3 * pooled.mean(axis=0) + np.finfo(np.float64).tiny
+    lfc = np.log2((ma + pseudo) / (mb + pseudo))
+    na, nb = a.shape[0], b.shape[0]
+    sd = np.sqrt(((na - 1) * a.var(axis=0, ddof=1) + (nb - 1) * b.var(axis=0, ddof=1))
+                 / max(na + nb - 2, 1)) if na > 1 and nb > 1 else np.zeros(k)
+    diff = ma - mb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(sd > 0, diff / np.where(sd > 0, sd, 1.0), np.sign(diff) * np.inf)
+    d[(sd == 0) & (diff == 0)] = 0.0
+    return ma, mb, lfc, d, diff
+
+
+def topic_enrichment(model, X, *, background, labels=None, samples=None,
+                     background_samples=None, usage="share", n_permutations=1000,
                      q_threshold=0.05, random_state=0):
     r"""Which topics are used more in the target than in the background, and how surely.
 
     For every topic, the usage of each cell (:func:`topic_usage`) is compared between the
-    target cells ``X`` and the background cells ``background``:
+    target cells ``X`` and the background cells ``background``, by one of two tests.
 
-    - ``usage_target``, ``usage_background``: mean usage;
+    **Cells** (``samples`` not given, column ``test == "cells"``): every cell is a unit.
+
+    - ``usage_target``, ``usage_background``: mean usage of the cells;
     - ``log2_fold_change``: :math:`\log_2` of the ratio of mean usages (a pseudo-count of
       1e-3 times the mean usage of all cells is added to both);
-    - ``effect_size``: Cohen's d, the difference of means over the pooled standard deviation;
+    - ``effect_size``: Cohen's d, the difference of means over the pooled standard deviation
+      of the cells;
     - ``p_value``: one-sided permutation p-value of the difference of mean usage (target
       minus background), cells shuffled between target and background,
-      :math:`(1 + \#\{\text{null} \ge \text{observed}\}) / (1 + n_\text{permutations})`;
+      :math:`(1 + \#\{\text{null} \ge \text{observed}\}) / (1 + n_\text{permutations})`.
+
+    This test assumes the cells are independent draws, so that shuffling them between target
+    and background is a valid null.  Cells of one sample (donor, animal, well, replicate
+    measurement) are not independent: they share the sample's own deviation, which the
+    shuffle mistakes for an effect of the condition, and the p-values come out too small
+    (pseudoreplication).  When the cells come from several samples per condition, pass
+    ``samples`` and ``background_samples``.
+
+    **Samples** (``samples`` and ``background_samples`` given, ``test == "samples"``): every
+    sample is a unit.  With :math:`\bar u_s` the mean usage of the cells of sample
+    :math:`s` (a pseudobulk), :math:`n_t` target and :math:`n_b` background samples:
+
+    - ``usage_target``, ``usage_background``: the means of :math:`\bar u_s` over the target
+      and the background samples (each sample weighs the same, whatever its number of cells);
+    - ``log2_fold_change``: :math:`\log_2` of their ratio (pseudo-count 1e-3 times the mean of
+      all :math:`\bar u_s`);
+    - ``effect_size``: Cohen's d between the sample means, the difference over the pooled
+      standard deviation of :math:`\bar u_s` (the spread between samples, not between cells);
+    - ``p_value``: one-sided permutation p-value of the difference of the two means, the
+      sample labels shuffled between the conditions.  When the number of arrangements
+      :math:`C = \binom{n_t + n_b}{n_t}` is at most 20,000 (for example 924 for 6 samples
+      per side) all of them are enumerated and :math:`p = \#\{\text{null} \ge
+      \text{observed}\} / C` is exact, at least :math:`1/C`; otherwise ``n_permutations``
+      random arrangements give the Monte Carlo p-value above;
+    - ``pseudobulk_t``, ``pseudobulk_p_value``: a one-sided Welch t-test of the
+      :math:`\bar u_s`, target against background, for comparison (it assumes the sample
+      means are roughly normal; the permutation test does not).
+
+    This test assumes the samples are independent and, under the null, exchangeable between
+    the conditions; cells within a sample may be correlated in any way.  Each side needs at
+    least 2 samples; with 2 or 3 on a side a warning gives the smallest attainable p-value.
+
+    Both tests add:
+
     - ``q_value``: Benjamini-Hochberg adjustment of ``p_value`` over topics;
-    - ``enriched``: ``q_value <= q_threshold`` and a positive effect;
+    - ``enriched``: ``q_value <= q_threshold`` and a positive difference;
+    - ``test``: ``"cells"`` or ``"samples"``;
+    - ``n_samples_target``, ``n_samples_background``: the number of units compared on each
+      side (samples; for the cell-level test, where each cell is its own unit, cells);
     - ``stability``: the model's ``topic_stability_`` when it has one.
 
     With ``labels`` (one label per target cell), for every label ``g`` a Welch t-test of the
     usage of the target cells labelled ``g`` against the other target cells adds the columns
     ``t[g]``, ``p[g]`` and ``signed_log10_p[g]`` (:math:`\mathrm{sign}(t)\,(-\log_{10} p)`,
-    the statistic of the paper's figures).  Labels are used only here, never by the fit.
+    the statistic of the paper's figures).  These treat cells as independent, with or without
+    ``samples``.  Labels are used only here, never by the fit.
 
     Parameters
     ----------
@@ -134,9 +258,17 @@ def topic_enrichment(model, X, *, background, labels=None, usage="share", n_perm
         Background cells.
     labels : array-like of shape (n_target,), optional
         One label per target cell (a cell type, a condition); never used by the fit.
+    samples : array-like of shape (n_target,), optional
+        The sample (donor, animal, well) of every target cell; with ``background_samples``,
+        the test is made at the level of samples.  Labels may be strings or numbers; missing
+        labels (None, NaN) are refused, and no label may occur on both sides.
+    background_samples : array-like of shape (n_background,), optional
+        The sample of every background cell.  Give both or neither.
     usage : {"share", "codes"}, default="share"
         See :func:`topic_usage`.
     n_permutations : int, default=1000
+        Random arrangements of the Monte Carlo tests (every cell-level test; the
+        sample-level test only when there are more than 20,000 arrangements).
     q_threshold : float, default=0.05
         A topic is ``enriched`` when its ``q_value`` is at most this.
     random_state : int, Generator or None, default=0
@@ -147,11 +279,24 @@ def topic_enrichment(model, X, *, background, labels=None, usage="share", n_perm
     pandas.DataFrame
         One row per topic, indexed by ``"topic k"`` (index name ``topic``).
 
+    Raises
+    ------
+    ValueError
+        For sample labels whose number differs from the cells', missing sample labels, a
+        sample label on both sides, fewer than 2 samples on a side, or only one of
+        ``samples`` and ``background_samples``.
+
+    Warns
+    -----
+    UserWarning
+        With 2 or 3 samples on a side: the smallest attainable p-value,
+        :math:`1/\binom{n_t + n_b}{n_t}`, is coarse (0.05 for 3 against 3).
+
     Notes
     -----
     The basis is treated as fixed.  If the model was fitted on these cells the p-values are
-    optimistic (the basis was chosen to separate them); pass held-out cells for calibrated
-    p-values.
+    optimistic (the basis was chosen to separate them); pass held-out cells (held-out
+    samples, for the sample-level test) for calibrated p-values.
 
     Examples
     --------
@@ -165,6 +310,16 @@ def topic_enrichment(model, X, *, background, labels=None, usage="share", n_perm
     >>> table = topic_enrichment(model, X, background=Y, n_permutations=200)
     >>> int(table["enriched"].sum())
     1
+
+    The same cells, ten per sample (six target and six background samples):
+
+    >>> by_sample = topic_enrichment(model, X, background=Y,
+    ...                              samples=np.repeat(np.arange(6), 10),
+    ...                              background_samples=np.repeat(np.arange(6, 12), 10))
+    >>> by_sample["test"].iloc[0], int(by_sample["n_samples_target"].iloc[0])
+    ('samples', 6)
+    >>> float(by_sample["p_value"].min()) >= 1 / 924  # exact: C(12, 6) arrangements
+    True
     """
     import pandas as pd
 
@@ -174,29 +329,37 @@ def topic_enrichment(model, X, *, background, labels=None, usage="share", n_perm
         raise ValueError(f"q_threshold must be in (0, 1]; got {q_threshold!r}.")
     if background is None:
         raise ValueError("topic_enrichment needs background= (the background cells).")
+    by_sample = samples is not None or background_samples is not None
+    if by_sample:
+        codes_t, n_t, codes_b, n_b = _check_samples(samples, background_samples, _n_rows(X),
+                                                    _n_rows(background), q_threshold)
     ux = topic_usage(model, X, usage=usage)
     uy = topic_usage(model, background, as_background=True, usage=usage)
     k = ux.shape[1]
-    mx, my = ux.mean(axis=0), uy.mean(axis=0)
-    pooled = np.vstack([ux, uy])
-    pseudo = 1e-3 * pooled.mean(axis=0) + np.finfo(np.float64).tiny
-    lfc = np.log2((mx + pseudo) / (my + pseudo))
-    nx, ny = ux.shape[0], uy.shape[0]
-    sd = np.sqrt(((nx - 1) * ux.var(axis=0, ddof=1) + (ny - 1) * uy.var(axis=0, ddof=1))
-                 / max(nx + ny - 2, 1)) if nx > 1 and ny > 1 else np.zeros(k)
-    diff = mx - my
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(sd > 0, diff / np.where(sd > 0, sd, 1.0), np.sign(diff) * np.inf)
-    d[(sd == 0) & (diff == 0)] = 0.0
+    nx = ux.shape[0]
     rng = np.random.default_rng(random_state)
-    null = _permutation_null(pooled, nx, int(n_permutations), rng)
-    p = permutation_pvalues(diff, null)
+    if by_sample:
+        sx, sy = _sample_means(ux, codes_t, n_t), _sample_means(uy, codes_b, n_b)
+        mx, my, lfc, d, diff = _effects(sx, sy)
+        _, p, _, _ = group_permutation_test(sx, sy, n_permutations=int(n_permutations),
+                                            rng=rng)
+        units = (n_t, n_b)
+    else:
+        mx, my, lfc, d, diff = _effects(ux, uy)
+        null = random_relabel_null(np.vstack([ux, uy]), nx, int(n_permutations), rng)
+        p = permutation_pvalues(diff, null)
+        units = (nx, uy.shape[0])
     q = bh_qvalues(p)
     table = pd.DataFrame({
         "usage_target": mx, "usage_background": my, "log2_fold_change": lfc,
         "effect_size": d, "p_value": p, "q_value": q,
         "enriched": (q <= q_threshold) & (diff > 0),
+        "test": "samples" if by_sample else "cells",
+        "n_samples_target": np.full(k, units[0], dtype=np.int64),
+        "n_samples_background": np.full(k, units[1], dtype=np.int64),
     }, index=pd.Index(_labels(k), name="topic"))
+    if by_sample:
+        table["pseudobulk_t"], table["pseudobulk_p_value"] = welch_greater(sx, sy)
     stability = getattr(model, "topic_stability_", None)
     if stability is not None:
         table["stability"] = np.asarray(stability, dtype=np.float64)
