@@ -274,6 +274,11 @@ def run_task(task):
     return run_bcnmf(*task[1:])
 
 
+#: relative cost of a set's tasks (the order in which sets are run: cheapest first)
+SET_COST = {"mice": 1, "mnist": 2, "cells0.3": 3, "cells1": 4, "beta4": 5, "beta8": 6,
+            "beta16": 7}
+
+
 def _task_weight(task):
     """Rough seconds of a task, so that the long ones start first."""
     if task[0] == "baselines":
@@ -540,11 +545,13 @@ def speed_block(rows):
         else:
             cell, setup = f"failed: {str(r.get('error', ''))[:80]}", "–"
         a, b = SPEED_ITERS[r["method"]]
+        load = (f"{r['loadavg_start']:.1f}-{r['loadavg_end']:.1f}" if r.get("ok") else "–")
         out.append([fmt, LOSS_NAME[r["loss"]], SPEED_LABEL[r["method"]], size, cell, b - a,
-                    setup])
+                    setup, load])
     n_rep = len(rows[0].get("runs", [])) if rows else 0
     head = ["format", "loss", "method", "cells (target + background)",
-            f"seconds per sweep, median [min, max] of {n_rep}", "sweeps timed", "set-up s"]
+            f"seconds per sweep, median [min, max] of {n_rep}", "sweeps timed", "set-up s",
+            "load average"]
     return _table(head, out) + "\n"
 
 
@@ -582,8 +589,11 @@ def write_page(page, blocks):
 
 
 def _stamp(meta):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"_Measured by `{meta['command']}` at commit {meta['commit'][:10]}"
-            f"{' (dirty)' if meta['dirty'] else ''} on {meta['date']}._\n")
+            f"{' (with uncommitted changes)' if meta['dirty'] else ''}, started "
+            f"{meta['date']}, written {now} (1-minute load average then "
+            f"{os.getloadavg()[0]:.1f} on {meta['cores']} cores)._\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -636,34 +646,55 @@ def main(argv=None):
     tasks = [("baselines", s, args.quick) for s in sets]
     tasks += [("bcnmf", s, loss, seed, grid, args.quick)
               for s in sets for loss in SETS[s][1] for seed in seeds]
-    tasks.sort(key=_task_weight, reverse=True)
-    t0 = time.perf_counter()
+    # cheap sets first, the long tasks of a set first: each set's table is written as soon
+    # as its last task is done, so an interrupted run leaves every finished set on the page
+    order = {s: i for i, s in enumerate(sorted(sets, key=lambda s: SET_COST.get(s, 1)))}
+    tasks.sort(key=lambda t: (order[t[1]], -_task_weight(t)))
+    remaining = Counter(t[1] for t in tasks)
     import run_all as mod  # workers import this module and keep their data caches
 
-    out = Parallel(n_jobs=args.n_jobs, batch_size=1, verbose=5)(
+    state = dict(args=args, meta=meta, seeds=seeds, grid=grid, write=write, rows=[])
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=args.n_jobs, batch_size=1, return_as="generator_unordered")(
         delayed(mod.run_task)(t) for t in tasks)
-    quality_wall = time.perf_counter() - t0
-    rows = [r for rs in out for r in rs]
+    for task_rows in results:
+        state["rows"] += task_rows
+        name = task_rows[0]["set"]
+        remaining[name] -= 1
+        print(f"  {name}: task done ({remaining[name]} left; "
+              f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if remaining[name] == 0:
+            _publish(state, sets=[name])
+    rows = state["rows"]
     speed_rows = []
     if "speed" in wanted:
         # after the quality fits: no other fit of this run competes for the cores
         speed_rows = run_speed(args.quick)
+        _publish(state, speed_rows=speed_rows)
     wall = time.perf_counter() - t_all
+    if args.only is None:
+        _publish(state, meta_body=meta_block(meta, args, wall, sets, skipped),
+                 doc_meta=dict(meta, wall_seconds=wall, skipped=skipped))
+    n_err = sum(r["error"] is not None for r in rows) + sum(not r.get("ok") for r in speed_rows)
+    print(f"_{len(rows)} quality rows, total {wall:.0f} s; {n_err} failures._",
+          file=sys.stderr)
+    return 1 if n_err else 0
 
+
+def _publish(state, sets=(), speed_rows=None, meta_body=None, doc_meta=None):
+    """Print the blocks, merge the raw rows into the JSON, and write the page if asked."""
+    args, meta = state["args"], state["meta"]
     blocks = {}
     for s in sets:
-        body = quality_block(s, rows, len(seeds), grid)
+        body = quality_block(s, state["rows"], len(state["seeds"]), state["grid"])
         if body is not None:
             blocks[f"quality:{s}"] = body + "\n" + _stamp(meta)
     if speed_rows:
         blocks["speed"] = speed_block(speed_rows) + "\n" + _stamp(meta)
-    if args.only is None:
-        blocks["meta"] = meta_block(meta, args, wall, sets, skipped)
+    if meta_body is not None:
+        blocks["meta"] = meta_body
     for name, body in blocks.items():
-        print(f"\n<!-- {name} -->\n{body}")
-    n_err = sum(r["error"] is not None for r in rows) + sum(not r.get("ok") for r in speed_rows)
-    print(f"_{len(rows)} quality rows in {quality_wall:.0f} s, total {wall:.0f} s; "
-          f"{n_err} failures._", file=sys.stderr)
+        print(f"\n<!-- {name} -->\n{body}", flush=True)
 
     # raw numbers: the sets and the speed of this run replace those of an earlier run
     doc = {}
@@ -674,19 +705,18 @@ def main(argv=None):
             doc = {}
     doc.setdefault("runs", {})
     for s in sets:
-        doc["runs"][s] = dict(meta=meta, seeds=seeds, grid=list(grid), quick=args.quick,
-                              rows=[r for r in rows if r["set"] == s])
+        doc["runs"][s] = dict(meta=meta, seeds=state["seeds"], grid=list(state["grid"]),
+                              quick=args.quick,
+                              rows=[r for r in state["rows"] if r["set"] == s])
     if speed_rows:
         doc["runs"]["speed"] = dict(meta=meta, quick=args.quick, rows=speed_rows)
-    if args.only is None:
-        doc["meta"] = dict(meta, wall_seconds=wall, skipped=skipped)
+    if doc_meta is not None:
+        doc["meta"] = doc_meta
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(AA._clean(doc), indent=1) + "\n")
-    print(f"raw rows: {args.out}", file=sys.stderr)
-    if write:
+    if state["write"] and blocks:
         write_page(args.page, blocks)
-        print(f"tables written into {args.page}", file=sys.stderr)
-    return 1 if n_err else 0
+        print(f"{', '.join(blocks)} written into {args.page}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
