@@ -53,3 +53,55 @@ class TransformedDataWarning(UserWarning):
     are almost always a mistake there.  Pass the counts, or use the squared
     error (``beta_loss="frobenius"``) for log-transformed data.
     """
+
+
+# ---------------------------------------------------------------------------------------------
+# what a file holds, from its first bytes: the "found ..." part of InputFileError and
+# ModelFormatError messages (bcnmf.io, bcnmf.persistence)
+# ---------------------------------------------------------------------------------------------
+
+#: bytes read from the start of a file to tell its format
+_HEAD = 4096
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_SIGNATURES = ((_HDF5, "hdf5"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
+               (b"\x1f\x8b", "gzip"), (b"\x93NUMPY", "npy"), (b"%%MatrixMarket", "mtx"))
+_FOUND = {
+    "empty": "an empty file (0 bytes)",
+    "hdf5": "an HDF5 file (such as an AnnData .h5ad file)",
+    "zip": "a zip archive (such as a NumPy .npz file)",
+    "gzip": "gzip-compressed data",
+    "npy": "a single NumPy .npy array",
+    "mtx": "a Matrix Market file",
+}
+
+
+def _signature(head: bytes) -> str:
+    """The format of content starting with ``head``: empty, hdf5, zip, gzip, npy, mtx, text
+    or binary."""
+    if not head:
+        return "empty"
+    for magic, name in _SIGNATURES:
+        if head.startswith(magic):
+            return name
+    if any(head[offset:offset + 8] == _HDF5 for offset in (512, 1024, 2048)):
+        return "hdf5"   # an HDF5 file with a user block
+    return "binary" if b"\x00" in head else "text"
+
+
+def _first_line(head: bytes, width=60) -> str:
+    """The first non-blank line of ``head`` (cut at ``width`` characters unless None)."""
+    lines = [line for line in head.decode("utf-8", errors="replace").splitlines()
+             if line.strip()]
+    line = lines[0] if lines else ""
+    return line if width is None or len(line) <= width else line[:width] + "..."
+
+
+def _describe(signature: str, head: bytes) -> str:
+    """What a message says was found in a file of ``signature`` starting with ``head``."""
+    if signature in _FOUND:
+        return _FOUND[signature]
+    if signature == "binary":
+        return f"binary data of an unknown format (first bytes {head[:8]!r})"
+    if not head.strip():
+        return "only blank lines"
+    return f"text beginning {_first_line(head)!r}"

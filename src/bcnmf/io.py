@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .exceptions import InputFileError
+from .exceptions import _FOUND, _HEAD, InputFileError, _describe, _first_line, _signature
 
 __all__ = ["FORMATS", "RUN_FILES", "Table", "read_table", "write_table", "write_run"]
 
@@ -85,17 +85,6 @@ _EXPECTED = {
 #: the content signature each suffix needs (after gzip decompression for csv/tsv/txt/mtx)
 _NEEDS = {".h5ad": "hdf5", ".csv": "text", ".tsv": "text", ".txt": "text", ".npz": "zip",
           ".mtx": "mtx"}
-_HDF5 = b"\x89HDF\r\n\x1a\n"
-_SIGNATURES = ((_HDF5, "hdf5"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
-               (b"\x1f\x8b", "gzip"), (b"\x93NUMPY", "npy"), (b"%%MatrixMarket", "mtx"))
-_FOUND = {
-    "empty": "an empty file (0 bytes)",
-    "hdf5": "an HDF5 file (such as an AnnData .h5ad file)",
-    "zip": "a zip archive (such as a NumPy .npz file)",
-    "gzip": "gzip-compressed data",
-    "npy": "a single NumPy .npy array",
-    "mtx": "a Matrix Market file",
-}
 #: where a file of each signature belongs, when its name says otherwise
 _BELONGS = {
     "hdf5": "If it is an AnnData file, name it .h5ad.",
@@ -105,7 +94,6 @@ _BELONGS = {
     "mtx": "If it is a Matrix Market file, name it .mtx.",
 }
 _SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
-_HEAD = 4096
 
 
 def _error(path, expected, found, hint=""):
@@ -124,34 +112,6 @@ class _Input:
 
     def error(self, found, hint=""):
         return _error(self.path, self.expected, found, hint)
-
-
-def _signature(head: bytes) -> str:
-    if not head:
-        return "empty"
-    for magic, name in _SIGNATURES:
-        if head.startswith(magic):
-            return name
-    if any(head[offset:offset + 8] == _HDF5 for offset in (512, 1024, 2048)):
-        return "hdf5"   # an HDF5 file with a user block
-    return "binary" if b"\x00" in head else "text"
-
-
-def _first_line(head: bytes, width=60) -> str:
-    lines = [line for line in head.decode("utf-8", errors="replace").splitlines()
-             if line.strip()]
-    line = lines[0] if lines else ""
-    return line if width is None or len(line) <= width else line[:width] + "..."
-
-
-def _describe(signature: str, head: bytes) -> str:
-    if signature in _FOUND:
-        return _FOUND[signature]
-    if signature == "binary":
-        return f"binary data of an unknown format (first bytes {head[:8]!r})"
-    if not head.strip():
-        return "only blank lines"
-    return f"text beginning {_first_line(head)!r}"
 
 
 def _sniff(inp: _Input) -> None:
@@ -192,8 +152,8 @@ def _sniff(inp: _Input) -> None:
     hint = _BELONGS.get(signature, "")
     if signature == "text" and any(s in _first_line(head, None) for s in (",", "\t")):
         hint = "If it is a delimited table, name it .csv (commas) or .tsv (tabs)."
-    elif signature == "text" and inp.kind == ".mtx":
-        hint = "A Matrix Market file begins with the line '%%MatrixMarket'."
+    if signature == "text" and inp.kind == ".mtx":
+        hint = f"A Matrix Market file begins with the line '%%MatrixMarket'. {hint}".strip()
     raise inp.error(_describe(signature, head), hint)
 
 
@@ -324,14 +284,22 @@ def _read_delimited(inp: _Input, rows: str):
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])
            or pd.api.types.is_bool_dtype(df[c])]
     if bad:
-        column = df[bad[0]]
-        coerced = pd.to_numeric(column, errors="coerce") if column.dtype == object else None
-        offending = (column.notna() & coerced.isna()).to_numpy() if coerced is not None \
-            else np.ones(len(column), bool)
-        i = int(np.flatnonzero(offending)[0]) if offending.any() else 0
+        first = []   # (row, column) of the first non-number of each text column
+        for j, name in enumerate(bad):
+            column = df[name]
+            if column.dtype == object:
+                offending = (column.notna() & pd.to_numeric(column, errors="coerce").isna())
+                rows_bad = np.flatnonzero(offending.to_numpy())
+                first.append((int(rows_bad[0]) if rows_bad.size else 0, j))
+            else:   # true/false
+                first.append((0, j))
+        i, j = min(first)
+        column = df[bad[j]]
         more = f" ({len(bad)} columns hold text)" if len(bad) > 1 else ""
-        raise inp.error(f"a non-numeric value {column.iloc[i]!r} in row {df.index[i]!r}, "
-                        f"column {bad[0]!r}{more}",
+        value = column.iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise inp.error(f"a non-numeric value {value!r} in row {df.index[i]!r}, "
+                        f"column {bad[j]!r}{more}",
                         f"{layout} Annotation columns belong in a separate file (or in obs "
                         "of an .h5ad file).")
     X = df.to_numpy(dtype=np.float64)
@@ -372,8 +340,10 @@ def _read_npz(inp: _Input, rows: str):
     import zlib
 
     path = inp.path
+    sparse = False
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # np.load is given an open file: on a damaged archive it would leave its own open
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             keys = set(data.files)
             if "metadata.json" in keys:
                 raise inp.error("a saved bcnmf model (it holds metadata.json)",
@@ -382,7 +352,7 @@ def _read_npz(inp: _Input, rows: str):
                 raise inp.error("a bcnmf fit checkpoint (it holds meta and checksum)",
                                 "Resume it with fit(..., resume=path).")
             if {"format", "shape", "data", "indices", "indptr"} <= keys:
-                X = sp.load_npz(path)
+                sparse, X = True, None
             elif "X" in keys:
                 X = data["X"]
             elif len(keys) == 1:
@@ -393,6 +363,9 @@ def _read_npz(inp: _Input, rows: str):
                                 "'X' (optional 'obs_names', 'var_names').")
             obs_names = data["obs_names"] if "obs_names" in keys else None
             var_names = data["var_names"] if "var_names" in keys else None
+        if sparse:
+            with open(path, "rb") as fh:
+                X = sp.load_npz(fh)
     except InputFileError:
         raise
     except ValueError as err:
@@ -613,8 +586,9 @@ def read_table(path, *, rows="samples", layer=None, use_raw=False) -> Table:
         with open(path, "rb") as f:
             head = f.read(_HEAD)
         raise InputFileError(
-            f"Cannot read {path}: its suffix {kind or '(none)'!r} is not a supported format "
-            f"(found {_describe(_signature(head), head)}); supported: {_supported()}.")
+            f"Cannot read {path}: "
+            + (f"its suffix {kind!r} is not a supported format" if kind else "it has no suffix")
+            + f" (found {_describe(_signature(head), head)}); supported: {_supported()}.")
     if kind != ".h5ad" and (layer is not None or use_raw):
         raise ValueError(f"layer / use_raw apply to .h5ad files only, not {path.name}.")
     if kind == ".h5ad" and rows != "samples":

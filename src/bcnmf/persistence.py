@@ -36,7 +36,7 @@ from .core.fit import FitSettings, FitState
 from .core.masked import MissingPrior
 from .core.step import StepPolicy
 from .core.backend import device_of, resolve_device, to_device, to_numpy
-from .exceptions import ModelFormatError
+from .exceptions import _HEAD, ModelFormatError, _describe, _signature
 from .registry import REGISTRY, Saved
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_model", "load_model", "read_metadata"]
@@ -196,8 +196,6 @@ def _corrupt(path, found, hint=_DAMAGED):
 
 def _other_content(path):
     """A ModelFormatError for a file that is not a zip archive (None when it is one)."""
-    from .io import _HEAD, _describe, _signature
-
     with open(path, "rb") as f:
         head = f.read(_HEAD)
     signature = _signature(head)

@@ -78,14 +78,26 @@ def read(path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}.")
+    expected = "an .npz archive written by fit(..., checkpoint=path)"
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a bcnmf checkpoint ({expected}).")
+    raw, arrays = path.read_bytes(), None
     try:
-        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
         stored = bytes(arrays.pop("checksum")).decode()
     except Exception as err:   # truncated zip, missing member, bad header ...
+        if isinstance(err, KeyError) and arrays is not None:   # an npz, not a checkpoint
+            raise CheckpointError(
+                f"{path} is not a bcnmf checkpoint ({expected}): found the arrays "
+                f"{sorted(arrays)[:6]} and no checksum, a saved model or a data file. Pass "
+                "resume= the file that fit(..., checkpoint=path) wrote.") from err
+        found = ("an empty file" if not raw else
+                 f"content that is not an .npz archive (first bytes {raw[:16]!r})"
+                 if not raw.startswith(b"PK") else f"{type(err).__name__}: {err}")
         raise CheckpointError(
-            f"{path} is not a readable bcnmf checkpoint ({type(err).__name__}: {err}); it "
-            "may be truncated or corrupted. Delete it and fit again without resume=.") from None
+            f"{path} is not a readable bcnmf checkpoint ({expected}): found {found}; it may "
+            "be truncated or corrupted. Delete it and fit again without resume=.") from err
     if _checksum(arrays) != stored:
         raise CheckpointError(
             f"{path} is corrupted: the checksum of its contents does not match. Delete it and "
