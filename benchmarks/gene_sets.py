@@ -24,7 +24,7 @@ test is conservative for them.
 
 Usage::
 
-    python benchmarks/gene_sets.py              # 10 draws, about 2 minutes on one core
+    python benchmarks/gene_sets.py              # 10 draws, about 3 minutes on one core
     python benchmarks/gene_sets.py --seeds 3    # a quick look
 
 Raw numbers per draw go to ``--out`` (default ``benchmarks/results/gene_sets.json``).

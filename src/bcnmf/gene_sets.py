@@ -326,6 +326,36 @@ def _permutation_p(ranks, members, rank_sums, n_permutations, rng, batch=64):
     return p
 
 
+def _select_sets(sets, names, min_size, max_size, min_overlap):
+    """(names of the sets tested, their genes' column indices (sorted), their sizes as given,
+    ``{skipped set: reason}``); ValueError with the numbers when no set can be tested."""
+    position = {name: j for j, name in enumerate(names)}
+    n_genes = len(names)
+    tested, members, sizes, skipped, overlaps = [], [], [], {}, {}
+    for name, genes in sets.items():
+        found = np.array([position[g] for g in genes if g in position], dtype=np.intp)
+        overlaps[name] = (found.size, len(genes))
+        if found.size < min_size:
+            skipped[name] = (f"{found.size} of its {len(genes)} genes are features of the "
+                             f"model, fewer than min_size={min_size}")
+        elif max_size is not None and found.size > max_size:
+            skipped[name] = (f"{found.size} of its genes are features of the model, more "
+                             f"than max_size={max_size}")
+        elif found.size / len(genes) < min_overlap:
+            skipped[name] = (f"{found.size} of its {len(genes)} genes are features of the "
+                             f"model, a fraction below min_overlap={min_overlap:g}")
+        elif found.size == n_genes:
+            skipped[name] = "every feature of the model is in the set (nothing to compare)"
+        else:
+            tested.append(name)
+            members.append(np.sort(found))
+            sizes.append(len(genes))
+    if not tested:
+        raise ValueError(_nothing_tested(sets, overlaps, skipped, names, min_size, max_size,
+                                         min_overlap))
+    return tested, members, sizes, skipped
+
+
 def topic_gene_sets(model, gene_sets, *, feature_names=None, min_size=5, max_size=500,
                     min_overlap=0.0, n_permutations=None, n_top=50, random_state=0):
     r"""Which gene sets each topic loads on: a rank test of the topic's loadings per set.
@@ -473,31 +503,9 @@ def topic_gene_sets(model, gene_sets, *, feature_names=None, min_size=5, max_siz
     loadings, names, topics = _loadings(model, feature_names)
     sets = _collect(gene_sets)
     n_topics, n_genes = loadings.shape
-    position = {name: j for j, name in enumerate(names)}
 
-    tested, members, sizes, skipped, overlaps = [], [], [], {}, {}
-    for name, genes in sets.items():
-        found = np.array([position[g] for g in genes if g in position], dtype=np.intp)
-        overlaps[name] = (found.size, len(genes))
-        if found.size < min_size:
-            skipped[name] = (f"{found.size} of its {len(genes)} genes are features of the "
-                             f"model, fewer than min_size={min_size}")
-        elif max_size is not None and found.size > max_size:
-            skipped[name] = (f"{found.size} of its genes are features of the model, more "
-                             f"than max_size={max_size}")
-        elif found.size / len(genes) < min_overlap:
-            skipped[name] = (f"{found.size} of its {len(genes)} genes are features of the "
-                             f"model, a fraction below min_overlap={min_overlap:g}")
-        elif found.size == n_genes:
-            skipped[name] = "every feature of the model is in the set (nothing to compare)"
-        else:
-            tested.append(name)
-            members.append(np.sort(found))
-            sizes.append(len(genes))
-    if not tested:
-        raise ValueError(_nothing_tested(sets, overlaps, skipped, names, min_size, max_size,
-                                         min_overlap))
-
+    tested, members, sizes, skipped = _select_sets(sets, names, min_size, max_size,
+                                                   min_overlap)
     ranks = stats.rankdata(loadings, axis=1)  # (topics, genes), average ranks of ties
     tie_term = np.empty(n_topics)
     for t in range(n_topics):
