@@ -86,6 +86,8 @@ CASES = {
                  False),
     "commas.tsv": (CSV.encode(), ["has no tabs but 2 commas", "name it .csv"], False),
     "commas.txt": (CSV.encode(), ["has no tabs but 2 commas", "name it .csv"], False),
+    "spaces.txt": (b"cell g1 g2\nc1 0 3\n", ["has no tabs but 2 spaces",
+                                             "comma-separated (.csv) and tab-separated"], False),
     "names_only.csv": (b"cell\nc1\nc2\n", ["no data columns: the first line 'cell' has no "
                                            "commas", "a first column of row names"], False),
     "text_cell.csv": (b"cell,g1,g2\nc1,0,3\nc2,1,abc\nc3,oops,1\n",
@@ -280,6 +282,16 @@ def test_10x_side_files_are_named_in_errors(tmp_path):
     with pytest.raises(InputFileError, match=r"features\.tsv as the names of the 4 rows of "
                                              r"matrix\.mtx: found 2 names"):
         read_table(folder / "matrix.mtx", rows="features")
+    cells_as_rows = tmp_path / "cells_as_rows"
+    cells_as_rows.mkdir()
+    scipy.io.mmwrite(cells_as_rows / "matrix.mtx", sp.coo_matrix(M))
+    (cells_as_rows / "genes.tsv").write_text("\n".join(GENES) + "\n")
+    with pytest.raises(InputFileError, match=r"genes\.tsv as the names of the 3 rows of "
+                                             r"matrix\.mtx: found 4 names\. This matrix holds "
+                                             r"samples as rows: pass rows='samples'\."):
+        read_table(cells_as_rows / "matrix.mtx", rows="features")
+    table = read_table(cells_as_rows / "matrix.mtx")
+    assert list(table.var_names) == GENES and table.obs_names[0] == "sample_1"
     (folder / "barcodes.tsv").write_text("")
     with pytest.raises(InputFileError, match=r"barcodes\.tsv as the sample names of "
                                              r"matrix\.mtx .*: found an empty file") as info:

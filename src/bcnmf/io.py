@@ -93,7 +93,8 @@ _BELONGS = {
     "npy": "Save the matrix in an .npz archive instead: numpy.savez(path, X=matrix).",
     "mtx": "If it is a Matrix Market file, name it .mtx.",
 }
-_SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+_SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars",
+               " ": "spaces"}
 
 
 def _error(path, expected, found, hint=""):
@@ -433,18 +434,19 @@ def _read_mtx(inp: _Input, rows: str):
     feat = _first_column(feature_file, "feature", path) if feature_file is not None else None
     cells = _first_column(barcode_file, "sample", path) if barcode_file is not None else None
     row_names, col_names = (feat, cells) if rows == "features" else (cells, feat)
-    n_rows, n_cols = X.shape
-    for names, n, axis in ((row_names, n_rows, "rows"), (col_names, n_cols, "columns")):
-        if names is not None and len(names[0]) != n:
-            swapped = [(x[0] if x is not None else None) for x in (col_names, row_names)]
-            fits = all(x is None or len(x) == m for x, m in zip(swapped, X.shape))
-            raise _error(names[1], f"the names of the {n} {axis} of {path.name}",
-                         f"{len(names[0])} names",
-                         "10x Genomics matrix.mtx files hold features as rows: pass "
-                         "rows='features' (bcnmf --rows features)." if fits and
-                         rows == "samples" else
-                         "Matrices with features as columns take rows='samples'."
-                         if fits else "")
+    sides = (row_names, col_names)   # each (names, file they came from) or None
+    for side, n, axis in zip(sides, X.shape, ("rows", "columns")):
+        if side is None or len(side[0]) == n:
+            continue
+        transposed = all(other is None or len(other[0]) == m
+                         for other, m in zip(sides[::-1], X.shape))
+        hint = ""
+        if transposed:
+            hint = ("10x Genomics matrix.mtx files hold features as rows: pass rows='features' "
+                    "(bcnmf --rows features)." if rows == "samples" else
+                    "This matrix holds samples as rows: pass rows='samples'.")
+        raise _error(side[1], f"the names of the {n} {axis} of {path.name}",
+                     f"{len(side[0])} names", hint)
     X, r, c = _orient(X, rows, *[None if x is None else x[0] for x in (row_names, col_names)])
     obs, _ = _names(r, "sample", X.shape[0], inp)
     var, has = _names(c, "feature", X.shape[1], inp)
