@@ -620,3 +620,196 @@ def test_n_shared_takes_auto_or_a_count(capsys):
             _auto_or_count(bad)
     assert main(["fit", "x.csv", "--background", "y.csv", "--n-shared", "some"]) == 2
     assert "expected 'auto' or a whole number >= 0, got 'some'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# gene sets and sample labels
+# ---------------------------------------------------------------------------------------------
+
+GMT = ("planted\tthe target-only genes\tgene0\tgene1\tgene2\n"
+       "rest\t\tgene5\tgene6\tgene7\tgene8\tgene9\n"
+       "unknown\tnot measured\tXYZ\tgene3\n")
+
+
+def _fit_argv(d, out, *extra):
+    return ["fit", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+            "--background-rows", "features", *K, "--alpha", "1", "--n-permutations", "50",
+            "-o", str(out), *extra]
+
+
+def test_fit_writes_the_gene_set_table(files, tmp_path, capsys):
+    """gene_sets.csv holds topic_gene_sets of the fitted model with the file's sets and the
+    input's feature names; a GMT file and a source/target table give the same table."""
+    from bcnmf.gene_sets import COLUMNS, read_gmt
+
+    d, X, Y = files
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text(GMT)
+    out = tmp_path / "run"
+    code = main(_fit_argv(d, out, "--gene-sets", str(gmt), "--gene-set-min-size", "2"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert str(out / "gene_sets.csv") in captured.out
+    assert "gene sets: 2 of 3 tested; 1 skipped" in captured.out
+    table = pd.read_csv(out / "gene_sets.csv", keep_default_na=False)
+    assert tuple(table.columns) == COLUMNS
+    model = bcnmf.load(out / "model.npz")
+    expected = bcnmf.topic_gene_sets(model, str(gmt), feature_names=GENES, min_size=2)
+    assert list(table["gene_set"]) == list(expected["gene_set"])
+    assert list(table["leading_genes"]) == list(expected["leading_genes"])
+    np.testing.assert_allclose(table["p_value"], expected["p_value"], rtol=1e-12)
+    np.testing.assert_allclose(table["effect"], expected["effect"], rtol=1e-12)
+    assert json.loads((out / "params.json").read_text())["inputs"]["gene_sets"] == str(gmt)
+
+    long = tmp_path / "sets.csv"
+    pd.DataFrame([(s, g) for s, genes in read_gmt(gmt).items() for g in genes],
+                 columns=["source", "target"]).to_csv(long, index=False)
+    again = tmp_path / "again"
+    assert main(_fit_argv(d, again, "--gene-sets", str(long), "--gene-set-min-size", "2",
+                          "-q")) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(again / "gene_sets.csv"),
+                                  pd.read_csv(out / "gene_sets.csv"))
+
+
+def test_bad_gene_set_files_fail_before_the_fit(files, tmp_path, capsys):
+    d, _, _ = files
+    bad = tmp_path / "bad.gmt"
+    bad.write_text("planted\tdesc\tgene0\tgene1\nbroken\tdesc\n")
+    out = tmp_path / "run"
+    assert main(_fit_argv(d, out, "--gene-sets", str(bad))) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "bad.gmt, line 2: expected at least 3 tab-separated fields" in err
+    assert not (out / "model.npz").exists()
+    human = tmp_path / "human.gmt"
+    human.write_text("P53\tdesc\tTP53\tMDM2\tCDKN1A\tBAX\tgene1\n")
+    assert main(_fit_argv(d, out, "--gene-sets", str(human))) == 1
+    err = capsys.readouterr().err
+    assert "No gene set can be tested against the model's 10 features" in err
+    assert "largest overlap is 1 of 5 genes" in err
+    assert not (out / "model.npz").exists()
+    assert main(_fit_argv(d, out, "--gene-sets", str(tmp_path / "none.gmt"))) == 1
+    assert "none.gmt" in capsys.readouterr().err
+    assert main(_fit_argv(d, out, "--gene-sets", str(human), "--gene-set-min-size", "6",
+                          "--gene-set-max-size", "5")) == 2
+    assert "--gene-set-max-size (5) is below --gene-set-min-size (6)" in \
+        capsys.readouterr().err
+
+
+def _sample_files(tmp_path):
+    target = tmp_path / "target_samples.csv"
+    pd.DataFrame({"cell": [f"t{i}" for i in range(30)][::-1],
+                  "mouse": [f"m{i // 5}" for i in range(30)][::-1]}).to_csv(target, index=False)
+    background = tmp_path / "background_samples.tsv"
+    pd.DataFrame({"cell": [f"b{i}" for i in range(20)],
+                  "mouse": [f"c{i // 5}" for i in range(20)]}).to_csv(background, sep="\t",
+                                                                      index=False)
+    return target, background
+
+
+def test_fit_sample_files_make_the_enrichment_test_compare_samples(files, tmp_path, capsys):
+    d, X, Y = files
+    target, background = _sample_files(tmp_path)
+    out = tmp_path / "run"
+    code = main(_fit_argv(d, out, "--samples", str(target), "--background-samples",
+                          str(background)))
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "enrichment.csv", index_col=0)
+    assert set(table["test"]) == {"samples"}
+    assert set(table["n_samples_target"]) == {6} and set(table["n_samples_background"]) == {4}
+    model = bcnmf.load(out / "model.npz")
+    expected = bcnmf.topic_enrichment(
+        model, X, background=Y, samples=[f"m{i // 5}" for i in range(30)],
+        background_samples=[f"c{i // 5}" for i in range(20)], n_permutations=50,
+        random_state=0)
+    np.testing.assert_allclose(table["p_value"], expected["p_value"])
+    inputs = json.loads((out / "params.json").read_text())["inputs"]
+    assert inputs["samples"] == str(target) and inputs["background_samples"] == str(background)
+
+
+def test_fit_sample_key_on_h5ad(h5ad, tmp_path, capsys):
+    path, X, Y = h5ad
+    ad = pytest.importorskip("anndata")
+    adata = ad.read_h5ad(path)
+    adata.obs["mouse"] = [f"m{i // 5}" for i in range(adata.n_obs)]
+    cells = tmp_path / "mice.h5ad"
+    adata.write_h5ad(cells)
+    out = tmp_path / "run"
+    code = main(["fit", str(cells), "--groupby", "condition", "--background-value", "control",
+                 "--layer", "counts", *K, "--alpha", "1", "--n-permutations", "50",
+                 "--sample-key", "mouse", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "enrichment.csv", index_col=0)
+    assert set(table["test"]) == {"samples"}
+    assert set(table["n_samples_target"]) == {6} and set(table["n_samples_background"]) == {4}
+    mice = adata.obs["mouse"].to_numpy()
+    model = bcnmf.load(out / "model.npz")
+    expected = bcnmf.topic_enrichment(model, X, background=Y, samples=mice[:30],
+                                      background_samples=mice[30:], n_permutations=50,
+                                      random_state=0)
+    np.testing.assert_allclose(table["p_value"], expected["p_value"])
+    # the same samples from a file that covers every cell (target and background)
+    mapping = tmp_path / "mice.csv"
+    pd.DataFrame({"cell": adata.obs_names, "mouse": mice}).to_csv(mapping, index=False)
+    again = tmp_path / "again"
+    assert main(["fit", str(cells), "--groupby", "condition", "--background-value", "control",
+                 "--layer", "counts", *K, "--alpha", "1", "--n-permutations", "50",
+                 "--samples", str(mapping), "-o", str(again), "-q"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(again / "enrichment.csv", index_col=0), table)
+
+
+@pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
+def test_select_sample_files_hold_out_whole_samples(files, tmp_path, capsys):
+    d, X, Y = files
+    target, background = _sample_files(tmp_path)
+    out = tmp_path / "sel"
+    code = main(["select", str(d / "target.csv"), "--background", str(d / "background.tsv"),
+                 "--background-rows", "features", "--samples", str(target), "-k", "2",
+                 "--alpha", "0.5,1", "--n-init", "2", "--n-splits", "1", "--max-iter", "30",
+                 "--tol", "0", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "selection.json").read_text())
+    assert record["settings"]["by_sample"] == [True, False]
+    library = bcnmf.select_model(X, 2, background=Y, alpha=[0.5, 1], n_init=2, n_splits=1,
+                                 max_iter=30, tol=0, samples=[f"m{i // 5}" for i in range(30)],
+                                 refit=False)
+    np.testing.assert_allclose(pd.read_csv(out / "selection.csv")["contrast"],
+                               library.table["contrast"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--samples", "s.csv"], "--samples and --background-samples go together"),
+    (["--background-samples", "s.csv"], "--samples and --background-samples go together"),
+    (["--sample-key", "mouse", "--samples", "s.csv"], "either --sample-key"),
+])
+def test_sample_option_usage_errors(files, tmp_path, extra, message, capsys):
+    d, _, _ = files
+    assert main(_fit_argv(d, tmp_path / "run", *extra)) == 2
+    assert message in capsys.readouterr().err
+    assert main(["fit", str(d / "target.csv"), "--samples", "s.csv", "-o", "x"]) == 2
+    assert "sample labels need a background" in capsys.readouterr().err
+    assert main(["fit", "cells.h5ad", "--groupby", "g", "--background-value", "v",
+                 "--background-samples", "s.csv", "-o", "x"]) == 2
+    assert "--samples covers every cell" in capsys.readouterr().err
+
+
+def test_bad_sample_files_are_errors_that_say_why(files, tmp_path, capsys):
+    d, _, _ = files
+    target, background = _sample_files(tmp_path)
+    short = tmp_path / "short.csv"
+    pd.read_csv(target).iloc[:25].to_csv(short, index=False)
+    assert main(_fit_argv(d, tmp_path / "run", "--samples", str(short),
+                          "--background-samples", str(background))) == 1
+    err = capsys.readouterr().err
+    assert "short.csv gives no sample for 5 of the 30 cells (e.g. 't0', 't1', 't2')" in err
+    one = tmp_path / "one.csv"
+    pd.read_csv(target).to_csv(one, sep="\t", index=False)
+    assert main(_fit_argv(d, tmp_path / "run", "--samples", str(one),
+                          "--background-samples", str(background))) == 1
+    err = capsys.readouterr().err
+    assert "expected 2 columns (cell name, sample)" in err and "tab-separated" in err
+    blank = tmp_path / "blank.csv"
+    blank.write_text("cell,mouse\nt0,\n")
+    assert main(_fit_argv(d, tmp_path / "run", "--samples", str(blank),
+                          "--background-samples", str(background))) == 1
+    assert "line 2 (cell 't0') has no sample label" in capsys.readouterr().err

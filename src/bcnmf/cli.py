@@ -36,6 +36,8 @@ Typical use:
   bcnmf select target.csv --background background.csv -k 2,3,5 --alpha 0.5,1,1.5 -o sel
   bcnmf select target.h5ad --groupby condition --background-value control \
       --sample-key mouse -o run1
+  bcnmf fit target.csv --background background.csv --samples samples.csv \
+      --background-samples background_samples.csv --gene-sets hallmark.gmt -o run3
   bcnmf report run1
   bcnmf demo --out bcnmf-demo
 """
@@ -158,6 +160,16 @@ def _fraction(text):
     return value
 
 
+def _overlap_fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
 def _non_negative_float(text):
     try:
         value = float(text)
@@ -241,6 +253,23 @@ def _input_arguments(parser):
     parser.add_argument("-o", "--out", metavar="OUTDIR", required=True, help="output folder")
 
 
+def _sample_arguments(parser, use):
+    """--sample-key (an obs column of .h5ad inputs) or --samples/--background-samples (files
+    naming the sample of every cell), shared by ``fit`` and ``select``; ``use`` says what the
+    samples do."""
+    group = parser.add_argument_group(
+        "samples (the biological sample, e.g. mouse or donor, of every cell)", _fill(
+            f"{use} A sample file is a csv (tsv for .tsv/.txt) with a header row and two "
+        "columns, the cell name and its sample, cells in any order; every cell must be "
+        "listed (cells of files without names are sample_1, sample_2, ... in row order)."))
+    group.add_argument("--sample-key", metavar="COL", default=None,
+                       help=".h5ad inputs: obs column naming the sample of every cell")
+    group.add_argument("--samples", metavar="FILE", default=None,
+                       help="the sample of every target cell (with --groupby: of every cell)")
+    group.add_argument("--background-samples", metavar="FILE", default=None,
+                       help="the sample of every cell of the --background file")
+
+
 def _model_options(group):
     """The bcnmf.BCNMF parameters shared by ``fit`` and ``select``, named after them, with
     BCNMF's defaults but ``--random-state 0`` (the functions' seed, docs/vocabulary.md)."""
@@ -304,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
             "cells of an .h5ad whose --groupby column has a --background-value. Writes "
             "model.npz, components.csv, target_codes.csv, background_codes.csv, history.csv, "
             "params.json and (with a background) enrichment.csv, the topic enrichment "
-            "statistics, into OUTDIR; with --write-h5ad also annotated.h5ad. Run `bcnmf "
+            "statistics, into OUTDIR; with --gene-sets also gene_sets.csv, the gene sets "
+            "of every topic; with --write-h5ad also annotated.h5ad. Run `bcnmf "
             "select` into the same OUTDIR to add the model-selection table to the report."),
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_arguments(fit)
@@ -342,6 +372,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="permutations of the topic enrichment test (default: 1000)")
     fit.add_argument("--q-threshold", type=_fraction, default=0.05, metavar="Q",
                      help="q-value at or below which a topic is enriched (default: 0.05)")
+    _sample_arguments(fit, "With samples on both sides, the topic enrichment test compares "
+                           "samples, not cells (bcnmf.topic_enrichment).")
+    sets = fit.add_argument_group(
+        "gene sets", _fill(
+            "Test every topic's loadings for every gene set (bcnmf.topic_gene_sets, a "
+            "one-sided rank-sum test, BH q-values per topic) and write "
+            "OUTDIR/gene_sets.csv."))
+    sets.add_argument("--gene-sets", metavar="FILE", default=None,
+                      help="a GMT file (name<TAB>description<TAB>gene..., .gmt or .gmt.gz) "
+                           "or a csv/tsv table with the columns source (set) and target "
+                           "(gene); genes are matched to the feature names")
+    sets.add_argument("--gene-set-min-size", type=_positive_int, default=5, metavar="N",
+                      help="sets with fewer genes among the features are not tested "
+                           "(min_size; default: 5)")
+    sets.add_argument("--gene-set-max-size", type=_positive_int, default=500, metavar="N",
+                      help="sets with more genes among the features are not tested "
+                           "(max_size; default: 500)")
+    sets.add_argument("--gene-set-min-overlap", type=_overlap_fraction, default=0.0,
+                      metavar="F", help="sets of which a smaller fraction of the genes are "
+                                        "features are not tested (min_overlap; default: 0)")
     fit.set_defaults(handler=_cmd_fit, subparser=fit)
 
     sel = sub.add_parser(
@@ -367,14 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: 3)")
     grid.add_argument("--holdout", type=float, default=0.2, metavar="F",
                       help="fraction of cells held out (default: 0.2)")
-    grid.add_argument("--sample-key", metavar="COL", default=None,
-                      help=".h5ad inputs: obs column naming the sample (mouse, donor) of "
-                           "every cell; whole samples are then held out")
     grid.add_argument("--max-cells", type=_positive_int, default=500, metavar="N",
                       help="target cells used for the consensus matrix (default: 500)")
     grid.add_argument("--n-jobs", type=int, default=1, metavar="N",
                       help="grid points fitted in parallel (default: 1; -1: all cores)")
     _model_options(grid)
+    _sample_arguments(sel, "Whole samples are held out together.")
     _input_arguments(sel)
     sel.set_defaults(handler=_cmd_select, subparser=sel)
 
@@ -463,6 +511,47 @@ def _sample_column(table, path, key):
     return table.obs[key].astype(str).to_numpy()
 
 
+def _read_samples(path, names, option):
+    """The sample of every cell in ``names``, from a file of two columns (cell name, sample)
+    with a header row; csv, or tsv for .tsv/.txt."""
+    import numpy as np
+    import pandas as pd
+
+    sep = "\t" if str(path).lower().endswith((".tsv", ".txt")) else ","
+    try:
+        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{option} {path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{option} {path}: not a readable {'tsv' if sep != ',' else 'csv'} "
+                         f"table ({' '.join(str(err).split())})") from None
+    if table.shape[1] != 2:
+        other = "tab" if sep == "," else "comma"
+        hint = (f" (one column: is the file {other}-separated? .tsv/.txt files are read as "
+                "tab-separated, others as csv)" if table.shape[1] == 1 else "")
+        raise ValueError(f"{option} {path}: expected 2 columns (cell name, sample) under a "
+                         f"header row; found {table.shape[1]}{hint}")
+    cells = table.iloc[:, 0].to_numpy(dtype=object)
+    labels = table.iloc[:, 1].to_numpy(dtype=object)
+    empty = [i for i, v in enumerate(labels) if not str(v).strip()]
+    if empty:
+        raise ValueError(f"{option} {path}: line {empty[0] + 2} (cell {cells[empty[0]]!r}) has "
+                         "no sample label")
+    mapping = {}
+    for i, cell in enumerate(cells):
+        if cell in mapping and mapping[cell] != labels[i]:
+            raise ValueError(f"{option} {path}: cell {cell!r} is listed twice with different "
+                             f"samples ({mapping[cell]!r}, {labels[i]!r})")
+        mapping[cell] = labels[i]
+    missing = [str(n) for n in names if str(n) not in mapping]
+    if missing:
+        shown = ", ".join(repr(n) for n in missing[:3])
+        raise ValueError(f"{option} {path} gives no sample for {len(missing)} of the "
+                         f"{len(names)} cells (e.g. {shown}); every cell needs one (the first "
+                         "column holds the cell names of the input)")
+    return np.array([mapping[str(n)] for n in names], dtype=object)
+
+
 def _align(target, background, args):
     """Match the background's features to the target's by name."""
     from ._prep import align_features, same_kind, take_columns
@@ -495,6 +584,20 @@ def _check_fit_args(args):
                           "other formats pass the background as a file with --background")
     if not 0 < args.min_overlap:
         raise _UsageError("--min-overlap must be > 0")
+    if args.sample_key and (args.samples or args.background_samples):
+        raise _UsageError("pass either --sample-key (an obs column of .h5ad inputs) or "
+                          "--samples/--background-samples (files), not both")
+    if args.background_samples and not args.background:
+        raise _UsageError("--background-samples names the samples of the --background "
+                          "file's cells" + ("; with --groupby, --samples covers every cell"
+                                            if args.groupby else ""))
+    if (args.samples or args.sample_key) and not (args.background or args.groupby):
+        raise _UsageError("sample labels need a background (--background or --groupby)")
+    if args.command == "fit" and args.background and \
+            bool(args.samples) != bool(args.background_samples):
+        raise _UsageError("--samples and --background-samples go together: the sample-level "
+                          "enrichment test compares the target's samples with the "
+                          "background's")
 
 
 def _warning_lines(caught):
@@ -515,8 +618,9 @@ def _fit_inputs(args, progress, out):
         features = target.var_names
         inputs.update(groupby=args.groupby, background_values=", ".join(args.background_value))
         sources = [(X, args.target, target)]
-        if key:
-            column = _sample_column(target, args.target, key)
+        if key or args.samples:
+            column = (_sample_column(target, args.target, key) if key else
+                      _read_samples(args.samples, target.obs_names, "--samples"))
             samples = (column[t], column[b])
     elif args.background:
         background = _read(args.background, args, progress, rows=args.background_rows,
@@ -531,6 +635,12 @@ def _fit_inputs(args, progress, out):
         if key:
             samples = (_sample_column(target, args.target, key),
                        _sample_column(background, args.background, key))
+        elif args.samples or args.background_samples:
+            samples = tuple(
+                None if path is None else _read_samples(path, names, option)
+                for path, names, option in (
+                    (args.samples, x_names, "--samples"),
+                    (args.background_samples, y_names, "--background-samples")))
     else:
         X, Y, x_names, y_names, features = (target.X, None, target.obs_names, None,
                                             target.var_names)
@@ -551,6 +661,9 @@ def _fit_inputs(args, progress, out):
                   n_features=int(X.shape[1]))
     if key:
         inputs["sample_key"] = key
+    for option in ("samples", "background_samples"):
+        if getattr(args, option):
+            inputs[option] = str(getattr(args, option))
     return X, Y, x_names, y_names, features, inputs, notes, samples
 
 
@@ -561,9 +674,13 @@ def _cmd_fit(args, progress, out):
     _check_fit_args(args)
     if args.write_h5ad and not str(args.target).lower().endswith(".h5ad"):
         raise _UsageError("--write-h5ad needs an .h5ad TARGET (the file that is annotated)")
-    X, Y, x_names, y_names, features, inputs, notes, _ = _fit_inputs(args, progress, out)
+    X, Y, x_names, y_names, features, inputs, notes, (samples, background_samples) = \
+        _fit_inputs(args, progress, out)
     for line in notes:
         out.warn(line)
+    gene_sets = _read_gene_sets(args, features, progress) if args.gene_sets else None
+    if gene_sets is not None:
+        inputs["gene_sets"] = str(args.gene_sets)
     auto = args.alpha == "auto"
     model = BCNMF(args.n_components, alpha=args.alpha, n_init=args.n_init,
                   consensus=args.consensus, device=args.device,
@@ -589,13 +706,29 @@ def _cmd_fit(args, progress, out):
     if Y is not None:
         from .topics import topic_enrichment
 
-        with progress.step("topic enrichment statistics"):
-            table = topic_enrichment(model, X, background=Y,
+        with progress.step("topic enrichment statistics"), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = topic_enrichment(model, X, background=Y, samples=samples,
+                                     background_samples=background_samples,
                                      n_permutations=args.n_permutations,
                                      q_threshold=args.q_threshold,
                                      random_state=args.random_state)
             files["enrichment"] = Path(args.out) / "enrichment.csv"
             table.to_csv(files["enrichment"])
+        for line in _warning_lines(caught):
+            out.warn(line)
+    if gene_sets is not None:
+        from .gene_sets import topic_gene_sets
+
+        with progress.step("gene sets"):
+            sets_table = topic_gene_sets(
+                model, gene_sets, feature_names=[str(f) for f in features],
+                min_size=args.gene_set_min_size, max_size=args.gene_set_max_size,
+                min_overlap=args.gene_set_min_overlap)
+            files["gene_sets"] = Path(args.out) / GENE_SETS_NAME
+            sets_table.to_csv(files["gene_sets"], index=False)
+        out.summary(_gene_set_lines(sets_table, len(gene_sets), args.q_threshold))
     if args.write_h5ad:
         with progress.step(f"writing the annotated {Path(args.target).name}"):
             files["h5ad"] = _write_annotated(args, model, codes, features, inputs, table)
@@ -610,6 +743,53 @@ def _cmd_fit(args, progress, out):
                 f"{model.alpha_raw_:.6g}; objective_ = {model.objective_:.6g}")
     out.files(files.values())
     return EXIT_OK
+
+
+GENE_SETS_NAME = "gene_sets.csv"
+
+
+def _read_gene_sets(args, features, progress):
+    """The --gene-sets file as ``{name: genes}``, checked against the feature names before
+    the fit (so that a file that matches no feature fails at once)."""
+    from .gene_sets import _collect, _select_sets
+
+    path = str(args.gene_sets)
+    if args.gene_set_max_size < args.gene_set_min_size:
+        raise _UsageError(f"--gene-set-max-size ({args.gene_set_max_size}) is below "
+                          f"--gene-set-min-size ({args.gene_set_min_size})")
+    with progress.step(f"reading {path}"):
+        if path.lower().endswith((".csv", ".tsv", ".txt")):
+            import pandas as pd
+
+            sep = "\t" if path.lower().endswith((".tsv", ".txt")) else ","
+            try:
+                source = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"--gene-sets {path}: no such file") from None
+            except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+                raise ValueError(f"--gene-sets {path}: not a readable table "
+                                 f"({' '.join(str(err).split())})") from None
+            sets = _collect(source)
+        else:
+            sets = _collect(path)
+    _select_sets(sets, [str(f) for f in features], args.gene_set_min_size,
+                 args.gene_set_max_size, args.gene_set_min_overlap)
+    return sets
+
+
+def _gene_set_lines(table, n_sets, q_threshold):
+    """The gene-set results in a few lines: how many sets were tested, the best per topic."""
+    tested = table["gene_set"].nunique()
+    lines = [f"gene sets: {tested} of {n_sets} tested" + (
+        f"; {n_sets - tested} skipped (too few or too many of their genes among the "
+        "features: --gene-set-min-size, --gene-set-max-size, --gene-set-min-overlap)"
+        if tested < n_sets else "")]
+    for topic, part in table.groupby("topic", sort=False):
+        best = part.iloc[0]
+        hits = int((part["q_value"] <= q_threshold).sum())
+        lines.append(f"  {topic}: {hits} set(s) at q <= {q_threshold:g}; best "
+                     f"{best['gene_set']} (AUC {best['effect']:.2f}, q {best['q_value']:.2g})")
+    return "\n".join(lines)
 
 
 def _alpha_path_lines(path):
