@@ -23,7 +23,7 @@ pytest.importorskip("matplotlib")
 from bcnmf.report import read_run, render_report, write_report  # noqa: E402
 
 ENRICHMENT = pd.DataFrame({
-    "mean_target": [2.0, 1.0, 0.5], "mean_background": [0.5, 1.0, 1.5],
+    "usage_target": [2.0, 1.0, 0.5], "usage_background": [0.5, 1.0, 1.5],
     "log2_fold_change": [2.0, 0.0, -1.58], "effect_size": [1.5, 0.0, -0.8],
     "p_value": [1e-4, 0.9, 0.01], "q_value": [3e-4, 0.9, 0.015],
     "enriched": [False, False, True]}, index=pd.Index([0, 1, 2], name="topic"))
@@ -62,6 +62,14 @@ def _section(text, table_id):
     return text.split(f'<table id="{table_id}">')[1].split("</table>")[0]
 
 
+def _headers(table):
+    return [h.replace("<wbr>", "") for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+
+
+def _cells(row):
+    return re.findall(r"<td[^>]*>([^<]*)</td>", row)
+
+
 def test_report_is_self_contained_with_the_run_content(run_dir):
     path = write_report(run_dir)
     assert path == run_dir / "report.html"
@@ -69,20 +77,26 @@ def test_report_is_self_contained_with_the_run_content(run_dir):
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     # self-contained: no external stylesheets, scripts, or resources
     assert "<link" not in text and "<script" not in text
-    assert re.findall(r'(?:src|href)="(?!data:)', text) == []
+    assert re.findall(r'(?:src|href)="(?!data:|#)', text) == []  # links within the page only
     images = _images(text)
-    assert len(images) == 3  # convergence, loadings, topic usage
+    assert len(images) == 4  # top-feature heatmap, cells, topic usage, convergence
     for b64 in images:
         assert base64.b64decode(b64).startswith(b"\x89PNG\r\n\x1a\n")
     for table in ("inputs", "params", "fit", "topics"):
         assert f'<table id="{table}">' in text
+    # every section once, with its stable id, in this order; absent inputs, absent sections
+    sections = re.findall(r'<section id="([^"]+)">', text)
+    assert sections == ["fit-warnings", "top-features", "cells", "usage", "convergence", "run"]
+    assert all(f'href="#{s}"' in text for s in sections)  # the contents link to them
+    assert 'id="cells-figure"' in text and 'id="convergence-figure"' in text
     assert "80 sweeps" in text and "ConvergenceWarning: slow" in text
+    assert "stopped at its tolerance" not in text and "ran to max_iter" not in text  # tol=0
     assert "GENE&lt;" in text and "GENE<" not in text  # names are escaped
     assert "cells &amp; more.h5ad" in text
     assert "No topic statistics" in text
 
 
-def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path):
+def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path, contrast_fit):
     folder = tmp_path / "run"
     shutil.copytree(run_dir, folder)
     ENRICHMENT.to_csv(folder / "enrichment.csv")
@@ -91,7 +105,10 @@ def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path):
     kwargs = read_run(folder)
     assert kwargs["selection_best"] == {"n_components": 3, "alpha": 1.5}
     text = write_report(folder, tmp_path / "r.html", n_top=2).read_text(encoding="utf-8")
-    assert len(_images(text)) == 5  # + volcano + selection grid
+    assert len(_images(text)) == 6  # + volcano + selection grid
+    assert re.findall(r'<section id="([^"]+)">', text) == [
+        "fit-warnings", "enrichment", "top-features", "cells", "usage", "convergence",
+        "model-selection", "run"]
     assert '<table id="selection">' in text and "Chosen: n_components = 3" in text
     # the run was fitted with K=3, alpha=1: not the chosen alpha, and that is said
     assert 'id="selection-differs"' in text and "alpha = 1," in text
@@ -104,27 +121,41 @@ def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path):
     table = again.split('<table id="selection">')[1].split("</table>")[0]
     assert table.count('<tr class="chosen">') == 1
     assert '<tr class="chosen"><td class="name">3</td><td>1</td>' in table
-    topics = text.split('<table id="topics">')[1].split("</table>")[0]
-    rows = re.findall(r"<tr( class=\"enriched\")?><td class=\"name\">(topic \d)</td>", topics)
-    assert rows[0] == (' class="enriched"', "topic 3")  # the enriched topic comes first
-    assert [r[1] for r in rows] == ["topic 3", "topic 1", "topic 2"]
-    assert topics.count("); ") == 3  # two top features per topic
+    # the statistics: enriched topic first, then by q-value; the enriched row is marked
+    stats = _section(text, "enrichment-table")
+    rows = re.findall(r'<tr( class="enriched")?><td class="name">(topic \d)( ★)?</td>',
+                      stats)
+    assert rows == [(' class="enriched"', "topic 3", " ★"), ("", "topic 1", ""),
+                    ("", "topic 2", "")]
+    assert _cells(stats.split("</tr>")[1]) == [  # 3 significant digits
+        "topic 3 ★", "0.5", "1.5", "-1.58", "-0.8", "0.01", "0.015", "True"]
+    # the top features: one column per topic in the same order, two rows (n_top=2)
+    topics = _section(text, "topics")
+    assert _headers(topics) == ["rank", "topic 3 ★", "topic 1", "topic 2"]
+    assert topics.count('<th class="enriched">') == 1
+    assert topics.count("<tr>") == 1 + 2 and topics.count('<td class="text enriched">') == 2
+    model = contrast_fit[2]
+    top = np.argsort(-model.components_[2], kind="stable")[:2]
+    first_row = _cells(topics.split("</tr>")[1])
+    assert first_row[1] == f"GENE&lt;{top[0]}&gt; ({model.components_[2, top[0]]:.3g})"
 
 
 def test_auto_alpha_run_shows_how_alpha_was_chosen(auto_run, tmp_path):
     folder, model = auto_run
     path = model.alpha_path_
     text = write_report(folder, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "<h2 id=\"alpha-path\">How alpha was chosen</h2>" in text
+    assert '<section id="alpha-path"><h2>How alpha was chosen</h2>' in text
+    assert '<figure id="alpha-curve"><img src="data:image/png;base64,' in text
     assert "without labels" in text and "two-fold" in text and "middle of the tied band" in text
     assert f"alpha_ = {model.alpha_:g}" in text  # in the parameters' note
     i = int(np.flatnonzero(path["chosen"])[0])
     assert (f'<p id="alpha-chosen">Chosen: alpha = {model.alpha_:g} (contrast '
             f'{path["contrast"][i]:.3f})') in text
     assert "alpha fixed at" not in text
-    assert len(_images(text)) == 4  # + the contrast per alpha
+    assert len(_images(text)) == 5  # + the contrast per alpha
+    assert "The fit ran to max_iter = 100 without meeting its tolerance." in text
     table = _section(text, "alpha_path")
-    header = re.findall(r"<th[^>]*>([^<]+)</th>", table)
+    header = _headers(table)
     assert header == ["alpha", "contrast", "stability", "explained_target", "counted",
                       "chosen"]
     assert table.count("<tr") == len(path["alpha"]) + 1 and table.count('class="chosen"') == 1
@@ -150,7 +181,7 @@ def test_old_run_folders_still_render(run_dir, auto_run, tmp_path):
         del record["alpha_"]
         (folder / "params.json").write_text(json.dumps(record), encoding="utf-8")
         text = write_report(folder).read_text(encoding="utf-8")
-        assert "How alpha was chosen" not in text and len(_images(text)) == 3
+        assert "How alpha was chosen" not in text and len(_images(text)) == 4
         if name == "fixed":
             assert "alpha fixed at 1 by the user" in text
         else:
@@ -207,11 +238,153 @@ def test_report_of_a_torch_fit(contrast_fit, tmp_path):
     np.testing.assert_allclose(kwargs["background_codes"], to_numpy(model.background_codes_),
                                rtol=1e-12)
     text = write_report(tmp_path / "run").read_text(encoding="utf-8")
-    assert len(_images(text)) == 3 and '<table id="topics">' in text
+    assert len(_images(text)) == 4 and '<table id="topics">' in text
     direct = render_report(params=kwargs["params"], history=model.history_,
                            components=model.components_, feature_names=kwargs["feature_names"],
-                           target_codes=codes, background_codes=model.background_codes_)
-    assert len(_images(direct)) == 3
+                           target_codes=codes, background_codes=model.background_codes_,
+                           labels=["a", "b"] * (codes.shape[0] // 2))
+    assert len(_images(direct)) == 4 and "and by label" in direct
+
+
+def _gene_set_table():
+    return pd.DataFrame({
+        "topic": ["topic 1", "topic 1", "topic 2", "topic 3"],
+        "gene_set": ["SET<A>", "SET_B", "SET_C", "SET_D"], "n_genes": [5, 6, 7, 5],
+        "set_size": [10, 12, 20, 9], "statistic": [3.1, 0.2, 2.5, -1.0],
+        "effect": [0.8, 0.52, 0.7, 0.35], "p_value": [1e-4, 0.8, 2e-3, 0.3],
+        "q_value": [4e-4, 0.8, 4e-3, 0.4], "leading_genes": ["GENE<1>;GENE<2>", "", "G3", ""]})
+
+
+def test_enrichment_table_shows_the_sample_level_columns(run_dir, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    ENRICHMENT.assign(test="samples", n_samples_target=6, n_samples_background=4,
+                      pseudobulk_t=[3.0, 0.1, -1.0]).to_csv(folder / "enrichment.csv")
+    text = write_report(folder).read_text(encoding="utf-8")
+    stats = _section(text, "enrichment-table")
+    assert _headers(stats) == ["topic", "usage_target", "usage_background",
+                               "log2_fold_change", "effect_size", "p_value", "q_value",
+                               "enriched", "test", "n_samples_target", "n_samples_background",
+                               "pseudobulk_t"]
+    assert _cells(stats.split("</tr>")[1])[-4:] == ["samples", "6", "4", "-1"]
+    assert "Sample-level test (6 target vs 4 background units)" in text
+    ENRICHMENT.assign(test="cells", n_samples_target=40, n_samples_background=30).to_csv(
+        folder / "enrichment.csv")
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert "Cell-level test (40 target vs 30 background units)" in text
+    assert "these p-values are too small" in text
+
+
+def test_shares_are_the_usage_of_topic_enrichment(contrast_fit):
+    """The cells plot draws the same usage that bcnmf.topic_enrichment tests."""
+    from bcnmf.report import _shares
+    from bcnmf.topics import topic_usage
+
+    X, Y, model, _ = contrast_fit
+    np.testing.assert_allclose(_shares(model.transform(X), model.components_),
+                               topic_usage(model, X, usage="share"), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        _shares(model.transform(Y, as_background=True), model.components_),
+        topic_usage(model, Y, as_background=True, usage="share"), rtol=1e-12, atol=1e-15)
+
+
+def test_cells_are_drawn_in_the_plane_of_the_enriched_topics():
+    from bcnmf.report import _cells_coordinates
+
+    rng = np.random.default_rng(1)
+    t, b = rng.dirichlet(np.ones(4), size=30), rng.dirichlet(np.ones(4), size=20)
+    # two enriched topics: their usage, the most enriched on x
+    xy_t, xy_b, xlabel, ylabel, _ = _cells_coordinates(t, b, [2, 0, 1, 3], {2, 0})
+    np.testing.assert_array_equal(xy_t, t[:, [2, 0]])
+    np.testing.assert_array_equal(xy_b, b[:, [2, 0]])
+    assert xlabel == "share of topic 3 ★" and ylabel == "share of topic 1 ★"
+    # one enriched topic: it, then the next in the order
+    xy_t, _, xlabel, ylabel, caption = _cells_coordinates(t, b, [1, 3, 0, 2], {1})
+    np.testing.assert_array_equal(xy_t, t[:, [1, 3]])
+    assert ylabel == "share of topic 4" and "enriched topic and of the next" in caption
+    # three enriched topics: principal components of their usage, target and background
+    # pooled; the plane keeps every pairwise distance a 2-D projection can
+    xy_t, xy_b, xlabel, _, caption = _cells_coordinates(t, b, [0, 1, 3, 2], {0, 1, 3})
+    pooled = np.vstack([t, b])[:, [0, 1, 3]]
+    centred = pooled - pooled.mean(axis=0)
+    xy = np.vstack([xy_t, xy_b])
+    assert xlabel == "PC 1" and "principal components" in caption
+    np.testing.assert_allclose(xy.mean(axis=0), 0.0, atol=1e-12)
+    s = np.linalg.svd(centred, compute_uv=False)
+    np.testing.assert_allclose(np.linalg.svd(xy, compute_uv=False), s[:2], rtol=1e-10)
+
+
+def test_labels_colour_the_cells_and_bad_labels_are_refused(run_dir, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    n = 40
+    pd.DataFrame({"label": ["A", "NA"] * (n // 2)}, index=pd.Index(range(n), name="cell")
+                 ).to_csv(folder / "labels.csv")
+    kwargs = read_run(folder)
+    assert list(kwargs["labels"][:2]) == ["A", "NA"]  # "NA" is a label, not a missing value
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert "coloured by condition and by label" in text and "coloured by their label" in text
+    pd.DataFrame({"label": ["A", "B"] * 10}).to_csv(folder / "labels.csv")
+    with pytest.raises(ValueError, match=r"one label per target cell \(40\); got shape \(20,\)"):
+        write_report(folder)
+    pd.DataFrame({"genotype": ["A", "B"] * 20}).to_csv(folder / "labels.csv")
+    with pytest.raises(ValueError, match="needs a column 'label'"):
+        write_report(folder)
+
+
+def test_gene_set_section(run_dir, tmp_path, monkeypatch):
+    from bcnmf import pl
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    table = _gene_set_table()
+    table.to_csv(folder / "gene_sets.csv", index=False)
+    # without bcnmf.pl.gene_sets: the table alone
+    monkeypatch.delattr(pl, "gene_sets", raising=False)
+    text = write_report(folder).read_text(encoding="utf-8")
+    section = text.split('<section id="gene-sets">')[1].split("</section>")[0]
+    assert 'id="gene-sets-figure"' not in section
+    rows = _section(section, "gene-sets-table")
+    assert _headers(rows) == ["topic", "gene_set", "n_genes", "set_size", "statistic",
+                              "effect", "p_value", "q_value", "leading_genes"]
+    # sorted by q-value; significant rows highlighted; names escaped
+    assert re.findall(r'<td class="text">(SET[^<]*)</td>', rows) == [
+        "SET&lt;A&gt;", "SET_C", "SET_D", "SET_B"]
+    assert rows.count('<tr class="enriched">') == 2
+    assert "2 of 4 topic-gene-set pairs with q-value at most 0.05" in section
+    # with it: drawn with the agreed arguments, above the table
+    calls = []
+
+    def gene_sets(data, *, n_top, q_threshold, ax):
+        calls.append((data, n_top, q_threshold))
+        ax.plot([0, 1], [0, 1])
+        return ax
+
+    monkeypatch.setattr(pl, "gene_sets", gene_sets, raising=False)
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert len(calls) == 1 and calls[0][1:] == (5, 0.05)
+    pd.testing.assert_frame_equal(calls[0][0], table)
+    section = text.split('<section id="gene-sets">')[1].split("</section>")[0]
+    assert '<figure id="gene-sets-figure"><img src="data:image/png;base64,' in section
+    table.drop(columns="leading_genes").to_csv(folder / "gene_sets.csv", index=False)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['leading_genes'\]"):
+        write_report(folder)
+
+
+def test_render_report_does_not_modify_its_inputs(run_dir):
+    kwargs = read_run(run_dir)
+    enrichment, genes = ENRICHMENT.copy(), _gene_set_table()
+    labels = np.array(["b", "a"] * 20)
+    before = ({k: v.copy() for k, v in kwargs["history"].items()},
+              kwargs["components"].copy(), kwargs["target_codes"].copy(), labels.copy())
+    render_report(**kwargs, enrichment=enrichment, gene_sets=genes, labels=labels)
+    pd.testing.assert_frame_equal(enrichment, ENRICHMENT)
+    pd.testing.assert_frame_equal(genes, _gene_set_table())
+    for key, values in before[0].items():
+        np.testing.assert_array_equal(kwargs["history"][key], values)
+    np.testing.assert_array_equal(kwargs["components"], before[1])
+    np.testing.assert_array_equal(kwargs["target_codes"], before[2])
+    np.testing.assert_array_equal(labels, before[3])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,12 +404,29 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium; "
                              ".ci/run installs it)")
 
-# appended to a copy of the page: after load, record how many images failed to decode
+# the parts of the report that must be on screen: (element id, what it is)
+VISIBLE = (("alpha-curve", "figure"), ("enrichment-table", "table"), ("cells-figure", "figure"))
+
+# appended to a copy of the page: after load, record how many images failed to decode and,
+# for every id of VISIBLE, its rendered size and (figures) the decoded size of its image
 _PROBE = """<script>window.addEventListener("load", () => {
   const bad = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length;
   document.body.setAttribute("data-images", String(document.images.length));
   document.body.setAttribute("data-broken-images", String(bad));
-});</script>"""
+  const seen = {};
+  for (const id of %s) {
+    const el = document.getElementById(id);
+    if (!el) { seen[id] = null; continue; }
+    const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+    const img = el.tagName === "FIGURE" ? el.querySelector("img") : null;
+    const ibox = img ? img.getBoundingClientRect() : null;
+    seen[id] = {tag: el.tagName.toLowerCase(), width: box.width, height: box.height,
+                hidden: style.display === "none" || style.visibility === "hidden",
+                natural: img ? [img.naturalWidth, img.naturalHeight] : null,
+                shown: ibox ? [ibox.width, ibox.height] : null};
+  }
+  document.body.setAttribute("data-visible", JSON.stringify(seen));
+});</script>""" % json.dumps([i for i, _ in VISIBLE])
 
 
 def _browse(page: Path, profile: Path, *extra):
@@ -254,41 +444,99 @@ def _browse(page: Path, profile: Path, *extra):
 
 
 def _probe(page: Path, tmp_path: Path):
+    """(images, broken images, console lines, DOM, {id: what the browser rendered or None})."""
+    import html
+
     probed = tmp_path / f"probed-{page.name}"
     probed.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"),
                       encoding="utf-8")
     dom, console = _browse(probed, tmp_path / "profile-dom", "--dump-dom")
     images = re.search(r'data-images="(\d+)"', dom)
     broken = re.search(r'data-broken-images="(\d+)"', dom)
-    assert images and broken, "the page did not finish loading"
-    return int(images.group(1)), int(broken.group(1)), console, dom
+    seen = re.search(r'data-visible="([^"]*)"', dom)
+    assert images and broken and seen, "the page did not finish loading"
+    return (int(images.group(1)), int(broken.group(1)), console, dom,
+            json.loads(html.unescape(seen.group(1))))
+
+
+def _not_visible(seen):
+    """The parts of VISIBLE that the browser did not show, with the reason."""
+    problems = []
+    for ident, kind in VISIBLE:
+        got = seen.get(ident)
+        if got is None:
+            problems.append(f"{ident}: missing")
+        elif got["tag"] != kind or got["hidden"] or got["width"] < 50 or got["height"] < 50:
+            problems.append(f"{ident}: {got}")
+        elif kind == "figure" and not (got["natural"] and min(got["natural"]) > 100
+                                       and got["shown"] and min(got["shown"]) > 100):
+            problems.append(f"{ident}: image {got['natural']} shown at {got['shown']}")
+    return problems
 
 
 @needs_chromium
 def test_the_browser_check_detects_problems(tmp_path):
-    """The check can fail: console errors and undecodable images are seen."""
+    """The check can fail: console errors, undecodable images, and a part of the report that
+    is missing, hidden or broken are seen."""
     page = tmp_path / "bad.html"
     page.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA">'
                     '<script>console.error("boom-marker")</script></body></html>')
-    images, broken, console, _ = _probe(page, tmp_path)
+    images, broken, console, _, seen = _probe(page, tmp_path)
     assert images == 1 and broken == 1
     assert any("boom-marker" in line for line in console)
+    assert _not_visible(seen) == [f"{ident}: missing" for ident, _ in VISIBLE]
+    # the alpha curve's image does not decode, the table is hidden, the cells figure is gone
+    page.write_text(
+        '<!DOCTYPE html><html><body><figure id="alpha-curve" style="height:200px">'
+        '<img src="data:image/png;base64,AAAA" width="300" height="150"></figure>'
+        '<table id="enrichment-table" style="display:none"><tr><td>x</td></tr></table>'
+        "</body></html>")
+    problems = _not_visible(_probe(page, tmp_path)[4])
+    assert [p.split(":")[0] for p in problems] == ["alpha-curve", "enrichment-table",
+                                                   "cells-figure"]
+    assert "image [0, 0]" in problems[0] and problems[2] == "cells-figure: missing"
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, contrast_fit, auto_run):
+    """The auto-alpha run folder with everything the report can show: the enrichment
+    statistics of the model, labels, gene sets, a comparison and a model selection."""
+    from bcnmf import topic_enrichment
+
+    X, Y, _, _ = contrast_fit
+    folder = tmp_path_factory.mktemp("full") / "run"
+    shutil.copytree(auto_run[0], folder)
+    model = auto_run[1]
+    topic_enrichment(model, X, background=Y, n_permutations=200).to_csv(
+        folder / "enrichment.csv")
+    pd.DataFrame({"label": ["program"] * 20 + ["plain"] * 20},  # the fixture's two groups
+                 index=pd.Index(range(40), name="cell")).to_csv(folder / "labels.csv")
+    _gene_set_table().assign(topic=["topic 1", "topic 1", "topic 2", "topic 2"]).to_csv(
+        folder / "gene_sets.csv", index=False)
+    pd.DataFrame({"method": ["NMF", "NMF", "bcNMF", "bcNMF"], "seed": [0, 1, 0, 1],
+                  "ari_raw": [0.2, 0.3, 0.9, 1.0], "ari_norm": [0.2, 0.4, 0.9, 0.95]}
+                 ).to_csv(folder / "ari.csv", index=False)
+    return folder
 
 
 @needs_chromium
-def test_report_in_headless_chromium(run_dir, tmp_path):
-    folder = tmp_path / "run"
-    shutil.copytree(run_dir, folder)
-    ENRICHMENT.to_csv(folder / "enrichment.csv")
-    SELECTION.to_csv(folder / "selection.csv", index=False)
-    page = write_report(folder)
-    images, broken, console, dom = _probe(page, tmp_path)
+def test_report_in_headless_chromium(full_run, tmp_path):
+    """Every figure decodes, nothing is logged, and the alpha curve, the enrichment table and
+    the cells in topic space are on screen; a screenshot is kept for a person to look at."""
+    page = write_report(full_run, tmp_path / "report.html")
+    text = page.read_text(encoding="utf-8")
+    images, broken, console, dom, seen = _probe(page, tmp_path)
     assert console == []
-    assert images == 5 and broken == 0
-    assert "bcNMF report" in dom and 'id="topics"' in dom
+    assert images == len(_images(text)) and broken == 0
+    assert _not_visible(seen) == []
+    width, height = seen["cells-figure"]["natural"]
+    assert width > 1.5 * height  # two panels: by condition, by label
+    for section in ("enrichment", "top-features", "cells", "gene-sets", "usage", "comparison",
+                    "alpha-path", "convergence", "run"):
+        assert f'<section id="{section}">' in dom, section
     shot = tmp_path / "report.png"
     _, console = _browse(page, tmp_path / "profile-shot", f"--screenshot={shot}",
-                         "--window-size=1200,2400", "--hide-scrollbars")
+                         "--window-size=1280,6000", "--hide-scrollbars")
     assert console == []
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
@@ -299,10 +547,13 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
 
 
 @needs_chromium
-def test_auto_alpha_report_in_headless_chromium(auto_run, tmp_path):
+def test_fixed_alpha_report_in_headless_chromium(run_dir, tmp_path):
+    """A run without alpha screening: no alpha curve, and the check says exactly that."""
     folder = tmp_path / "run"
-    shutil.copytree(auto_run[0], folder)
-    images, broken, console, dom = _probe(write_report(folder), tmp_path)
-    assert console == []
-    assert images == 4 and broken == 0
-    assert "How alpha was chosen" in dom and 'id="alpha_path"' in dom
+    shutil.copytree(run_dir, folder)
+    ENRICHMENT.to_csv(folder / "enrichment.csv")
+    SELECTION.to_csv(folder / "selection.csv", index=False)
+    images, broken, console, dom, seen = _probe(write_report(folder), tmp_path)
+    assert console == [] and images == 6 and broken == 0
+    assert _not_visible(seen) == ["alpha-curve: missing"]
+    assert "bcNMF report" in dom and 'id="topics"' in dom
