@@ -14,11 +14,13 @@ from hypothesis.extra.numpy import arrays
 from bcnmf.datasets import (
     CellTypeCounts,
     ContrastiveCounts,
+    SampleCounts,
     TargetBackground,
     load_mice_protein,
     load_shared_dataset,
     make_cell_type_counts,
     make_contrastive_counts,
+    make_sample_counts,
     normalize_log1p,
 )
 
@@ -689,3 +691,104 @@ def test_cell_types_edge_sizes():
 def test_cell_types_rejects_bad_parameters(kwargs, error, match):
     with pytest.raises(error, match=match):
         make_cell_type_counts(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# make_sample_counts
+# --------------------------------------------------------------------------------------------
+
+
+def test_sample_counts_shapes_labels_and_counts():
+    data = make_sample_counts(0.5, n_samples=4, n_background_samples=3, cells_per_sample=7,
+                              n_genes=40, n_programs=3, random_state=0)
+    assert isinstance(data, SampleCounts)
+    assert data.X.shape == (28, 40) and data.Y.shape == (21, 40)
+    for counts in (data.X, data.Y):
+        assert counts.dtype == np.float64 and (counts >= 0).all()
+        np.testing.assert_array_equal(counts, np.round(counts))
+    assert [str(s) for s in np.unique(data.samples)] == [f"target_{i}" for i in range(1, 5)]
+    assert [str(s) for s in np.unique(data.background_samples)] == [
+        f"background_{i}" for i in range(1, 4)]
+    assert (np.unique(data.samples, return_counts=True)[1] == 7).all()
+    assert data.programs.shape == (3, 40) and data.planted_program.shape == (40,)
+    np.testing.assert_allclose(data.programs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(data.planted_program.sum(), 1.0)
+    np.testing.assert_array_equal(data.planted_genes, np.arange(30, 40))
+    assert data.sample_offsets.shape == (7, 4) and data.gene_factors.shape == (7, 40)
+    assert "SampleCounts(" in repr(data) and "n_samples=4" in repr(data)
+
+
+def test_sample_counts_reproducible_sparse_and_effect_only_changes_x():
+    a = make_sample_counts(0.0, random_state=3)
+    b = make_sample_counts(0.0, random_state=3)
+    c = make_sample_counts(0.0, random_state=4)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.Y, b.Y)
+    assert not np.array_equal(a.X, c.X)
+    s = make_sample_counts(0.0, random_state=3, sparse=True)
+    assert sp.issparse(s.X) and sp.issparse(s.Y)
+    np.testing.assert_array_equal(s.X.toarray(), a.X)
+    planted = make_sample_counts(1.0, random_state=3)
+    np.testing.assert_array_equal(planted.Y, a.Y)
+    np.testing.assert_array_equal(planted.sample_offsets, a.sample_offsets)
+    genes = planted.planted_genes
+    gain = planted.X[:, genes].sum() / a.X[:, genes].sum()
+    rest = np.delete(planted.X, genes, axis=1).sum() / np.delete(a.X, genes, axis=1).sum()
+    assert gain > 20 and 0.8 < rest < 1.25
+
+
+def test_sample_counts_null_has_no_condition_effect():
+    """Over many seeds, per-gene target minus background means average to zero with
+    effect=0 (every sample is drawn alike); the planted effect shows on its genes."""
+    from scipy import stats
+
+    def differences(effect):
+        out = []
+        for seed in range(150):
+            d = make_sample_counts(effect, n_samples=3, cells_per_sample=4, n_genes=20,
+                                   random_state=seed)
+            out.append(d.X.mean(axis=0) - d.Y.mean(axis=0))
+        return np.array(out)
+
+    null = differences(0.0)
+    p = stats.ttest_1samp(null, 0.0, axis=0).pvalue
+    assert p.min() > 0.001 / 20  # no gene differs (Bonferroni over 20 genes)
+    planted = differences(0.5)
+    genes = make_sample_counts(0.5, n_genes=20, random_state=0).planted_genes
+    assert stats.ttest_1samp(planted[:, genes], 0.0, axis=0).pvalue.max() < 1e-6
+
+
+def test_sample_counts_samples_differ_more_than_cells_allow():
+    """The random effects make cells of one sample alike: per gene, the spread of the sample
+    means of the expression shares exceeds what independent cells give (F-like ratio about
+    1), and it does not without effects."""
+    def ratio(sample_effect, gene_effect):
+        d = make_sample_counts(0.0, n_samples=6, cells_per_sample=40,
+                               sample_effect=sample_effect, gene_effect=gene_effect,
+                               random_state=0)
+        share = d.X / d.X.sum(axis=1, keepdims=True)
+        _, which = np.unique(d.samples, return_inverse=True)
+        means = np.array([share[which == s].mean(axis=0) for s in range(6)])
+        within = np.mean([share[which == s].var(axis=0, ddof=1) for s in range(6)], axis=0)
+        seen = within > 0
+        return np.median(means.var(axis=0, ddof=1)[seen] / (within[seen] / 40))
+
+    assert ratio(0.5, 0.3) > 4
+    assert ratio(0.5, 0.0) > 4 and ratio(0.0, 0.3) > 4
+    assert ratio(0.0, 0.0) < 2
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"effect": -1.0}, ValueError, "effect must be >= 0"),
+    ({"n_samples": 0}, ValueError, "n_samples must be >= 1"),
+    ({"n_background_samples": 1.5}, TypeError, "n_background_samples must be an int"),
+    ({"cells_per_sample": 0}, ValueError, "cells_per_sample must be >= 1"),
+    ({"n_genes": 3}, ValueError, "n_genes must be >= 4"),
+    ({"sample_effect": float("nan")}, ValueError, "sample_effect must be a finite"),
+    ({"gene_effect": -0.1}, ValueError, "gene_effect must be >= 0"),
+    ({"library_size": 0.0}, ValueError, "library_size must be > 0"),
+    ({"sparse": "yes"}, TypeError, "sparse must be a bool"),
+])
+def test_sample_counts_rejects_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_sample_counts(**kwargs)

@@ -407,3 +407,80 @@ def test_two_objects_both_get_the_enrichment_table():
     b = background.uns["bcnmf"]["enrichment"]
     pd.testing.assert_frame_equal(t, b)
     assert {"p_value", "q_value", "effect_size", "enriched"} <= set(t.columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample-level enrichment (sample_key)
+# ---------------------------------------------------------------------------------------------
+
+def _with_samples(X, Y, n_target_samples=4, n_background_samples=4):
+    adata = _one_object(X, Y, dtype=np.float64)
+    donors = np.r_[np.arange(len(X)) % n_target_samples,
+                   10 + np.arange(len(Y)) % n_background_samples]
+    adata.obs["donor"] = pd.Categorical([f"d{v}" for v in donors])
+    return adata
+
+
+def test_sample_key_gives_the_sample_level_table(tmp_path):
+    X, Y = _counts()
+    adata = _with_samples(X, Y)
+    bcnmf.tl.bcnmf(adata, "condition", background="control", sample_key="donor", **FIT)
+    table = adata.uns["bcnmf"]["enrichment"]
+    assert adata.uns["bcnmf"]["sample_key"] == "donor"
+    model = BCNMF(2, alpha=1.0, max_iter=200, tol=0.0, random_state=0).fit(X, background=Y)
+    donors = adata.obs["donor"].to_numpy()
+    expected = bcnmf.topic_enrichment(model, X, background=Y, samples=donors[: len(X)],
+                                      background_samples=donors[len(X):], random_state=0)
+    pd.testing.assert_frame_equal(table, expected, check_names=False)
+    assert (table["test"] == "samples").all()
+    assert (table["n_samples_target"] == 4).all() and (table["n_samples_background"] == 4).all()
+    adata.write_h5ad(tmp_path / "s.h5ad")
+    back = ad.read_h5ad(tmp_path / "s.h5ad").uns["bcnmf"]
+    assert back["sample_key"] == "donor"
+    assert list(back["enrichment"]["test"]) == ["samples", "samples"]
+    plain = _one_object(X, Y, dtype=np.float64)
+    bcnmf.tl.bcnmf(plain, "condition", background="control", n_permutations=50, **FIT)
+    assert "sample_key" not in plain.uns["bcnmf"]
+    assert (plain.uns["bcnmf"]["enrichment"]["test"] == "cells").all()
+
+
+def test_sample_key_in_the_two_object_form():
+    X, Y = _counts()
+    genes = [f"g{j}" for j in range(X.shape[1])]
+    target, background = _named(X, genes, "t"), _named(Y, genes, "b")
+    target.obs["mouse"] = np.arange(len(X)) % 4
+    background.obs["mouse"] = 100 + np.arange(len(Y)) % 5
+    bcnmf.tl.bcnmf(target, background=background, sample_key="mouse", **FIT)
+    t, b = target.uns["bcnmf"]["enrichment"], background.uns["bcnmf"]["enrichment"]
+    pd.testing.assert_frame_equal(t, b)
+    assert (t["test"] == "samples").all() and (t["n_samples_background"] == 5).all()
+    assert target.uns["bcnmf"]["sample_key"] == background.uns["bcnmf"]["sample_key"] == "mouse"
+    del background.obs["mouse"]
+    with pytest.raises(KeyError, match=r"sample_key='mouse' is not a column of "
+                       r"background\.obs; columns: \[\]"):
+        bcnmf.tl.bcnmf(target, background=background, sample_key="mouse", **FIT)
+
+
+def test_bad_sample_key_is_refused_before_the_fit(monkeypatch):
+    X, Y = _counts()
+    adata = _with_samples(X, Y)
+    before = adata.copy()
+
+    def no_fit(*args, **kwargs):  # the checks come before any fitting
+        raise AssertionError("fitted")
+
+    monkeypatch.setattr(BCNMF, "fit_transform", no_fit)
+    with pytest.raises(KeyError, match=r"sample_key='mouse' is not a column of adata\.obs; "
+                       r"columns: \['condition', 'donor'\]"):
+        bcnmf.tl.bcnmf(adata, "condition", background="control", sample_key="mouse", **FIT)
+    with pytest.raises(TypeError, match="sample_key must be the name of a column"):
+        bcnmf.tl.bcnmf(adata, "condition", background="control", sample_key=3, **FIT)
+    adata.obs["shared"] = "d0"  # one sample on both sides
+    with pytest.raises(ValueError, match=r"\['d0'\] occur in both"):
+        bcnmf.tl.bcnmf(adata, "condition", background="control", sample_key="shared", **FIT)
+    adata.obs["gap"] = adata.obs["donor"].astype(object)
+    adata.obs.loc[adata.obs_names[0], "gap"] = np.nan
+    with pytest.raises(ValueError, match="missing label"):
+        bcnmf.tl.bcnmf(adata, "condition", background="control", sample_key="gap", **FIT)
+    pd.testing.assert_frame_equal(adata.obs[["condition", "donor"]], before.obs)
+    assert not adata.uns and not adata.obsm

@@ -136,8 +136,8 @@ def _write(adata, key, codes, loadings_rows, components, record):
 
 def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto",
           beta_loss="frobenius", layer=None, use_raw=False, mask_var=None, min_overlap=0.5,
-          key_added=None, random_state=0, enrichment=True, n_permutations=1000, copy=False,
-          **kwargs):
+          key_added=None, random_state=0, enrichment=True, n_permutations=1000,
+          sample_key=None, copy=False, **kwargs):
     r"""Background-contrastive NMF of an AnnData object.
 
     Two forms:
@@ -162,7 +162,9 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
       final ``objective``, ``history`` (target and background divergences and objective per sweep), how the
       cells were split and, with ``enrichment=True``, ``uns["k"]["enrichment"]``: the
       :func:`bcnmf.topic_enrichment` table (one row per topic: usage in target and
-      background, effect size, permutation p-value and BH q-value, ``enriched``).
+      background, effect size, permutation p-value and BH q-value, ``enriched``, and which
+      ``test`` made it: ``"cells"``, or ``"samples"`` with ``sample_key``); ``sample_key``
+      is recorded in ``uns["k"]["sample_key"]``.
 
     In the two-object form both objects are annotated (the background with its own codes and
     loadings over its own genes); with ``copy=True`` a ``(target, background)`` pair of copies
@@ -206,6 +208,14 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
         shuffled between target and background) into ``uns[key]["enrichment"]``.
     n_permutations : int, default=1000
         Permutations of the enrichment test.
+    sample_key : str, optional
+        Column of ``obs`` holding the sample (donor, animal, well) of every cell; in the
+        two-object form both objects need it.  The enrichment test is then made at the level
+        of samples (``samples=`` and ``background_samples=`` of
+        :func:`bcnmf.topic_enrichment`: per-sample mean usage, the samples shuffled between
+        the conditions), which is valid when cells of one sample are not independent.  Each
+        side needs at least 2 samples, and a sample may not occur on both sides.  Without
+        it, cells are shuffled as if independent.  The fit itself does not use it.
     copy : bool, default=False
         Return annotated copies instead of writing into the input(s).
     **kwargs
@@ -216,6 +226,9 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
 
     Raises
     ------
+    KeyError
+        If ``groupby`` or ``sample_key`` is not a column of ``obs`` (the message lists the
+        columns).
     ValueError
         For a backed AnnData (``read_h5ad(..., backed="r")``): the tool selects cells and
         genes and writes into the object, so it needs ``adata.to_memory()``. Data too large
@@ -254,11 +267,22 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
     model = BCNMF(n_components, alpha=alpha, beta_loss=beta_loss, random_state=random_state,
                   **kwargs)
     if two_objects:
+        samples = None
+        if sample_key is not None:
+            samples = (_sample_column(adata, sample_key, "adata"),
+                       _sample_column(background, sample_key, "background"))
+            _precheck_samples(samples, enrichment)
         return _fit_two(adata, background, model, groupby=groupby, layer=layer,
                         use_raw=use_raw, mask_var=mask_var, min_overlap=min_overlap, key=key,
                         poisson=poisson, copy=copy,
-                        enrichment=(enrichment, n_permutations, random_state))
+                        enrichment=(enrichment, n_permutations, random_state, samples),
+                        sample_key=sample_key)
     is_bg, values = _background_mask(adata, groupby, background)
+    samples = None
+    if sample_key is not None:
+        column = _sample_column(adata, sample_key, "adata")
+        samples = (column[~is_bg], column[is_bg])
+        _precheck_samples(samples, enrichment)
     cols = _mask_var(adata, mask_var)
     M, source, log1p = _anndata_matrix(adata, layer, use_raw)
     M = take_columns(M, cols)
@@ -272,30 +296,57 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
     codes = np.empty((adata.n_obs, codes_t.shape[1]), dtype=codes_t.dtype)
     codes[~is_bg] = codes_t
     codes[is_bg] = to_numpy(model.background_codes_)
-    table = _enrichment(model, Xt, Xb, enrichment, n_permutations, random_state)
+    table = _enrichment(model, Xt, Xb, enrichment, n_permutations, random_state, samples)
     record = _record(model, source=source,
                      n_target=Xt.shape[0], n_background=Xb.shape[0], n_features=cols.size,
                      extra={"groupby": groupby, "background": values, "form": "groupby",
-                            "enrichment": table})
+                            "sample_key": sample_key, "enrichment": table})
     _write(adata, key, codes, cols, model.components_, record)
     return adata if copy else None
 
 
-def _enrichment(model, Xt, Xb, enabled, n_permutations, random_state):
+def _sample_column(adata, sample_key, name):
+    """``adata.obs[sample_key]`` as a 1-D array (one sample label per cell)."""
+    if not isinstance(sample_key, str):
+        raise TypeError(f"sample_key must be the name of a column of obs; got "
+                        f"{sample_key!r}.")
+    if sample_key not in adata.obs.columns:
+        raise KeyError(f"sample_key={sample_key!r} is not a column of {name}.obs; columns: "
+                       f"{list(adata.obs.columns)[:20]}.")
+    return adata.obs[sample_key].to_numpy()
+
+
+def _precheck_samples(samples, enabled):
+    """Refuse bad sample labels before the fit rather than after it (the few-samples
+    warning is left to the enrichment itself)."""
+    import warnings
+
+    from .topics import _check_samples
+
+    if not enabled:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _check_samples(samples[0], samples[1], len(samples[0]), len(samples[1]), 1.0)
+
+
+def _enrichment(model, Xt, Xb, enabled, n_permutations, random_state, samples=None):
     """The topic enrichment table (a DataFrame h5ad can store), or None."""
     if not enabled:
         return None
     from .topics import topic_enrichment
 
     seed = random_state if isinstance(random_state, (int, np.integer)) else 0
-    table = topic_enrichment(model, Xt, background=Xb, n_permutations=n_permutations,
+    samples_t, samples_b = (None, None) if samples is None else samples
+    table = topic_enrichment(model, Xt, background=Xb, samples=samples_t,
+                             background_samples=samples_b, n_permutations=n_permutations,
                              random_state=seed)
     table.index = table.index.astype(str)
     return table
 
 
 def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_overlap, key,
-             poisson, copy, enrichment=(True, 1000, 0)):
+             poisson, copy, enrichment=(True, 1000, 0, None), sample_key=None):
     if groupby is not None:
         raise TypeError("With a background AnnData, leave groupby=None (groupby splits one "
                         "object into target and background).")
@@ -325,9 +376,10 @@ def _fit_two(adata, bdata, model, *, groupby, layer, use_raw, mask_var, min_over
     table = _enrichment(model, Xt, Xb, *enrichment)
     _write(adata, key, codes_t, t_idx, model.components_,
            _record(model, **common, extra={"form": "two objects", "role": "target",
-                                           "enrichment": table}))
+                                           "sample_key": sample_key, "enrichment": table}))
     _write(bdata, key, model.background_codes_, b_idx, model.components_,
            _record(model, **common, extra={"form": "two objects", "role": "background",
+                                           "sample_key": sample_key,
                                            "enrichment": None if table is None
                                            else table.copy()}))
     return (adata, bdata) if copy else None
