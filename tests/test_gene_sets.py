@@ -304,6 +304,18 @@ def test_bad_loadings_are_refused():
 
     with pytest.raises(TypeError, match="sparse"):
         topic_gene_sets(sp.csr_matrix(values), SETS, feature_names=GENES)
+    with pytest.raises(ValueError, match="labels must be unique"):
+        topic_gene_sets(_loadings().set_axis(["t", "t", "u"]), SETS)
+    with pytest.raises(TypeError, match="model must be a fitted bcnmf model"):
+        topic_gene_sets("loadings.csv", SETS, feature_names=GENES)
+
+
+def test_an_anndata_is_refused_with_what_to_pass():
+    ad = pytest.importorskip("anndata")
+    adata = ad.AnnData(np.ones((4, 60)), var=pd.DataFrame(index=GENES))
+    adata.varm["bcnmf"] = _loadings().to_numpy().T
+    with pytest.raises(TypeError, match=r"adata.varm\['bcnmf'\]\[mask\].T"):
+        topic_gene_sets(adata, SETS)
 
 
 def test_exported_lazily():

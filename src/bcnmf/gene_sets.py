@@ -242,6 +242,9 @@ def _loadings(model, feature_names):
                 from None
         names = list(model.columns)
         topics = [str(i) for i in model.index]
+        if len(set(topics)) != len(topics):
+            raise ValueError("The index of a DataFrame of loadings labels the topics; its "
+                             f"labels must be unique (got {topics[:10]}).")
         what = "loadings DataFrame"
     elif hasattr(model, "components_") or hasattr(model, "fit"):
         from sklearn.utils.validation import check_is_fitted
@@ -262,6 +265,11 @@ def _loadings(model, feature_names):
         names = [str(n) for n in names] if own is not None else list(names)
         topics = [f"topic {k + 1}" for k in range(values.shape[0])]
         what = type(model).__name__
+    elif all(hasattr(model, a) for a in ("obsm", "varm", "var_names")):
+        raise TypeError("An AnnData is not accepted as it is: its varm holds zeros for the "
+                        "genes outside the fit. Pass the fitted model, or the loadings of the "
+                        "fitted genes: adata.varm['bcnmf'][mask].T with "
+                        "feature_names=adata.var_names[mask].")
     else:
         if sp.issparse(model):
             raise TypeError("Loadings must be a dense array of shape (n_topics, n_features); "
