@@ -274,9 +274,9 @@ def run_task(task):
     return run_bcnmf(*task[1:])
 
 
-#: relative cost of a set's tasks (the order in which sets are run: cheapest first)
-SET_COST = {"mice": 1, "mnist": 2, "cells0.3": 3, "cells1": 4, "beta4": 5, "beta8": 6,
-            "beta16": 7}
+#: the order in which sets are run (an interrupted run keeps the sets it finished): the
+#: cheap real data first, then the simulations, the most telling first
+SET_ORDER = ("mice", "mnist", "cells1", "beta8", "cells0.3", "beta16", "beta4")
 
 
 def _task_weight(task):
@@ -293,7 +293,60 @@ def _task_weight(task):
 # ------------------------------------------------------------------------------------------
 
 
+SPEED_TAG = "@@RUN_ALL_SPEED@@ "
+
+
+def _speed_child(cfg):
+    """One speed row, in a fresh process: ``benchmarks/speed.py``'s workload, estimators and
+    warm-up, timed by wall clock and by this process's CPU time."""
+    import speed as S
+    from threadpoolctl import threadpool_limits
+
+    method, loss, fmt = cfg["method"], cfg["loss"], cfg["format"]
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ss = np.random.SeedSequence(S.SEED + 1)  # compile / load the kernels on a tiny fit
+        tx = S.make_counts(60, 40, 0.2, ss.spawn(1)[0])
+        ty = S.make_counts(50, 40, 0.2, ss.spawn(1)[0])
+        if fmt == "dense":
+            tx, ty = tx.toarray(), ty.toarray()
+        S._fit_once(method, loss, 2, tx, ty)
+        ss_x, ss_y = np.random.SeedSequence(S.SEED).spawn(2)
+        X = S.make_counts(cfg["n_target"], S.N_GENES, S.DENSITY, ss_x)
+        Y = (S.make_counts(cfg["n_background"], S.N_GENES, S.DENSITY, ss_y)
+             if method == "bcnmf_full" else None)
+        if fmt == "dense":
+            X = X.toarray()
+            Y = None if Y is None else Y.toarray()
+        S._fit_once(method, loss, 1, X, Y)  # untimed, on the real data
+        load_start = os.getloadavg()[0]
+        runs = []
+        for _ in range(cfg["repeats"]):
+            run = {}
+            for key, max_iter in zip(("a", "b"), cfg["iters"]):
+                est = S._make_estimator(method, loss, max_iter)
+                w0, c0 = time.perf_counter(), time.process_time()
+                if Y is None:
+                    est.fit(X)
+                else:
+                    est.fit(X, background=Y)
+                run[key] = dict(wall=time.perf_counter() - w0, cpu=time.process_time() - c0,
+                                n_iter=int(getattr(est, "n_iter_", max_iter)))
+            runs.append(run)
+    return dict(ok=True, runs=runs, load_start=load_start, load_end=os.getloadavg()[0])
+
+
+def _slopes(runs, clock):
+    out = []
+    for r in runs:
+        dn = r["b"]["n_iter"] - r["a"]["n_iter"]
+        if dn > 0:
+            out.append((r["b"][clock] - r["a"][clock]) / dn)
+    return out
+
+
 def run_speed(quick):
+    """Every speed row, each in a fresh process (``run_all.py --_speed-child``)."""
     import speed as S
 
     env = dict(os.environ)
@@ -305,20 +358,33 @@ def run_speed(quick):
             n_t, n_b = n_t // 10, n_b // 10
         for loss in S.LOSSES:
             for method in SPEED_METHODS:
-                cfg = dict(kind="fit", format=fmt, loss=loss, method=method, threads=1,
-                           repeats=1 if quick else 3, iters=list(SPEED_ITERS[method]),
-                           n_target=n_t,
-                           n_background=n_b, n_shared=None)
+                cfg = dict(format=fmt, loss=loss, method=method, repeats=1 if quick else 3,
+                           iters=list(SPEED_ITERS[method]), n_target=n_t, n_background=n_b)
                 t0 = time.perf_counter()
-                res = S._run_child(cfg, env, 1800.0)
-                res.update(format=fmt, loss=loss, method=method, n_target=n_t,
-                           n_background=n_b, n_genes=S.N_GENES, density=S.DENSITY, K=S.K)
+                res = {"ok": False}
+                try:
+                    proc = subprocess.run(
+                        [sys.executable, str(Path(__file__).resolve()), "--_speed-child",
+                         json.dumps(cfg)], env=env, capture_output=True, text=True,
+                        timeout=1800)
+                    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(SPEED_TAG)]
+                    if lines:
+                        res = json.loads(lines[-1][len(SPEED_TAG):])
+                    else:
+                        res["error"] = f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
+                except subprocess.TimeoutExpired:
+                    res["error"] = "timed out after 1800 s"
+                res.update(cfg, n_genes=S.N_GENES, density=S.DENSITY, K=S.K)
                 if res.get("ok"):
-                    res = S._summarise(res)
-                    res["slopes"] = [(r["tb"] - r["ta"]) / (r["nb"] - r["na"])
-                                     for r in res["runs"] if r["nb"] > r["na"]]
-                msg = (f"{res['s_per_iter']:.4g} s/sweep" if res.get("ok")
-                       else f"failed: {res.get('error', '')[:200]}")
+                    for clock in ("wall", "cpu"):
+                        res[f"{clock}_slopes"] = _slopes(res["runs"], clock)
+                    res["ok"] = bool(res["cpu_slopes"])
+                    if res["ok"]:
+                        s_cpu = statistics.median(res["cpu_slopes"])
+                        res["setup_cpu"] = statistics.median(
+                            r["a"]["cpu"] - r["a"]["n_iter"] * s_cpu for r in res["runs"])
+                msg = (f"{statistics.median(res['cpu_slopes']):.4g} CPU s/sweep"
+                       if res.get("ok") else f"failed: {res.get('error', '')[:200]}")
                 print(f"  speed {fmt:5s} {loss:16s} {method:12s} {msg} "
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
                 rows.append(res)
@@ -532,32 +598,35 @@ def _best(rows, settings):
 
 
 def speed_block(rows):
+    def cell(v):
+        if len(v) > 1:
+            return f"{statistics.median(v):.4f} [{min(v):.4f}, {max(v):.4f}]"
+        return f"{v[0]:.4f}" if v else "–"
+
     out = []
     for r in rows:
         fmt = "CSR" if r["format"] == "csr" else "dense"
         size = (f"{r['n_target']:,} + {r['n_background']:,}"
                 if r["method"] == "bcnmf_full" else f"{r['n_target']:,}")
+        a, b = r["iters"]
         if r.get("ok"):
-            slopes = r["slopes"]
-            cell = (f"{r['s_per_iter']:.4f} [{min(slopes):.4f}, {max(slopes):.4f}]"
-                    if len(slopes) > 1 else f"{r['s_per_iter']:.4f}")
-            setup = f"{r['setup']:.2f}"
+            cells = [cell(r["cpu_slopes"]), cell(r["wall_slopes"]), f"{r['setup_cpu']:.2f}",
+                     f"{r['load_start']:.1f}-{r['load_end']:.1f}"]
         else:
-            cell, setup = f"failed: {str(r.get('error', ''))[:80]}", "–"
-        a, b = SPEED_ITERS[r["method"]]
-        load = (f"{r['loadavg_start']:.1f}-{r['loadavg_end']:.1f}" if r.get("ok") else "–")
-        out.append([fmt, LOSS_NAME[r["loss"]], SPEED_LABEL[r["method"]], size, cell, b - a,
-                    setup, load])
-    n_rep = len(rows[0].get("runs", [])) if rows else 0
-    head = ["format", "loss", "method", "cells (target + background)",
-            f"seconds per sweep, median [min, max] of {n_rep}", "sweeps timed", "set-up s",
-            "load average"]
+            cells = [f"failed: {str(r.get('error', ''))[:80]}", "–", "–", "–"]
+        out.append([fmt, LOSS_NAME[r["loss"]], SPEED_LABEL[r["method"]], size, b - a] + cells)
+    n_rep = max((len(r.get("runs", [])) for r in rows), default=0)
+    head = ["format", "loss", "method", "cells", "sweeps timed",
+            f"CPU s per sweep, median [min, max] of {n_rep}", "wall s per sweep",
+            "set-up CPU s", "load average"]
     return _table(head, out) + "\n"
 
 
 def meta_block(meta, args, wall, sets, skipped):
     dirty = " (with uncommitted changes)" if meta["dirty"] else ""
     lines = [
+        "The last run that wrote tables into this page (each table's stamp names the command, "
+        "commit and time that wrote it):\n",
         f"- Command: `{meta['command']}`",
         f"- Commit: `{meta['commit']}`{dirty}; bcnmf {meta['bcnmf']}",
         f"- Date: {meta['date']}; wall time {wall / 60:.1f} min with {args.n_jobs} "
@@ -566,7 +635,9 @@ def meta_block(meta, args, wall, sets, skipped):
         f"- Machine: {meta['cpu']}, {meta['cores']} cores; {meta['os']}",
         f"- Python {meta['python']}, numpy {meta['numpy']}, scipy {meta['scipy']}, "
         f"scikit-learn {meta['sklearn']}, numba {meta['numba']}",
-        f"- Sets: {', '.join(sets)}" + (f"; skipped: {', '.join(skipped)}" if skipped else ""),
+        f"- Sets: {', '.join(sets) or 'none'}"
+        + (f"; skipped: {', '.join(skipped)}" if skipped else "")
+        + ("; speed" if "speed" in (args.only or ["speed"]) else ""),
     ]
     return "\n".join(lines) + "\n"
 
@@ -603,6 +674,10 @@ def _stamp(meta):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_speed-child"]:
+        res = _speed_child(json.loads(argv[1]))
+        print(SPEED_TAG + json.dumps(res), flush=True)
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     choices = list(SETS) + ["speed"]
     p.add_argument("--quick", action="store_true",
@@ -646,10 +721,9 @@ def main(argv=None):
     tasks = [("baselines", s, args.quick) for s in sets]
     tasks += [("bcnmf", s, loss, seed, grid, args.quick)
               for s in sets for loss in SETS[s][1] for seed in seeds]
-    # cheap sets first, the long tasks of a set first: each set's table is written as soon
+    # sets in SET_ORDER, the long tasks of a set first: each set's table is written as soon
     # as its last task is done, so an interrupted run leaves every finished set on the page
-    order = {s: i for i, s in enumerate(sorted(sets, key=lambda s: SET_COST.get(s, 1)))}
-    tasks.sort(key=lambda t: (order[t[1]], -_task_weight(t)))
+    tasks.sort(key=lambda t: (SET_ORDER.index(t[1]), -_task_weight(t)))
     remaining = Counter(t[1] for t in tasks)
     import run_all as mod  # workers import this module and keep their data caches
 
@@ -672,9 +746,8 @@ def main(argv=None):
         speed_rows = run_speed(args.quick)
         _publish(state, speed_rows=speed_rows)
     wall = time.perf_counter() - t_all
-    if args.only is None:
-        _publish(state, meta_body=meta_block(meta, args, wall, sets, skipped),
-                 doc_meta=dict(meta, wall_seconds=wall, skipped=skipped))
+    _publish(state, meta_body=meta_block(meta, args, wall, sets, skipped),
+             doc_meta=dict(meta, wall_seconds=wall, skipped=skipped))
     n_err = sum(r["error"] is not None for r in rows) + sum(not r.get("ok") for r in speed_rows)
     print(f"_{len(rows)} quality rows, total {wall:.0f} s; {n_err} failures._",
           file=sys.stderr)
