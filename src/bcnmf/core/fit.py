@@ -172,7 +172,7 @@ def shared_topic_count(s: FitSettings, info_y: Scan | None, sample=None) -> int:
     :data:`MAX_SHARED`.  The margin serves the background's NMF, whose only
     job is to span the programs: fitted with exactly as many topics as
     programs it can merge two of them and split another.  Measured with
-    ``benchmarks/alpha_robustness.py`` (docs/benchmarks.md): on the cell-type
+    ``benchmarks/alpha_robustness.py``: on the cell-type
     simulation (six programs, Poisson, alpha 1.5) seven shared topics score
     ARI 0.34, twelve 0.78 and twenty 0.80."""
     cap = shared_cap(s, info_y)

@@ -32,7 +32,7 @@ it explains little of it (a contrastive fit explains little of most
 features) the prediction there is held near the feature's level instead of
 being free.  Without it the codes of a cell are ill-posed along any topic
 whose mass sits on the cell's missing features: measured on ``mice_protein``
-(docs/benchmarks.md, "Missing values"), cells with 43 of 77 proteins missing
+(``benchmarks/missing.py``), cells with 43 of 77 proteins missing
 got codes three times the others' and raw-code clustering isolated them, and
 with 20% of entries missing at random the clustering fell to ARI 0.
 ``lambda`` is recomputed from the state entering every sweep (no hidden
