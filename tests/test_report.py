@@ -132,7 +132,7 @@ def test_enrichment_and_selection_are_rendered_when_present(run_dir, tmp_path, c
     # the top features: one column per topic in the same order, two rows (n_top=2)
     topics = _section(text, "topics")
     assert _headers(topics) == ["rank", "topic 3 ★", "topic 1", "topic 2"]
-    assert topics.count('<th class="enriched">') == 1
+    assert topics.count('<th class="text enriched">') == 1
     assert topics.count("<tr>") == 1 + 2 and topics.count('<td class="text enriched">') == 2
     model = contrast_fit[2]
     top = np.argsort(-model.components_[2], kind="stable")[:2]
@@ -500,8 +500,9 @@ def test_the_browser_check_detects_problems(tmp_path):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, contrast_fit, auto_run):
     """The auto-alpha run folder with everything the report can show: the enrichment
-    statistics of the model, labels, gene sets, a comparison and a model selection."""
+    statistics and gene sets of the model, labels and a comparison."""
     from bcnmf import topic_enrichment
+    from bcnmf.gene_sets import topic_gene_sets
 
     X, Y, _, _ = contrast_fit
     folder = tmp_path_factory.mktemp("full") / "run"
@@ -511,7 +512,9 @@ def full_run(tmp_path_factory, contrast_fit, auto_run):
         folder / "enrichment.csv")
     pd.DataFrame({"label": ["program"] * 20 + ["plain"] * 20},  # the fixture's two groups
                  index=pd.Index(range(40), name="cell")).to_csv(folder / "labels.csv")
-    _gene_set_table().assign(topic=["topic 1", "topic 1", "topic 2", "topic 2"]).to_csv(
+    features = [f"feature_{j + 1}" for j in range(12)]  # write_run's names
+    sets = {"program": features[:3], "rest": features[3:9], "mixed": features[1:7]}
+    topic_gene_sets(model, sets, feature_names=features, min_size=3).to_csv(
         folder / "gene_sets.csv", index=False)
     pd.DataFrame({"method": ["NMF", "NMF", "bcNMF", "bcNMF"], "seed": [0, 1, 0, 1],
                   "ari_raw": [0.2, 0.3, 0.9, 1.0], "ari_norm": [0.2, 0.4, 0.9, 0.95]}
@@ -534,6 +537,7 @@ def test_report_in_headless_chromium(full_run, tmp_path):
     for section in ("enrichment", "top-features", "cells", "gene-sets", "usage", "comparison",
                     "alpha-path", "convergence", "run"):
         assert f'<section id="{section}">' in dom, section
+    assert 'id="gene-sets-figure"' in dom  # drawn by bcnmf.pl.gene_sets
     shot = tmp_path / "report.png"
     _, console = _browse(page, tmp_path / "profile-shot", f"--screenshot={shot}",
                          "--window-size=1280,6000", "--hide-scrollbars")

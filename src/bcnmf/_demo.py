@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import inspect
 import math
 import warnings
 from pathlib import Path
@@ -198,14 +197,12 @@ def _near_empty_cells(data, masks):
 
 
 def _enrichment(model, data):
-    """topic_enrichment of the model, mice as units when the installed version offers the
-    sample-level test (it does in this repository), else cells as units."""
+    """topic_enrichment of the model, mice as units (a mouse's replicate measurements are not
+    independent draws)."""
     from .topics import topic_enrichment
 
-    kwargs = {}
-    if "samples" in inspect.signature(topic_enrichment).parameters:
-        kwargs = {"samples": data.target_samples, "background_samples": data.background_samples}
-    return topic_enrichment(model, data.X, background=data.Y, **kwargs)
+    return topic_enrichment(model, data.X, background=data.Y, samples=data.target_samples,
+                            background_samples=data.background_samples)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,18 +380,12 @@ def _notes(results, budget):
             f"{results['model'].components_.shape[1]} proteins; the loader "
             "fills missing values with 0 (bcnmf/data/README.md), so these cells are "
             "near-empty. They are kept, as in the papers.")
-    if "test" in table.columns and str(table["test"].iloc[0]) == "samples":
-        units = (f" ({int(table['n_samples_target'].iloc[0])} target vs "
-                 f"{int(table['n_samples_background'].iloc[0])} background mice)"
-                 if {"n_samples_target", "n_samples_background"} <= set(table.columns) else "")
-        test = f"mice as units{units}, since a mouse's 15 replicate measurements are not " \
-               "independent"
-    else:
-        test = ("cells as units; the 15 replicate measurements of a mouse are not "
-                "independent, so its p-values are optimistic")
+    test = (f"mice as units ({int(table['n_samples_target'].iloc[0])} target vs "
+            f"{int(table['n_samples_background'].iloc[0])} background mice), since a mouse's "
+            "15 replicate measurements are not independent")
     enriched = [str(t) for t in table.index[table["enriched"].to_numpy(bool)]]
-    notes.append(f"Topic enrichment of seed 0 (enrichment.csv): {test}; enriched: "
-                 f"{', '.join(enriched) if enriched else 'none'}.")
+    notes.append(f"Topic enrichment of seed 0 (enrichment.csv): {test}; enriched "
+                 f"(q <= 0.05): {', '.join(enriched) if enriched else 'none'}.")
     notes.append("Genotype labels are used only to score (ari.csv) and to colour the report.")
     return notes
 

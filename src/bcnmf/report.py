@@ -58,7 +58,7 @@ nav#contents { font-size: 0.9em; margin: 0.5em 0 1em 0; }
 nav#contents a { margin-right: 1em; white-space: nowrap; }
 table { border-collapse: collapse; margin: 0.5em 0 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
-th { background: #f0f3f7; } td.name, th.name, td.text { text-align: left; }
+th { background: #f0f3f7; } td.name, th.name, td.text, th.text { text-align: left; }
 td.name { white-space: nowrap; }
 figure { margin: 0.5em 0 1em 0; } img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9em; max-width: 56em; }
@@ -68,6 +68,8 @@ tr.chosen td { background: #e8f4e8; }
 tr.collapsed td { color: #888; }
 span.mark { color: #b35900; font-weight: bold; }
 div.wide { overflow-x: auto; max-width: 100%; }
+#enrichment-table, #gene-sets-table { font-size: 0.8em; }
+#enrichment-table th, #enrichment-table td { padding: 0.15em 0.35em; }
 """
 
 #: marks an enriched topic in tables and figures
@@ -136,7 +138,10 @@ def _table(rows, header, *, table_id=None, row_class=None, formats=None):
     esc = html.escape
     formats = formats or {}
     ident = f' id="{table_id}"' if table_id else ""
+    text = [bool(rows) and i < len(rows[0]) and isinstance(rows[0][i], str)
+            for i in range(len(header))]  # text columns: their header aligned as they are
     head = "".join(f'<th class="name">{_header(h)}</th>' if i == 0 else
+                   f'<th class="text">{_header(h)}</th>' if text[i] else
                    f"<th>{_header(h)}</th>" for i, h in enumerate(header))
     body = []
     for r, row in enumerate(rows):
@@ -314,8 +319,8 @@ def _top_features_section(components, names, n_top, order, enriched, has_statist
     tops = pl._top_features(components, names, n_top)
     depth = max((len(t) for t in tops), default=0)
     head = '<th class="name">rank</th>' + "".join(
-        f'<th class="enriched">{esc(_topic_name(k, enriched))}</th>' if k in enriched
-        else f"<th>{esc(_topic_name(k, enriched))}</th>" for k in order)
+        f'<th class="text enriched">{esc(_topic_name(k, enriched))}</th>' if k in enriched
+        else f'<th class="text">{esc(_topic_name(k, enriched))}</th>' for k in order)
     body = []
     for r in range(depth):
         cells = []
@@ -479,7 +484,8 @@ def _gene_sets_section(table):
     table = _check_gene_sets(table)
     ordered = table.sort_values(["q_value", "p_value"], kind="stable", na_position="last")
     shown = ordered.iloc[:_GENE_SET_ROWS]
-    rows = [[str(r.topic), *[getattr(r, c) for c in GENE_SET_COLUMNS[1:]]]
+    rows = [[str(r.topic), *[getattr(r, c) for c in GENE_SET_COLUMNS[1:-1]],
+             ", ".join(str(r.leading_genes).split(","))]  # a list that can wrap
             for r in shown.itertuples(index=False)]
     q = shown["q_value"].to_numpy(float)
     html_table = '<div class="wide">' + _table(
