@@ -502,8 +502,9 @@ def test_fit_has_a_flag_for_every_estimator_parameter():
 #: ``select_model`` parameters that ``bcnmf select`` gives under another form, and why
 SELECT_FORMS = {
     "X": "TARGET (positional)",
-    "samples": "--sample-key (an obs column of the .h5ad inputs)",
-    "background_samples": "--sample-key (the same column of the background's obs)",
+    "samples": "--sample-key (an obs column of the .h5ad inputs) or --samples FILE",
+    "background_samples": "--sample-key (the same column of the background's obs) or "
+                          "--background-samples FILE",
     "refit": "not offered: select writes the table; `bcnmf fit` fits the chosen point",
 }
 #: ``BCNMF`` parameters that ``bcnmf select`` does not pass on, and why
@@ -524,7 +525,7 @@ def test_select_has_a_flag_for_every_select_model_parameter():
     params += [p for p in bcnmf.BCNMF().get_params() if p not in SELECT_NOT_PASSED]
     missing = [p for p in params if _flag(p) not in flags]
     assert not missing, missing
-    assert "--sample-key" in flags
+    assert {"--sample-key", "--samples", "--background-samples"} <= set(flags)
 
 
 #: CLI defaults that differ from the library's, by the rules of docs/vocabulary.md
