@@ -391,12 +391,35 @@ def _notes(results, budget):
 
 
 def format_notes(results):
-    """The demo's notes (``results["notes"]``) as indented lines under a heading."""
+    """The demo's notes as indented lines under a heading.
+
+    Parameters
+    ----------
+    results : dict
+        What :func:`run_demo` returned.
+
+    Returns
+    -------
+    str
+        ``"Notes:"`` and one line per note of ``results["notes"]``.
+    """
     return "\n".join(["Notes:", *(f"  - {note}" for note in results.get("notes", ()))])
 
 
 def format_table(results):
-    """The comparison table (ARI, mean ± sd over seeds) followed by :func:`format_notes`."""
+    """The comparison table, followed by the notes, as the command line prints them.
+
+    Parameters
+    ----------
+    results : dict
+        What :func:`run_demo` returned.
+
+    Returns
+    -------
+    str
+        The adjusted Rand index of every method against the genotype, mean ± sd over the
+        seeds, then :func:`format_notes` when there are notes.
+    """
     s = results["summary"]
     header = f"{'method':<8}  {'ARI raw':>15}  {'ARI normalised':>15}"
     lines = [f"Adjusted Rand index vs genotype, mean ± sd over {results['seeds']} seed(s)",

@@ -728,17 +728,21 @@ def render_report(*, params, history, components, feature_names, target_codes=No
         gene_set, n_genes, set_size, statistic, effect, p_value, q_value, leading_genes``;
         drawn with ``bcnmf.pl.gene_sets`` when the installed version has it.
     selection : pandas.DataFrame, optional
-        Model-selection table (``SelectionResult.table``); ``selection_best`` the chosen
-        ``{"n_components", "alpha"}``.
+        Model-selection table (``SelectionResult.table``).
+    selection_best : dict, optional
+        The chosen ``{"n_components": K, "alpha": a}`` of the model selection.
     comparison : pandas.DataFrame, optional
         Per-fit adjusted Rand indices (columns method, seed, ari_raw, ari_norm).
     warnings : sequence of str
+        Warnings raised by the fit(s), listed first when there are any.
     title : str
     n_top : int, default=10
+        Top features listed per topic.
 
     Returns
     -------
     str
+        The page, one self-contained HTML document.
 
     Raises
     ------
@@ -907,6 +911,7 @@ def write_report(run_dir, out=None, *, title=None, n_top=10) -> Path:
     Returns
     -------
     pathlib.Path
+        The report file written.
     """
     kwargs = read_run(run_dir)
     if title is None:
