@@ -219,6 +219,13 @@ def test_group_permutation_test_exact_equals_brute_force():
     assert_allclose(p, ref)
     assert p[3] == 1 / 35
     assert_allclose(observed, a.mean(axis=0) - b.mean(axis=0))
+    # the larger group first (the enumeration runs over the smaller one)
+    b2 = np.vstack([b, rng.normal(0, 1, (2, 4))])
+    _, p2, n_arr2, _ = group_permutation_test(b2, a, n_permutations=10,
+                                              rng=np.random.default_rng(0))
+    ref2, total2 = _brute_force_p(b2, a)
+    assert n_arr2 == total2 == 84
+    assert_allclose(p2, ref2)
 
 
 def test_group_permutation_test_monte_carlo_above_the_limit():
@@ -337,6 +344,11 @@ def test_sample_level_table_equals_a_reference(planted):
     assert (cells["n_samples_target"] == X.shape[0]).all()
     assert (cells["n_samples_background"] == Y.shape[0]).all()
     assert "pseudobulk_p_value" not in cells.columns
+    # background_corrected finds the enriched topics by the same sample-level table
+    res = background_corrected(model, X, background=Y, samples=samples,
+                               background_samples=background_samples)
+    pd.testing.assert_frame_equal(res.enrichment, table)
+    assert sorted(res.topics.tolist()) == sorted(perm[5:].tolist())
 
 
 def test_sample_level_test_ignores_cell_order_and_label_names():

@@ -134,8 +134,10 @@ def group_permutation_test(a, b, *, n_permutations, rng, max_exact=MAX_EXACT_ARR
 
     Returns ``(observed, p, n_arrangements, exact)``.  Ties are counted as ``>=`` up to a
     rounding tolerance of the column's scale (sums in another order differ in the last bits).
+    The enumeration runs over the subsets of the smaller group, in batches, so its memory
+    stays small whatever the group sizes.
     """
-    from itertools import chain, combinations
+    from itertools import combinations, islice
     from math import comb
 
     a = np.asarray(a, dtype=np.float64)
@@ -148,14 +150,20 @@ def group_permutation_test(a, b, *, n_permutations, rng, max_exact=MAX_EXACT_ARR
     tol = 1e-10 * np.where(scale > 0, scale, 1.0)
     n_arrangements = comb(n, n_a)
     if n_arrangements <= max_exact:
-        flat = np.fromiter(chain.from_iterable(combinations(range(n), n_a)), dtype=np.intp,
-                           count=n_arrangements * n_a)
-        idx = flat.reshape(n_arrangements, n_a)
+        small_is_a = n_a <= n_b
+        m = n_a if small_is_a else n_b
         total = pooled.sum(axis=0)
-        sums = pooled[idx].sum(axis=1)
-        null = sums / n_a - (total - sums) / n_b
-        p = (null >= observed - tol).sum(axis=0) / n_arrangements
-        return observed, p, n_arrangements, True
+        count = np.zeros(pooled.shape[1])
+        subsets = combinations(range(n), m)
+        while True:
+            chunk = list(islice(subsets, 2048))
+            if not chunk:
+                break
+            sums = pooled[np.array(chunk, dtype=np.intp)].sum(axis=1)
+            rest = total - sums
+            null = (sums / n_a - rest / n_b) if small_is_a else (rest / n_a - sums / n_b)
+            count += (null >= observed - tol).sum(axis=0)
+        return observed, count / n_arrangements, n_arrangements, True
     null = random_relabel_null(pooled, n_a, int(n_permutations), rng)
     p = (1.0 + (null >= observed - tol).sum(axis=0)) / (1.0 + n_permutations)
     return observed, p, n_arrangements, False

@@ -228,7 +228,8 @@ def topic_enrichment(model, X, *, background, labels=None, samples=None,
       random arrangements give the Monte Carlo p-value above;
     - ``pseudobulk_t``, ``pseudobulk_p_value``: a one-sided Welch t-test of the
       :math:`\bar u_s`, target against background, for comparison (it assumes the sample
-      means are roughly normal; the permutation test does not).
+      means are roughly normal; the permutation test does not); NaN for a topic whose
+      sample means are all equal.
 
     This test assumes the samples are independent and, under the null, exchangeable between
     the conditions; cells within a sample may be correlated in any way.  Each side needs at
@@ -483,8 +484,9 @@ class BackgroundCorrected:
                 f"topics={self.topics.tolist()})")
 
 
-def background_corrected(model, X, *, background=None, topics=None, q_threshold=0.05,
-                         usage="share", n_permutations=1000, random_state=0):
+def background_corrected(model, X, *, background=None, topics=None, samples=None,
+                         background_samples=None, q_threshold=0.05, usage="share",
+                         n_permutations=1000, random_state=0):
     """The target reconstructed from its target-enriched topics only, and the shared rest.
 
     Parameters
@@ -496,6 +498,9 @@ def background_corrected(model, X, *, background=None, topics=None, q_threshold=
         :func:`topic_enrichment` (``q_value <= q_threshold`` and a positive effect).
     topics : sequence of int or bool mask, optional
         Topics (0-based) to keep; default the enriched ones.
+    samples, background_samples : array-like, optional
+        The sample of every target and background cell: the enriched topics are then found
+        by the sample-level test of :func:`topic_enrichment`.
     q_threshold, usage, n_permutations, random_state
         Passed to :func:`topic_enrichment`.
 
@@ -511,7 +516,8 @@ def background_corrected(model, X, *, background=None, topics=None, q_threshold=
     if topics is None:
         if background is None:
             raise ValueError("Pass topics= or background= (to find the enriched topics).")
-        table = topic_enrichment(model, X, background=background, usage=usage,
+        table = topic_enrichment(model, X, background=background, samples=samples,
+                                 background_samples=background_samples, usage=usage,
                                  n_permutations=n_permutations, q_threshold=q_threshold,
                                  random_state=random_state)
         keep = table["enriched"].to_numpy(dtype=bool)
