@@ -387,6 +387,32 @@ def test_render_report_does_not_modify_its_inputs(run_dir):
     np.testing.assert_array_equal(labels, before[3])
 
 
+def test_cells_without_background_or_with_one_topic():
+    """A fit without background: the cells are drawn in the plane of the two topics used most
+    in the target, and the page says so; one topic: no plane, a note instead of a figure."""
+    rng = np.random.default_rng(2)
+    history = {"iteration": np.arange(4), "objective": np.array([9.0, 5.0, 4.0, 3.5]),
+               "target": np.array([9.0, 5.0, 4.0, 3.5]), "background": np.zeros(4)}
+    comps, codes = rng.random((3, 6)), rng.random((20, 3))
+    codes[:, 1] *= 5.0  # topic 2 is used most
+    from bcnmf.report import _shares, _topic_order
+
+    shares = _shares(codes, comps)
+    order, enriched, how = _topic_order(None, 3, shares)
+    assert order[0] == 1 and enriched == set() and how == "target"
+    np.testing.assert_array_equal(order, np.argsort(-shares.mean(axis=0)))
+    text = render_report(params={"alpha": 0.0}, history=history, components=comps,
+                         feature_names=list("abcdef"), target_codes=codes)
+    assert re.findall(r'<section id="([^"]+)">', text) == ["top-features", "cells",
+                                                           "convergence", "run"]
+    assert "the axes are the topics with the highest mean share in the target" in text
+    assert len(_images(text)) == 3
+    one = render_report(params={"alpha": 0.0}, history=history, components=comps[:1],
+                        feature_names=list("abcdef"), target_codes=codes[:, :1])
+    cells = one.split('<section id="cells">')[1].split("</section>")[0]
+    assert "no plane of topics" in cells and "<img" not in cells
+
+
 # ---------------------------------------------------------------------------------------------
 # headless chromium
 # ---------------------------------------------------------------------------------------------
