@@ -204,8 +204,9 @@ def bcnmf(adata, groupby=None, *, background=None, n_components=10, alpha="auto"
     random_state : int, RandomState, Generator or None, default=0
         Seed of the initialisation (0 by default, so results are reproducible, as in scanpy).
     enrichment : bool, default=True
-        Also compute the topic enrichment statistics (:func:`bcnmf.topic_enrichment`, cells
-        shuffled between target and background) into ``uns[key]["enrichment"]``.
+        Also compute the topic enrichment statistics (:func:`bcnmf.topic_enrichment`: cells
+        shuffled between target and background, or whole samples with ``sample_key``) into
+        ``uns[key]["enrichment"]``.
     n_permutations : int, default=1000
         Permutations of the enrichment test.
     sample_key : str, optional
