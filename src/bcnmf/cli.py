@@ -457,12 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit PCA, NMF and bcNMF to the bundled mouse-protein data (no network), "
                     "score them against the genotype labels, and write a run folder with "
                     "the HTML report.")
-    from ._demo import DEFAULT_OUT
+    from ._demo import DEFAULT_OUT, DEFAULT_SEEDS
 
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: "
                       f"{DEFAULT_OUT})")
-    demo.add_argument("--seeds", type=_positive_int, default=5, metavar="N",
-                      help="number of fitting seeds (default: 5)")
+    demo.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS, metavar="N",
+                      help=f"number of fitting seeds (default: {DEFAULT_SEEDS})")
     demo.set_defaults(handler=_cmd_demo, subparser=demo)
     return parser
 
