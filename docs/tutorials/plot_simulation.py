@@ -189,7 +189,7 @@ sweep.round(2)
 # - **The default model** recovers the target programs at all three alphas here: the shared
 #   topics already explain what target and background have in common, so the contrast only
 #   has to guard against what they miss. The band is wide on this simulation; on other
-#   data it is narrower (the model page, ``docs/model.md``, lists where).
+#   data it is narrower (the :doc:`model page <../model>` lists where).
 #
 # The figure shows the same, one line per model.
 

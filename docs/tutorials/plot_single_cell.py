@@ -91,9 +91,8 @@ sc.pp.log1p(adata)
 # On the simulations of the documentation both find the target's programs. On this
 # cell-type simulation the squared error on log-normalised data does so over a much wider
 # range of ``alpha`` than the Poisson loss, and each Poisson sweep costs more (its
-# logarithms), so this page uses the squared error; the measurements are in the
-# single-cell page of the user guide (``docs/single_cell.md``). The Poisson fit of the same
-# object would be:
+# logarithms), so this page uses the squared error; the measurements are on the
+# :doc:`single-cell page <../single_cell>`. The Poisson fit of the same object would be:
 #
 # .. code-block:: python
 #
@@ -128,7 +127,9 @@ print("written: obsm", list(adata.obsm), "| varm", list(adata.varm))
 # the effect size (Cohen's d), a permutation p-value with its Benjamini-Hochberg q-value,
 # and ``enriched`` for topics used more in the target at ``q_value <= 0.05``. The p-values
 # treat cells as independent and the topics were fitted on these cells, so they are
-# optimistic; on real data with several donors per condition, test at the level of donors.
+# optimistic. On real data with several donors per condition, test at the level of donors:
+# ``sample_key="donor"`` names the ``obs`` column that holds them (the
+# :doc:`statistics page <../statistics>` explains the two tests).
 
 enrichment = record["enrichment"]
 enrichment[["usage_target", "usage_background", "log2_fold_change", "effect_size",
