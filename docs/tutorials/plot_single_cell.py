@@ -103,9 +103,10 @@ sc.pp.log1p(adata)
 # ---
 #
 # The one-object form: ``groupby`` names the ``obs`` column and ``background`` the value(s)
-# that mark the background cells; every other cell is the target. Three topics: enough for
-# the three cell types to share a topic budget with the response. ``alpha`` keeps its
-# default ``"auto"``.
+# that mark the background cells; every other cell is the target. We ask for three topics:
+# the cell types are common to both conditions, so the shared topics (fitted to the control
+# cells alone) take care of them, and a few contrastive topics are enough to look for what
+# only the stimulated cells have. ``alpha`` keeps its default ``"auto"``.
 
 bcnmf.tl.bcnmf(adata, "condition", background="control", n_components=3, tol=1e-3,
                max_iter=2000)
