@@ -69,9 +69,9 @@ print("mice: target", np.unique(data.target_samples).size,
 #   contrastive topics. On this background the shared topics learn the nine individual
 #   mice (15 replicates each) instead of biological programs, and then explain the
 #   genotype difference as mixtures of mice. The :doc:`model page <../model>` (section
-#   "Where it still fails") has the measurements. Few features and a background made of
+#   "Where it fails") has the measurements. Few features and a background made of
 #   replicates of a few samples is the case in which to try ``n_shared=0``.
-# - ``max_iter=3000``. The multiplicative updates converge slowly on this data; with the
+# - ``max_iter=5000``. The multiplicative updates converge slowly on this data; with the
 #   default of 500 sweeps the fit stops early and says so with a ``ConvergenceWarning``.
 # - ``n_init=5`` restarts, of which the most typical one (the medoid) is kept.
 #
@@ -80,7 +80,7 @@ print("mice: target", np.unique(data.target_samples).size,
 # one whose topics best tell held-out target cells from held-out background cells. No
 # labels are involved.
 
-model = bcnmf.BCNMF(n_components=5, n_shared=0, max_iter=3000, n_init=5, random_state=0)
+model = bcnmf.BCNMF(n_components=5, n_shared=0, max_iter=5000, n_init=5, random_state=0)
 codes = model.fit_transform(data.X, background=data.Y)
 print("codes of the target:", codes.shape, " topics:", model.components_.shape)
 print(f"alpha chosen: {model.alpha_:g}  (sweeps run: {model.n_iter_})")
@@ -220,14 +220,14 @@ for seed in range(5):
         if seed == 0:
             bc_codes = codes  # the model fitted above
         else:
-            bc_codes = bcnmf.BCNMF(n_components=5, n_shared=0, max_iter=3000, n_init=5,
+            bc_codes = bcnmf.BCNMF(n_components=5, n_shared=0, max_iter=5000, n_init=5,
                                    random_state=seed).fit_transform(data.X, background=data.Y)
     rows.append({"method": "bcNMF", "seed": seed,
                  "ari": cluster_ari(bc_codes, data.labels, normalize=True),
                  "converged": not caught})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        nmf_codes = NMF(n_components=5, init="random", max_iter=3000,
+        nmf_codes = NMF(n_components=5, init="random", max_iter=5000,
                         random_state=seed).fit_transform(data.X)
     rows.append({"method": "NMF", "seed": seed,
                  "ari": cluster_ari(nmf_codes, data.labels, normalize=True),

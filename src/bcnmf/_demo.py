@@ -95,7 +95,7 @@ DEMO_NMF_TOL = 1e-4
 #: explain the target's genotype difference as mixtures of them.  With 5 restarts of at most
 #: 3000 sweeps at alpha = 1, seeds 0-2, the normalised ARI is lower with 4 shared topics and
 #: with the 9 that ``n_shared="auto"`` fits than without (``python
-#: benchmarks/demo_shared.py``; docs/model.md, "Where it still fails").
+#: benchmarks/demo_shared.py``; docs/model.md, "Where it fails").
 DEMO_N_SHARED = 0
 #: Number of topics / components for every method.
 N_COMPONENTS = 5
