@@ -13,6 +13,8 @@ Arrays are sample-major (samples x features) throughout.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.linalg
 from sklearn.decomposition import NMF
@@ -23,6 +25,7 @@ __all__ = [
     "cluster_ari",
     "contrastive_pca",
     "covariances",
+    "json_safe",
     "l1_normalize_rows",
     "nmf_codes",
     "pca_codes",
@@ -183,3 +186,19 @@ def summarise(values, digits=3):
         return f"{mean:.{digits}f}"
     sd = v.std(ddof=1)
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def json_safe(obj):
+    """``obj`` with numpy scalars made Python scalars and NaN or infinities made None, so
+    that ``json.dumps`` writes standard JSON (nulls)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

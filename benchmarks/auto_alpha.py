@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -311,27 +310,16 @@ def _f(v, digits=2):
     return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def _clean(obj):
-    """JSON without NaN or infinities (written as null)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def save(path, meta, args, rows, wall):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = dict(meta=meta, args=vars(args), grid=list(GRID), reference_alpha=REFERENCE_ALPHA,
                ari="cluster_ari(codes, labels, normalize=True)", wall_seconds=wall, rows=rows)
-    path.write_text(json.dumps(_clean(doc), indent=1))
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from _protocol import json_safe
+
+    path.write_text(json.dumps(json_safe(doc), indent=1))
     print(f"_raw rows: {path}_\n")
 
 

@@ -52,6 +52,10 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _protocol import json_safe  # noqa: E402
 
 N_GENES, N_CELLS, N_COMPONENTS, ALPHA, N_RANDOM = 2000, 500, 3, 1.5, 50
 
@@ -148,19 +152,6 @@ def _ms(values, digits=3):
     return f"{values.mean():.{digits}f} ± {sd:.{digits}f}"
 
 
-def _clean(obj):
-    """JSON without NaN or infinities (written as null)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def report(rows):
     print("| seed | top topic | planted rank | planted q | planted AUC | random p<0.05 (top "
           "topic) | random p<0.05 (all topics) |")
@@ -222,7 +213,7 @@ def main(argv=None):
                              n_components=N_COMPONENTS, alpha=ALPHA, beta_loss="frobenius",
                              n_random=N_RANDOM),
                wall_seconds=time.perf_counter() - start, summary=summary, rows=rows)
-    out.write_text(json.dumps(_clean(doc), indent=1))
+    out.write_text(json.dumps(json_safe(doc), indent=1))
     print(f"\n_raw rows: {out}_")
 
 

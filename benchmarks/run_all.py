@@ -786,7 +786,7 @@ def _publish(state, sets=(), speed_rows=None, meta_body=None, doc_meta=None):
     if doc_meta is not None:
         doc["meta"] = doc_meta
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(AA._clean(doc), indent=1) + "\n")
+    args.out.write_text(json.dumps(P.json_safe(doc), indent=1) + "\n")
     if state["write"] and blocks:
         write_page(args.page, blocks)
         print(f"{', '.join(blocks)} written into {args.page}", file=sys.stderr, flush=True)

@@ -23,7 +23,6 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
@@ -49,18 +48,6 @@ autodoc_default_options = {"inherited-members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable", None),
-    "scipy": ("https://docs.scipy.org/doc/scipy", None),
-    "sklearn": ("https://scikit-learn.org/stable", None),
-    "anndata": ("https://anndata.readthedocs.io/en/stable", None),
-    "pandas": ("https://pandas.pydata.org/docs", None),
-}
-# CI builds without network: intersphinx inventories are optional there
-if os.environ.get("BCNMF_DOCS_OFFLINE", "1") == "1":
-    intersphinx_mapping = {}
 
 # --- tutorials ----------------------------------------------------------------------------------
 sphinx_gallery_conf = {

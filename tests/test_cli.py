@@ -64,6 +64,19 @@ def h5ad(tmp_path_factory):
     return d / "cells.h5ad", X, Y
 
 
+@pytest.fixture(scope="module")
+def mice_h5ad(h5ad, tmp_path_factory):
+    """The cells of ``h5ad`` with ``obs["mouse"]``: five consecutive cells per mouse (6 target
+    and 4 background mice); ``(path, X, Y, adata)``."""
+    ad = pytest.importorskip("anndata")
+    path, X, Y = h5ad
+    adata = ad.read_h5ad(path)
+    adata.obs["mouse"] = [f"m{i // 5}" for i in range(adata.n_obs)]
+    cells = tmp_path_factory.mktemp("mice") / "mice.h5ad"
+    adata.write_h5ad(cells)
+    return cells, X, Y, adata
+
+
 def _run(*argv, env_extra=None):
     """``python -m bcnmf ARGV`` in a fresh process (stdout not a terminal)."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -581,13 +594,8 @@ def test_fit_passes_every_option_to_the_estimator(files, tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("ignore:select_model chose:UserWarning")   # a grid edge
-def test_select_sample_key_holds_out_whole_samples(h5ad, tmp_path, capsys):
-    path, X, Y = h5ad
-    ad = pytest.importorskip("anndata")
-    adata = ad.read_h5ad(path)
-    adata.obs["mouse"] = [f"m{i // 5}" for i in range(adata.n_obs)]
-    cells = tmp_path / "mice.h5ad"
-    adata.write_h5ad(cells)
+def test_select_sample_key_holds_out_whole_samples(mice_h5ad, tmp_path, capsys):
+    cells, X, Y, adata = mice_h5ad
     out = tmp_path / "sel"
     code = main(["select", str(cells), "--groupby", "condition", "--background-value",
                  "control", "--sample-key", "mouse", "-k", "2", "--alpha", "0.5,1",
@@ -728,13 +736,8 @@ def test_fit_sample_files_make_the_enrichment_test_compare_samples(files, tmp_pa
     assert inputs["samples"] == str(target) and inputs["background_samples"] == str(background)
 
 
-def test_fit_sample_key_on_h5ad(h5ad, tmp_path, capsys):
-    path, X, Y = h5ad
-    ad = pytest.importorskip("anndata")
-    adata = ad.read_h5ad(path)
-    adata.obs["mouse"] = [f"m{i // 5}" for i in range(adata.n_obs)]
-    cells = tmp_path / "mice.h5ad"
-    adata.write_h5ad(cells)
+def test_fit_sample_key_on_h5ad(mice_h5ad, tmp_path, capsys):
+    cells, X, Y, adata = mice_h5ad
     out = tmp_path / "run"
     code = main(["fit", str(cells), "--groupby", "condition", "--background-value", "control",
                  "--layer", "counts", *K, "--alpha", "1", "--n-permutations", "50",
