@@ -10,6 +10,9 @@ Models:
 
 - ``shared``: the default, ``n_shared="auto"`` (shared topics counted on the background);
 - ``none``: ``n_shared=0``, the contrast alone (the paper's model);
+- ``contrastive`` and ``random``: the default model started from the contrast's relaxation
+  (``init="contrastive"``, the default start of squared error) or from random draws
+  (``init="random"``, the default start of Poisson);
 - ``combined``: ``CombinedBCNMF`` (untied shared and target topics fitted jointly, default
   penalty, no contrast weight), once per seed, shown in the alpha = 0 column.
 
@@ -37,6 +40,7 @@ Usage::
     python benchmarks/alpha_robustness.py                      # 3 seeds, every set, ~40 min
     python benchmarks/alpha_robustness.py --quick              # 1 seed, beta8 and cells1
     python benchmarks/alpha_robustness.py --sets mice,mnist --seeds 5
+    python benchmarks/alpha_robustness.py --models contrastive,random --no-combined
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ DEFAULT_ALPHA = 1.5
 SETS = ("beta4", "beta8", "beta16", "mice", "mnist", "cells1", "cells0.3")
 K = {"mice": 5, "mnist": 2, "cells1": 5, "cells0.3": 5}
 LOSSES = ("frobenius", "kullback-leibler")
-MODELS = {"shared": {"n_shared": "auto"}, "none": {"n_shared": 0}}
+MODELS = {"shared": {"n_shared": "auto"}, "none": {"n_shared": 0},
+          "contrastive": {"n_shared": "auto", "init": "contrastive"},
+          "random": {"n_shared": "auto", "init": "random"}}
 
 
 def model_params(model):
@@ -156,6 +162,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="1 seed, beta8 and cells1")
     p.add_argument("--models", default="shared,none",
                    help="comma list of models: shared (n_shared='auto'), none (n_shared=0), "
+                        "contrastive / random (n_shared='auto' with that init), "
                         "n<count> (that many shared topics); default shared,none")
     p.add_argument("--losses", default=",".join(LOSSES), help="comma list of losses")
     p.add_argument("--no-combined", action="store_true", help="skip CombinedBCNMF")

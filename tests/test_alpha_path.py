@@ -90,8 +90,9 @@ def test_engines_make_the_same_choice(loss, tmp_path):
                                    atol=1e-9)
 
 
-# values of BCNMF(2, alpha=1.5, random_state=3, max_iter=60) on _golden_data() written by
-# the release before alpha="auto" existed: a number passed as alpha reproduces them
+# values of BCNMF(2, alpha=1.5, init="random", random_state=3, max_iter=60) on
+# _golden_data() written by the release before alpha="auto" existed: a number passed as
+# alpha reproduces them from the same (random) start
 GOLDEN = {
     "frobenius": ([[0.249554092767, 0.2026181383, 0.222282848537, 0.207051524896,
                     0.010354780923, 0.002525321663],
@@ -117,8 +118,8 @@ def test_a_number_as_alpha_reproduces_the_previous_release(loss):
     X, Y = _golden_data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = BCNMF(2, alpha=1.5, beta_loss=loss, random_state=3, max_iter=60).fit(
-            X, background=Y)
+        model = BCNMF(2, alpha=1.5, beta_loss=loss, init="random", random_state=3,
+                      max_iter=60).fit(X, background=Y)
     components, objective = GOLDEN[loss]
     np.testing.assert_allclose(model.components_[:, :6], components, rtol=1e-9, atol=1e-12)
     assert model.objective_ == pytest.approx(objective, rel=1e-10)

@@ -23,8 +23,14 @@ from .core.source import OnDevice, is_out_of_core
 from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterError
 
 
-def resolve_settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
+def resolve_settings(n_components, n_features, p, owner="BCNMF",
+                     contrastive=False) -> FitSettings:
+    """The fit's settings from validated parameters ``p``.  ``contrastive``: the
+    owner fits with :func:`bcnmf.core.fit.fit_factors` or the Dask engine, which
+    start from the contrast's relaxation, the default ``init`` of stable squared
+    error (``init="contrastive"``)."""
     reference = p["mode"] == "reference"
+    loss = LOSS_ALIASES[p["beta_loss"]]
     auto = p["alpha"] == "auto" if isinstance(p["alpha"], str) else False
     if auto and p["alpha_scale"] == "raw":
         raise InvalidParameterError(
@@ -34,11 +40,12 @@ def resolve_settings(n_components, n_features, p, owner="BCNMF") -> FitSettings:
     return FitSettings(
         n_components="auto" if isinstance(n_components, str) and n_components == "auto"
         else check_n_components(n_components, n_features, owner),
-        loss=LOSS_ALIASES[p["beta_loss"]],
+        loss=loss,
         alpha="auto" if auto else float(p["alpha"]),
         alpha_scale=p["alpha_scale"] or ("raw" if reference and not auto else "relative"),
         mode=p["mode"],
-        init=p["init"] or ("uniform" if reference else "random"),
+        init=p["init"] or ("uniform" if reference else "contrastive"
+                           if contrastive and loss == "frobenius" else "random"),
         damping=p["damping"],
         smoothing=float(p["smoothing"]),
         max_iter=int(p["max_iter"]),

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 
-from .core.init import INIT_METHODS
+from .core.init import CONTRAST_INIT_METHODS, INIT_METHODS
 from .core.torch_arrays import loaded_torch
 from .exceptions import InvalidParameterError, TransformedDataWarning
 
@@ -61,6 +61,8 @@ def _device(v):
 
 
 #: ``alpha`` of the estimators that choose it (``"auto"``) or take a number
+INIT_OR_CONTRASTIVE = (_none_or(_one_of(*CONTRAST_INIT_METHODS)),
+                       "None, 'contrastive', 'random' or 'uniform'")
 ALPHA_OR_AUTO = (lambda v: v == "auto" if isinstance(v, str)
                  else _real_in(0, np.inf, hi_closed=False)(v),
                  "'auto' or a finite real >= 0")

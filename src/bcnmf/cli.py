@@ -281,9 +281,10 @@ def _model_options(group):
                        help="relative (default in stable mode) or the paper's raw weight")
     group.add_argument("--mode", choices=("stable", "reference"), default="stable",
                        help="stable (default) or the authors' reference algorithm")
-    group.add_argument("--init", choices=("random", "uniform"), default=None,
-                       help="random starting factors (default in stable mode) or U[0, 1) "
-                            "(default in reference mode)")
+    group.add_argument("--init", choices=("contrastive", "random", "uniform"), default=None,
+                       help="where the fit starts: the contrast's relaxation (default for "
+                            "stable squared error), random factors (default for stable "
+                            "Poisson) or U[0, 1) (default in reference mode)")
     group.add_argument("--damping", type=_fraction, default=None, metavar="G",
                        help="exponent in (0, 1] of the multiplicative updates (default: none)")
     group.add_argument("--smoothing", type=_non_negative_float, default=0.1, metavar="S",

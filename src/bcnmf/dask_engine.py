@@ -47,9 +47,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .core import masked
-from .core.fit import (FitSettings, _restart_seeds, _stack_offset, cell_total_ratio,
-                       choose_run, consensus_state, fill_missing, finish, prepare,
-                       shared_options, transform_codes)
+from .core.fit import (FitSettings, _drawn, _restart_seeds, _stack_offset, cell_total_ratio,
+                       choose_run, consensus_state, contrastive_start, fill_missing, finish,
+                       prepare, shared_options, transform_codes)
 from .core.checkpoint import read_basis, write_basis
 from .core.init import codes_for_basis
 from .core.solver import Contrast, gauge_scale, refine_block, solve
@@ -803,14 +803,23 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
             offset = np.zeros(side.info.shape[1]) if offset is None else offset
             side.offset = np.ascontiguousarray(offset, dtype=dtype)
     shared = _shared_fit(runner, x, y, n_shared, s, policy) if n_shared else None
+    start = None
+    if init_factors is None and s.init == "contrastive" and y is not None:
+        start = np.ascontiguousarray(contrastive_start(
+            (_host_sample(X, mask), _host_sample(Y, background_mask)), x.info, info_y, s,
+            alpha_raw, shared), dtype=dtype)
     runs = []
-    for seed in _restart_seeds(random_state, s.n_init):
+    for r, seed in enumerate(_restart_seeds(random_state, s.n_init)):
         if init_factors is not None:
             basis = np.array(init_factors[0], dtype=dtype, order="C")
             state = _Codes(_given_codes(x, init_factors[1], basis, dtype),
                            _given_codes(y, init_factors[2], basis, dtype))
+        elif start is not None and r == 0:
+            basis = start.copy()
+            state = _Codes(_given_codes(x, None, basis, dtype),
+                           _given_codes(y, None, basis, dtype))
         else:
-            basis, state = _initial_codes(x, y, s, seed, dtype)
+            basis, state = _initial_codes(x, y, replace(s, init=_drawn(s.init)), seed, dtype)
         executor = OnDask(runner, x, y, state, s.loss, policy)
         if opts.normalize:
             with np.errstate(over="ignore", invalid="ignore"):

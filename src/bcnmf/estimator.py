@@ -7,8 +7,8 @@ from dataclasses import replace
 from ._base import BaseBCNMF
 from ._inputs import (check_background, check_init, checkpointing, on_device, report,
                       resolve_settings, use_dask, validate_target)
-from ._validation import (ALPHA_OR_AUTO, K_OR_AUTO, check_for_loss, check_orientation,
-                          check_params, constraints, reject_unsupported)
+from ._validation import (ALPHA_OR_AUTO, INIT_OR_CONTRASTIVE, K_OR_AUTO, check_for_loss,
+                          check_orientation, check_params, constraints, reject_unsupported)
 from .core import masked
 from .core.alpha_path import K_GRID, resolve_seed, settle
 from .core.backend import resolve_device
@@ -98,9 +98,21 @@ class BCNMF(BaseBCNMF):
         Poisson contrast (see ``smoothing``), stops on a convergence criterion,
         returns the last finite state with a warning if the iterations
         diverge, and chooses the medoid among ``n_init`` restarts.
-    init : {"random", "uniform"} or None, default=None
-        "random": half-normal entries scaled to the data (stable default);
-        "uniform": U[0, 1) entries (the authors'; reference default).
+    init : {"contrastive", "random", "uniform"} or None, default=None
+        Where the fit starts.  "contrastive": topics from the relaxation of
+        the contrast (the top eigenvectors of ``X^T X - alpha_raw Y^T Y``
+        outside the span of the shared topics, split into non-negative parts
+        as NNDSVD splits singular vectors; for Poisson on the square roots of
+        the counts), computed on at most 2,000 cells of each dataset, each
+        cell's total split evenly over the topics; deterministic, so the
+        fit does not depend on ``random_state`` (only restarts after the
+        first, which start from random draws, do).  "random": half-normal
+        entries scaled to the data.  "uniform": U[0, 1) entries (the
+        authors').  None means "contrastive" for squared error in stable
+        mode, "random" for Poisson in stable mode (where the relaxation
+        helped on some benchmark sets and hurt on others; docs/model.md) and
+        "uniform" in reference mode.  Without a background every start is
+        drawn.
     damping : float in (0, 1] or None, default=None
         Exponent gamma applied to every multiplicative ratio as
         ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).
@@ -141,7 +153,9 @@ class BCNMF(BaseBCNMF):
         rule :meth:`transform` uses).  0 runs exactly ``max_iter`` sweeps and
         no refinement.
     n_init : int, default=1
-        Number of restarts from different random initialisations.
+        Number of restarts: with ``init="contrastive"`` the first from the
+        contrastive start and the others from random draws, otherwise each
+        from its own random draw.
     consensus : bool, default=False
         With ``n_init > 1``: return the consensus of the restarts instead of
         one of them.  Topics of every restart are matched to the medoid
@@ -254,7 +268,7 @@ class BCNMF(BaseBCNMF):
     """
 
     _parameter_constraints = {**constraints(*PARAMETERS), "alpha": ALPHA_OR_AUTO,
-                              "n_components": K_OR_AUTO}
+                              "n_components": K_OR_AUTO, "init": INIT_OR_CONTRASTIVE}
     _saved_arrays = RESTART_ARRAYS
     _saved_scalars = ("alpha_raw_", "alpha_")
     _fits_missing = True   # NaN / masks in fit (core/masked.py)
@@ -378,7 +392,8 @@ def fit_contrast(estimator, X, background, params, init, masks, ckpt, owner=None
     Y = check_background(background, X, getattr(estimator, "feature_names_in_", None), owner,
                          mask=masks[1], allow_nan=missing_ok)
     X, Y = on_device(X, Y, device)
-    s = resolve_settings(params["n_components"], X.shape[1], params, owner)
+    s = resolve_settings(params["n_components"], X.shape[1], params, owner,
+                         contrastive=True)
     for A, name in ((X, "X"), (Y, "background")):
         if not is_out_of_core(A):   # streamed data are checked block by block
             check_for_loss(A, name, s.loss, owner)
@@ -421,7 +436,8 @@ def _fit_contrast_dask(estimator, X, background, params, init, ckpt, masks, owne
                          f"{Y.shape[1]}; both need the same features in the same order.")
     estimator.n_features_in_ = X.shape[1]
     estimator.__dict__.pop("feature_names_in_", None)
-    s = resolve_settings(params["n_components"], X.shape[1], params, owner)
+    s = resolve_settings(params["n_components"], X.shape[1], params, owner,
+                         contrastive=True)
     s, choice, seed = automatic(s, params, X.shape[1], lambda: _host_sample(X, masks[0]),
                                 None if Y is None else lambda: _host_sample(Y, masks[1]),
                                 owner)

@@ -358,7 +358,10 @@ def _evaluate(k, alpha, X, Y, split, seeds, params, consensus_cells):
     with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for seed in seeds:
-            model = BCNMF(int(k), alpha=float(alpha), random_state=int(seed), **params)
+            # its restarts measure stability, so they start from random draws unless the
+            # caller sets the start (the contrastive start does not depend on the seed)
+            model = BCNMF(int(k), alpha=float(alpha), random_state=int(seed),
+                          **{**params, "init": params.get("init") or "random"})
             codes_tr = model.fit_transform(x_tr, background=y_tr)
             basis = np.asarray(model.components_, dtype=np.float64)
             cx, px = _heldout(model, x_ho, basis, False)
@@ -529,7 +532,8 @@ def select_model(X, n_components=(2, 3, 5), *, background, alpha=(0.25, 0.5, 1.0
         Contrast weights, on the scale of ``alpha_scale`` (relative by default).
     beta_loss : {"frobenius", "kullback-leibler", "poisson"}, default="frobenius"
     n_init : int, default=3
-        Fits (restarts) per grid point and split (>= 2: stability and consensus need several).
+        Fits (restarts) per grid point and split (>= 2: stability and consensus need several),
+        each from its own random start (``init="random"`` unless ``init`` is passed).
     n_splits : int, default=3
         Independent random hold-out splits; every criterion is averaged over them (the cost
         grows in proportion).  The rule was validated with 3 (``docs/selection.md``).

@@ -181,13 +181,15 @@ class _Fold:
     """One of the two folds of a choice: the screening fits run on its training cells and
     are scored on the other fold's cells, encoded with the fitted topics frozen.  What does
     not depend on K or alpha (blocks, floors, shared topics, the held-out cells' null
-    divergences) is set up once; the random start of each K once per K."""
+    divergences) is set up once; a random start once per K, a contrastive start once per K
+    and alpha."""
 
     def __init__(self, train, test, s, seed, n_shared, sweeps):
         from .fit import _scanned, _stack_offset, contrast_offsets, raw_alpha, step_policy
         from .source import make_blocks
 
         (X, Y), self.test, self.s, self.sweeps, self.seed = train, test, s, sweeps, seed
+        self.train = train
         # the shared topics of the training background only: fitted on held-out background
         # cells too, they would explain those better than held-out target cells
         shared = fit_shared(Y, s, n_shared)
@@ -206,17 +208,25 @@ class _Fold:
         self.null = tuple(self._null(A, side) for side, A in enumerate(test))
         self.starts = {}
 
-    def _start(self, k):
+    def _start(self, k, alpha):
         """The loop's settings and the starting factors of the screening fits with ``k``
-        topics (drawn once per K, shared by every alpha)."""
-        from .fit import _augment, _options
-        from .init import initial_factors
+        topics: drawn once per K and shared by every alpha, or with
+        ``init="contrastive"`` the relaxation of the contrast at ``alpha``."""
+        from .fit import _augment, _drawn, _options
+        from .init import codes_for_basis, contrastive_basis, initial_factors
         from .solver import normalize_basis
 
-        if k not in self.starts:
+        key = (k, alpha) if self.s.init == "contrastive" else k
+        if key not in self.starts:
             info_x, info_y = self.info
-            basis, cx, cy = initial_factors(info_x, info_y, k, self.s.init,
-                                            np.random.default_rng(self.seed), np.float64)
+            if self.s.init == "contrastive":
+                (X, Y), shared = self.train, self.shared
+                basis = contrastive_basis(X, Y, k, float(alpha) * self.unit, self.s.loss,
+                                          None if shared is None else np.asarray(shared))
+                cx, cy = codes_for_basis(X, basis), codes_for_basis(Y, basis)
+            else:
+                basis, cx, cy = initial_factors(info_x, info_y, k, _drawn(self.s.init),
+                                                np.random.default_rng(self.seed), np.float64)
             opts = _options(replace(self.s, n_components=k), 0.0, self.policy,
                             None if self.shared is None else k)
             if opts.normalize:
@@ -224,8 +234,8 @@ class _Fold:
             if self.shared is not None:
                 basis, cx, cy = _augment(basis, cx, cy, (self.shared, self.shared_codes),
                                          info_x, info_y)
-            self.starts[k] = (opts, (basis, cx, cy))
-        return self.starts[k]
+            self.starts[key] = (opts, (basis, cx, cy))
+        return self.starts[key]
 
     def _null(self, A, side):
         """Per-cell divergence of the null prediction of held-out cells (see the module
@@ -253,7 +263,7 @@ class _Fold:
         from .fit import _pairs, transform_codes
         from .solver import Contrast, solve
 
-        opts, start = self._start(k)
+        opts, start = self._start(k, alpha)
         basis, cx, cy = (a.copy() for a in start)
         opts = replace(opts, alpha=float(alpha) * self.unit, max_iter=self.sweeps,
                        polish_iter=0)

@@ -14,7 +14,7 @@ from ..matching import consensus_basis, restart_agreement  # noqa: F401 (re-expo
 from . import guard, masked
 from .backend import asarray_like, copy, is_torch, is_torch_sparse, namespace, to_numpy
 from .checkpoint import FitCheckpoint
-from .init import codes_for_basis, initial_factors
+from .init import codes_for_basis, contrastive_basis, initial_factors
 from .executor import InMemory
 from .result import FactorizationResult
 from .shared_count import sample_rows, shared_count
@@ -382,6 +382,39 @@ def _pairs(blocks, info: Scan, codes):
     return [(b, codes[lo:hi]) for b, (lo, hi) in zip(blocks, info.bounds)]
 
 
+def _drawn(init: str) -> str:
+    """The drawn start of a restart: ``init="contrastive"`` starts the first
+    restart from the contrast's relaxation and the others (and a fit without a
+    background) from random draws."""
+    return "random" if init == "contrastive" else init
+
+
+def contrastive_start(samples, info_x: Scan, info_y: Scan, s: FitSettings, alpha_raw: float,
+                      shared):
+    """The contrastive start (:func:`bcnmf.core.init.contrastive_basis`) of a
+    fit, computed on the host samples ``(X, Y)`` of its data: the fit's raw
+    alpha weighs the samples as it weighs the whole data (a sum over ``n``
+    cells is about ``n / n_sample`` times the sample's), and the shared
+    topics ``shared`` (``(topics, codes)`` or None) are projected out."""
+    sx, sy = samples
+    weight = alpha_raw * (sx.shape[0] / info_x.shape[0]) * (info_y.shape[0] / sy.shape[0])
+    topics = None if shared is None else to_numpy(shared[0])
+    return contrastive_basis(sx, sy, s.n_components, weight, s.loss, topics)
+
+
+def even_codes(source, info: Scan, basis):
+    """Starting codes for ``basis`` of every cell of ``source``, block by
+    block: each cell's total split evenly over the topics
+    (:func:`bcnmf.core.init.codes_for_basis`)."""
+    parts = []
+    for lo, hi in info.bounds:
+        block = source.read(lo, hi)
+        if is_torch(block):
+            block = block.to_scipy() if is_torch_sparse(block) else to_numpy(block)
+        parts.append(codes_for_basis(block, basis))
+    return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+
 def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                 callback=None, block_rows=None, mask=None, background_mask=None,
                 checkpoint=None, checkpoint_every=10, resume=None, consensus=False):
@@ -422,6 +455,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     rows_x = guard.block_rows_for(X, "X", block_rows, None, mask_x is not None)
     rows_y = (guard.block_rows_for(Y, "background", block_rows, None, mask_y is not None)
               if Y is not None else None)
+    samples = None
+    if init_factors is None and s.init == "contrastive" and Y is not None:
+        samples = (host_sample(X, mask_x, rows_x, "X"), host_sample(Y, mask_y, rows_y))
     X = X if mask_x is None else masked.filled(X, mask_x)
     Y = Y if mask_y is None else masked.filled(Y, mask_y)
     source_x, info_x = _scanned(X, "X", s.loss, rows_x)
@@ -469,8 +505,13 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
             basis, cx, cy = (None if a is None else np.array(to_numpy(a), dtype=dtype,
                                                              order="C")
                              for a in init_factors)
+        elif samples is not None and r == 0:
+            basis = np.ascontiguousarray(contrastive_start(samples, info_x, info_y, s, alpha_raw,
+                                                           shared), dtype=dtype)
+            cx, cy = (even_codes(src, info, basis) for src, info in ((source_x, info_x),
+                                                                     (source_y, info_y)))
         else:
-            basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init,
+            basis, cx, cy = initial_factors(info_x, info_y, s.n_components, _drawn(s.init),
                                             np.random.default_rng(seed), dtype)
         if is_torch(X):   # drawn on the host (same seeds as numpy), then moved
             like = source_x.read(0, 1)   # a torch block (also for OnDevice sources)

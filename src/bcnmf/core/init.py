@@ -9,6 +9,13 @@ from .backend import is_torch, is_torch_sparse, torch_dtype
 from .source import Scan
 
 INIT_METHODS = ("random", "uniform")
+#: BCNMF's starts: the draws above, or the contrast's relaxation (:func:`contrastive_basis`)
+CONTRAST_INIT_METHODS = INIT_METHODS + ("contrastive",)
+#: dense eigen-solver up to this many features, Lanczos (``eigsh``) above
+DENSE_EIGEN_FEATURES = 500
+#: the share of a topic's mean weight added to every entry of a contrastive start, so that
+#: no entry starts at zero (a multiplicative update cannot move a zero)
+CONTRAST_FILL = 0.1
 
 
 def _mean(a) -> float:
@@ -72,3 +79,84 @@ def codes_for_basis(X, basis: np.ndarray) -> np.ndarray:
     bsum[bsum <= 0] = 1.0
     codes = rowsum[:, None] / (k * bsum[None, :])
     return np.ascontiguousarray(codes, dtype=basis.dtype)
+
+
+def contrastive_basis(X, Y, n_components: int, weight: float, loss: str, shared=None):
+    """Starting topics from the relaxation of the contrast (``init="contrastive"``).
+
+    ``X`` and ``Y`` are host matrices (numpy or scipy sparse; a sample of the
+    cells is enough), ``weight`` the contrast weight for them (the fit's raw
+    alpha rescaled to the sample's numbers of cells) and ``shared`` the fixed
+    shared topics (rows) or None.
+
+    Without the constraints, the squared-error objective with orthonormal
+    topics ``B`` and the codes that are best for them is
+    ``const - tr(B M B^T)``, ``M = X^T X - weight Y^T Y`` computed on the
+    part of the data outside the span of the shared topics: its minimisers
+    are the top eigenvectors of ``M``, as the top singular vectors are for
+    NMF.  Each eigenvector ``u`` is split into its positive and negative
+    parts, and the part with the larger product of norms with the matching
+    part of the target's scores ``X u`` is kept (the sign rule of NNDSVD,
+    Boutsidis and Gallopoulos 2008); every entry is raised by
+    :data:`CONTRAST_FILL` times the topic's mean and the row scaled to unit
+    sum.  For the Poisson loss the same is done on the square roots of the
+    counts (which makes the noise about even across entries); since
+    ``||sqrt(A)||^2`` is the total count, the relative alpha carries over
+    unchanged.  Deterministic: the Lanczos start vector is fixed.  Returns a
+    ``(n_components, n_features)`` float64 array."""
+    from scipy.linalg import eigh
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    def host(a):
+        a = a.astype(np.float64) if sp.issparse(a) else np.asarray(a, dtype=np.float64)
+        if loss == "frobenius":
+            return a
+        if sp.issparse(a):
+            a = a.tocsr(copy=True)
+            a.data = np.sqrt(np.maximum(a.data, 0.0))
+            return a
+        return np.sqrt(np.maximum(a, 0.0))
+
+    Xh, Yh = host(X), host(Y)
+    n_features = Xh.shape[1]
+    q = None
+    if shared is not None and len(shared):
+        g = np.asarray(shared, dtype=np.float64)
+        q, _ = np.linalg.qr((g if loss == "frobenius" else np.sqrt(g)).T)
+
+    def project(v):
+        return v if q is None else v - q @ (q.T @ v)
+
+    def contrast(v):
+        v = project(v)
+        return project(Xh.T @ (Xh @ v) - weight * (Yh.T @ (Yh @ v)))
+
+    k = n_components
+    if n_features <= max(DENSE_EIGEN_FEATURES, k + 1):
+        # dense arithmetic whatever the input's format, so that sparse and dense data give
+        # the same start also where eigenvalues are close (their vectors are then
+        # sensitive to rounding)
+        Xh, Yh = (a.toarray() if sp.issparse(a) else a for a in (Xh, Yh))
+        m = contrast(np.eye(n_features))
+        values, vectors = eigh((m + m.T) / 2.0)
+    else:
+        op = LinearOperator((n_features, n_features), matvec=contrast, matmat=contrast,
+                            dtype=np.float64)
+        v0 = np.random.default_rng(0).standard_normal(n_features)
+        values, vectors = eigsh(op, k=k, which="LA", v0=v0)
+    vectors = vectors[:, np.argsort(values)[::-1][:k]]
+    scores = Xh @ project(vectors)
+    basis = np.empty((k, n_features))
+    for j in range(k):
+        u, t = vectors[:, j], scores[:, j]
+        pos = np.linalg.norm(np.maximum(u, 0)) * np.linalg.norm(np.maximum(t, 0))
+        neg = np.linalg.norm(np.maximum(-u, 0)) * np.linalg.norm(np.maximum(-t, 0))
+        if abs(pos - neg) <= 1e-9 * max(pos, neg):   # a tie up to rounding: fixed sign
+            pos, neg = u[np.argmax(np.abs(u))], 0.0
+        b = np.maximum(u if pos >= neg else -u, 0.0)
+        if not b.sum() > 0:       # no direction at all: an even topic
+            b = np.ones(n_features)
+        b = b / b.sum()
+        b = b + CONTRAST_FILL * b.mean()
+        basis[j] = b / b.sum()
+    return basis
