@@ -257,7 +257,8 @@ def test_without_shared_topics_the_fit_differs(loss):
 
 def _settings(loss, max_iter):
     X, _ = _data()
-    return resolve_settings(K, X.shape[1], _model(loss, max_iter=max_iter).get_params())
+    return resolve_settings(K, X.shape[1], _model(loss, max_iter=max_iter).get_params(),
+                            contrastive=True)
 
 
 def test_shared_codes_move_during_a_squared_error_fit():

@@ -201,7 +201,7 @@ PARAM_ERRORS = {
     "alpha_scale": (dict(alpha_scale="log"), InvalidParameterError,
                     r"'alpha_scale' parameter .* None, 'relative' or 'raw'; got 'log'"),
     "init": (dict(init="nndsvd"), InvalidParameterError,
-             r"'init' parameter .* None, 'random' or 'uniform'; got 'nndsvd'"),
+             r"'init' parameter .* None, 'contrastive', 'random' or 'uniform'; got 'nndsvd'"),
     "damping=0": (dict(damping=0), InvalidParameterError,
                   r"'damping' parameter of \w+ must be None or a real in \(0, 1\]; got 0"),
     "damping=1.5": (dict(damping=1.5), InvalidParameterError,
