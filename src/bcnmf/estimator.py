@@ -110,9 +110,9 @@ class BCNMF(BaseBCNMF):
         entries scaled to the data.  "uniform": U[0, 1) entries (the
         authors').  None means "contrastive" for squared error in stable
         mode, "random" for Poisson in stable mode (where the relaxation
-        helped on some benchmark sets and hurt on others; docs/model.md) and
+        is only an approximation; docs/model.md) and
         "uniform" in reference mode.  Without a background every start is
-        drawn.
+        drawn, and so is every start of a fit with missing values.
     damping : float in (0, 1] or None, default=None
         Exponent gamma applied to every multiplicative ratio as
         ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).

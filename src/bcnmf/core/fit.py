@@ -385,7 +385,7 @@ def _pairs(blocks, info: Scan, codes):
 def _drawn(init: str) -> str:
     """The drawn start of a restart: ``init="contrastive"`` starts the first
     restart from the contrast's relaxation and the others (and a fit without a
-    background) from random draws."""
+    background or with missing values) from random draws."""
     return "random" if init == "contrastive" else init
 
 
@@ -456,7 +456,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     rows_y = (guard.block_rows_for(Y, "background", block_rows, None, mask_y is not None)
               if Y is not None else None)
     samples = None
-    if init_factors is None and s.init == "contrastive" and Y is not None:
+    if (init_factors is None and s.init == "contrastive" and Y is not None
+            and mask_x is None and mask_y is None):   # with missing values: drawn
         samples = (host_sample(X, mask_x, rows_x, "X"), host_sample(Y, mask_y, rows_y))
     X = X if mask_x is None else masked.filled(X, mask_x)
     Y = Y if mask_y is None else masked.filled(Y, mask_y)
