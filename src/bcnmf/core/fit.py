@@ -5,6 +5,7 @@ restarts through the engine, pick one.  Shared by :class:`bcnmf.BCNMF` and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -455,10 +456,9 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     rows_x = guard.block_rows_for(X, "X", block_rows, None, mask_x is not None)
     rows_y = (guard.block_rows_for(Y, "background", block_rows, None, mask_y is not None)
               if Y is not None else None)
-    samples = None
-    if (init_factors is None and s.init == "contrastive" and Y is not None
-            and mask_x is None and mask_y is None):   # with missing values: drawn
-        samples = (host_sample(X, mask_x, rows_x, "X"), host_sample(Y, mask_y, rows_y))
+    contrastive = (init_factors is None and s.init == "contrastive" and Y is not None
+                   and mask_x is None and mask_y is None)   # with missing values: drawn
+    sample_y = functools.cache(lambda: host_sample(Y, mask_y, rows_y))   # read once
     X = X if mask_x is None else masked.filled(X, mask_x)
     Y = Y if mask_y is None else masked.filled(Y, mask_y)
     source_x, info_x = _scanned(X, "X", s.loss, rows_x)
@@ -468,7 +468,7 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     for info, m in ((info_x, mask_x), (info_y, mask_y)):
         if m is not None:   # per-feature means over the observed entries
             info.colsum = masked.observed_colsum(info.colsum, m)
-    prep = prepare(info_x, info_y, s, sample=lambda: host_sample(Y, mask_y, rows_y))
+    prep = prepare(info_x, info_y, s, sample=sample_y)
     alpha_raw, policy, opts, n_shared = prep.alpha_raw, prep.policy, prep.opts, prep.n_shared
     offset_x, offset_y = prep.offsets
     k = s.n_components
@@ -506,7 +506,8 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
             basis, cx, cy = (None if a is None else np.array(to_numpy(a), dtype=dtype,
                                                              order="C")
                              for a in init_factors)
-        elif samples is not None and r == 0:
+        elif contrastive and r == 0:
+            samples = (host_sample(X, None, rows_x, "X"), sample_y())
             basis = np.ascontiguousarray(contrastive_start(samples, info_x, info_y, s, alpha_raw,
                                                            shared), dtype=dtype)
             cx, cy = (even_codes(src, info, basis) for src, info in ((source_x, info_x),

@@ -151,9 +151,13 @@ def contrastive_basis(X, Y, n_components: int, weight: float, loss: str, shared=
         u, t = vectors[:, j], scores[:, j]
         pos = np.linalg.norm(np.maximum(u, 0)) * np.linalg.norm(np.maximum(t, 0))
         neg = np.linalg.norm(np.maximum(-u, 0)) * np.linalg.norm(np.maximum(-t, 0))
-        if abs(pos - neg) <= 1e-9 * max(pos, neg):   # a tie up to rounding: fixed sign
-            pos, neg = u[np.argmax(np.abs(u))], 0.0
-        b = np.maximum(u if pos >= neg else -u, 0.0)
+        if abs(pos - neg) <= 1e-9 * max(pos, neg):
+            # a tie up to rounding: the sign of the largest entry decides, so that data in
+            # another format (other rounding) start alike
+            flip = u[np.argmax(np.abs(u))] < 0
+        else:
+            flip = neg > pos
+        b = np.maximum(-u if flip else u, 0.0)
         if not b.sum() > 0:       # no direction at all: an even topic
             b = np.ones(n_features)
         b = b / b.sum()
