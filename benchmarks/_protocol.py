@@ -14,6 +14,8 @@ Arrays are sample-major (samples x features) throughout.
 from __future__ import annotations
 
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -202,3 +204,22 @@ def json_safe(obj):
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git(*args) -> str:
+    """The stripped output of ``git *args`` in the repository; "" where git is unavailable."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT,
+                              timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def commit_stamp() -> str:
+    """The checkout's short commit, with ``-dirty`` when the library's sources (``src``)
+    have uncommitted changes: what a printed table is stamped with."""
+    commit = git("rev-parse", "--short", "HEAD") or "?"
+    return commit + "-dirty" if git("status", "--porcelain", "--", "src") else commit

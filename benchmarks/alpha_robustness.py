@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -180,8 +179,10 @@ def main(argv=None):
 
     import bcnmf
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _protocol import commit_stamp
+
+    commit = commit_stamp()
     print("# Alpha robustness: shared topics versus the contrast alone\n")
     print(f"`python benchmarks/alpha_robustness.py {' '.join(argv or sys.argv[1:])}`; "
           f"bcnmf {bcnmf.__version__} (commit {commit}), Python {platform.python_version()}, "

@@ -86,7 +86,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import traceback
@@ -279,16 +278,11 @@ def run_scale(loss, n_cells, seed=0):
 def header(title):
     import bcnmf
 
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT,
-                                  timeout=60).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from _protocol import commit_stamp
 
-    commit = git("rev-parse", "--short", "HEAD").strip() or "?"
-    if git("status", "--porcelain").strip():
-        commit += "-dirty"
+    commit = commit_stamp()
     command = " ".join([Path(sys.executable).name] + [shlex.quote(a) for a in sys.argv])
     meta = dict(commit=commit, platform=platform.platform(), python=platform.python_version(),
                 numpy=np.__version__, bcnmf=bcnmf.__version__, cpus=os.cpu_count(),

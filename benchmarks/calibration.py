@@ -62,7 +62,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -209,8 +208,10 @@ def main(argv=None):
 
     import bcnmf
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=_HERE).stdout.strip() or "?"
+    sys.path.insert(0, str(_HERE))
+    from _protocol import commit_stamp
+
+    commit = commit_stamp()
     command = "python benchmarks/calibration.py " + " ".join(argv or sys.argv[1:])
     print("# Calibration of topic_enrichment: cells or samples\n")
     print(f"`{command.strip()}`; bcnmf {bcnmf.__version__} (commit {commit}), Python "
@@ -239,22 +240,20 @@ def main(argv=None):
     per = [r["seconds"] for s in (0, 1) for r in records[s]["same cells"]]
 
     table = summarise(records)
-    print(f"## Null: no condition effect (false-positive rate at {LEVEL})\n")
-    print("| protocol | test | p <= 0.05, per topic | any topic enriched (BH q <= 0.05) |")
-    print("|---|---|---|---|")
-    for protocol in PROTOCOLS:
-        for test in TESTS:
-            row = table[("null", protocol, test)]
-            print(f"| {protocol} | {test} | {fmt(row['per topic'])} | "
-                  f"{fmt(row['any topic'])} |")
-    print(f"\n## Planted program in every target sample (power at {LEVEL})\n")
-    print("| protocol | test | planted topic p <= 0.05 | any topic enriched |")
-    print("|---|---|---|---|")
-    for protocol in PROTOCOLS:
-        for test in TESTS:
-            row = table[("planted", protocol, test)]
-            print(f"| {protocol} | {test} | {fmt(row['planted topic'])} | "
-                  f"{fmt(row['any topic'])} |")
+    for kind, title, first, second in (
+            ("null", f"## Null: no condition effect (false-positive rate at {LEVEL})",
+             ("p <= 0.05, per topic", "per topic"),
+             "any topic enriched (BH q <= 0.05)"),
+            ("planted", f"\n## Planted program in every target sample (power at {LEVEL})",
+             ("planted topic p <= 0.05", "planted topic"), "any topic enriched")):
+        print(title + "\n")
+        print(f"| protocol | test | {first[0]} | {second} |")
+        print("|---|---|---|---|")
+        for protocol in PROTOCOLS:
+            for test in TESTS:
+                row = table[(kind, protocol, test)]
+                print(f"| {protocol} | {test} | {fmt(row[first[1]])} | "
+                      f"{fmt(row['any topic'])} |")
     cos = [r["planted_cosine"] for r in records[1]["independent"]]
     print(f"\nPlanted topic: cosine similarity to the planted program {np.mean(cos):.2f} ± "
           f"{np.std(cos):.2f} (mean ± sd over data sets, independent protocol).")

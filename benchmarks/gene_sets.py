@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -55,7 +54,7 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from _protocol import json_safe  # noqa: E402
+from _protocol import commit_stamp, json_safe  # noqa: E402
 
 N_GENES, N_CELLS, N_COMPONENTS, ALPHA, N_RANDOM = 2000, 500, 3, 1.5, 50
 
@@ -126,16 +125,7 @@ def draw(seed):
 def header():
     import bcnmf
 
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT,
-                                  timeout=60).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "--short", "HEAD").strip() or "?"
-    if git("status", "--porcelain", "--", "src").strip():
-        commit += "-dirty"
+    commit = commit_stamp()
     command = " ".join([Path(sys.executable).name] + [shlex.quote(a) for a in sys.argv])
     meta = dict(commit=commit, platform=platform.platform(), python=platform.python_version(),
                 numpy=np.__version__, bcnmf=bcnmf.__version__, cpus=os.cpu_count(),

@@ -396,14 +396,6 @@ def run_speed(quick):
 # ------------------------------------------------------------------------------------------
 
 
-def _git(*args):
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT,
-                              timeout=60).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def metadata(argv):
     import numba
     import scipy
@@ -412,8 +404,8 @@ def metadata(argv):
     import bcnmf
     import speed as S
 
-    commit = _git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    commit = P.git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(P.git("status", "--porcelain", "--untracked-files=no"))
     return dict(
         commit=commit, dirty=dirty,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

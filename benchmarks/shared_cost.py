@@ -81,7 +81,6 @@ import gc  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -96,6 +95,7 @@ import scipy  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 import speed  # noqa: E402  (benchmarks/speed.py: the speed workload)
+from _protocol import git  # noqa: E402
 import bcnmf  # noqa: E402
 import bcnmf.core.executor as bc_executor  # noqa: E402
 import bcnmf.core.fit as bc_fit  # noqa: E402
@@ -258,20 +258,12 @@ def _table(headers, rows):
     return "\n".join(lines)
 
 
-def _git(*args):
-    try:
-        return subprocess.run(["git", *args], cwd=_HERE.parent, capture_output=True,
-                              text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def header_lines(argv):
     lines = ["# Cost of shared topics: n_shared=\"auto\" vs n_shared=0", ""]
     cmd = " ".join(shlex.quote(a) for a in ["python", "benchmarks/shared_cost.py", *argv])
-    dirty = _git("status", "--porcelain", "--", "src")
+    dirty = git("status", "--porcelain", "--", "src")
     lines.append(f"- command: `{cmd}`")
-    lines.append(f"- commit: {_git('rev-parse', '--short', 'HEAD') or '?'}"
+    lines.append(f"- commit: {git('rev-parse', '--short', 'HEAD') or '?'}"
                  + (" (src/ has uncommitted changes)" if dirty else ""))
     lines.append(f"- machine: {speed._cpu_model()}, {os.cpu_count()} CPUs, "
                  f"{platform.platform()}; load average at start "
