@@ -208,8 +208,9 @@ ax.figure.tight_layout()
 # every cell are first divided by their sum (``normalize=True``), so that the clusters
 # reflect the mix of topics, not the overall protein level of a measurement.
 #
-# Both methods depend on their random start, so one seed says little; we fit five seeds
-# and give the mean and the spread. NMF gets the same budget of sweeps. Should a fit reach
+# Both methods depend on their seed (NMF through its random start; bcNMF through the split
+# of the cells that chooses alpha and the random starts of its restarts after the first),
+# so one seed says little; we fit five seeds and give the mean and the spread. NMF gets the same budget of sweeps. Should a fit reach
 # its sweep limit, its ``ConvergenceWarning`` is recorded in the table rather than raised.
 # ``bcnmf demo`` and the :doc:`benchmarks page <../benchmarks>` run the same comparison.
 
