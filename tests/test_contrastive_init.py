@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
-from bcnmf import BCNMF, MiniBatchBCNMF
+from bcnmf import BCNMF, CombinedBCNMF
 from bcnmf.core.init import contrastive_basis
 from bcnmf.exceptions import InvalidParameterError
 
@@ -140,7 +140,7 @@ def test_without_background_the_start_is_drawn():
 def test_estimators_without_the_contrastive_start_refuse_it():
     X, Y = _planted()
     with pytest.raises(InvalidParameterError, match="init"):
-        MiniBatchBCNMF(2, init="contrastive").fit(X, background=Y)
+        CombinedBCNMF(2, init="contrastive").fit(X, background=Y)
     with pytest.raises(InvalidParameterError, match="'contrastive'"):
         BCNMF(2, init="svd").fit(X, background=Y)
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
 
-from .core.fit import (FitState, _augment, _restart_seeds, _stack_offset, host_sample,
-                       prepare, shared_basis)
+from .core.fit import (FitState, _augment, _drawn, _restart_seeds, _stack_offset,
+                       contrastive_start, host_sample, prepare, shared_basis)
 from .core.backend import is_torch
-from .core.init import initial_factors
+from .core.init import codes_for_basis, initial_factors
 from .core.online import OnlineState, online_step, polish_codes
 from .core.solver import SolverOptions, unit_rows, normalize_basis
 from .core.source import RowSource, make_blocks, scan
 from ._base import BaseBCNMF
 from ._inputs import check_background, check_init, resolve_settings, validate_target
-from ._validation import constraints
+from ._validation import INIT_OR_CONTRASTIVE, constraints
 from .exceptions import ConvergenceWarning, DivergenceWarning
 
 
@@ -118,10 +119,11 @@ random_state, transform_max_iter
     (200, 2)
     """
 
-    _parameter_constraints = constraints(
-        "n_components", "alpha", "alpha_scale", "beta_loss", "mode", "init", "smoothing",
+    _parameter_constraints = {**constraints(
+        "n_components", "alpha", "alpha_scale", "beta_loss", "mode", "smoothing",
         "batch_size", "forget_factor", "fresh_restarts", "fresh_restarts_max_iter", "max_iter",
-        "tol", "max_no_improvement", "random_state", "transform_max_iter", "n_shared")
+        "tol", "max_no_improvement", "random_state", "transform_max_iter", "n_shared"),
+        "init": INIT_OR_CONTRASTIVE}
     _saved_scalars = ("alpha_raw_", "n_steps_")
 
     def __init__(self, n_components=None, *, alpha=1.5, alpha_scale=None,
@@ -157,29 +159,40 @@ random_state, transform_max_iter
         draws them), from ``X`` and ``Y`` or from ``init = (basis, codes,
         background codes)``, for a fit over ``n_batches`` batches (0: a stream
         of blocks); returns the starting codes."""
-        s = resolve_settings(self.n_components, X.shape[1], p, owner=type(self).__name__)
+        s = resolve_settings(self.n_components, X.shape[1], p, owner=type(self).__name__,
+                             contrastive=True)
         info_x = scan(RowSource(X), s.loss, None)
         info_y = scan(RowSource(Y, "background", X.dtype), s.loss, None) \
             if Y is not None else None
-        seed = _restart_seeds(self.random_state, 1)[0]
-        basis, cx, cy = initial_factors(info_x, info_y, s.n_components, s.init,
-                                        np.random.default_rng(seed), X.dtype)
+        sample_y = functools.cache(lambda: host_sample(Y))
+        prep = prepare(info_x, info_y, s, sample=sample_y)
+        self._settings, self._policy = s, prep.policy
+        shared = None
+        if prep.n_shared:   # fixed topics of the background, as BCNMF fits them
+            blocks_y = make_blocks(RowSource(Y, "background", X.dtype), info_y, s.loss,
+                                   prep.offsets[1])
+            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+                shared = shared_basis(blocks_y, info_y, prep.n_shared, s, self._policy)
         if init is not None:
             basis, cx, cy = (None if a is None else np.array(a, dtype=X.dtype, order="C")
                              for a in init)
-        prep = prepare(info_x, info_y, s, sample=lambda: host_sample(Y))
-        self._settings, self._policy = s, prep.policy
+        elif s.init == "contrastive" and Y is not None:   # as BCNMF starts
+            basis = np.ascontiguousarray(contrastive_start(
+                (host_sample(X, name="X"), sample_y()), info_x, info_y, s, prep.alpha_raw,
+                shared), dtype=X.dtype)
+            cx, cy = codes_for_basis(X, basis), codes_for_basis(Y, basis)
+        else:
+            seed = _restart_seeds(self.random_state, 1)[0]
+            basis, cx, cy = initial_factors(info_x, info_y, s.n_components, _drawn(s.init),
+                                            np.random.default_rng(seed), X.dtype)
         if s.mode != "reference":
             with np.errstate(over="ignore", invalid="ignore"):
                 normalize_basis(basis, [c for c in (cx, cy) if c is not None],
                                 self._policy.basis_floor)
         k = basis.shape[0]
         self._shared = None
-        if prep.n_shared:   # fixed topics of the background, as BCNMF fits them
-            blocks_y = make_blocks(RowSource(Y, "background", X.dtype), info_y, s.loss,
-                                   prep.offsets[1])
-            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-                g, dy = shared_basis(blocks_y, info_y, prep.n_shared, s, self._policy)
+        if shared is not None:
+            g, dy = shared
             self._shared = g
             if cx is None:   # the codes are solved afresh at the first step
                 basis = np.ascontiguousarray(np.concatenate([basis, g]))
