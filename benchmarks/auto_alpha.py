@@ -11,7 +11,8 @@ fixed alphas a user could have picked, on the sets of ``benchmarks/alpha_robustn
 - ``cells1``, ``cells0.3``: ``make_cell_type_counts(strength, random_state=0)``, K = 5.
 
 Squared error (``frobenius``) runs on ``normalize_log1p`` of the count sets, Poisson
-(``kullback-leibler``) on the raw counts; mice and mnist as shipped for both.
+(``kullback-leibler``) on the raw counts; mice and mnist as shipped for both.  ``--init``
+sets the start of every fit (``contrastive`` or ``random``; default: the estimator's).
 
 Per set, loss and fitting seed (0 .. S-1), one task in one process, back to back:
 
@@ -122,7 +123,7 @@ def _ar():
     return alpha_robustness
 
 
-def _fit(X, Y, labels, k, loss, alpha, seed):
+def _fit(X, Y, labels, k, loss, alpha, seed, init=None):
     """One timed fit: a row with the ARI ("norm" codes), seconds, ``alpha_``, warnings and,
     for ``alpha="auto"``, ``alpha_path_``; a library error is recorded, not raised."""
     from bcnmf import BCNMF
@@ -136,7 +137,7 @@ def _fit(X, Y, labels, k, loss, alpha, seed):
         warnings.simplefilter("always")
         try:
             t0 = time.perf_counter()
-            est = BCNMF(k, alpha=alpha, beta_loss=loss, random_state=seed)
+            est = BCNMF(k, alpha=alpha, beta_loss=loss, init=init, random_state=seed)
             codes = est.fit_transform(X, background=Y)
             row["seconds"] = time.perf_counter() - t0
         except Exception:  # noqa: BLE001 - a benchmark records the library's errors
@@ -161,7 +162,7 @@ def _fit(X, Y, labels, k, loss, alpha, seed):
     return row
 
 
-def _warm_up(X, Y, k, loss):
+def _warm_up(X, Y, k, loss, init=None):
     """An untimed short fit on a few cells, so that no timed fit pays one-off costs
     (imports, compiled kernels loaded from their cache)."""
     from bcnmf import BCNMF
@@ -171,7 +172,8 @@ def _warm_up(X, Y, k, loss):
         warnings.simplefilter("ignore")
         for alpha in (REFERENCE_ALPHA, "auto"):
             try:
-                BCNMF(k, alpha=alpha, beta_loss=loss, random_state=0, max_iter=20).fit(
+                BCNMF(k, alpha=alpha, beta_loss=loss, init=init, random_state=0,
+                      max_iter=20).fit(
                     X[:n], background=Y[:n])
             except Exception:  # noqa: BLE001 - the timed fit reports errors
                 pass
@@ -180,15 +182,16 @@ def _warm_up(X, Y, k, loss):
 _WARM = set()
 
 
-def run_task(name, loss, seed, grid):
-    """Every fit of one (set, loss, seed), in this process, back to back."""
+def run_task(name, loss, seed, grid, init=None):
+    """Every fit of one (set, loss, seed), in this process, back to back, from the start
+    ``init`` (None: the estimator's default)."""
     X, Y, labels, k = _ar().load(name, loss)
     if (name, loss) not in _WARM:
-        _warm_up(X, Y, k, loss)
+        _warm_up(X, Y, k, loss, init)
         _WARM.add((name, loss))
     alphas = GRID if grid else (REFERENCE_ALPHA,)
-    rows = [_fit(X, Y, labels, k, loss, a, seed) for a in alphas]
-    rows.append(_fit(X, Y, labels, k, loss, "auto", seed))
+    rows = [_fit(X, Y, labels, k, loss, a, seed, init) for a in alphas]
+    rows.append(_fit(X, Y, labels, k, loss, "auto", seed, init))
     for r in rows:
         r.update(set=name, loss=loss, seed=seed, K=k)
     return rows
@@ -437,6 +440,8 @@ def main(argv=None):
     p.add_argument("--losses", default=",".join(ar.LOSSES), help="comma list of losses")
     p.add_argument("--n-jobs", type=int, default=2, help="processes of one thread")
     p.add_argument("--quick", action="store_true", help="1 seed, beta8 and cells1")
+    p.add_argument("--init", default=None, choices=("contrastive", "random"),
+                   help="start of every fit (default: the estimator's, per loss)")
     p.add_argument("--no-grid", action="store_true",
                    help="cost only: the fixed fit at alpha=1.5 and the automatic fit")
     p.add_argument("--out", default=None, help="JSON of the raw rows (default "
@@ -479,11 +484,13 @@ def main(argv=None):
     sets = [s for s in sets if ar.available(s)]
     meta = header("alpha='auto' against the fixed-alpha grid")
     print(f"sets {', '.join(sets)}; losses {', '.join(losses)}; seeds {seeds}; "
-          f"{args.n_jobs} jobs of one thread; grid α = {', '.join(f'{a:g}' for a in GRID)}"
+          f"{args.n_jobs} jobs of one thread; init {args.init or 'default'}; grid α = "
+          f"{', '.join(f'{a:g}' for a in GRID)}"
           f"{' (skipped: --no-grid)' if args.no_grid else ''}.\n")
     tasks = [(name, loss, seed) for name in sets for loss in losses for seed in seeds]
     t0 = time.perf_counter()
-    out = Parallel(n_jobs=args.n_jobs)(delayed(run_task)(*t, not args.no_grid) for t in tasks)
+    out = Parallel(n_jobs=args.n_jobs)(delayed(run_task)(*t, not args.no_grid, args.init)
+                                       for t in tasks)
     wall = time.perf_counter() - t0
     rows = [r for rs in out for r in rs]
     report(rows, sets, losses, seeds, not args.no_grid)
