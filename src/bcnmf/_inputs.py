@@ -26,9 +26,9 @@ from .exceptions import ConvergenceWarning, DivergenceWarning, InvalidParameterE
 def resolve_settings(n_components, n_features, p, owner="BCNMF",
                      contrastive=False) -> FitSettings:
     """The fit's settings from validated parameters ``p``.  ``contrastive``: the
-    owner fits with :func:`bcnmf.core.fit.fit_factors` or the Dask engine, which
-    start from the contrast's relaxation, the default ``init`` of stable squared
-    error (``init="contrastive"``)."""
+    owner can start from the contrast's relaxation (:class:`~bcnmf.BCNMF` on every
+    engine, :class:`~bcnmf.MiniBatchBCNMF`), which is then the default ``init``
+    of stable squared error (``init="contrastive"``)."""
     reference = p["mode"] == "reference"
     loss = LOSS_ALIASES[p["beta_loss"]]
     auto = p["alpha"] == "auto" if isinstance(p["alpha"], str) else False
