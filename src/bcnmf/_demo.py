@@ -92,10 +92,10 @@ DEMO_MAX_ITER = 5000
 DEMO_NMF_TOL = 1e-4
 #: Shared topics of the demo's bcNMF fits: none.  The mouse background is 15 replicate
 #: measurements of each of 9 control mice; shared topics learn those mice's profiles and then
-#: explain the target's genotype difference as mixtures of them.  With 5 restarts of at most
-#: 3000 sweeps at alpha = 1, seeds 0-2, the normalised ARI is lower with 4 shared topics and
-#: with the 9 that ``n_shared="auto"`` fits than without (``python
-#: benchmarks/demo_shared.py``; docs/model.md, "Where it fails").
+#: explain the target's genotype difference as mixtures of them.  With the demo's other
+#: settings, seeds 0-4, the mean normalised ARI is lower with 4 shared topics and with the 9
+#: that ``n_shared="auto"`` fits than without (``python benchmarks/demo_shared.py``;
+#: docs/model.md, "Where it fails").
 DEMO_N_SHARED = 0
 #: Number of topics / components for every method.
 N_COMPONENTS = 5
