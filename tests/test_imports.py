@@ -36,6 +36,19 @@ def test_import_loads_no_heavy_library(code):
     assert _loaded_after(code) == []
 
 
+def test_every_exported_name_resolves():
+    """Every name of ``bcnmf.__all__`` is an attribute (lazy names load from their module),
+    and the lazy functions are the ones of their module."""
+    import importlib
+
+    for name in bcnmf.__all__:
+        assert getattr(bcnmf, name) is not None, name
+    for name, module in bcnmf._LAZY_NAMES.items():
+        assert name in bcnmf.__all__, name
+        assert getattr(bcnmf, name) is getattr(importlib.import_module(f"bcnmf.{module}"), name)
+    assert bcnmf.topic_usage is bcnmf.topics.topic_usage
+
+
 def test_the_probe_sees_heavy_imports():
     # the check above can fail: a heavy import is reported
     pytest.importorskip("matplotlib")

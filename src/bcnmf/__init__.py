@@ -30,13 +30,15 @@ __all__ = ["BCNMF", "CombinedBCNMF", "MiniBatchBCNMF", "MultiConditionBCNMF", "M
            "get_config", "set_config",
            "io", "metrics", "pl", "report", "tl", "__version__",
            "select_model", "SelectionResult", "topic_enrichment", "top_features",
-           "background_corrected", "match_topics", "consensus_basis", "topic_gene_sets"]
+           "topic_usage", "background_corrected", "match_topics", "consensus_basis",
+           "topic_gene_sets"]
 
 _LAZY = {"datasets", "exceptions", "io", "metrics", "pl", "report", "tl"}
 #: public functions and classes loaded from their module on first access
 _LAZY_NAMES = {
     "select_model": "selection", "SelectionResult": "selection",
-    "topic_enrichment": "topics", "top_features": "topics", "background_corrected": "topics",
+    "topic_enrichment": "topics", "top_features": "topics", "topic_usage": "topics",
+    "background_corrected": "topics",
     "match_topics": "matching", "consensus_basis": "matching",
     "topic_gene_sets": "gene_sets",
 }
