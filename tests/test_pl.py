@@ -116,6 +116,9 @@ def test_loadings_rows_are_the_top_features():
     ax = bcnmf.pl.loadings(comps, feature_names=names, n_top=1, topics=[1], scale="none")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["d"]
     np.testing.assert_allclose(ax.get_images()[0].get_array(), [[0.6]])
+    by_label = bcnmf.pl.loadings(comps, feature_names=names, n_top=1, topics=["topic 2"],
+                                 scale="none")
+    assert [t.get_text() for t in by_label.get_yticklabels()] == ["d"]
     with pytest.raises(ValueError, match="topics"):
         bcnmf.pl.loadings(comps, topics=[2])
     with pytest.raises(ValueError, match="n_top"):

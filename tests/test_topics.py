@@ -1,6 +1,7 @@
 """Topic statistics: enrichment with permutation p-values, top features, background correction."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.base import BaseEstimator
@@ -116,6 +117,11 @@ def test_background_corrected_splits_the_reconstruction(planted):
         / (X.shape[1] - genes.size) * genes.size
     explicit = background_corrected(model, X, topics=perm[5:])
     assert_allclose(explicit.corrected, res.corrected)
+    # the enrichment table's labels and mask name the same topics
+    assert_allclose(background_corrected(model, X, topics=res.enrichment.index[
+        res.enrichment["enriched"]]).corrected, res.corrected)
+    assert_allclose(background_corrected(model, X, topics=res.enrichment["enriched"]).corrected,
+                    res.corrected)
     with pytest.raises(ValueError, match="topics"):
         background_corrected(model, X)
 
@@ -427,3 +433,21 @@ def test_few_samples_warn_with_the_smallest_p_value():
         table = topic_enrichment(_identity(2), X, background=Y, usage="codes", samples=sx,
                                  background_samples=sy)
     assert not table["enriched"].any()
+
+
+def test_topic_indices_accepts_indices_labels_and_masks():
+    from bcnmf.topics import topic_indices
+
+    assert topic_indices(None, 3) == [0, 1, 2]
+    assert topic_indices([2, 0], 3) == [2, 0]                 # order kept
+    assert topic_indices(np.array([1], dtype=np.int64), 3) == [1]
+    assert topic_indices(["topic 3", "topic 1"], 3) == [2, 0]
+    assert topic_indices(pd.Index(["topic 2"]), 3) == [1]
+    assert topic_indices(np.array([True, False, True]), 3) == [0, 2]
+    assert topic_indices(pd.Series([False, True, False]), 3) == [1]
+    for bad, what in [([3], "0-based indices below 3"), (["topic 4"], "topic 4"),
+                      ([1.0], "1.0"), ([True], "mask of shape"), (np.ones((2, 2), int), "shape"),
+                      (np.array([True, False]), "mask of shape"),
+                      (np.zeros(3, bool), "selects no topic"), ([], "selects no topic")]:
+        with pytest.raises(ValueError, match=what):
+            topic_indices(bad, 3)

@@ -186,8 +186,10 @@ def loadings(data, *, key="bcnmf", n_top=10, topics=None, feature_names=None, sc
     data : AnnData, BCNMF, FactorizationResult or ndarray of shape (n_components, n_features)
     key : str, default="bcnmf"
     n_top : int, default=10
-    topics : sequence of int, optional
-        0-based topics to show (default all).
+    topics : sequence of int or str, or bool mask, optional
+        Topics to show (default all): 0-based indices, labels such as ``"topic 2"`` (the
+        index of :func:`bcnmf.topic_enrichment`) or a boolean mask
+        (:func:`bcnmf.topics.topic_indices`).
     feature_names : sequence of str, optional
         Overrides the names found in ``data``.
     scale : {"topic", "none"}, default="topic"
@@ -204,11 +206,9 @@ def loadings(data, *, key="bcnmf", n_top=10, topics=None, feature_names=None, sc
         raise ValueError(f"scale must be 'topic' or 'none'; got {scale!r}.")
     if not isinstance(n_top, (int, np.integer)) or isinstance(n_top, bool) or n_top < 1:
         raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
-    shown = list(range(comps.shape[0])) if topics is None else [int(t) for t in topics]
-    bad = [t for t in shown if not 0 <= t < comps.shape[0]]
-    if bad or not shown:
-        raise ValueError(f"topics must be 0-based indices below {comps.shape[0]}; got "
-                         f"{topics!r}.")
+    from .topics import topic_indices
+
+    shown = topic_indices(topics, comps.shape[0])
     rows = _top_rows(comps, shown, n_top)
     values = comps[np.ix_(shown, rows)].T.astype(float)
     if scale == "topic":
@@ -284,8 +284,10 @@ def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None
         Background AnnData (two-object fits), background value(s) of ``obs[groupby]``, or
         background codes (when ``data`` is an array).
     groupby : str, optional
-    topics : sequence of int, optional
-        0-based topics to show (default all).
+    topics : sequence of int or str, or bool mask, optional
+        Topics to show (default all): 0-based indices, labels such as ``"topic 2"`` (the
+        index of :func:`bcnmf.topic_enrichment`) or a boolean mask
+        (:func:`bcnmf.topics.topic_indices`).
     kind : {"violin", "box"}, default="violin"
     normalize : bool, default=False
         Plot each cell's share of its codes (rows L1-normalised) instead of raw codes.
@@ -306,9 +308,9 @@ def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None
 
         target, back = l1_normalize_rows(target), l1_normalize_rows(back)
     n = target.shape[1]
-    shown = list(range(n)) if topics is None else [int(t) for t in topics]
-    if not shown or any(not 0 <= t < n for t in shown):
-        raise ValueError(f"topics must be 0-based indices below {n}; got {topics!r}.")
+    from .topics import topic_indices
+
+    shown = topic_indices(topics, n)
     ax = _new_ax(ax, (1.0 + 0.9 * len(shown), 3.2))
     base = np.arange(len(shown)) * 3.0
     _draw_groups(ax, [target[:, t] for t in shown], base, _TARGET_COLOUR, kind)

@@ -34,6 +34,7 @@ from ._stats import (
 )
 
 __all__ = ["topic_enrichment", "top_features", "background_corrected", "topic_usage",
+           "topic_indices",
            "BackgroundCorrected"]
 
 _USAGES = ("share", "codes")
@@ -51,6 +52,41 @@ def _check_model(model, what):
 
 def _labels(k):
     return [f"topic {i + 1}" for i in range(k)]
+
+
+def topic_indices(topics, k: int) -> list:
+    """0-based indices of the topics named by ``topics``, in the order given.
+
+    ``topics`` is None (every topic), 0-based integer indices, the labels of the tables
+    (``"topic 1"`` ... ``"topic k"``, the index of :func:`topic_enrichment`), or a boolean
+    mask of ``k`` entries (such as ``table["enriched"]``).  Anything else, an index out of
+    range, an unknown label or an empty selection raises a ValueError that names what is
+    accepted."""
+    if topics is None:
+        return list(range(k))
+    accepted = (f"0-based indices below {k}, labels 'topic 1' ... 'topic {k}', or a "
+                f"boolean mask of {k} entries")
+    values = np.asarray(getattr(topics, "to_numpy", lambda: topics)())
+    if values.dtype == bool:
+        if values.shape != (k,):
+            raise ValueError(f"topics must be {accepted}; got a boolean mask of shape "
+                             f"{values.shape}.")
+        out = np.flatnonzero(values).tolist()
+    elif values.ndim != 1:
+        raise ValueError(f"topics must be {accepted}; got an array of shape {values.shape}.")
+    else:
+        labels = {name: i for i, name in enumerate(_labels(k))}
+        out = []
+        for t in values.tolist():
+            if isinstance(t, str) and t in labels:
+                out.append(labels[t])
+            elif isinstance(t, int) and not isinstance(t, bool) and 0 <= t < k:
+                out.append(t)
+            else:
+                raise ValueError(f"topics must be {accepted}; got {t!r} in {topics!r}.")
+    if not out:
+        raise ValueError(f"topics selects no topic; pass {accepted}.")
+    return out
 
 
 def topic_usage(model, X, *, as_background=False, usage="share"):
@@ -496,8 +532,9 @@ def background_corrected(model, X, *, background=None, topics=None, samples=None
     background : array-like or sparse of shape (n_background, n_features), optional
         Needed when ``topics`` is None, to find the enriched topics with
         :func:`topic_enrichment` (``q_value <= q_threshold`` and a positive effect).
-    topics : sequence of int or bool mask, optional
-        Topics (0-based) to keep; default the enriched ones.
+    topics : sequence of int or str, or bool mask, optional
+        Topics to keep (:func:`topic_indices`: 0-based indices, labels such as
+        ``"topic 2"``, or a mask); default the enriched ones.
     samples, background_samples : array-like, optional
         The sample of every target and background cell: the enriched topics are then found
         by the sample-level test of :func:`topic_enrichment`.
@@ -522,18 +559,8 @@ def background_corrected(model, X, *, background=None, topics=None, samples=None
                                  random_state=random_state)
         keep = table["enriched"].to_numpy(dtype=bool)
     else:
-        t = np.asarray(topics)
-        if t.dtype == bool:
-            if t.shape != (k,):
-                raise ValueError(f"A boolean topics mask needs {k} entries; got {t.shape}.")
-            keep = t
-        else:
-            if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer) or \
-                    np.any((t < 0) | (t >= k)):
-                raise ValueError(f"topics must be 0-based topic indices in [0, {k}); got "
-                                 f"{t.tolist()}.")
-            keep = np.zeros(k, dtype=bool)
-            keep[t] = True
+        keep = np.zeros(k, dtype=bool)
+        keep[topic_indices(topics, k)] = True
     codes = np.asarray(model.transform(X))
     corrected = codes[:, keep] @ basis[keep]
     shared = codes[:, ~keep] @ basis[~keep]
