@@ -6,6 +6,7 @@ Usage
 -----
     python benchmarks/online.py --ari                 # ARI table, 6 seeds, a few minutes
     python benchmarks/online.py --ari --seeds 2 --datasets mice,mnist
+    python benchmarks/online.py --ari --seeds 6 --batches 4 --datasets mice --init random
     python benchmarks/online.py                       # 20,000 + 20,000 cells
     python benchmarks/online.py --cells 5000 --passes 1,2,4,8,16
     python benchmarks/online.py --cells 100000 --format csr --score-cells 20000 \
@@ -158,8 +159,9 @@ def _ari_sets(names):
     return sets
 
 
-def _ari_rows(sets, seeds, batches):
-    """One row per set, batches per epoch and seed; prints each row as it comes."""
+def _ari_rows(sets, seeds, batches, init=None):
+    """One row per set, batches per epoch and seed (both estimators start from ``init``,
+    None: their default); prints each row as it comes."""
     rows = []
     for name, loss, k, X, Y, labels in sets:
         n = X.shape[0]
@@ -170,7 +172,7 @@ def _ari_rows(sets, seeds, batches):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # MiniBatchBCNMF fits at relative alpha 1.5; BCNMF's default chooses alpha
-                model = BCNMF(k, alpha=1.5, beta_loss=loss, random_state=seed)
+                model = BCNMF(k, alpha=1.5, beta_loss=loss, random_state=seed, init=init)
                 full.append((cluster_ari(model.fit_transform(X, background=Y), labels),
                              model.n_iter_))
         for label, size in sizes:
@@ -178,7 +180,7 @@ def _ari_rows(sets, seeds, batches):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model = MiniBatchBCNMF(k, beta_loss=loss, batch_size=size,
-                                           random_state=seed)
+                                           random_state=seed, init=init)
                     ari = cluster_ari(model.fit_transform(X, background=Y), labels)
                 a_full, it_full = full[seed]
                 ratio = ari / a_full if a_full > 0 else float("nan")
@@ -198,13 +200,14 @@ def ari_table(args) -> int:
           f"1.5, stable mode, tol 1e-4, max_iter 500; same K and seed), seeds 0-{args.seeds - 1}"
           f"; KMeans (n_init 20, seed 42) on the target codes; one BLAS/numba thread; "
           f"simulation reduced to beta {SIM_BETA:g}, {SIM_CELLS} + {SIM_CELLS} cells, "
-          f"{SIM_GENES} genes; load1 {os.getloadavg()[0]:.1f}\n")
+          f"{SIM_GENES} genes; start {args.init or 'default'}; load1 "
+          f"{os.getloadavg()[0]:.1f}\n")
     print("| data set | loss | batch (per epoch) | seed | ARI full batch | ARI online | ratio "
           "| sweeps full | epochs online |")
     print("|---|---|---|---|---|---|---|---|---|")
     t = time.perf_counter()
     with threadpool_limits(limits=1):
-        rows = _ari_rows(sets, args.seeds, batches)
+        rows = _ari_rows(sets, args.seeds, batches, args.init)
     print(f"\nSummary (seeds whose online ARI is at least {ARI_SHARE:.0%} of the full "
           f"batch's; {time.perf_counter() - t:.0f} s in all):\n")
     print("| data set | loss | batch (per epoch) | seeds >= 90% | mean ARI full "
@@ -226,6 +229,8 @@ def main(argv=None) -> int:
                    help="print the ARI table instead of the objective curves")
     p.add_argument("--seeds", type=int, default=6, help="ARI: seeds 0 .. n-1")
     p.add_argument("--datasets", default="sim,mice,mnist", help="ARI: data sets")
+    p.add_argument("--init", choices=("contrastive", "random"), default=None,
+                   help="ARI: start of both estimators (default: theirs)")
     p.add_argument("--batches", default="",
                    help="ARI: also these numbers of batches per epoch (e.g. 4)")
     p.add_argument("--cells", type=int, default=20_000)
