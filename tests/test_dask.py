@@ -488,6 +488,19 @@ def test_missing_values_fit_equals_in_memory(client, loss, with_background, how)
             assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("how", ["nan", "mask"])
+def test_missing_values_contrastive_start_equals_in_memory(client, how):
+    """The contrastive start with missing values: the same samples (missing entries at the
+    observed means) and the same starting codes (on the observed entries) on both engines."""
+    X, Y, mask, bg_mask = _missing(how, seed=2)
+    s = _settings_for("frobenius", max_iter=25, tol=0.05, init="contrastive")
+    local, _ = fit_factors(X, Y, s, random_state=0, block_rows=32, mask=mask,
+                           background_mask=bg_mask)
+    dist, _ = fit_factors_dask(_chunked(X), _chunked(Y), s, random_state=1, client=client,
+                               mask=mask, background_mask=bg_mask)
+    _assert_same(local, dist)
+
+
 def test_missing_values_with_n_shared_equal_in_memory(client):
     """Stable Poisson with shared topics and missing values: no held sweeps
     (masked blocks take no entry offsets), the same fit as in memory."""

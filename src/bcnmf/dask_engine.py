@@ -804,8 +804,7 @@ def fit_factors_dask(X, Y, s: FitSettings, random_state=None, init_factors=None,
             side.offset = np.ascontiguousarray(offset, dtype=dtype)
     shared = _shared_fit(runner, x, y, n_shared, s, policy) if n_shared else None
     start = None
-    if (init_factors is None and s.init == "contrastive" and y is not None
-            and x.masks is None and y.masks is None):   # with missing values: drawn
+    if init_factors is None and s.init == "contrastive" and y is not None:
         start = np.ascontiguousarray(contrastive_start(
             (_host_sample(X, mask), _host_sample(Y, background_mask)), x.info, info_y, s,
             alpha_raw, shared), dtype=dtype)

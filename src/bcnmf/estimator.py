@@ -112,7 +112,9 @@ class BCNMF(BaseBCNMF):
         mode, "random" for Poisson in stable mode (where the relaxation
         is only an approximation; docs/model.md) and
         "uniform" in reference mode.  Without a background every start is
-        drawn, and so is every start of a fit with missing values.
+        drawn.  With missing values the relaxation sees each missing entry
+        at its feature's observed mean, and the codes start on the observed
+        entries.
     damping : float in (0, 1] or None, default=None
         Exponent gamma applied to every multiplicative ratio as
         ``max(r, eps) ** gamma`` (the authors use 0.5 for Poisson).

@@ -403,16 +403,19 @@ def contrastive_start(samples, info_x: Scan, info_y: Scan, s: FitSettings, alpha
     return contrastive_basis(sx, sy, s.n_components, weight, s.loss, topics)
 
 
-def even_codes(source, info: Scan, basis):
+def even_codes(source, info: Scan, basis, mask=None):
     """Starting codes for ``basis`` of every cell of ``source``, block by
     block: each cell's total split evenly over the topics
-    (:func:`bcnmf.core.init.codes_for_basis`)."""
+    (:func:`bcnmf.core.init.codes_for_basis`); with missing values (``mask``
+    False, ``source`` zero there) on the observed entries, as ``transform``
+    and the Dask engine start them (:func:`bcnmf.core.masked.start_codes`)."""
     parts = []
     for lo, hi in info.bounds:
         block = source.read(lo, hi)
         if is_torch(block):
             block = block.to_scipy() if is_torch_sparse(block) else to_numpy(block)
-        parts.append(codes_for_basis(block, basis))
+        parts.append(codes_for_basis(block, basis) if mask is None
+                     else masked.start_codes(block, mask[lo:hi], basis))
     return np.ascontiguousarray(np.concatenate(parts, axis=0))
 
 
@@ -456,8 +459,7 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
     rows_x = guard.block_rows_for(X, "X", block_rows, None, mask_x is not None)
     rows_y = (guard.block_rows_for(Y, "background", block_rows, None, mask_y is not None)
               if Y is not None else None)
-    contrastive = (init_factors is None and s.init == "contrastive" and Y is not None
-                   and mask_x is None and mask_y is None)   # with missing values: drawn
+    contrastive = init_factors is None and s.init == "contrastive" and Y is not None
     sample_y = functools.cache(lambda: host_sample(Y, mask_y, rows_y))   # read once
     X = X if mask_x is None else masked.filled(X, mask_x)
     Y = Y if mask_y is None else masked.filled(Y, mask_y)
@@ -507,11 +509,13 @@ def fit_factors(X, Y, s: FitSettings, random_state=None, init_factors=None,
                                                              order="C")
                              for a in init_factors)
         elif contrastive and r == 0:
-            samples = (host_sample(X, None, rows_x, "X"), sample_y())
+            # missing entries: filled by their feature's observed mean in the samples, left
+            # out of the starting codes
+            samples = (host_sample(X, mask_x, rows_x, "X"), sample_y())
             basis = np.ascontiguousarray(contrastive_start(samples, info_x, info_y, s, alpha_raw,
                                                            shared), dtype=dtype)
-            cx, cy = (even_codes(src, info, basis) for src, info in ((source_x, info_x),
-                                                                     (source_y, info_y)))
+            cx, cy = (even_codes(src, info, basis, m) for src, info, m in
+                      ((source_x, info_x, mask_x), (source_y, info_y, mask_y)))
         else:
             basis, cx, cy = initial_factors(info_x, info_y, s.n_components, _drawn(s.init),
                                             np.random.default_rng(seed), dtype)
