@@ -100,8 +100,7 @@ def fit(args, X, Y, i):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short fits by design
         return BCNMF(3, alpha=args.alpha, max_iter=args.max_iter, transform_max_iter=200,
-                     init=args.init,
-                     random_state=i).fit(X, background=Y)
+                     init=args.init, random_state=i).fit(X, background=Y)
 
 
 def tests(args, model, data, X, Y, i, planted):
