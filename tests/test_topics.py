@@ -105,6 +105,35 @@ def test_top_features_tidy_table(planted):
     assert np.all(rows["signed_log10_p[0]"].to_numpy()[inside] > 0)
 
 
+def test_ranked_features_orders_loadings_and_leaves_out_zeros():
+    from bcnmf.topics import ranked_features
+
+    basis = np.array([[0.2, 0.5, 0.0, 0.5, 0.1],
+                      [0.0, 0.0, 0.3, 0.0, 0.0]])
+    first, second = ranked_features(basis, 4)
+    assert first.tolist() == [1, 3, 0, 4]           # ties in feature order
+    assert second.tolist() == [2]                    # zero loadings are not features of it
+    assert [r.tolist() for r in ranked_features(basis, 1)] == [[1], [2]]
+    for bad in (0, 2.0, True, None):
+        with pytest.raises(ValueError, match="n_top must be an int >= 1"):
+            ranked_features(basis, bad)
+
+
+def test_top_features_lists_only_non_zero_loadings_with_default_names():
+    class Fitted(BaseEstimator):
+        def fit(self, X):
+            self.components_ = np.array([[0.2, 0.5, 0.0], [0.0, 0.0, 0.3]])
+            return self
+
+        def transform(self, X):
+            return X
+
+    table = top_features(Fitted().fit(None), n_top=3)
+    assert table["topic"].tolist() == ["topic 1", "topic 1", "topic 2"]
+    assert table["feature"].tolist() == ["feature_2", "feature_1", "feature_3"]
+    assert_allclose(table["weight"], [0.5 / 0.7, 0.2 / 0.7, 1.0])
+
+
 def test_background_corrected_splits_the_reconstruction(planted):
     sim, X, Y, model, perm, _ = planted
     res = background_corrected(model, X, background=Y, n_permutations=1000)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._stats import bh_qvalues, permutation_pvalues
+from .topics import topic_labels
 
 __all__ = ["topic_gene_sets", "read_gmt"]
 
@@ -263,7 +264,7 @@ def _loadings(model, feature_names):
                              "string column names); pass feature_names= (the gene of every "
                              "column of components_).")
         names = [str(n) for n in names] if own is not None else list(names)
-        topics = [f"topic {k + 1}" for k in range(values.shape[0])]
+        topics = topic_labels(values.shape[0])
         what = type(model).__name__
     elif all(hasattr(model, a) for a in ("obsm", "varm", "var_names")):
         raise TypeError("An AnnData is not accepted as it is: its varm holds zeros for the "
@@ -284,7 +285,7 @@ def _loadings(model, feature_names):
             raise ValueError("An array of loadings needs feature_names= (the gene of every "
                              "column).")
         names = list(feature_names)
-        topics = [f"topic {k + 1}" for k in range(values.shape[0])] if values.ndim == 2 else []
+        topics = topic_labels(values.shape[0]) if values.ndim == 2 else []
         what = "loadings"
     if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 2:
         raise ValueError(f"Loadings must have shape (n_topics, n_features) with at least one "

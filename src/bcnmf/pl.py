@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .core.backend import to_numpy
+from .topics import feature_labels, ranked_features, topic_indices, topic_labels
 
 __all__ = ["loss_history", "loadings", "topic_usage", "enrichment_volcano", "selection_grid",
            "alpha_path", "gene_sets"]
@@ -51,10 +52,6 @@ def _record(adata, key):
                        "(or pass key= the key_added used).")
     return adata.uns[key]
 
-
-def _topic_labels(n):
-    """``["topic 1", ..., "topic n"]``: the topic names used by plots and reports."""
-    return [f"topic {k + 1}" for k in range(n)]
 
 
 def _history(data, key):
@@ -89,48 +86,18 @@ def _components(data, key, feature_names):
     if feature_names is not None:
         names = np.asarray(feature_names)
     if names is None:
-        names = np.array([f"feature {j + 1}" for j in range(comps.shape[1])])
+        names = np.array(feature_labels(comps.shape[1]))
     if len(names) != comps.shape[1]:
         raise ValueError(f"{len(names)} feature names for {comps.shape[1]} features.")
     return comps, np.asarray(names).astype(str)
 
 
-def _top_features(components, feature_names, n_top=10):
-    """Indices of the ``n_top`` largest loadings of each topic, largest first.
-
-    Parameters
-    ----------
-    components : ndarray of shape (n_components, n_features)
-    feature_names : sequence of str, length n_features
-    n_top : int, default=10
-
-    Returns
-    -------
-    list of list of (str, float)
-        For each topic, ``(feature name, loading)`` pairs, largest loading first; features
-        with zero loading are left out.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> _top_features(np.array([[0.1, 0.7, 0.2], [0.5, 0.0, 0.5]]), ["a", "b", "c"], n_top=2)
-    [[('b', 0.7), ('c', 0.2)], [('a', 0.5), ('c', 0.5)]]
-    """
-    components = np.asarray(components)
-    out = []
-    for row in components:
-        order = np.argsort(-row, kind="stable")[:n_top]
-        out.append([(str(feature_names[j]), float(row[j])) for j in order if row[j] > 0])
-    return out
-
-
 def _top_rows(components, topics, n_top):
     """Union of the ``n_top`` largest-loading features of ``topics``, grouped by topic."""
+    ranked = ranked_features(components, n_top)
     rows = []
     for t in topics:
-        for j in np.argsort(-components[t], kind="stable")[:n_top]:
-            if j not in rows:
-                rows.append(int(j))
+        rows.extend(int(j) for j in ranked[t] if j not in rows)
     return rows
 
 
@@ -204,10 +171,6 @@ def loadings(data, *, key="bcnmf", n_top=10, topics=None, feature_names=None, sc
     comps, names = _components(data, key, feature_names)
     if scale not in ("topic", "none"):
         raise ValueError(f"scale must be 'topic' or 'none'; got {scale!r}.")
-    if not isinstance(n_top, (int, np.integer)) or isinstance(n_top, bool) or n_top < 1:
-        raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
-    from .topics import topic_indices
-
     shown = topic_indices(topics, comps.shape[0])
     rows = _top_rows(comps, shown, n_top)
     values = comps[np.ix_(shown, rows)].T.astype(float)
@@ -217,7 +180,7 @@ def loadings(data, *, key="bcnmf", n_top=10, topics=None, feature_names=None, sc
     ax = _new_ax(ax, (1.2 + 0.6 * len(shown), 1.0 + 0.22 * len(rows)))
     image = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest",
                       vmin=0.0)
-    labels = _topic_labels(comps.shape[0])
+    labels = topic_labels(comps.shape[0])
     ax.set_xticks(np.arange(len(shown)), [labels[t] for t in shown], rotation=90)
     ax.set_yticks(np.arange(len(rows)), names[rows], fontsize="small")
     ax.set_title("top features per topic")
@@ -308,14 +271,12 @@ def topic_usage(data, *, key="bcnmf", background=None, groupby=None, topics=None
 
         target, back = l1_normalize_rows(target), l1_normalize_rows(back)
     n = target.shape[1]
-    from .topics import topic_indices
-
     shown = topic_indices(topics, n)
     ax = _new_ax(ax, (1.0 + 0.9 * len(shown), 3.2))
     base = np.arange(len(shown)) * 3.0
     _draw_groups(ax, [target[:, t] for t in shown], base, _TARGET_COLOUR, kind)
     _draw_groups(ax, [back[:, t] for t in shown], base + 1.0, _BACKGROUND_COLOUR, kind)
-    labels = _topic_labels(n)
+    labels = topic_labels(n)
     ax.set_xticks(base + 0.5, [labels[t] for t in shown], rotation=90)
     ax.set_ylabel("share of codes" if normalize else "code")
     ax.set_title("topic usage: target vs background")

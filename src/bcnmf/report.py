@@ -44,6 +44,7 @@ import numpy as np
 from . import pl
 from ._version import __version__
 from .core.backend import to_numpy
+from .topics import ranked_features
 
 __all__ = ["render_report", "read_run", "write_report", "REPORT_NAME"]
 
@@ -316,7 +317,8 @@ def _enrichment_section(enrichment, n_k):
 
 def _top_features_section(components, names, n_top, order, enriched, has_statistics):
     esc = html.escape
-    tops = pl._top_features(components, names, n_top)
+    tops = [[(names[j], float(components[k, j])) for j in order]
+            for k, order in enumerate(ranked_features(components, n_top))]
     depth = max((len(t) for t in tops), default=0)
     head = '<th class="name">rank</th>' + "".join(
         f'<th class="text enriched">{esc(_topic_name(k, enriched))}</th>' if k in enriched

@@ -34,7 +34,7 @@ from ._stats import (
 )
 
 __all__ = ["topic_enrichment", "top_features", "background_corrected", "topic_usage",
-           "topic_indices",
+           "topic_indices", "topic_labels", "feature_labels", "ranked_features",
            "BackgroundCorrected"]
 
 _USAGES = ("share", "codes")
@@ -50,8 +50,29 @@ def _check_model(model, what):
     return np.asarray(model.components_)
 
 
-def _labels(k):
+def topic_labels(k: int) -> list:
+    """``["topic 1", ..., "topic k"]``: how the tables, plots and reports name topics."""
     return [f"topic {i + 1}" for i in range(k)]
+
+
+def feature_labels(n: int) -> list:
+    """``["feature_1", ..., "feature_n"]``: the names of features that came without any."""
+    return [f"feature_{j + 1}" for j in range(n)]
+
+
+def ranked_features(basis, n_top) -> list:
+    """Per topic (row of ``basis``), the indices of its ``n_top`` largest loadings, largest
+    first (ties in feature order); features with zero loading are left out.  ``n_top`` must
+    be an int >= 1."""
+    if not (isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool)
+            and n_top >= 1):
+        raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
+    basis = np.asarray(basis)
+    out = []
+    for row in basis:
+        order = np.argsort(-row, kind="stable")[:int(n_top)]
+        out.append(order[row[order] > 0])
+    return out
 
 
 def topic_indices(topics, k: int) -> list:
@@ -75,7 +96,7 @@ def topic_indices(topics, k: int) -> list:
     elif values.ndim != 1:
         raise ValueError(f"topics must be {accepted}; got an array of shape {values.shape}.")
     else:
-        labels = {name: i for i, name in enumerate(_labels(k))}
+        labels = {name: i for i, name in enumerate(topic_labels(k))}
         out = []
         for t in values.tolist():
             if isinstance(t, str) and t in labels:
@@ -394,7 +415,7 @@ def topic_enrichment(model, X, *, background, labels=None, samples=None,
         "test": "samples" if by_sample else "cells",
         "n_samples_target": np.full(k, units[0], dtype=np.int64),
         "n_samples_background": np.full(k, units[1], dtype=np.int64),
-    }, index=pd.Index(_labels(k), name="topic"))
+    }, index=pd.Index(topic_labels(k), name="topic"))
     if by_sample:
         table["pseudobulk_t"], table["pseudobulk_p_value"] = welch_greater(sx, sy)
     stability = getattr(model, "topic_stability_", None)
@@ -419,7 +440,7 @@ def _feature_names(model, X, n_features, feature_names):
     elif X is not None and hasattr(X, "columns"):
         names = [str(c) for c in X.columns]
     else:
-        names = [f"feature_{j + 1}" for j in range(n_features)]
+        names = feature_labels(n_features)
     if len(names) != n_features:
         raise ValueError(f"{len(names)} feature names for {n_features} features.")
     return names
@@ -440,7 +461,8 @@ def top_features(model, *, n_top=10, X=None, labels=None, feature_names=None):
     ----------
     model : fitted BCNMF
     n_top : int, default=10
-        Features per topic.
+        Features per topic (fewer for a topic with fewer non-zero loadings: features with
+        zero loading are not listed).
     X : array-like or sparse of shape (n_target, n_features), optional
         Target cells; with ``labels``, every listed feature is tested between the labelled
         groups of cells.
@@ -463,17 +485,12 @@ def top_features(model, *, n_top=10, X=None, labels=None, feature_names=None):
 
     basis = _check_model(model, "top_features")
     k, f = basis.shape
-    if not (isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool)
-            and n_top >= 1):
-        raise ValueError(f"n_top must be an int >= 1; got {n_top!r}.")
-    n = min(int(n_top), f)
     names = _feature_names(model, X, f, feature_names)
     totals = np.abs(basis).sum(axis=1)
-    rows = []
-    for t in range(k):
-        order = np.argsort(-basis[t], kind="stable")[:n]
+    topic_names, rows = topic_labels(k), []
+    for t, order in enumerate(ranked_features(basis, n_top)):
         for r, j in enumerate(order):
-            rows.append({"topic": f"topic {t + 1}", "rank": r + 1, "feature": names[j],
+            rows.append({"topic": topic_names[t], "rank": r + 1, "feature": names[j],
                          "feature_index": int(j), "loading": float(basis[t, j]),
                          "weight": float(basis[t, j] / totals[t]) if totals[t] > 0 else 0.0})
     table = pd.DataFrame(rows)
