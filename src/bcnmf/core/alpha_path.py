@@ -73,8 +73,6 @@ COLLAPSE = 0.5
 SCREEN_FRACTION = 0.2
 #: ... and at least this many
 MIN_SWEEPS = 50
-FIT_TOL_FACTOR = 1.0
-CODE_TOL_FACTOR = 1.0
 
 RULE = (
     "Every alpha of the grid is screened by short fits on two halves of the cells, each "
@@ -192,7 +190,6 @@ class _Fold:
 
         (X, Y), self.test, self.s, self.sweeps, self.seed = train, test, s, sweeps, seed
         self.train = train
-        self.code_tol = CODE_TOL_FACTOR * (s.tol or 1e-4)
         # the shared topics of the training background only: fitted on held-out background
         # cells too, they would explain those better than held-out target cells
         shared = fit_shared(Y, s, n_shared)
@@ -248,7 +245,7 @@ class _Fold:
         floor = self.floors[side]
         if self.shared is not None:
             codes, _ = transform_codes(A, self.shared, self.s, self.policy, floor,
-                                       self.sweeps, self.code_tol)
+                                       self.sweeps, self.s.tol or 1e-4)
             return per_cell_divergence(A, codes, self.shared, floor, self.s.loss)
         if self.s.loss == "frobenius":
             return per_cell_divergence(A, np.zeros((A.shape[0], 1)),
@@ -269,7 +266,7 @@ class _Fold:
         opts, start = self._start(k, alpha)
         basis, cx, cy = (a.copy() for a in start)
         opts = replace(opts, alpha=float(alpha) * self.unit, max_iter=self.sweeps,
-                       polish_iter=0, tol=FIT_TOL_FACTOR * opts.tol)
+                       polish_iter=0)
         (info_x, info_y), (blocks_x, blocks_y) = self.info, self.blocks
         executor = InMemory(_pairs(blocks_x, info_x, cx), _pairs(blocks_y, info_y, cy),
                             self.s.loss, self.policy)
@@ -279,7 +276,7 @@ class _Fold:
         explained = []
         for side, A in enumerate(self.test):
             codes, _ = transform_codes(A, topics, self.s, self.policy, self.offsets[side],
-                                       self.sweeps, self.code_tol, full=True)
+                                       self.sweeps, self.s.tol or 1e-4, full=True)
             d = per_cell_divergence(A, codes, full, self.floors[side], self.s.loss)
             null = self.null[side]
             with np.errstate(divide="ignore", invalid="ignore"):
