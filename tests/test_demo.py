@@ -250,13 +250,13 @@ def test_saved_model_reproduces_the_codes(demo):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"seeds": 0}, "seeds must be a positive integer"),
-    ({"seeds": True}, "seeds must be a positive integer"),
-    ({"max_iter": 0}, "max_iter must be a positive integer"),
-    ({"max_iter": 10.5}, "max_iter must be a positive integer"),
-    ({"alpha": -1.0}, 'alpha must be "auto", a finite number >= 0'),
-    ({"alpha": "large"}, 'alpha must be "auto"'),
-    ({"alpha": float("nan")}, 'alpha must be "auto"'),
+    ({"seeds": 0}, "'seeds' parameter of run_demo must be an int >= 1"),
+    ({"seeds": True}, "'seeds' parameter of run_demo must be an int >= 1"),
+    ({"max_iter": 0}, "'max_iter' parameter of run_demo must be None .* or an int >= 1"),
+    ({"max_iter": 10.5}, "'max_iter' parameter of run_demo must be None"),
+    ({"alpha": -1.0}, "'alpha' parameter of run_demo must be None .*, 'auto' or a finite"),
+    ({"alpha": "large"}, "'alpha' parameter of run_demo must be None"),
+    ({"alpha": float("nan")}, "'alpha' parameter of run_demo must be None"),
 ])
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -69,6 +69,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .datasets import load_mice_protein
 from .estimator import BCNMF
+from ._validation import ALPHA_OR_AUTO, _int_at_least, _none_or, check_params
 from .exceptions import DivergenceWarning
 from .io import write_run
 from .metrics import cluster_ari
@@ -159,32 +160,14 @@ def _fit(method, data, seed, alpha, max_iter):
     return codes, int(model.n_iter_), model, None
 
 
-def _check_seeds(seeds):
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"seeds must be a positive integer (number of fitting seeds); "
-                         f"got {seeds!r}.")
-    return int(seeds)
-
-
-def _check_max_iter(max_iter):
-    if max_iter is None:
-        return DEMO_MAX_ITER
-    if (isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer))
-            or max_iter < 1):
-        raise ValueError(f"max_iter must be a positive integer (sweeps per restart) or None "
-                         f"(the demo's {DEMO_MAX_ITER}); got {max_iter!r}.")
-    return int(max_iter)
-
-
-def _check_alpha(alpha):
-    if alpha is None or (isinstance(alpha, str) and alpha == "auto"):
-        return DEMO_ALPHA
-    if (isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer,
-                                                                       np.floating))
-            or not math.isfinite(alpha) or alpha < 0):
-        raise ValueError(f'alpha must be "auto", a finite number >= 0 or None (the demo\'s '
-                         f'"auto"); got {alpha!r}.')
-    return float(alpha)
+#: the demo's parameters: (predicate, what is accepted), checked as the estimators check theirs
+_PARAMS = {
+    "seeds": (_int_at_least(1), "an int >= 1 (the number of fitting seeds)"),
+    "alpha": (_none_or(ALPHA_OR_AUTO[0]),
+              f"None (the demo's {DEMO_ALPHA!r}), 'auto' or a finite real >= 0"),
+    "max_iter": (_none_or(_int_at_least(1)),
+                 f"None (the demo's {DEMO_MAX_ITER}) or an int >= 1 (sweeps per restart)"),
+}
 
 
 def _near_empty_cells(data, masks):
@@ -280,9 +263,10 @@ def run_demo(out_dir=DEFAULT_OUT, seeds=DEFAULT_SEEDS, *, alpha=None, max_iter=N
     ValueError
         If ``seeds``, ``alpha`` or ``max_iter`` is not a valid value.
     """
-    n_seeds = _check_seeds(seeds)
-    alpha = _check_alpha(alpha)
-    budget = _check_max_iter(max_iter)
+    check_params({"seeds": seeds, "alpha": alpha, "max_iter": max_iter}, "run_demo", _PARAMS)
+    n_seeds = int(seeds)
+    alpha = DEMO_ALPHA if alpha is None else alpha if isinstance(alpha, str) else float(alpha)
+    budget = DEMO_MAX_ITER if max_iter is None else int(max_iter)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = load_mice_protein()
