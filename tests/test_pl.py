@@ -123,6 +123,8 @@ def test_loadings_rows_are_the_top_features():
         bcnmf.pl.loadings(comps, topics=[2])
     with pytest.raises(ValueError, match="n_top"):
         bcnmf.pl.loadings(comps, n_top=0)
+    with pytest.raises(ValueError, match="Every loading of the topics shown is zero"):
+        bcnmf.pl.loadings(np.zeros((2, 3)))
     # without names, the features are named as in every table (bcnmf.top_features)
     unnamed = bcnmf.pl.loadings(comps, n_top=1, scale="none")
     assert [t.get_text() for t in unnamed.get_yticklabels()] == ["feature_1", "feature_4"]

@@ -173,6 +173,9 @@ def loadings(data, *, key="bcnmf", n_top=10, topics=None, feature_names=None, sc
         raise ValueError(f"scale must be 'topic' or 'none'; got {scale!r}.")
     shown = topic_indices(topics, comps.shape[0])
     rows = _top_rows(comps, shown, n_top)
+    if not rows:
+        raise ValueError("Every loading of the topics shown is zero: there is no feature to "
+                         "show (a collapsed fit; see the model's warnings).")
     values = comps[np.ix_(shown, rows)].T.astype(float)
     if scale == "topic":
         peak = values.max(axis=0, keepdims=True)
