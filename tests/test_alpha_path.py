@@ -208,6 +208,7 @@ def test_n_components_auto():
         warnings.simplefilter("ignore")
         model = BCNMF("auto", random_state=0, max_iter=100).fit(X, background=Y)
     k = model.components_.shape[0]
+    assert model.n_components_ == k and model.n_components == "auto"   # the parameter stays
     path = model.alpha_path_
     assert k in alpha_path.K_GRID
     assert sorted(set(path["n_components"].tolist())) == [kk for kk in alpha_path.K_GRID

@@ -314,7 +314,12 @@ def test_default_n_components_is_n_features():
     X, _ = poisson_data(5, n_features=4)
     model = BCNMF(max_iter=20, tol=0, random_state=0, alpha=1.5).fit(X)
     assert model.components_.shape == (4, 4)
+    assert model.n_components_ == 4 and model.n_components is None
     assert len(model.get_feature_names_out()) == 4
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        BCNMF(3).n_components_
 
 
 # --------------------------------------------------------------------------------------------

@@ -111,6 +111,14 @@ class BaseBCNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return split_offset(self.fit_state_.offsets[0])[1]
 
     @property
+    def n_components_(self) -> int:
+        """The number of topics of the fit (rows of ``components_``): the K chosen
+        with ``n_components="auto"``, else ``n_components`` (n_features for None),
+        as scikit-learn's ``NMF.n_components_``."""
+        check_is_fitted(self, "components_")
+        return int(self.components_.shape[0])
+
+    @property
     def n_shared_(self) -> int:
         """The number of shared topics of the fit (0 when it has none)."""
         shared = self.shared_components_

@@ -204,7 +204,11 @@ class BCNMF(BaseBCNMF):
     Attributes
     ----------
     components_ : ndarray of shape (n_components, n_features)
-        Shared basis (topics x features).
+        The contrastive topics (topics x features); the shared topics of the
+        background are in ``shared_components_``.
+    n_components_ : int
+        Number of topics (rows of ``components_``): the chosen K with
+        ``n_components="auto"``.
     background_codes_ : ndarray of shape (n_background, n_components) or None
         Codes of the background cells.
     n_iter_ : int
