@@ -50,7 +50,7 @@ def _slices(mats):
 
 class MultiConditionBCNMF(BCNMF):
     """bcNMF with several backgrounds (each with its own alpha) and/or several
-    target conditions, one shared basis.
+    target conditions, one basis for all of them.
 
     ``fit(X, background=[Y_1, ..., Y_B])``: ``X`` is a matrix or a list of
     target matrices (conditions); ``background`` a matrix or a list.  Every

@@ -14,7 +14,8 @@ class FactorizationResult:
     Attributes
     ----------
     components : ndarray of shape (n_components, n_features)
-        The shared basis (the paper's W transposed).
+        The contrastive topics, the basis of both datasets' codes (the paper's W
+        transposed).
     codes : ndarray of shape (n_target, n_components)
         Target codes (H_X transposed).
     background_codes : ndarray of shape (n_background, n_components) or None

@@ -1,7 +1,7 @@
 """The one kernel: a multiplicative sweep over a block of cells.
 
 For a block of cells ``A`` (n x F, dense or CSR) with codes ``C`` (n x K) and
-the shared basis ``B`` (K x F), :func:`sweep_block`
+the basis ``B`` (K x F) that target and background share, :func:`sweep_block`
 
 * returns the block's divergence at the current state, computed from products
   the code update needs anyway,
