@@ -86,6 +86,17 @@ def sample_ids(name, args):
     return {"samples": d.target_samples, "background_samples": d.background_samples}
 
 
+def fit_params(args):
+    """The estimator parameters every fit of the run shares (``--max-iter``, and
+    ``--n-shared`` and ``--init`` where given; the estimator's defaults otherwise)."""
+    params = {"max_iter": args.max_iter}
+    if args.n_shared is not None:
+        params["n_shared"] = args.n_shared if args.n_shared == "auto" else int(args.n_shared)
+    if args.init is not None:
+        params["init"] = args.init
+    return params
+
+
 def _grid_ari(X, Y, labels, k, a, seed, n_init, params):
     from threadpoolctl import threadpool_limits
 
@@ -122,7 +133,7 @@ def grid_ari(name, args):
 
     X, Y, labels = load(name, args)
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
-    params = {"max_iter": args.max_iter, "beta_loss": args.loss}
+    params = {**fit_params(args), "beta_loss": args.loss}
     grid = [(k, a) for k in ks for a in alphas]
     saved = _saved_ari(name, args.ari_from)
     todo = [(k, a) for k, a in grid if (int(k), float(a)) not in saved]
@@ -145,7 +156,7 @@ def run(name, seed, args, ari):
 
     X, Y, labels = load(name, args)
     ks, alphas = (QUICK_GRIDS if args.quick else GRIDS)[name]
-    params = {"max_iter": args.max_iter}
+    params = fit_params(args)
     t0 = time.perf_counter()
     res = select_model(X, ks, background=Y, alpha=alphas, beta_loss=args.loss,
                        n_init=args.n_init, n_splits=args.n_splits, n_jobs=args.n_jobs,
@@ -173,8 +184,8 @@ def one_fit_seconds(X, Y, ks, alphas, seed, args):
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        BCNMF(k, alpha=alpha, beta_loss=args.loss, max_iter=args.max_iter,
-              random_state=seed).fit(X, background=Y)
+        BCNMF(k, alpha=alpha, beta_loss=args.loss, random_state=seed,
+              **fit_params(args)).fit(X, background=Y)
         return time.perf_counter() - t0
 
 
@@ -262,6 +273,12 @@ def main(argv=None):
                     help="fitting seeds averaged for the ARI of every grid point")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--max-iter", type=int, default=500)
+    ap.add_argument("--n-shared", default=None,
+                    help="n_shared of every fit ('auto' or a count; default: the estimator's)")
+    ap.add_argument("--init", default=None, choices=("contrastive", "random"),
+                    help="init of every fit, select_model's restarts included (default: "
+                         "the estimator's for the scored fits, random draws for the "
+                         "restarts)")
     ap.add_argument("--beta", type=float, default=8.0)
     ap.add_argument("--sim-genes", type=int, default=600)
     ap.add_argument("--sim-cells", type=int, default=300)
