@@ -53,7 +53,8 @@ class BCNMF(BaseBCNMF):
         ``"auto"`` (with a background) screens K = 2, 3, 5 and 8 as
         ``alpha="auto"`` screens alphas and keeps the K whose best held-out
         contrast is highest (a larger K must beat a smaller one beyond
-        noise); the screening table is in ``alpha_path_``.
+        noise); the screening table is in ``alpha_path_``.  A first guess: it
+        found the planted K of one of four benchmark sets (docs/selection.md).
     alpha : "auto" or float, default="auto"
         Contrast weight (>= 0), interpreted according to ``alpha_scale``.
         With the relative scale, values a little above 1 ask for topics used
