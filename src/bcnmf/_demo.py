@@ -67,9 +67,9 @@ import numpy as np
 from sklearn.decomposition import NMF, PCA
 from sklearn.exceptions import ConvergenceWarning
 
+from ._validation import ALPHA_OR_AUTO, _int_at_least, _none_or, check_params
 from .datasets import load_mice_protein
 from .estimator import BCNMF
-from ._validation import ALPHA_OR_AUTO, _int_at_least, _none_or, check_params
 from .exceptions import DivergenceWarning
 from .io import write_run
 from .metrics import cluster_ari

@@ -53,7 +53,6 @@ def _record(adata, key):
     return adata.uns[key]
 
 
-
 def _history(data, key):
     if _is_anndata(data):
         return _record(data, key)["history"]
