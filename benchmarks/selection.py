@@ -191,16 +191,22 @@ def one_fit_seconds(X, Y, ks, alphas, seed, args):
 
 def agreement(tables):
     """How often the selection seeds agree: the point chosen most often, and the number of
-    seeds whose choice is that point or has it within noise (``within_noise``: within one
-    paired standard error of the seed's own choice, on that seed's held-out cells)."""
+    seeds whose choice is that point or has it within noise (as in :func:`ks_within_noise`:
+    stable, and within one paired standard error of the seed's own choice on that seed's
+    held-out cells)."""
     from collections import Counter
+
+    from bcnmf.selection import MIN_STABILITY
 
     picks = [(int(t["n_components"].iloc[p]), float(t["alpha"].iloc[p])) for t, p in tables]
     mode = Counter(picks).most_common(1)[0][0]
     agree = 0
     for (table, _), chosen in zip(tables, picks):
         at = (table["n_components"] == mode[0]) & (table["alpha"] == mode[1])
-        noise = "within_noise" in table and bool(table.loc[at, "within_noise"].any())
+        noise = "within_noise" in table and bool(
+            (table.loc[at, "within_noise"].astype(bool)
+             & (np.nan_to_num(table.loc[at, "stability"].astype(float), nan=1.0)
+                >= MIN_STABILITY)).any())
         agree += chosen == mode or noise
     return mode, agree, len(tables)
 
