@@ -12,7 +12,8 @@ within 10% of the best ARI on the grid.  Per selection run: its seconds as a mul
 one fit at the grid's middle point (timed right after it in the same process, one BLAS
 thread, as the selection's fits; ``refit=False``, so the recommended model's own fit is
 not counted).  Per dataset: how many selection seeds choose the most chosen point or have
-it within noise of their choice (one paired standard error on their held-out cells).
+it stable and within noise of their choice (one paired standard error on their held-out
+cells).
 
 Datasets
 --------
@@ -191,23 +192,16 @@ def one_fit_seconds(X, Y, ks, alphas, seed, args):
 
 def agreement(tables):
     """How often the selection seeds agree: the point chosen most often, and the number of
-    seeds whose choice is that point or has it within noise (as in :func:`ks_within_noise`:
-    stable, and within one paired standard error of the seed's own choice on that seed's
-    held-out cells)."""
+    seeds whose choice is that point or has it among the rows of :func:`tied_with_choice`."""
     from collections import Counter
-
-    from bcnmf.selection import MIN_STABILITY
 
     picks = [(int(t["n_components"].iloc[p]), float(t["alpha"].iloc[p])) for t, p in tables]
     mode = Counter(picks).most_common(1)[0][0]
     agree = 0
     for (table, _), chosen in zip(tables, picks):
-        at = (table["n_components"] == mode[0]) & (table["alpha"] == mode[1])
-        noise = "within_noise" in table and bool(
-            (table.loc[at, "within_noise"].astype(bool)
-             & (np.nan_to_num(table.loc[at, "stability"].astype(float), nan=1.0)
-                >= MIN_STABILITY)).any())
-        agree += chosen == mode or noise
+        at = np.asarray((table["n_components"] == mode[0]) & (table["alpha"] == mode[1]))
+        tied = tied_with_choice(table)
+        agree += chosen == mode or (tied is not None and bool((tied & at).any()))
     return mode, agree, len(tables)
 
 
@@ -224,17 +218,23 @@ def load_placements(path):
         return list(zip(f["target"], f["background"]))
 
 
-def ks_within_noise(table):
-    """K values with a stable grid point whose contrast is within one paired standard error
-    of the chosen point's (the held-out cells cannot tell them from the choice)."""
+def tied_with_choice(table):
+    """Rows of ``table`` the held-out cells cannot tell from the chosen point: stable grid
+    points whose contrast is within one paired standard error of the choice's (None when the
+    table has no ``within_noise`` column)."""
     if "within_noise" not in table:
         return None
     from bcnmf.selection import MIN_STABILITY
 
     stable = np.nan_to_num(np.asarray(table["stability"], dtype=float), nan=1.0) \
         >= MIN_STABILITY
-    ok = np.asarray(table["within_noise"], dtype=bool) & stable
-    return sorted({int(k) for k in table["n_components"][ok]})
+    return np.asarray(table["within_noise"], dtype=bool) & stable
+
+
+def ks_within_noise(table):
+    """K values with a row of :func:`tied_with_choice`."""
+    ok = tied_with_choice(table)
+    return None if ok is None else sorted({int(k) for k in table["n_components"][ok]})
 
 
 def fmt_table(table, pick):
@@ -383,7 +383,8 @@ def _print_summary(summary, tables):
               f"{'yes' if r[2] else 'no'} | {n[0]:.3f} ({n[1]:.3f}) | "
               f"{'yes' if n[2] else 'no'} | {tied} |")
     print("\n### Agreement over selection seeds\n")
-    print("| dataset | seeds | most chosen point | seeds choosing it or within noise of it |")
+    print("| dataset | seeds | most chosen point | seeds choosing it, or with it stable and "
+          "within noise |")
     print("|---|---|---|---|")
     for name, runs in tables.items():
         (k, a), agree, n = agreement(runs)
